@@ -1,0 +1,474 @@
+//! Incremental accept-filter parsers for listenq.
+//!
+//! These are the protocol halves of FreeBSD's `accf_data`, `accf_http`,
+//! `accf_dns` and `accf_tls` (accept_filter(9)), rewritten as byte-at-a-time
+//! state machines: the kernel wrapper hands each newly arrived mbuf to
+//! [`Conn::feed`], and the parser never looks at a byte twice, so a slow
+//! client dribbling a large request costs O(total bytes) instead of stock's
+//! O(n²) rescans of the socket buffer.
+//!
+//! # What the kernel wrapper must do itself
+//!
+//! The parser sees only payload bytes. The stock filters also release a
+//! connection on socket-buffer conditions, and the wrapper must keep those:
+//!
+//! * **Receive buffer full** (`sbused(sb) >= sb_hiwat || sb_mbcnt >=
+//!   sb_mbmax`): Ready. Otherwise a request bigger than the buffer would be
+//!   held forever, since no more data can arrive.
+//! * **Peer shut down** (`SBS_CANTRCVMORE`): Ready, so the application sees
+//!   the EOF. (Stock `accf_dns` forgets this check; see `dns`.)
+//! * **dataready and `SO_RCVLOWAT`**: stock `dataready` is `soreadable()`,
+//!   which also fires on `so_error`/`so_rerror` and waits for `sb_lowat`
+//!   bytes (inherited from the listener). [`Conn`] reports Ready on the first
+//!   byte; a wrapper that wants stock's low-water behaviour checks
+//!   `sbavail >= sb_lowat` itself.
+//! * **Hold timeout** ([`Config::hold_timeout_ms`]): when it expires, deliver
+//!   or drop the connection according to [`Config::on_timeout`].
+//!
+//! # Chunking
+//!
+//! For every filter the byte offset at which [`Conn::feed`] first returns
+//! Ready depends only on the byte stream, never on how it was split into
+//! calls. That is also true of stock for every decision except one: stock
+//! httpready's end-of-headers test looks only at the last three bytes of the
+//! buffer at upcall time, so headers followed in the same segment by more
+//! data (a pipelined request, a body) are held until the buffer fills. Here
+//! the first `\n\n` or `\n\r\n` after the request line ends the hold. This
+//! releases such connections earlier than stock, never later.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// The kernel build is panic=abort: a panic is a kernel panic. These lints
+// turn every construct that can panic on hostile input into a build error.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
+
+mod data;
+mod dns;
+mod http;
+mod proxy;
+mod tls;
+
+/// Result of feeding bytes to a [`Conn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Keep holding the connection on the incomplete queue.
+    NeedMore,
+    /// Hand the connection to accept(2) now.
+    Ready,
+}
+
+/// Which accept filter a listener uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `dataready`: any data.
+    Data,
+    /// `httpready`: a complete HTTP/1.x request head.
+    Http,
+    /// `dnsready`: one complete length-prefixed DNS message.
+    Dns,
+    /// `tlsready`: the first complete TLS record.
+    Tls,
+}
+
+impl FilterKind {
+    /// Every filter, in the order the kernel registers them.
+    pub const ALL: [FilterKind; 4] = [
+        FilterKind::Data,
+        FilterKind::Http,
+        FilterKind::Dns,
+        FilterKind::Tls,
+    ];
+
+    /// Looks up a filter by its accept_filter(9) name. `name` may carry the
+    /// NUL padding of `struct accept_filter_arg.af_name`.
+    pub fn from_name(name: &[u8]) -> Option<FilterKind> {
+        let name = until_nul(name);
+        FilterKind::ALL
+            .into_iter()
+            .find(|k| k.name().as_bytes() == name)
+    }
+
+    /// The accept_filter(9) name, as userland passes it in `af_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterKind::Data => "dataready",
+            FilterKind::Http => "httpready",
+            FilterKind::Dns => "dnsready",
+            FilterKind::Tls => "tlsready",
+        }
+    }
+}
+
+/// PROXY protocol (haproxy v1/v2) handling in front of the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Stock: the filter sees the connection from byte 0.
+    Off,
+    /// A connection that starts with a PROXY signature is held until the
+    /// header is complete and the filter then judges the bytes after it; one
+    /// that does not is judged from byte 0. A signature followed by a
+    /// malformed header is released at once.
+    Optional,
+    /// Anything that is not a valid PROXY header is released at once. The
+    /// listener's application expects PROXY and will reject the connection
+    /// itself; releasing it (rather than holding it) means garbage costs a
+    /// queue slot for one round trip, not for the hold timeout.
+    Required,
+}
+
+/// What the kernel wrapper does with a connection whose hold timeout expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutAction {
+    /// Queue it for accept(2) anyway, as if the filter had said Ready.
+    Deliver,
+    /// Abort it (RST); the application never sees it.
+    Drop,
+}
+
+/// Which HTTP methods httpready holds for the end of the request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMethods {
+    /// Stock: GET and HEAD; any other request is released after two bytes.
+    Stock,
+    /// GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE (RFC 9110) and PATCH
+    /// (RFC 5789). Only the head is waited for, never a body: a POST is
+    /// released at the end of its headers even if its body is still coming.
+    All,
+}
+
+/// A listener's filter configuration, parsed once from `af_arg` by
+/// [`parse_af_arg`] and shared by all its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The filter.
+    pub kind: FilterKind,
+    /// PROXY protocol handling (`proxy[=off|optional|required]`).
+    pub proxy: ProxyMode,
+    /// Hold limit in milliseconds (`timeout=<ms>`); `None` holds without
+    /// limit as stock does.
+    pub hold_timeout_ms: Option<u32>,
+    /// What to do when the hold limit expires (`ontimeout=deliver|drop`).
+    pub on_timeout: TimeoutAction,
+    /// httpready: `methods=stock|all`.
+    pub http_methods: HttpMethods,
+    /// httpready: `h2` holds an HTTP/2 prior-knowledge preface until all 24
+    /// bytes are in. Stock releases it after two bytes.
+    pub http_h2: bool,
+    /// httpready: `parsehttpversion=0|1`, stock's
+    /// `net.inet.accf.http.parsehttpversion` (default 1). With 0, a request
+    /// is held until the end of headers without looking at the request line,
+    /// so an HTTP/0.9 request (which has no headers) is held.
+    pub http_parse_version: bool,
+    /// tlsready: `clienthello` holds until the whole first ClientHello has
+    /// arrived even if it spans several records. Stock releases at the end
+    /// of the first record.
+    pub tls_clienthello: bool,
+}
+
+impl Config {
+    /// The stock semantics of `kind`: what an empty `af_arg` gives.
+    pub const fn stock(kind: FilterKind) -> Config {
+        Config {
+            kind,
+            proxy: ProxyMode::Off,
+            hold_timeout_ms: None,
+            on_timeout: TimeoutAction::Deliver,
+            http_methods: HttpMethods::Stock,
+            http_h2: false,
+            http_parse_version: true,
+            tls_clienthello: false,
+        }
+    }
+}
+
+/// Why `af_arg` was rejected. The kernel returns EINVAL for all of them; the
+/// text is for its log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgError {
+    /// A key this filter has never heard of.
+    UnknownOption,
+    /// A known key with a value it does not accept.
+    BadValue,
+    /// More than [`MAX_AF_ARG`] bytes before the NUL.
+    TooLong,
+    /// An empty item: leading, trailing or doubled comma.
+    EmptyOption,
+    /// A key that needs `=value` was given without one.
+    MissingValue,
+    /// A flag that takes no value was given one.
+    UnexpectedValue,
+    /// The same key twice; refused rather than guessing which one wins.
+    Duplicate,
+    /// A known key that belongs to another filter (e.g. `h2` on tlsready).
+    WrongFilter,
+}
+
+impl ArgError {
+    /// A short description for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ArgError::UnknownOption => "unknown option",
+            ArgError::BadValue => "bad option value",
+            ArgError::TooLong => "argument too long",
+            ArgError::EmptyOption => "empty option",
+            ArgError::MissingValue => "option needs a value",
+            ArgError::UnexpectedValue => "option takes no value",
+            ArgError::Duplicate => "option given twice",
+            ArgError::WrongFilter => "option does not apply to this filter",
+        }
+    }
+}
+
+/// Longest `af_arg` string: `sizeof(af_arg) - 1`, since the kernel forces
+/// the last byte of the 240-byte field to NUL.
+pub const MAX_AF_ARG: usize = 239;
+
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(n) => bytes.get(..n).unwrap_or(bytes),
+        None => bytes,
+    }
+}
+
+/// Parses `struct accept_filter_arg.af_arg` for filter `kind`.
+///
+/// The empty string is stock semantics. Otherwise `af_arg` is a
+/// comma-separated list of `key` or `key=value` items, without spaces:
+///
+/// | key | values | filters |
+/// |---|---|---|
+/// | `proxy` | `off`, `optional` (also bare `proxy`), `required` | all |
+/// | `timeout` | decimal milliseconds, u32; 0 = none | all |
+/// | `ontimeout` | `deliver`, `drop` | all |
+/// | `methods` | `stock`, `all` | httpready |
+/// | `h2` | (flag) | httpready |
+/// | `parsehttpversion` | `0`, `1` | httpready |
+/// | `clienthello` | (flag) | tlsready |
+///
+/// Parsing stops at the first NUL.
+pub fn parse_af_arg(kind: FilterKind, af_arg: &[u8]) -> Result<Config, ArgError> {
+    let arg = until_nul(af_arg);
+    if arg.len() > MAX_AF_ARG {
+        return Err(ArgError::TooLong);
+    }
+    let mut cfg = Config::stock(kind);
+    if arg.is_empty() {
+        return Ok(cfg);
+    }
+    let mut seen: u8 = 0;
+    for item in arg.split(|&b| b == b',') {
+        if item.is_empty() {
+            return Err(ArgError::EmptyOption);
+        }
+        let (key, value) = match item.iter().position(|&b| b == b'=') {
+            Some(eq) => (
+                item.get(..eq).unwrap_or_default(),
+                Some(item.get(eq.saturating_add(1)..).unwrap_or_default()),
+            ),
+            None => (item, None),
+        };
+        let opt = Opt::from_key(key).ok_or(ArgError::UnknownOption)?;
+        if let Some(only) = opt.only_for() {
+            if only != kind {
+                return Err(ArgError::WrongFilter);
+            }
+        }
+        if seen & opt.bit() != 0 {
+            return Err(ArgError::Duplicate);
+        }
+        seen |= opt.bit();
+        opt.apply(&mut cfg, value)?;
+    }
+    Ok(cfg)
+}
+
+#[derive(Clone, Copy)]
+enum Opt {
+    Proxy,
+    Timeout,
+    OnTimeout,
+    Methods,
+    H2,
+    ParseHttpVersion,
+    ClientHello,
+}
+
+impl Opt {
+    fn from_key(key: &[u8]) -> Option<Opt> {
+        Some(match key {
+            b"proxy" => Opt::Proxy,
+            b"timeout" => Opt::Timeout,
+            b"ontimeout" => Opt::OnTimeout,
+            b"methods" => Opt::Methods,
+            b"h2" => Opt::H2,
+            b"parsehttpversion" => Opt::ParseHttpVersion,
+            b"clienthello" => Opt::ClientHello,
+            _ => return None,
+        })
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Opt::Proxy => 1,
+            Opt::Timeout => 2,
+            Opt::OnTimeout => 4,
+            Opt::Methods => 8,
+            Opt::H2 => 16,
+            Opt::ParseHttpVersion => 32,
+            Opt::ClientHello => 64,
+        }
+    }
+
+    fn only_for(self) -> Option<FilterKind> {
+        match self {
+            Opt::Proxy | Opt::Timeout | Opt::OnTimeout => None,
+            Opt::Methods | Opt::H2 | Opt::ParseHttpVersion => Some(FilterKind::Http),
+            Opt::ClientHello => Some(FilterKind::Tls),
+        }
+    }
+
+    fn apply(self, cfg: &mut Config, value: Option<&[u8]>) -> Result<(), ArgError> {
+        match (self, value) {
+            (Opt::Proxy, None) => cfg.proxy = ProxyMode::Optional,
+            (Opt::Proxy, Some(v)) => {
+                cfg.proxy = match v {
+                    b"off" => ProxyMode::Off,
+                    b"optional" => ProxyMode::Optional,
+                    b"required" => ProxyMode::Required,
+                    _ => return Err(ArgError::BadValue),
+                }
+            }
+            (Opt::Timeout, Some(v)) => {
+                let ms = parse_u32(v).ok_or(ArgError::BadValue)?;
+                cfg.hold_timeout_ms = if ms == 0 { None } else { Some(ms) };
+            }
+            (Opt::OnTimeout, Some(v)) => {
+                cfg.on_timeout = match v {
+                    b"deliver" => TimeoutAction::Deliver,
+                    b"drop" => TimeoutAction::Drop,
+                    _ => return Err(ArgError::BadValue),
+                }
+            }
+            (Opt::Methods, Some(v)) => {
+                cfg.http_methods = match v {
+                    b"stock" => HttpMethods::Stock,
+                    b"all" => HttpMethods::All,
+                    _ => return Err(ArgError::BadValue),
+                }
+            }
+            (Opt::ParseHttpVersion, Some(v)) => {
+                cfg.http_parse_version = match v {
+                    b"0" => false,
+                    b"1" => true,
+                    _ => return Err(ArgError::BadValue),
+                }
+            }
+            (Opt::H2, None) => cfg.http_h2 = true,
+            (Opt::ClientHello, None) => cfg.tls_clienthello = true,
+            (Opt::Timeout | Opt::OnTimeout | Opt::Methods | Opt::ParseHttpVersion, None) => {
+                return Err(ArgError::MissingValue)
+            }
+            (Opt::H2 | Opt::ClientHello, Some(_)) => return Err(ArgError::UnexpectedValue),
+        }
+        Ok(())
+    }
+}
+
+/// Plain decimal: no sign, no spaces, no hex, so `timeout=-1` or
+/// `timeout=0x10` is an error rather than a surprise.
+fn parse_u32(v: &[u8]) -> Option<u32> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for &b in v {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n = n.checked_mul(10)?.checked_add(u32::from(d))?;
+    }
+    Some(n)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inner {
+    Data(data::Data),
+    Http(http::Http),
+    Dns(dns::Dns),
+    Tls(tls::Tls),
+}
+
+impl Inner {
+    fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
+        if bytes.is_empty() {
+            return Progress::NeedMore;
+        }
+        match self {
+            Inner::Data(s) => s.feed(bytes),
+            Inner::Http(s) => s.feed(cfg, bytes),
+            Inner::Dns(s) => s.feed(bytes),
+            Inner::Tls(s) => s.feed(cfg, bytes),
+        }
+    }
+}
+
+/// Per-connection parser state: fixed size, no pointers, no allocation.
+///
+/// Feed it every byte the connection receives, in order, exactly once, with
+/// the listener's [`Config`] (the same one given to [`Conn::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    ready: bool,
+    proxy: proxy::Proxy,
+    inner: Inner,
+}
+
+impl Conn {
+    /// State for a new connection on a listener configured with `cfg`.
+    pub fn new(cfg: &Config) -> Conn {
+        Conn {
+            ready: false,
+            proxy: proxy::Proxy::new(cfg.proxy),
+            inner: match cfg.kind {
+                FilterKind::Data => Inner::Data(data::Data),
+                FilterKind::Http => Inner::Http(http::Http::new(cfg)),
+                FilterKind::Dns => Inner::Dns(dns::Dns::new()),
+                FilterKind::Tls => Inner::Tls(tls::Tls::new()),
+            },
+        }
+    }
+
+    /// Feed the bytes that arrived since the last call (the caller tracks the
+    /// offset and passes only NEW bytes, possibly in several chunks per
+    /// upcall, one per mbuf). O(`bytes.len()`) time, O(1) state: earlier
+    /// bytes are never looked at again. Bytes after the one that made the
+    /// connection Ready are ignored.
+    pub fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
+        if self.ready {
+            return Progress::Ready;
+        }
+        let progress = match self.proxy.feed(cfg.proxy, bytes) {
+            proxy::Step::NeedMore => Progress::NeedMore,
+            proxy::Step::Invalid => Progress::Ready,
+            proxy::Step::Pass { replay, rest } => match self.inner.feed(cfg, replay) {
+                Progress::Ready => Progress::Ready,
+                Progress::NeedMore => self.inner.feed(cfg, rest),
+            },
+        };
+        self.ready = progress == Progress::Ready;
+        progress
+    }
+
+    /// Once Ready, stays Ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+}

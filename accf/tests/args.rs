@@ -1,0 +1,124 @@
+use listenq_accf::{
+    parse_af_arg, ArgError, Config, FilterKind, HttpMethods, ProxyMode, TimeoutAction,
+};
+
+#[test]
+fn empty_is_stock_for_every_filter() {
+    for k in FilterKind::ALL {
+        assert_eq!(parse_af_arg(k, b""), Ok(Config::stock(k)));
+        // struct accept_filter_arg is zero-filled by most callers.
+        assert_eq!(parse_af_arg(k, &[0; 240]), Ok(Config::stock(k)));
+    }
+    let s = Config::stock(FilterKind::Http);
+    assert!(s.http_parse_version && !s.http_h2 && s.http_methods == HttpMethods::Stock);
+    assert!(!Config::stock(FilterKind::Tls).tls_clienthello);
+    assert_eq!(s.proxy, ProxyMode::Off);
+    assert_eq!(s.hold_timeout_ms, None);
+}
+
+#[test]
+fn names_round_trip() {
+    for k in FilterKind::ALL {
+        assert_eq!(FilterKind::from_name(k.name().as_bytes()), Some(k));
+        let mut padded = [0u8; 16];
+        padded[..k.name().len()].copy_from_slice(k.name().as_bytes());
+        assert_eq!(FilterKind::from_name(&padded), Some(k));
+    }
+    assert_eq!(FilterKind::from_name(b"httpready2"), None);
+    assert_eq!(FilterKind::from_name(b"HTTPREADY"), None);
+    assert_eq!(FilterKind::from_name(b""), None);
+}
+
+#[test]
+fn every_option() {
+    let http = |a: &str| parse_af_arg(FilterKind::Http, a.as_bytes());
+    let c = http("proxy,timeout=1500,ontimeout=drop,methods=all,h2,parsehttpversion=0").unwrap();
+    assert_eq!(c.proxy, ProxyMode::Optional);
+    assert_eq!(c.hold_timeout_ms, Some(1500));
+    assert_eq!(c.on_timeout, TimeoutAction::Drop);
+    assert_eq!(c.http_methods, HttpMethods::All);
+    assert!(c.http_h2 && !c.http_parse_version);
+    assert_eq!(http("proxy=off").unwrap().proxy, ProxyMode::Off);
+    assert_eq!(http("proxy=optional").unwrap().proxy, ProxyMode::Optional);
+    assert_eq!(http("proxy=required").unwrap().proxy, ProxyMode::Required);
+    assert_eq!(http("timeout=0").unwrap().hold_timeout_ms, None);
+    assert_eq!(
+        http("timeout=4294967295").unwrap().hold_timeout_ms,
+        Some(u32::MAX)
+    );
+    assert_eq!(
+        http("ontimeout=deliver").unwrap().on_timeout,
+        TimeoutAction::Deliver
+    );
+    assert_eq!(
+        http("methods=stock").unwrap().http_methods,
+        HttpMethods::Stock
+    );
+    assert!(http("parsehttpversion=1").unwrap().http_parse_version);
+    let t = parse_af_arg(FilterKind::Tls, b"clienthello,proxy=required\0garbage").unwrap();
+    assert!(t.tls_clienthello);
+    assert_eq!(t.proxy, ProxyMode::Required);
+}
+
+#[test]
+fn errors() {
+    use ArgError::*;
+    for (kind, arg, err) in [
+        (FilterKind::Http, &b"bogus"[..], UnknownOption),
+        (FilterKind::Http, b"Proxy", UnknownOption),
+        (FilterKind::Http, b"proxy=yes", BadValue),
+        (FilterKind::Http, b"timeout=", BadValue),
+        (FilterKind::Http, b"timeout=-1", BadValue),
+        (FilterKind::Http, b"timeout=+1", BadValue),
+        (FilterKind::Http, b"timeout=0x10", BadValue),
+        (FilterKind::Http, b"timeout=4294967296", BadValue),
+        (FilterKind::Http, b"timeout= 1", BadValue),
+        (FilterKind::Http, b"ontimeout=reset", BadValue),
+        (FilterKind::Http, b"methods=ALL", BadValue),
+        (FilterKind::Http, b"parsehttpversion=2", BadValue),
+        (FilterKind::Http, b"timeout", MissingValue),
+        (FilterKind::Http, b"methods", MissingValue),
+        (FilterKind::Http, b"h2=1", UnexpectedValue),
+        (FilterKind::Tls, b"clienthello=", UnexpectedValue),
+        (FilterKind::Http, b",", EmptyOption),
+        (FilterKind::Http, b"h2,", EmptyOption),
+        (FilterKind::Http, b"h2,,proxy", EmptyOption),
+        (FilterKind::Http, b"proxy,proxy=off", Duplicate),
+        (FilterKind::Tls, b"h2", WrongFilter),
+        (FilterKind::Dns, b"methods=all", WrongFilter),
+        (FilterKind::Http, b"clienthello", WrongFilter),
+        (FilterKind::Data, b"parsehttpversion=1", WrongFilter),
+    ] {
+        assert_eq!(
+            parse_af_arg(kind, arg),
+            Err(err),
+            "{:?}",
+            String::from_utf8_lossy(arg)
+        );
+        assert!(!err.as_str().is_empty());
+    }
+}
+
+#[test]
+fn length_limit_is_the_kernel_field_less_its_nul() {
+    let mut arg = b"timeout=1".to_vec();
+    arg.resize(239, b'0');
+    assert_eq!(
+        parse_af_arg(FilterKind::Data, &arg),
+        Err(ArgError::BadValue)
+    );
+    arg.push(b'0');
+    assert_eq!(parse_af_arg(FilterKind::Data, &arg), Err(ArgError::TooLong));
+    arg.push(0);
+    assert_eq!(parse_af_arg(FilterKind::Data, &arg), Err(ArgError::TooLong));
+    let mut ok = b"timeout=".to_vec();
+    ok.resize(239, b'0');
+    ok.push(b'7');
+    assert_eq!(parse_af_arg(FilterKind::Data, &ok), Err(ArgError::TooLong));
+    ok.pop();
+    *ok.last_mut().unwrap() = b'7';
+    assert_eq!(
+        parse_af_arg(FilterKind::Data, &ok).unwrap().hold_timeout_ms,
+        Some(7)
+    );
+}

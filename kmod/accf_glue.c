@@ -1,0 +1,301 @@
+/*
+ * listenq accept filters: the C half. Registration with uipc_accf.c, the
+ * receive-buffer and queue manipulation that needs socket macros, and the
+ * deferred work (terminate or deliver a held connection) that must run
+ * without the locks an upcall holds. Decisions are made in Rust (accf.rs).
+ */
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/malloc.h>
+#include <sys/lock.h>
+#include <sys/mutex.h>
+#include <sys/mbuf.h>
+#include <sys/proc.h>
+#include <sys/refcount.h>
+#include <sys/socket.h>
+#include <sys/socketvar.h>
+#include <sys/protosw.h>
+#include <sys/sockbuf.h>
+#include <sys/taskqueue.h>
+#include <sys/callout.h>
+#include <sys/sysctl.h>
+#include <net/vnet.h>
+
+#include "glue.h"
+#include "accf_glue.h"
+
+MALLOC_DECLARE(M_LISTENQ);
+
+/* The prefix a name gets when listenq unloads (see lq_accf_unregister). */
+#define	LQ_TOMB	"lq:"
+
+static void
+lq_copy_name(char *dst, const char *prefix, const char *name)
+{
+	snprintf(dst, sizeof(((struct accept_filter *)0)->accf_name), "%s%s",
+	    prefix, name);
+}
+
+int
+lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
+    lq_accf_destroy_t *destroy)
+{
+	struct accept_filter *p, *mine;
+	char tomb[16];
+	int error;
+
+	p = accept_filt_get(__DECONST(char *, name));
+	if (p != NULL && p->accf_callback != NULL)
+		return (EEXIST);	/* a stock accf module (or another) has it */
+
+	/* Our own tombstone from an earlier load: bring it back. */
+	lq_copy_name(tomb, LQ_TOMB, name);
+	mine = accept_filt_get(tomb);
+	if (mine != NULL && p == NULL) {
+		mine->accf_create = create;
+		mine->accf_destroy = destroy;
+		mine->accf_callback = cb;
+		lq_copy_name(mine->accf_name, "", name);
+		return (0);
+	}
+
+	/* Like accept_filt_generic_mod_event(): the list keeps this forever. */
+	mine = malloc(sizeof(*mine), M_ACCF, M_WAITOK | M_ZERO);
+	lq_copy_name(mine->accf_name, "", name);
+	mine->accf_callback = cb;
+	mine->accf_create = create;
+	mine->accf_destroy = destroy;
+	error = accept_filt_add(mine);
+	if (error != 0)
+		return (error);
+	/*
+	 * A stock tombstone (callback NULL) of the same name absorbs ours:
+	 * accept_filt_add() copies only the callback and frees our struct.
+	 */
+	p = accept_filt_get(__DECONST(char *, name));
+	if (p != NULL && p->accf_callback == cb) {
+		p->accf_create = create;
+		p->accf_destroy = destroy;
+	}
+	return (0);
+}
+
+/*
+ * uipc_accf.c never removes a filter from its list. An unloaded filter
+ * whose callback is NULL would still be found by name, and a listener given
+ * it would call NULL on its first connection. So listenq leaves a renamed
+ * tombstone that no setsockopt(2) will ask for by its real name, with a
+ * kernel-resident callback that holds nothing; the next load reuses it.
+ */
+void
+lq_accf_unregister(const char *name, lq_accf_cb_t *cb)
+{
+	struct accept_filter *p;
+
+	p = accept_filt_get(__DECONST(char *, name));
+	if (p == NULL || p->accf_callback != cb)
+		return;
+	p->accf_create = NULL;
+	p->accf_destroy = NULL;
+	p->accf_callback = (lq_accf_cb_t *)nullop;
+	lq_copy_name(p->accf_name, LQ_TOMB, name);
+}
+
+void
+lq_sb_state(struct socket *so, struct lq_sbstate *out)
+{
+	SOCK_RECVBUF_LOCK_ASSERT(so);
+	out->avail = sbavail(&so->so_rcv);
+	out->full = sbspace(&so->so_rcv) <= 0;
+	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
+	out->sock_locked = mtx_owned(SOCK_MTX(so));
+}
+
+int
+lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len)
+{
+	SOCK_RECVBUF_LOCK_ASSERT(so);
+	if (so->so_rcv.sb_mb == NULL ||
+	    (uint64_t)off + len > sbavail(&so->so_rcv))
+		return (EINVAL);
+	m_copydata(so->so_rcv.sb_mb, off, len, buf);
+	return (0);
+}
+
+/* Held sockets carry this destructor so listenq learns when they go. */
+static void
+lq_so_dtor(struct socket *so)
+{
+	listenq_rs_held_gone(so);
+}
+
+void
+lq_so_tag(struct socket *so)
+{
+	SOCK_LOCK_ASSERT(so);
+	if (so->so_dtor == NULL)
+		so->so_dtor = lq_so_dtor;
+}
+
+int
+lq_so_untag(struct socket *so)
+{
+	int was = 0;
+
+	SOCK_LOCK(so);
+	if (so->so_dtor == lq_so_dtor) {
+		so->so_dtor = NULL;
+		was = 1;
+	}
+	SOCK_UNLOCK(so);
+	return (was);
+}
+
+int
+lq_so_ref_if_alive(struct socket *so)
+{
+	return (refcount_acquire_if_not_zero(&so->so_count));
+}
+
+/* Deferred work: terminate or deliver one held connection. */
+
+struct lq_work {
+	struct task	 w_task;
+	struct socket	*w_head;
+	struct socket	*w_so;
+	int		 w_deliver;
+};
+
+static volatile u_int lq_work_pending;
+
+u_int
+lq_work_pending_count(void)
+{
+	return (atomic_load_int(&lq_work_pending));
+}
+
+static void
+lq_work_run(void *arg, int pending __unused)
+{
+	struct lq_work *w = arg;
+	struct socket *head = w->w_head, *so = w->w_so;
+	bool ours;
+
+	CURVNET_SET(head->so_vnet);
+	SOLISTEN_LOCK(head);
+	SOCK_LOCK(so);
+	ours = so->so_listen == head && so->so_qstate == SQ_INCOMP;
+	if (ours) {
+		SOCK_RECVBUF_LOCK(so);
+		if (so->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback)
+			soupcall_clear(so, SO_RCV);
+		SOCK_RECVBUF_UNLOCK(so);
+		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
+		head->sol_incqlen--;
+	}
+	if (ours && w->w_deliver) {
+		/* What soisconnected() does once a filter is satisfied. */
+		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
+		head->sol_qlen++;
+		so->so_qstate = SQ_COMP;
+		SOCK_UNLOCK(so);
+		solisten_wakeup(head);	/* unlocks */
+	} else if (ours) {
+		/* What solisten_enqueue() does to the oldest incomplete one. */
+		so->so_qstate = SQ_NONE;
+		so->so_listen = NULL;
+		SOCK_UNLOCK(so);
+		sorele_locked(head);	/* the queue's reference; unlocks */
+		soabort(so);		/* consumes the queue's reference */
+	} else {
+		SOCK_UNLOCK(so);
+		SOLISTEN_UNLOCK(head);
+	}
+	sorele(so);
+	sorele(head);
+	CURVNET_RESTORE();
+	free(w, M_LISTENQ);
+	atomic_subtract_int(&lq_work_pending, 1);
+}
+
+int
+lq_work_schedule(struct socket *head, struct socket *so, int deliver)
+{
+	struct lq_work *w;
+
+	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
+	if (w == NULL)
+		return (ENOMEM);
+	w->w_head = head;
+	w->w_so = so;
+	w->w_deliver = deliver;
+	atomic_add_int(&lq_work_pending, 1);
+	TASK_INIT(&w->w_task, 0, lq_work_run, w);
+	taskqueue_enqueue(taskqueue_thread, &w->w_task);
+	return (0);
+}
+
+/*
+ * Filter removal. accf_destroy runs with the listener locked, before
+ * accept_filt_setopt() moves the sockets still flagged SO_ACCEPTFILTER to
+ * the completed queue. Flagging every socket listenq holds makes that loop
+ * release them too (stock leaves a socket that has already seen its filter
+ * waiting for data forever).
+ */
+u_int
+lq_accf_release_all(struct socket *head)
+{
+	struct socket *sp;
+	u_int n = 0;
+
+	SOLISTEN_LOCK_ASSERT(head);
+	TAILQ_FOREACH(sp, &head->sol_incomp, so_list) {
+		SOCK_LOCK(sp);
+		SOCK_RECVBUF_LOCK(sp);
+		if (sp->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback) {
+			soupcall_clear(sp, SO_RCV);
+			sp->so_options |= SO_ACCEPTFILTER;
+			n++;
+		}
+		SOCK_RECVBUF_UNLOCK(sp);
+		SOCK_UNLOCK(sp);
+	}
+	return (n);
+}
+
+/* The hold-timeout clock: one callout for the module. */
+static struct callout lq_tick_callout;
+static int lq_tick_ms;
+
+static void
+lq_tick(void *arg __unused)
+{
+	listenq_rs_tick();
+	callout_schedule(&lq_tick_callout, MAX(1, lq_tick_ms * hz / 1000));
+}
+
+void
+lq_tick_start(int ms)
+{
+	lq_tick_ms = ms;
+	callout_init(&lq_tick_callout, 1);
+	callout_reset(&lq_tick_callout, MAX(1, ms * hz / 1000), lq_tick, NULL);
+}
+
+void
+lq_tick_stop(void)
+{
+	callout_drain(&lq_tick_callout);
+}
+
+/* Knobs, under kern.ipc.listenq. */
+u_int lq_hold_timeout_ms = 0;
+SYSCTL_DECL(_kern_ipc_listenq);
+SYSCTL_UINT(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms, CTLFLAG_RW,
+    &lq_hold_timeout_ms, 0,
+    "Default accept filter hold timeout in ms (0: hold until the filter is satisfied)");
+int lq_hold_timeout_drop = 0;
+SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop, CTLFLAG_RW,
+    &lq_hold_timeout_drop, 0,
+    "At the default hold timeout: 0 delivers the connection, 1 drops it");

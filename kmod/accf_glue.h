@@ -1,0 +1,43 @@
+/* listenq accept filters: C half, see accf_glue.c. */
+#ifndef LISTENQ_ACCF_GLUE_H
+#define LISTENQ_ACCF_GLUE_H
+
+#include <sys/types.h>
+
+struct socket;
+
+typedef int	lq_accf_cb_t(struct socket *so, void *arg, int waitflag);
+typedef void	*lq_accf_create_t(struct socket *so, char *arg);
+typedef void	lq_accf_destroy_t(struct socket *so);
+
+struct lq_sbstate {
+	u_int	avail;		/* sbavail(&so->so_rcv) */
+	int	full;		/* no space left in the receive buffer */
+	int	eof;		/* SBS_CANTRCVMORE */
+	int	sock_locked;	/* SOCK_LOCK held: called from soisconnected() */
+};
+
+int	lq_accf_register(const char *name, lq_accf_cb_t *cb,
+	    lq_accf_create_t *create, lq_accf_destroy_t *destroy);
+void	lq_accf_unregister(const char *name, lq_accf_cb_t *cb);
+void	lq_sb_state(struct socket *so, struct lq_sbstate *out);
+int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
+void	lq_so_tag(struct socket *so);
+int	lq_so_untag(struct socket *so);
+int	lq_so_ref_if_alive(struct socket *so);
+int	lq_work_schedule(struct socket *head, struct socket *so, int deliver);
+u_int	lq_work_pending_count(void);
+u_int	lq_accf_release_all(struct socket *head);
+void	lq_tick_start(int ms);
+void	lq_tick_stop(void);
+extern u_int lq_hold_timeout_ms;
+extern int lq_hold_timeout_drop;
+
+/* Rust. */
+int	listenq_accf_callback(struct socket *so, void *arg, int waitflag);
+void	*listenq_accf_create(struct socket *so, char *arg);
+void	listenq_accf_destroy(struct socket *so);
+void	listenq_rs_held_gone(struct socket *so);
+void	listenq_rs_tick(void);
+
+#endif

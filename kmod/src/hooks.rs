@@ -1,0 +1,121 @@
+//! listenq's protocol-switch entries: listen, accept and close for TCP over
+//! IPv4/IPv6 and local stream/seqpacket sockets. Each one calls the kernel's
+//! original, so errors and queue behaviour stay exactly stock; listenq
+//! computes the limit itself and records what happened.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::kern::errno::Errno;
+use crate::kern::protosw::{self, Hooks};
+use crate::kern::socket::Socket;
+use crate::kern::time;
+use crate::listeners;
+use listenq_bindings as sys;
+use listenq_policy::backlog;
+
+/// Threads currently inside listenq code reached from the kernel. Unload
+/// waits for this to reach zero after unhooking.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct InFlight;
+
+impl InFlight {
+    pub fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+pub const HOOKS: Hooks = Hooks {
+    listen: lq_pr_listen,
+    accept: lq_pr_accept,
+    close: lq_pr_close,
+};
+
+pub fn install() -> usize {
+    protosw::install(HOOKS)
+}
+
+/// Waits up to `ms` for every thread to leave listenq code.
+pub fn drain(ms: i32) -> bool {
+    let mut waited = 0;
+    while in_flight() != 0 {
+        if waited >= ms {
+            return false;
+        }
+        time::pause_ms(10);
+        waited += 10;
+    }
+    true
+}
+
+/// pr_listen: the backlog policy is listenq's (see policy::backlog); the
+/// kernel's solisten_proto() then applies the same rule to the value it is
+/// given, so the result is identical to stock by construction.
+unsafe extern "C" fn lq_pr_listen(so: *mut sys::socket, backlog_arg: i32, td: *mut sys::thread) -> i32 {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_listen.
+    let s = unsafe { Socket::from_raw(so) };
+    let Some(orig) = protosw::originals(s.proto()) else {
+        return Errno::EINVAL.0;
+    };
+    let effective = match soacceptqueue() {
+        Some(max) => i32::try_from(backlog::effective_qlimit(backlog_arg, max)).unwrap_or(backlog_arg),
+        None => backlog_arg,
+    };
+    // SAFETY: the kernel's own entry, called with the arguments it was
+    // given (the backlog already clamped the way it would clamp it).
+    let rc = unsafe { (orig.listen)(so, effective, td) };
+    if rc == 0 {
+        listeners::on_listen(s, orig.proto, backlog_arg);
+    }
+    rc
+}
+
+/// pr_accept runs on the new socket right after accept(2) took it off the
+/// completed queue: that is where accept latency ends.
+unsafe extern "C" fn lq_pr_accept(so: *mut sys::socket, nam: *mut *mut sys::sockaddr) -> i32 {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_accept.
+    let s = unsafe { Socket::from_raw(so) };
+    let Some(orig) = protosw::originals(s.proto()) else {
+        return Errno::EINVAL.0;
+    };
+    // SAFETY: the kernel's own entry with the kernel's arguments.
+    let rc = unsafe { (orig.accept)(so, nam) };
+    listeners::on_accept(s);
+    rc
+}
+
+/// pr_close runs first thing in soclose(): a listener leaves the registry
+/// before its queues are torn down and long before it is freed.
+unsafe extern "C" fn lq_pr_close(so: *mut sys::socket) {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_close.
+    let s = unsafe { Socket::from_raw(so) };
+    if s.is_listening() {
+        listeners::on_close(s);
+    }
+    if let Some(close) = protosw::originals(s.proto()).and_then(|o| o.close) {
+        // SAFETY: the kernel's own entry with the kernel's argument.
+        unsafe { close(so) };
+    }
+}
+
+fn soacceptqueue() -> Option<u32> {
+    let mut v: u32 = 0;
+    // SAFETY: `v` is a valid out-pointer; pr_listen runs in syscall context
+    // without socket locks, where sysctl may take its lock.
+    let rc = unsafe { sys::lq_soacceptqueue(&mut v) };
+    (rc == 0).then_some(v)
+}

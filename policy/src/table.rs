@@ -1,0 +1,247 @@
+//! The text table behind `sysctl kern.ipc.listenq.listeners`.
+//! Formatting writes into any `fmt::Write`, so the kernel can use a fixed
+//! stack buffer per row and never allocate while formatting.
+
+use core::fmt::{self, Write};
+
+use crate::latency;
+use crate::registry::{Local, Row};
+
+pub const HEADER: &str = "LOCAL ADDRESS                              PROTO      BACKLOG      LIMIT   QLEN INCQLEN   ACCEPTED  OVERFLOWS FILTER          HELD   EVICTED  LAT_P50  LAT_P99";
+
+/// One row, terminated by a newline.
+pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
+    let mut addr = Fixed::<64>::new();
+    // A too-long address is cut, not dropped: the column still lines up.
+    let _ = write_local(&mut addr, &r.local);
+    let (fname, held) = match &r.filter {
+        Some(f) => (cstr(&f.name), f.held),
+        None => ("-", 0),
+    };
+    write!(
+        w,
+        "{:<42} {:<9} {:>8} {:>10} {:>6} {:>7} {:>10} {:>10} {:<12} {:>7} {:>9} ",
+        addr.as_str(),
+        r.proto.name(),
+        r.backlog,
+        r.qlimit,
+        r.qlen,
+        r.incqlen,
+        r.accepted,
+        r.overflows,
+        fname,
+        held,
+        r.evicted
+    )?;
+    write_latency(w, r.latency.percentile_bucket(50))?;
+    w.write_char(' ')?;
+    write_latency(w, r.latency.percentile_bucket(99))?;
+    w.write_char('\n')
+}
+
+/// A percentile as the upper bound of its bucket: "<64us", "<2ms", ">=67s".
+fn write_latency(w: &mut impl Write, bucket: Option<usize>) -> fmt::Result {
+    let mut s = Fixed::<16>::new();
+    match bucket {
+        None => s.write_str("-")?,
+        Some(b) => match latency::bucket_upper_us(b) {
+            None => s.write_str(">=67s")?,
+            Some(us) if us < 1_000 => write!(s, "<{us}us")?,
+            Some(us) if us < 1_000_000 => write!(s, "<{}ms", us.div_ceil(1_000))?,
+            Some(us) => write!(s, "<{}s", us.div_ceil(1_000_000))?,
+        },
+    }
+    write!(w, "{:>8}", s.as_str())
+}
+
+pub fn write_local(w: &mut impl Write, l: &Local) -> fmt::Result {
+    match l {
+        Local::Inet { addr, port } => {
+            write!(w, "{}.{}.{}.{}:{}", addr[0], addr[1], addr[2], addr[3], port)
+        }
+        Local::Inet6 { addr, port } => {
+            w.write_char('[')?;
+            write_ipv6(w, addr)?;
+            write!(w, "]:{port}")
+        }
+        Local::Path { path, len } => {
+            let n = usize::from(*len).min(path.len());
+            let p = path.get(..n).unwrap_or(&[]);
+            if p.is_empty() {
+                return w.write_str("local:(unbound)");
+            }
+            w.write_str("local:")?;
+            for &b in p {
+                // sun_path is bytes; show printable ASCII and escape the rest.
+                if (0x20..0x7f).contains(&b) {
+                    w.write_char(char::from(b))?;
+                } else {
+                    write!(w, "\\x{b:02x}")?;
+                }
+            }
+            Ok(())
+        }
+        Local::Unknown => w.write_str("?"),
+    }
+}
+
+/// RFC 5952 text form: lower case, longest run (>= 2) of zero groups as "::".
+pub fn write_ipv6(w: &mut impl Write, a: &[u8; 16]) -> fmt::Result {
+    let mut g = [0u16; 8];
+    for (i, x) in g.iter_mut().enumerate() {
+        *x = u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
+    }
+    let (mut best, mut best_len, mut cur, mut cur_len) = (0usize, 0usize, 0usize, 0usize);
+    for (i, x) in g.iter().enumerate() {
+        if *x == 0 {
+            if cur_len == 0 {
+                cur = i;
+            }
+            cur_len += 1;
+            if cur_len > best_len {
+                best = cur;
+                best_len = cur_len;
+            }
+        } else {
+            cur_len = 0;
+        }
+    }
+    if best_len < 2 {
+        best_len = 0;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if best_len > 0 && i == best {
+            w.write_str("::")?;
+            i += best_len;
+            continue;
+        }
+        if i > 0 && !(best_len > 0 && i == best + best_len) {
+            w.write_char(':')?;
+        }
+        write!(w, "{:x}", g[i])?;
+        i += 1;
+    }
+    Ok(())
+}
+
+fn cstr(b: &[u8]) -> &str {
+    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    core::str::from_utf8(b.get(..n).unwrap_or(&[])).unwrap_or("?")
+}
+
+/// A fixed-size text buffer: writes past the end are cut off, not errors,
+/// so a long field never makes the whole row fail.
+pub struct Fixed<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Fixed<N> {
+    pub const fn new() -> Self {
+        Fixed { buf: [0; N], len: 0 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole UTF-8 characters are ever copied in (see write_str).
+        core::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl<const N: usize> Default for Fixed<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Write for Fixed<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for ch in s.chars() {
+            let mut tmp = [0u8; 4];
+            let enc = ch.encode_utf8(&mut tmp).as_bytes();
+            let end = self.len + enc.len();
+            match self.buf.get_mut(self.len..end) {
+                Some(dst) => {
+                    dst.copy_from_slice(enc);
+                    self.len = end;
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::Histogram;
+    use crate::registry::{FilterInfo, Proto};
+
+    fn v6(s: [u16; 8]) -> std::string::String {
+        let mut a = [0u8; 16];
+        for (i, g) in s.iter().enumerate() {
+            a[2 * i..2 * i + 2].copy_from_slice(&g.to_be_bytes());
+        }
+        let mut f = Fixed::<64>::new();
+        write_ipv6(&mut f, &a).unwrap();
+        f.as_str().into()
+    }
+
+    #[test]
+    fn ipv6_text() {
+        assert_eq!(v6([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
+        assert_eq!(v6([0; 8]), "::");
+        assert_eq!(v6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), "2001:db8::1:0:0:1");
+        assert_eq!(v6([0x2001, 0xdb8, 0, 1, 1, 1, 1, 1]), "2001:db8:0:1:1:1:1:1");
+        assert_eq!(v6([0xfe80, 0, 0, 0, 0, 0, 0, 0]), "fe80::");
+    }
+
+    #[test]
+    fn row_has_every_column() {
+        let mut lat = Histogram::default();
+        lat.record(100);
+        let mut name = [0u8; 16];
+        name[..9].copy_from_slice(b"httpready");
+        let r = Row {
+            id: 1,
+            so: 0x1000,
+            proto: Proto::Tcp4,
+            local: Local::Inet { addr: [127, 0, 0, 1], port: 8080 },
+            backlog: 4,
+            qlimit: 4,
+            qlen: 7,
+            incqlen: 2,
+            accepted: 12,
+            overflows: 5,
+            filter: Some(FilterInfo { name, held: 2 }),
+            evicted: 3,
+            latency: lat,
+        };
+        let mut f = Fixed::<512>::new();
+        write_row(&mut f, &r).unwrap();
+        let cols: std::vec::Vec<&str> = f.as_str().split_whitespace().collect();
+        assert_eq!(
+            cols,
+            ["127.0.0.1:8080", "tcp4", "4", "4", "7", "2", "12", "5", "httpready", "2", "3", "<128us", "<128us"]
+        );
+        assert_eq!(HEADER.split_whitespace().count(), cols.len() + 1, "LOCAL ADDRESS is two words");
+    }
+
+    #[test]
+    fn unix_paths_are_escaped_and_fixed_truncates() {
+        let mut path = [0u8; 64];
+        path[..6].copy_from_slice(b"/tmp/\x01");
+        let mut f = Fixed::<12>::new();
+        write_local(&mut f, &Local::Path { path, len: 6 }).unwrap();
+        assert_eq!(f.as_str(), "local:/tmp/\\");
+    }
+}

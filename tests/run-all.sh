@@ -1,0 +1,121 @@
+#!/bin/sh
+# The README's test command (`make test`) lands here. Three layers:
+#   host    cargo test of the pure crates, clippy, rustfmt   (always)
+#   kernel  listenq.ko against SYSDIR + relocation check     (needs SYSDIR)
+#   vm      the .ko in a FreeBSD VM, TAP from inside          (needs LISTENQ_KERNEL)
+# A missing prerequisite skips its layer with one line saying why; a
+# failure in any layer that ran fails the whole run.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+SYSDIR=${SYSDIR:-/usr/src/sys}
+LISTENQ_KERNEL=${LISTENQ_KERNEL:-/var/lib/listenq/kernel}
+LISTENQ_MODULES=${LISTENQ_MODULES:-$(dirname "$LISTENQ_KERNEL")/modules}
+export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES
+
+mode=test
+case "${1:-}" in
+--host-only) mode=host ;;
+--bench) mode=bench ;;
+esac
+
+passed=0 failed=0 skipped=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+# Sums "test result: ok. N passed; M failed" lines of cargo test.
+count_cargo() {
+	awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+	     END { printf "%d %d\n", p, f }' "$1"
+}
+
+host_layer() {
+	echo "== host: cargo test (policy, parsers)"
+	if ! command -v cargo >/dev/null 2>&1; then
+		fail "host layer: no cargo on PATH (install a Rust toolchain)"
+		return
+	fi
+	cargo test --quiet 2>&1 | tee "$log"
+	rc=$?
+	set -- $(count_cargo "$log")
+	passed=$((passed + $1)); failed=$((failed + $2))
+	[ "$rc" -eq 0 ] || { [ "$2" -gt 0 ] || fail "cargo test exited $rc"; }
+	if cargo clippy --version >/dev/null 2>&1; then
+		if cargo clippy --quiet --all-targets -- -D warnings >"$log" 2>&1; then
+			echo "ok - clippy clean"; passed=$((passed + 1))
+		else
+			cat "$log"; fail "clippy"
+		fi
+	else
+		echo "skip clippy: not installed (rustup component add clippy)"; skipped=$((skipped + 1))
+	fi
+	if cargo fmt --version >/dev/null 2>&1; then
+		if cargo fmt --all --check >"$log" 2>&1; then
+			echo "ok - rustfmt clean"; passed=$((passed + 1))
+		else
+			head -40 "$log"; fail "rustfmt"
+		fi
+	else
+		echo "skip rustfmt: not installed (rustup component add rustfmt)"; skipped=$((skipped + 1))
+	fi
+}
+
+kernel_layer() {
+	echo "== kernel: listenq.ko against SYSDIR=$SYSDIR"
+	sh kmod/build-ko.sh
+	rc=$?
+	if [ "$rc" -eq 77 ]; then skipped=$((skipped + 1)); return 77; fi
+	if [ "$rc" -ne 0 ]; then fail "listenq.ko build"; return 1; fi
+	passed=$((passed + 1))
+	if sh tests/check-relocs.sh listenq.ko; then passed=$((passed + 1)); else fail "relocations"; fi
+	# The check itself must catch a GOT-relative relocation.
+	tmp=$(mktemp -d)
+	echo 'extern int x; int f(void) { return x; }' >"$tmp/bad.c"
+	if clang --target=x86_64-unknown-freebsd14.0 -fPIC -c -o "$tmp/bad.o" "$tmp/bad.c" 2>/dev/null; then
+		if sh tests/check-relocs.sh "$tmp/bad.o" >/dev/null; then
+			fail "relocation check accepted a GOTPCREL object"
+		else
+			echo "ok - relocation check refuses GOTPCREL"; passed=$((passed + 1))
+		fi
+	fi
+	rm -rf "$tmp"
+	return 0
+}
+
+vm_layer() {
+	echo "== vm: FreeBSD kernel LISTENQ_KERNEL=$LISTENQ_KERNEL"
+	if [ ! -f "$LISTENQ_KERNEL" ]; then
+		echo "skip vm layer: no FreeBSD test kernel at LISTENQ_KERNEL=$LISTENQ_KERNEL (see README: a FreeBSD 14 amd64 kernel with XENHVM, INVARIANTS, WITNESS)"
+		skipped=$((skipped + 1)); return
+	fi
+	runner=$(sh tests/vm/build-runner.sh | tail -n 1)
+	if [ ! -f "$runner" ]; then fail "runner build: $runner"; return; fi
+	set -- --kernel "$LISTENQ_KERNEL" --ko "$top/listenq.ko" --runner "$runner"
+	[ -d "$LISTENQ_MODULES" ] && set -- "$@" --modules "$LISTENQ_MODULES"
+	[ "$mode" = bench ] && set -- "$@" --bench
+	sh tests/vm/run-vm.sh "$@" 2>&1 | tee "$log"
+	rc=$?
+	ok=$(grep -c '^ok ' "$log")
+	nok=$(grep -c '^not ok ' "$log")
+	passed=$((passed + ok)); failed=$((failed + nok))
+	[ "$rc" -eq 0 ] || { [ "$nok" -gt 0 ] || fail "vm harness exited $rc"; }
+}
+
+if [ "$mode" != bench ]; then
+	host_layer
+fi
+if [ "$mode" != host ]; then
+	kernel_layer
+	krc=$?
+	if [ "$krc" -eq 0 ]; then
+		vm_layer
+	elif [ "$krc" -eq 77 ]; then
+		echo "skip vm layer: listenq.ko was not built (kernel layer skipped)"
+		skipped=$((skipped + 1))
+	fi
+fi
+
+echo "total: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,55 @@
+//! Kernel linker and module queries: kldload, kldunload, kldfind, kldstat,
+//! modfind (sys/sys/linker.h, sys/sys/module.h).
+
+use crate::sys::{self, SysResult, KLD_FILE_STAT_SIZE};
+
+pub use sys::{kldfind as find, kldload as load, kldunload as unload, modfind};
+
+/// The parts of struct kld_file_stat the tests look at.
+pub struct KldStat {
+    raw: [u8; KLD_FILE_STAT_SIZE],
+}
+
+const NAME_OFF: usize = 4;
+const PATH_LEN: usize = 1024;
+const REFS_OFF: usize = NAME_OFF + PATH_LEN;
+const ID_OFF: usize = REFS_OFF + 4;
+const ADDRESS_OFF: usize = ID_OFF + 4 + 4; // caddr_t, 8-byte aligned
+const SIZE_OFF: usize = ADDRESS_OFF + 8;
+const PATHNAME_OFF: usize = SIZE_OFF + 8;
+const _: () = assert!(ADDRESS_OFF == 1040 && PATHNAME_OFF + PATH_LEN == KLD_FILE_STAT_SIZE);
+
+fn cstr_field(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+fn i32_at(b: &[u8], off: usize) -> i32 {
+    i32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+impl KldStat {
+    pub fn name(&self) -> &[u8] {
+        cstr_field(&self.raw[NAME_OFF..NAME_OFF + PATH_LEN])
+    }
+    pub fn pathname(&self) -> &[u8] {
+        cstr_field(&self.raw[PATHNAME_OFF..PATHNAME_OFF + PATH_LEN])
+    }
+    pub fn id(&self) -> i32 {
+        i32_at(&self.raw, ID_OFF)
+    }
+    pub fn refs(&self) -> i32 {
+        i32_at(&self.raw, REFS_OFF)
+    }
+    pub fn size(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.raw[SIZE_OFF..SIZE_OFF + 8]);
+        u64::from_ne_bytes(b)
+    }
+}
+
+pub fn stat(fileid: i32) -> SysResult<KldStat> {
+    let mut st = KldStat { raw: [0; KLD_FILE_STAT_SIZE] };
+    sys::kldstat(fileid, &mut st.raw)?;
+    Ok(st)
+}

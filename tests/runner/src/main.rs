@@ -1,0 +1,188 @@
+//! listenq's in-VM test runner: a static FreeBSD/amd64 program without libc
+//! that runs as /sbin/init (PID 1). It sets up the console, lo0 and a tmpfs
+//! on /tmp, runs the tests printing TAP to the console, then reboots (QEMU
+//! runs with -no-reboot, so the VM ends). See tests/vm/README.md.
+
+#![no_std]
+#![no_main]
+
+mod env;
+mod kld;
+mod net;
+mod record;
+mod sock;
+mod sys;
+mod sysctl;
+mod t_listen;
+mod t_listeners;
+mod t_module;
+mod t_sysctl;
+mod tap;
+
+use core::ffi::CStr;
+use env::Env;
+use record::Recording;
+use sys::Errno;
+use tap::Tap;
+
+// FreeBSD ABI note (NT_FREEBSD_ABI_TAG, osrel 1400097), so the image
+// activator brands the binary even without EI_OSABI; build-runner.sh sets
+// EI_OSABI to ELFOSABI_FREEBSD as well.
+core::arch::global_asm!(
+    ".section .note.tag,\"a\",@note",
+    ".p2align 2",
+    ".long 8",
+    ".long 4",
+    ".long 1",
+    ".asciz \"FreeBSD\"",
+    ".long 1400097",
+    ".previous",
+);
+
+/// Process entry. The kernel starts us with %rsp (and %rdi) pointing at
+/// argc, then argv[], NULL, envp[], NULL; %rsp is only 8 mod 16 aligned.
+#[unsafe(naked)]
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    // SAFETY: runs before any Rust code with the kernel-provided stack; it
+    // passes the argc pointer, aligns the stack to 16 bytes as the SysV ABI
+    // wants at a call, and never returns.
+    core::arch::naked_asm!(
+        "mov rdi, rsp",
+        "and rsp, -16",
+        "xor ebp, ebp",
+        "call {start}",
+        "ud2",
+        start = sym start,
+    )
+}
+
+extern "C" fn start(sp: *const usize) -> ! {
+    // SAFETY: `sp` is the initial stack pointer set up by the kernel's
+    // exec, which always stores argc (a long) there.
+    let argc = unsafe { sp.read() };
+    let failed = run(argc);
+    finish(if failed { 1 } else { 0 })
+}
+
+/// Ends the VM (reboot with RB_NOSYNC) when we are init; anywhere else,
+/// just exits.
+fn finish(code: i32) -> ! {
+    if sys::getpid() == 1 {
+        sys::reboot(sys::RB_NOSYNC)
+    }
+    sys::exit(code)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => tap::bail_out(format_args!("panic: {} at {}:{}", info.message(), l.file(), l.line())),
+        None => tap::bail_out(format_args!("panic: {}", info.message())),
+    }
+    finish(2)
+}
+
+/// Opens the console as fds 0, 1 and 2.
+fn console() {
+    for _ in 0..3 {
+        match sys::open(c"/dev/console", sys::O_RDWR | sys::O_NOCTTY) {
+            // Keep it open: it becomes the next of fd 0, 1, 2.
+            Ok(fd) => {
+                let _ = fd.into_raw();
+            }
+            // Nowhere to report; reboot so the harness sees no TAP at all.
+            Err(_) => finish(3),
+        }
+    }
+}
+
+/// A tmpfs on /tmp for AF_UNIX socket files (the root is mounted
+/// read-only); falls back to remounting the root read-write.
+fn mount_tmp(tap: &mut Tap) -> Result<(), Errno> {
+    let tmpfs: [(&CStr, &CStr); 3] = [(c"fstype", c"tmpfs"), (c"fspath", c"/tmp"), (c"from", c"tmpfs")];
+    if let Err(e) = sys::nmount(&tmpfs, 0) {
+        tap.diag(format_args!("mount tmpfs on /tmp: {}; remounting / read-write", e));
+        const MNT_UPDATE: i32 = 0x0001_0000;
+        let root: [(&CStr, &CStr); 3] = [(c"fstype", c"ufs"), (c"fspath", c"/"), (c"from", c"/dev/vtbd0")];
+        sys::nmount(&root, MNT_UPDATE)?;
+    }
+    // The proof: an AF_UNIX socket can be bound there.
+    let (fd, _) = sock::bound(sock::Kind::UnixStream)?;
+    drop(fd);
+    Ok(())
+}
+
+fn setup(tap: &mut Tap) -> Env {
+    let lo = net::setup_loopback(tap);
+    let unix = mount_tmp(tap);
+    let ko = env::probe_ko();
+    let env = Env { v4: lo.v4, v6: lo.v6, unix, ko };
+    let show = |r: &Result<(), Errno>| match r {
+        Ok(()) => "yes",
+        Err(_) => "NO",
+    };
+    tap.diag(format_args!(
+        "env: 127.0.0.1 {} ({:?}), ::1 {} ({:?}), /tmp {} ({:?}), listenq.ko {} ({:?})",
+        show(&env.v4),
+        env.v4,
+        show(&env.v6),
+        env.v6,
+        show(&env.unix),
+        env.unix,
+        show(&env.ko),
+        env.ko
+    ));
+    env
+}
+
+/// Runs everything; returns true when a test failed.
+fn run(argc: usize) -> bool {
+    console();
+    let mut t = Tap::new();
+    let tap = &mut t;
+    tap.diag(format_args!("listenq runner: pid {}, argc {}", sys::getpid(), argc));
+    let env = setup(tap);
+    let t0 = sys::now_ms();
+
+    // Issue "listen(2) semantics", first run: stock kernel, asserted.
+    let mut stock = Recording::new("without listenq", true);
+    t_listen::run(tap, &env, &mut stock);
+    tap.diag(format_args!("semantic suite without listenq: {} observations, {} ms", stock.len(), sys::now_ms() - t0));
+
+    // Issue "module lifecycle".
+    let id = t_module::load(tap, &env);
+
+    // Second run with the module loaded, compared with the first.
+    if id.is_some() {
+        let t1 = sys::now_ms();
+        let mut with = Recording::new("with listenq", false);
+        t_listen::run(tap, &env, &mut with);
+        tap.diag(format_args!("semantic suite with listenq: {} ms", sys::now_ms() - t1));
+        record::compare(tap, &stock, &with);
+    } else {
+        tap.skip("listen(2) semantics identical with listenq loaded", "module not loaded");
+    }
+
+    // The module's own sysctls and listener statistics (filled in later).
+    if id.is_some() {
+        t_listeners::run(tap, &env);
+    }
+
+    t_module::unload(tap, id);
+
+    // soacceptqueue behaves as stock once the module is gone.
+    if id.is_some() {
+        let mut after = Recording::new("after kldunload", true);
+        let mut s = t_listen::Suite { tap: &mut *tap, rec: &mut after, env: &env };
+        t_sysctl::soacceptqueue_checks(&mut s);
+    } else {
+        tap.skip("[after kldunload] kern.ipc.soacceptqueue checks", "module not loaded");
+    }
+
+    t_module::cycles(tap, &env);
+
+    tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
+    tap.finish();
+    tap.failed() > 0
+}

@@ -1,0 +1,162 @@
+//! Socket addresses as byte arrays (sys/sys/socket.h, netinet/in.h,
+//! netinet6/in6.h, sys/un.h) and the loopback setup that rc(8) would
+//! normally do.
+
+use crate::sys::{self, Errno, SysResult};
+use crate::tap::Tap;
+
+pub const AF_UNIX: i32 = 1;
+pub const AF_INET: i32 = 2;
+pub const AF_INET6: i32 = 28;
+
+pub const SOCK_STREAM: i32 = 1;
+pub const SOCK_DGRAM: i32 = 2;
+pub const SOCK_SEQPACKET: i32 = 5;
+
+pub const LOOPBACK4: [u8; 4] = [127, 0, 0, 1];
+pub const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// Large enough for any address used here (sockaddr_un is 106 bytes).
+pub const SA_MAX: usize = 128;
+
+/// A socket address: its bytes and its length.
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    buf: [u8; SA_MAX],
+    len: usize,
+}
+
+impl SockAddr {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn family(&self) -> i32 {
+        i32::from(self.buf[1])
+    }
+
+    /// struct sockaddr_in: len, family, port (network order), addr, zero[8].
+    pub fn inet(addr: [u8; 4], port: u16) -> Self {
+        let mut sa = SockAddr { buf: [0; SA_MAX], len: 16 };
+        sa.buf[0] = 16;
+        sa.buf[1] = AF_INET as u8;
+        sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
+        sa.buf[4..8].copy_from_slice(&addr);
+        sa
+    }
+
+    /// struct sockaddr_in6: len, family, port, flowinfo, addr[16], scope_id.
+    pub fn inet6(addr: [u8; 16], port: u16) -> Self {
+        let mut sa = SockAddr { buf: [0; SA_MAX], len: 28 };
+        sa.buf[0] = 28;
+        sa.buf[1] = AF_INET6 as u8;
+        sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
+        sa.buf[8..24].copy_from_slice(&addr);
+        sa
+    }
+
+    /// struct sockaddr_un: len, family, path[104] (NUL-terminated here).
+    pub fn unix(path: &[u8]) -> Self {
+        let mut sa = SockAddr { buf: [0; SA_MAX], len: 106 };
+        let n = path.len().min(103);
+        sa.buf[2..2 + n].copy_from_slice(&path[..n]);
+        sa.buf[0] = 106;
+        sa.buf[1] = AF_UNIX as u8;
+        sa
+    }
+
+}
+
+/// The address a socket is bound to.
+pub fn local_addr(fd: i32) -> SysResult<SockAddr> {
+    let mut sa = SockAddr { buf: [0; SA_MAX], len: 0 };
+    sa.len = sys::getsockname(fd, &mut sa.buf)?.min(SA_MAX);
+    Ok(sa)
+}
+
+// ---------------------------------------------------------------- lo0
+
+const IFNAMSIZ: usize = 16;
+/// _IOW('i', 43, struct ifaliasreq): 16 + 3 * 16 + 4 = 68 bytes.
+const SIOCAIFADDR: u64 = 0x8000_0000 | (68 << 16) | ((b'i' as u64) << 8) | 43;
+/// _IOWR('i', 17, struct ifreq): struct ifreq is 32 bytes.
+const SIOCGIFFLAGS: u64 = 0xc000_0000 | (32 << 16) | ((b'i' as u64) << 8) | 17;
+/// _IOW('i', 16, struct ifreq)
+const SIOCSIFFLAGS: u64 = 0x8000_0000 | (32 << 16) | ((b'i' as u64) << 8) | 16;
+const IFF_UP: u16 = 0x1;
+
+fn ifname(buf: &mut [u8], name: &[u8]) {
+    buf[..name.len()].copy_from_slice(name);
+}
+
+/// What init found out about the loopback interface.
+pub struct Loopback {
+    pub v4: Result<(), Errno>,
+    pub v6: Result<(), Errno>,
+}
+
+/// Adds 127.0.0.1/8 to lo0 (SIOCAIFADDR also marks it up), makes sure
+/// IFF_UP is set, then checks that 127.0.0.1 and ::1 can be bound.
+pub fn setup_loopback(tap: &mut Tap) -> Loopback {
+    let v4 = setup_v4(tap);
+    let flags = ensure_up(tap);
+    if let Err(e) = flags {
+        tap.diag(format_args!("lo0: SIOCGIFFLAGS/SIOCSIFFLAGS failed: {}", e));
+    }
+    let v4 = v4.and_then(|_| probe_bind(SockAddr::inet(LOOPBACK4, 0)));
+    let v6 = wait_v6();
+    Loopback { v4, v6 }
+}
+
+fn setup_v4(tap: &mut Tap) -> SysResult<()> {
+    let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
+    // struct in_aliasreq: name, addr, broadaddr (unused: len 0), mask, vhid.
+    let mut req = [0u8; 68];
+    ifname(&mut req[..IFNAMSIZ], b"lo0");
+    req[16..32].copy_from_slice(SockAddr::inet(LOOPBACK4, 0).bytes());
+    req[48..64].copy_from_slice(SockAddr::inet([255, 0, 0, 0], 0).bytes());
+    match sys::ioctl(s.raw(), SIOCAIFADDR, &mut req) {
+        Ok(_) => Ok(()),
+        Err(Errno::EEXIST) => {
+            tap.diag(format_args!("lo0: 127.0.0.1 already configured"));
+            Ok(())
+        }
+        Err(e) => {
+            tap.diag(format_args!("lo0: SIOCAIFADDR 127.0.0.1/8 failed: {}", e));
+            Err(e)
+        }
+    }
+}
+
+fn ensure_up(tap: &mut Tap) -> SysResult<()> {
+    let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
+    let mut ifr = [0u8; 32];
+    ifname(&mut ifr[..IFNAMSIZ], b"lo0");
+    sys::ioctl(s.raw(), SIOCGIFFLAGS, &mut ifr)?;
+    let flags = u16::from_ne_bytes([ifr[16], ifr[17]]);
+    if flags & IFF_UP == 0 {
+        tap.diag(format_args!("lo0: flags {:#x}, setting IFF_UP", flags));
+        ifr[16..18].copy_from_slice(&(flags | IFF_UP).to_ne_bytes());
+        sys::ioctl(s.raw(), SIOCSIFFLAGS, &mut ifr)?;
+    }
+    Ok(())
+}
+
+/// An address is usable when a datagram socket can bind to it.
+fn probe_bind(sa: SockAddr) -> SysResult<()> {
+    let s = sys::socket(sa.family(), SOCK_DGRAM, 0)?;
+    sys::bind(s.raw(), sa.bytes())
+}
+
+/// ::1 is added by the kernel when lo0 comes up (in6_ifattach); give it a
+/// moment (bounded: 2 s).
+fn wait_v6() -> SysResult<()> {
+    let start = sys::now_ms();
+    loop {
+        match probe_bind(SockAddr::inet6(LOOPBACK6, 0)) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EADDRNOTAVAIL) if sys::now_ms() - start < 2000 => sys::sleep_ms(20),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Raw FreeBSD/amd64 system calls, each wrapped into a safe function that
+//! returns `Result<T, Errno>`. This module (and the entry code in main.rs)
+//! is the only place with `unsafe`.
+//!
+//! Convention (sys/amd64/amd64/exception.S, fast_syscall): number in rax,
+//! arguments in rdi rsi rdx r10 r8 r9, then `syscall`. On return the carry
+//! flag is set on error and rax holds the errno. The kernel returns a second
+//! value in rdx and zeroes r8-r10; rcx and r11 are clobbered by `syscall`.
+//! Numbers are from sys/kern/syscalls.master.
+
+// A syscall API for the tests: not every wrapper or constant has a user yet.
+#![allow(dead_code)]
+
+use core::arch::asm;
+use core::ffi::CStr;
+use core::fmt;
+
+mod nr {
+    pub const EXIT: usize = 1;
+    pub const WRITE: usize = 4;
+    pub const OPEN: usize = 5;
+    pub const CLOSE: usize = 6;
+    pub const GETPID: usize = 20;
+    pub const ACCEPT: usize = 30;
+    pub const GETSOCKNAME: usize = 32;
+    pub const IOCTL: usize = 54;
+    pub const REBOOT: usize = 55;
+    pub const FCNTL: usize = 92;
+    pub const SOCKET: usize = 97;
+    pub const CONNECT: usize = 98;
+    pub const BIND: usize = 104;
+    pub const SETSOCKOPT: usize = 105;
+    pub const LISTEN: usize = 106;
+    pub const GETSOCKOPT: usize = 118;
+    pub const POLL: usize = 209;
+    pub const CLOCK_GETTIME: usize = 232;
+    pub const NANOSLEEP: usize = 240;
+    pub const MODFIND: usize = 303;
+    pub const KLDLOAD: usize = 304;
+    pub const KLDUNLOAD: usize = 305;
+    pub const KLDFIND: usize = 306;
+    pub const KLDSTAT: usize = 308;
+    pub const NMOUNT: usize = 378;
+    pub const SYSCTLBYNAME: usize = 570;
+}
+
+/// An errno value from the kernel (sys/sys/errno.h). Negative values are
+/// the runner's own pseudo-errors (never produced by the kernel).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EPERM: Errno = Errno(1);
+    pub const ENOENT: Errno = Errno(2);
+    pub const EINTR: Errno = Errno(4);
+    pub const EIO: Errno = Errno(5);
+    pub const ENXIO: Errno = Errno(6);
+    pub const ENOEXEC: Errno = Errno(8);
+    pub const EBADF: Errno = Errno(9);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EFAULT: Errno = Errno(14);
+    pub const EBUSY: Errno = Errno(16);
+    pub const EEXIST: Errno = Errno(17);
+    pub const ENOTDIR: Errno = Errno(20);
+    pub const EINVAL: Errno = Errno(22);
+    pub const ENFILE: Errno = Errno(23);
+    pub const EMFILE: Errno = Errno(24);
+    pub const ENOTTY: Errno = Errno(25);
+    pub const EROFS: Errno = Errno(30);
+    pub const EAGAIN: Errno = Errno(35);
+    pub const EINPROGRESS: Errno = Errno(36);
+    pub const EALREADY: Errno = Errno(37);
+    pub const ENOTSOCK: Errno = Errno(38);
+    pub const EDESTADDRREQ: Errno = Errno(39);
+    pub const EPROTOTYPE: Errno = Errno(41);
+    pub const ENOPROTOOPT: Errno = Errno(42);
+    pub const EPROTONOSUPPORT: Errno = Errno(43);
+    pub const EOPNOTSUPP: Errno = Errno(45);
+    pub const EAFNOSUPPORT: Errno = Errno(47);
+    pub const EADDRINUSE: Errno = Errno(48);
+    pub const EADDRNOTAVAIL: Errno = Errno(49);
+    pub const ECONNABORTED: Errno = Errno(53);
+    pub const ECONNRESET: Errno = Errno(54);
+    pub const ENOBUFS: Errno = Errno(55);
+    pub const EISCONN: Errno = Errno(56);
+    pub const ENOTCONN: Errno = Errno(57);
+    pub const ETIMEDOUT: Errno = Errno(60);
+    pub const ECONNREFUSED: Errno = Errno(61);
+    pub const ENAMETOOLONG: Errno = Errno(63);
+    pub const ENOSYS: Errno = Errno(78);
+    pub const EFTYPE: Errno = Errno(79);
+    /// Pseudo-error: a value had an unexpected size (e.g. a sysctl).
+    pub const BADSIZE: Errno = Errno(-1);
+    /// Pseudo-error: a bounded wait ran out.
+    pub const TIMEOUT: Errno = Errno(-2);
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "EPERM",
+            2 => "ENOENT",
+            4 => "EINTR",
+            5 => "EIO",
+            6 => "ENXIO",
+            8 => "ENOEXEC",
+            9 => "EBADF",
+            12 => "ENOMEM",
+            14 => "EFAULT",
+            16 => "EBUSY",
+            17 => "EEXIST",
+            20 => "ENOTDIR",
+            22 => "EINVAL",
+            23 => "ENFILE",
+            24 => "EMFILE",
+            25 => "ENOTTY",
+            30 => "EROFS",
+            35 => "EAGAIN",
+            36 => "EINPROGRESS",
+            37 => "EALREADY",
+            38 => "ENOTSOCK",
+            39 => "EDESTADDRREQ",
+            41 => "EPROTOTYPE",
+            42 => "ENOPROTOOPT",
+            43 => "EPROTONOSUPPORT",
+            45 => "EOPNOTSUPP",
+            47 => "EAFNOSUPPORT",
+            48 => "EADDRINUSE",
+            49 => "EADDRNOTAVAIL",
+            53 => "ECONNABORTED",
+            54 => "ECONNRESET",
+            55 => "ENOBUFS",
+            56 => "EISCONN",
+            57 => "ENOTCONN",
+            60 => "ETIMEDOUT",
+            61 => "ECONNREFUSED",
+            63 => "ENAMETOOLONG",
+            78 => "ENOSYS",
+            79 => "EFTYPE",
+            -1 => "(bad size)",
+            -2 => "(timed out)",
+            _ => "E?",
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+pub type SysResult<T> = Result<T, Errno>;
+
+/// The one raw system call primitive.
+///
+/// # Safety
+/// Every pointer argument must be valid for what syscall `n` does with it
+/// (read or written for the given length) for the duration of the call.
+unsafe fn syscall6(n: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> SysResult<usize> {
+    let ret: usize;
+    let carry: u8;
+    // SAFETY: the caller guarantees the pointer arguments; the asm declares
+    // every register the kernel may change (rax, rdx, rcx, r11, r8-r10, and
+    // conservatively rdi/rsi) and touches no Rust-visible stack memory.
+    unsafe {
+        asm!(
+            "syscall",
+            "setc {c}",
+            c = out(reg_byte) carry,
+            inlateout("rax") n => ret,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            inlateout("r9") a6 => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if carry != 0 {
+        Err(Errno(ret as i32))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn ptr<T: ?Sized>(r: &T) -> usize {
+    r as *const T as *const u8 as usize
+}
+
+fn mptr<T: ?Sized>(r: &mut T) -> usize {
+    r as *mut T as *mut u8 as usize
+}
+
+// ---------------------------------------------------------------- processes
+
+/// exit(2). Used only if reboot(2) somehow returns.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: exit takes no pointers.
+    let _ = unsafe { syscall6(nr::EXIT, code as usize, 0, 0, 0, 0, 0) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: getpid takes no arguments.
+    unsafe { syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0) }.map(|v| v as i32).unwrap_or(-1)
+}
+
+pub const RB_NOSYNC: i32 = 0x004;
+
+/// reboot(2); with QEMU -no-reboot this ends the VM. Never returns.
+pub fn reboot(howto: i32) -> ! {
+    // SAFETY: reboot takes no pointers.
+    let _ = unsafe { syscall6(nr::REBOOT, howto as usize, 0, 0, 0, 0, 0) };
+    exit(1)
+}
+
+// ---------------------------------------------------------------- files
+
+pub const O_RDONLY: i32 = 0x0000;
+pub const O_WRONLY: i32 = 0x0001;
+pub const O_RDWR: i32 = 0x0002;
+pub const O_NONBLOCK: i32 = 0x0004;
+pub const O_NOCTTY: i32 = 0x8000;
+pub const O_CLOEXEC: i32 = 0x0010_0000;
+
+pub const F_GETFL: i32 = 3;
+pub const F_SETFL: i32 = 4;
+
+/// An owned descriptor, closed on drop.
+pub struct Fd(i32);
+
+impl Fd {
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+    /// Gives up ownership without closing.
+    pub fn into_raw(self) -> i32 {
+        let fd = self.0;
+        core::mem::forget(self);
+        fd
+    }
+    /// Closes now and reports the result of close(2).
+    pub fn close(self) -> SysResult<()> {
+        close(self.into_raw())
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        let _ = close(self.0);
+    }
+}
+
+pub fn open(path: &CStr, flags: i32) -> SysResult<Fd> {
+    // SAFETY: path is NUL-terminated and outlives the call.
+    unsafe { syscall6(nr::OPEN, path.as_ptr() as usize, flags as usize, 0, 0, 0, 0) }.map(|fd| Fd(fd as i32))
+}
+
+pub fn close(fd: i32) -> SysResult<()> {
+    // SAFETY: close takes no pointers.
+    unsafe { syscall6(nr::CLOSE, fd as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+}
+
+pub fn write(fd: i32, buf: &[u8]) -> SysResult<usize> {
+    // SAFETY: buf is readable for buf.len() bytes.
+    unsafe { syscall6(nr::WRITE, fd as usize, ptr(buf), buf.len(), 0, 0, 0) }
+}
+
+/// Writes all of `buf`, retrying on short writes and EINTR (bounded).
+pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
+    let mut tries = 0;
+    while !buf.is_empty() {
+        tries += 1;
+        if tries > 10_000 {
+            return Err(Errno::TIMEOUT);
+        }
+        match write(fd, buf) {
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn fcntl(fd: i32, cmd: i32, arg: usize) -> SysResult<usize> {
+    // SAFETY: only F_GETFL/F_SETFL-style integer commands are used.
+    unsafe { syscall6(nr::FCNTL, fd as usize, cmd as usize, arg, 0, 0, 0) }
+}
+
+/// The parameter length encoded in an ioctl request (sys/ioccom.h).
+pub const fn ioc_len(req: u64) -> usize {
+    ((req >> 16) & 0x1fff) as usize
+}
+
+/// ioctl(2) with an in/out parameter buffer; refuses a buffer shorter than
+/// the length the request encodes, which is what makes this safe.
+pub fn ioctl(fd: i32, req: u64, buf: &mut [u8]) -> SysResult<usize> {
+    if buf.len() < ioc_len(req) {
+        return Err(Errno::BADSIZE);
+    }
+    // SAFETY: the kernel copies at most ioc_len(req) bytes in/out of buf,
+    // which is at least that long.
+    unsafe { syscall6(nr::IOCTL, fd as usize, req as usize, mptr(buf), 0, 0, 0) }
+}
+
+/// ioctl(2) for requests without a parameter (_IO); the kernel ignores the
+/// data argument for them.
+pub fn ioctl_void(fd: i32, req: u64) -> SysResult<usize> {
+    if ioc_len(req) != 0 {
+        return Err(Errno::BADSIZE);
+    }
+    // SAFETY: a request with a zero parameter length reads no user memory.
+    unsafe { syscall6(nr::IOCTL, fd as usize, req as usize, 0, 0, 0, 0) }
+}
+
+/// nmount(2) from (name, value) pairs of C strings; at most 8 pairs.
+pub fn nmount(pairs: &[(&CStr, &CStr)], flags: i32) -> SysResult<()> {
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Iovec {
+        base: usize,
+        len: usize,
+    }
+    let mut iov = [Iovec { base: 0, len: 0 }; 16];
+    if pairs.len() > 8 {
+        return Err(Errno::EINVAL);
+    }
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        iov[2 * i] = Iovec { base: k.as_ptr() as usize, len: k.to_bytes_with_nul().len() };
+        iov[2 * i + 1] = Iovec { base: v.as_ptr() as usize, len: v.to_bytes_with_nul().len() };
+    }
+    // SAFETY: iov holds 2*pairs.len() valid (pointer, length) entries that
+    // point into the borrowed C strings, all alive for the call.
+    unsafe { syscall6(nr::NMOUNT, ptr(&iov), 2 * pairs.len(), flags as usize, 0, 0, 0) }.map(|_| ())
+}
+
+// ---------------------------------------------------------------- time
+
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+const CLOCK_MONOTONIC: usize = 4;
+
+/// Monotonic time in milliseconds.
+pub fn now_ms() -> u64 {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: ts is a writable struct timespec.
+    match unsafe { syscall6(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, mptr(&mut ts), 0, 0, 0, 0) } {
+        Ok(_) => (ts.sec as u64) * 1000 + (ts.nsec as u64) / 1_000_000,
+        Err(_) => 0,
+    }
+}
+
+/// Sleeps for `ms` milliseconds (one nanosleep; an interruption just ends
+/// the sleep early, which every caller tolerates).
+pub fn sleep_ms(ms: u64) {
+    let ts = Timespec { sec: (ms / 1000) as i64, nsec: ((ms % 1000) * 1_000_000) as i64 };
+    // SAFETY: ts is a readable struct timespec; rmtp is NULL.
+    let _ = unsafe { syscall6(nr::NANOSLEEP, ptr(&ts), 0, 0, 0, 0, 0) };
+}
+
+// ---------------------------------------------------------------- poll
+
+pub const POLLIN: i16 = 0x0001;
+pub const POLLOUT: i16 = 0x0004;
+pub const POLLERR: i16 = 0x0008;
+pub const POLLHUP: i16 = 0x0010;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PollFd {
+    pub fd: i32,
+    pub events: i16,
+    pub revents: i16,
+}
+
+/// poll(2); returns the number of ready descriptors.
+pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> SysResult<usize> {
+    // SAFETY: fds is a writable array of fds.len() struct pollfd.
+    unsafe { syscall6(nr::POLL, mptr(fds), fds.len(), timeout_ms as usize, 0, 0, 0) }
+}
+
+// ---------------------------------------------------------------- sockets
+
+pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<Fd> {
+    // SAFETY: socket takes no pointers.
+    unsafe { syscall6(nr::SOCKET, domain as usize, ty as usize, proto as usize, 0, 0, 0) }.map(|fd| Fd(fd as i32))
+}
+
+/// bind(2); `addr` holds the bytes of a struct sockaddr_*.
+pub fn bind(fd: i32, addr: &[u8]) -> SysResult<()> {
+    // SAFETY: addr is readable for addr.len() bytes.
+    unsafe { syscall6(nr::BIND, fd as usize, ptr(addr), addr.len(), 0, 0, 0) }.map(|_| ())
+}
+
+/// connect(2); `addr` holds the bytes of a struct sockaddr_*.
+pub fn connect(fd: i32, addr: &[u8]) -> SysResult<()> {
+    // SAFETY: addr is readable for addr.len() bytes.
+    unsafe { syscall6(nr::CONNECT, fd as usize, ptr(addr), addr.len(), 0, 0, 0) }.map(|_| ())
+}
+
+pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
+    // SAFETY: listen takes no pointers.
+    unsafe { syscall6(nr::LISTEN, fd as usize, backlog as isize as usize, 0, 0, 0, 0) }.map(|_| ())
+}
+
+/// accept(2) without asking for the peer address.
+pub fn accept(fd: i32) -> SysResult<Fd> {
+    // SAFETY: name and anamelen are NULL, which accept(2) allows.
+    unsafe { syscall6(nr::ACCEPT, fd as usize, 0, 0, 0, 0, 0) }.map(|fd| Fd(fd as i32))
+}
+
+/// getsockname(2) into `buf`; returns the address length.
+pub fn getsockname(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    let mut len: u32 = buf.len() as u32;
+    // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
+    unsafe { syscall6(nr::GETSOCKNAME, fd as usize, mptr(buf), mptr(&mut len), 0, 0, 0) }?;
+    Ok(len as usize)
+}
+
+/// getsockopt(2) into `buf`; returns the option length.
+pub fn getsockopt(fd: i32, level: i32, name: i32, buf: &mut [u8]) -> SysResult<usize> {
+    let mut len: u32 = buf.len() as u32;
+    // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
+    unsafe { syscall6(nr::GETSOCKOPT, fd as usize, level as usize, name as usize, mptr(buf), mptr(&mut len), 0) }?;
+    Ok(len as usize)
+}
+
+pub fn setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> SysResult<()> {
+    // SAFETY: val is readable for val.len() bytes.
+    unsafe { syscall6(nr::SETSOCKOPT, fd as usize, level as usize, name as usize, ptr(val), val.len(), 0) }.map(|_| ())
+}
+
+// ---------------------------------------------------------------- kld
+
+pub fn kldload(path: &CStr) -> SysResult<i32> {
+    // SAFETY: path is NUL-terminated.
+    unsafe { syscall6(nr::KLDLOAD, path.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|v| v as i32)
+}
+
+pub fn kldunload(fileid: i32) -> SysResult<()> {
+    // SAFETY: kldunload takes no pointers.
+    unsafe { syscall6(nr::KLDUNLOAD, fileid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+}
+
+pub fn kldfind(name: &CStr) -> SysResult<i32> {
+    // SAFETY: name is NUL-terminated.
+    unsafe { syscall6(nr::KLDFIND, name.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|v| v as i32)
+}
+
+pub fn modfind(name: &CStr) -> SysResult<i32> {
+    // SAFETY: name is NUL-terminated.
+    unsafe { syscall6(nr::MODFIND, name.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|v| v as i32)
+}
+
+/// sizeof(struct kld_file_stat) on amd64 (sys/linker.h): version, name
+/// [MAXPATHLEN], refs, id, address, size, pathname[MAXPATHLEN].
+pub const KLD_FILE_STAT_SIZE: usize = 2080;
+
+/// kldstat(2) into a raw struct kld_file_stat (its version field is set
+/// here); kld.rs decodes it.
+pub fn kldstat(fileid: i32, buf: &mut [u8; KLD_FILE_STAT_SIZE]) -> SysResult<()> {
+    buf[..4].copy_from_slice(&(KLD_FILE_STAT_SIZE as i32).to_ne_bytes());
+    // SAFETY: buf is a writable struct kld_file_stat of the size its version
+    // field announces.
+    unsafe { syscall6(nr::KLDSTAT, fileid as usize, mptr(buf), 0, 0, 0, 0) }.map(|_| ())
+}
+
+// ---------------------------------------------------------------- sysctl
+
+/// __sysctlbyname(2). Reads into `old` if given (returns the length the
+/// kernel reported), writes `new` if given.
+pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> SysResult<usize> {
+    let (optr, mut olen) = match old {
+        Some(b) => (mptr(b), b.len()),
+        None => (0, 0),
+    };
+    let olenp = if optr != 0 { mptr(&mut olen) } else { 0 };
+    let (nptr, nlen) = match new {
+        Some(b) => (ptr(b), b.len()),
+        None => (0, 0),
+    };
+    // SAFETY: name is readable for name.len() bytes (the kernel takes an
+    // explicit length, no NUL needed); old/olen and new are valid buffers
+    // of the stated lengths or NULL.
+    unsafe { syscall6(nr::SYSCTLBYNAME, name.as_ptr() as usize, name.len(), optr, olenp, nptr, nlen) }?;
+    Ok(olen)
+}

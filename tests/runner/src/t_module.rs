@@ -1,0 +1,210 @@
+//! Issue "module lifecycle": kldload/kldfind/kldstat/modfind, the module's
+//! version and allocation sysctls, a refused second load, kldunload, and
+//! repeated load/use/unload cycles.
+
+use crate::env::{Env, KO_NAME, KO_PATH, MOD_NAME};
+use crate::kld;
+use crate::sock::{self, Kind};
+use crate::sys::{self, Errno};
+use crate::sysctl;
+use crate::tap::Tap;
+
+pub const VERSION: &str = "kern.ipc.listenq.version";
+pub const ALLOCS: &str = "kern.ipc.listenq.allocs";
+const CYCLES: u32 = 50;
+const CYCLES_NAME: &str = "50 cycles of kldload, listen, connect, accept, close, allocs == 0, kldunload";
+/// How long freed sockets may take to give their allocations back.
+const ALLOCS_SETTLE_MS: u64 = 500;
+
+fn skip_all(tap: &mut Tap, names: &[&str], why: &str) {
+    for n in names {
+        tap.skip(n, why);
+    }
+}
+
+const LOADED_TESTS: [&str; 6] = [
+    "kldfind(listenq.ko) finds the loaded file",
+    "kldstat reports name listenq.ko",
+    "modfind(listenq) finds the module",
+    "sysctl kern.ipc.listenq.version is a string starting with listenq",
+    "sysctl kern.ipc.listenq.allocs is 0 while idle",
+    "second kldload of listenq.ko fails with EEXIST",
+];
+
+/// Loads the module and checks what a loaded module must show. Returns
+/// the file id when it is loaded.
+pub fn load(tap: &mut Tap, env: &Env) -> Option<i32> {
+    let name = "kldload /boot/modules/listenq.ko";
+    if let Err(e) = env.ko {
+        tap.skip(name, format_args!("listenq.ko not in image ({})", e));
+        skip_all(tap, &LOADED_TESTS, "listenq.ko not in image");
+        return None;
+    }
+    let id = match kld::load(KO_PATH) {
+        Ok(id) => {
+            tap.ok(true, format_args!("{} (file id {})", name, id));
+            id
+        }
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  kldload: {}", e));
+            skip_all(tap, &LOADED_TESTS, "kldload failed");
+            return None;
+        }
+    };
+    tap.check(kld::find(KO_NAME), Ok(id), LOADED_TESTS[0]);
+    match kld::stat(id) {
+        Ok(st) => {
+            let pass = st.name() == b"listenq.ko" && st.id() == id;
+            tap.ok(pass, LOADED_TESTS[1]);
+            if !pass {
+                tap.diag(format_args!("  name {:?} id {} (want {})", Bytes(st.name()), st.id(), id));
+            }
+            tap.diag(format_args!(
+                "  {:?}: refs {} size {}",
+                Bytes(st.pathname()),
+                st.refs(),
+                st.size()
+            ));
+        }
+        Err(e) => {
+            tap.ok(false, LOADED_TESTS[1]);
+            tap.diag(format_args!("  kldstat({}): {}", id, e));
+        }
+    }
+    let m = kld::modfind(MOD_NAME);
+    tap.ok(m.is_ok(), LOADED_TESTS[2]);
+    if let Err(e) = m {
+        tap.diag(format_args!("  modfind: {}", e));
+    }
+    let mut buf = [0u8; 256];
+    match sysctl::read_string(VERSION, &mut buf) {
+        Ok(v) => {
+            let pass = v.starts_with(b"listenq") && core::str::from_utf8(v).is_ok();
+            tap.ok(pass, LOADED_TESTS[3]);
+            tap.diag(format_args!("  {} = {:?}", VERSION, Bytes(v)));
+        }
+        Err(e) => {
+            tap.ok(false, LOADED_TESTS[3]);
+            tap.diag(format_args!("  {}: {}", VERSION, e));
+        }
+    }
+    tap.check(sysctl::read_u64(ALLOCS), Ok(0), LOADED_TESTS[4]);
+    tap.check(kld::load(KO_PATH), Err(Errno::EEXIST), LOADED_TESTS[5]);
+    Some(id)
+}
+
+const UNLOADED_TESTS: [&str; 3] = [
+    "kldfind(listenq.ko) fails with ENOENT after unload",
+    "modfind(listenq) fails with ENOENT after unload",
+    "sysctl kern.ipc.listenq.version is gone after unload",
+];
+
+/// Unloads the module and checks that nothing of it is left.
+pub fn unload(tap: &mut Tap, id: Option<i32>) {
+    let name = "kldunload listenq.ko";
+    let Some(id) = id else {
+        tap.skip(name, "module not loaded");
+        skip_all(tap, &UNLOADED_TESTS, "module not loaded");
+        return;
+    };
+    if !tap.check(kld::unload(id), Ok(()), name) {
+        skip_all(tap, &UNLOADED_TESTS, "kldunload failed");
+        return;
+    }
+    tap.check(kld::find(KO_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[0]);
+    tap.check(kld::modfind(MOD_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[1]);
+    let mut buf = [0u8; 256];
+    tap.check(sysctl::read_string(VERSION, &mut buf).map(|_| ()), Err(Errno::ENOENT), UNLOADED_TESTS[2]);
+}
+
+/// Where a cycle failed: the step and its errno, or the allocations still
+/// live when the count did not return to 0.
+enum CycleErr {
+    Sys(&'static str, Errno),
+    Live(u64),
+}
+
+fn at(step: &'static str) -> impl FnOnce(Errno) -> CycleErr {
+    move |err| CycleErr::Sys(step, err)
+}
+
+/// load, one TCP listener with one accepted client, close all, allocs back
+/// to 0, unload.
+fn one_cycle() -> Result<(), CycleErr> {
+    let id = kld::load(KO_PATH).map_err(at("kldload"))?;
+    let used = (|| -> Result<(), CycleErr> {
+        let (lfd, addr) = sock::listener(Kind::Tcp4, 5).map_err(at("listen"))?;
+        let c = sock::connect(Kind::Tcp4, &addr).map_err(at("connect"))?;
+        let a = sock::accept(lfd.raw()).map_err(at("accept"))?;
+        a.close().map_err(at("close accepted"))?;
+        c.close().map_err(at("close client"))?;
+        lfd.close().map_err(at("close listener"))?;
+        allocs_settle()
+    })();
+    // Unload even when the use failed, so the next cycle starts clean.
+    let un = kld::unload(id).map_err(at("kldunload"));
+    used?;
+    un
+}
+
+/// Waits (bounded) for the module's live allocation count to reach 0.
+fn allocs_settle() -> Result<(), CycleErr> {
+    let start = sys::now_ms();
+    loop {
+        match sysctl::read_u64(ALLOCS).map_err(at("read allocs"))? {
+            0 => return Ok(()),
+            n if sys::now_ms().saturating_sub(start) >= ALLOCS_SETTLE_MS => return Err(CycleErr::Live(n)),
+            _ => sys::sleep_ms(5),
+        }
+    }
+}
+
+pub fn cycles(tap: &mut Tap, env: &Env) {
+    let name = CYCLES_NAME;
+    if let Err(e) = env.ko {
+        tap.skip(name, format_args!("listenq.ko not in image ({})", e));
+        return;
+    }
+    if let Ok(id) = kld::find(KO_NAME) {
+        tap.ok(false, name);
+        tap.diag(format_args!("  listenq.ko is still loaded (file id {}) before the cycles", id));
+        return;
+    }
+    let start = sys::now_ms();
+    for i in 1..=CYCLES {
+        if let Err(ce) = one_cycle() {
+            tap.ok(false, name);
+            match ce {
+                CycleErr::Sys(step, e) => tap.diag(format_args!("  cycle {}: {}: {}", i, step, e)),
+                CycleErr::Live(n) => tap.diag(format_args!(
+                    "  cycle {}: {} = {} (not 0) {} ms after closing everything",
+                    i, ALLOCS, n, ALLOCS_SETTLE_MS
+                )),
+            }
+            if let Ok(id) = kld::find(KO_NAME) {
+                let _ = kld::unload(id);
+            }
+            return;
+        }
+    }
+    tap.ok(true, name);
+    tap.diag(format_args!("  {} cycles in {} ms", CYCLES, sys::now_ms().saturating_sub(start)));
+}
+
+/// Bytes shown as text where printable.
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl core::fmt::Debug for Bytes<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("\"")?;
+        for &b in self.0 {
+            if (0x20..0x7f).contains(&b) && b != b'"' {
+                core::fmt::Write::write_char(f, b as char)?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        f.write_str("\"")
+    }
+}

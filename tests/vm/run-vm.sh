@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Boots a FreeBSD test kernel with the listenq test runner as /sbin/init
+# and judges the TAP it prints on the console.
+#
+#   tests/vm/run-vm.sh --kernel PATH [--ko PATH] [--modules DIR]
+#                      [--timeout SECS] [--runner PATH] [--log PATH]
+#
+# --kernel   the FreeBSD kernel (QEMU: a PVH-bootable LISTENQ kernel)
+# --ko       listenq.ko to put in /boot/modules (without it the module
+#            tests report SKIP "listenq.ko not in image")
+# --modules  directory with stock accf_{data,http,dns}.ko
+#            (default /var/lib/listenq/modules when it exists)
+# --timeout  seconds for the whole boot + suite (default 120)
+# --runner   a prebuilt runner (default: build it with build-runner.sh)
+# --log      where to keep the console log (default: a temporary file)
+#
+# Linux: QEMU TCG, -M microvm, PVH -kernel (LISTENQ_QEMU_ACCEL=kvm tries KVM;
+# LISTENQ_QEMU overrides the qemu binary). FreeBSD: bhyveload + bhyve
+# (untested, see tests/vm/README.md).
+# Exit 0 only when every test passed; prints "vm: N passed, 0 failed".
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+kernel= ko= modules= timeout_s=120 runner= log=
+default_modules=/var/lib/listenq/modules
+
+die() { echo "run-vm: $*" >&2; exit 2; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel) kernel=${2:-}; shift 2 ;;
+        --ko) ko=${2:-}; shift 2 ;;
+        --modules) modules=${2:-}; shift 2 ;;
+        --timeout) timeout_s=${2:-}; shift 2 ;;
+        --runner) runner=${2:-}; shift 2 ;;
+        --log) log=${2:-}; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "run-vm: unknown argument: $1" >&2; usage ;;
+    esac
+done
+
+[ -n "$kernel" ] || die "--kernel PATH is required"
+[ -f "$kernel" ] || die "kernel not found: $kernel"
+[ -z "$ko" ] || [ -f "$ko" ] || die "listenq.ko not found: $ko"
+[[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a positive number of seconds"
+if [ -z "$modules" ] && [ -d "$default_modules" ]; then modules=$default_modules; fi
+[ -z "$modules" ] || [ -d "$modules" ] || die "modules directory not found: $modules"
+
+host=$(uname -s)
+command -v makefs >/dev/null 2>&1 || die "makefs not found (Debian: apt-get install makefs)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/listenq-vm.XXXXXX") || die "mktemp failed"
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+[ -n "$log" ] || log=$work/console.log
+: >"$log" || die "cannot write $log"
+
+# ---------------------------------------------------------------- runner
+if [ -z "$runner" ]; then
+    runner=$("$here/build-runner.sh" | tail -n1) || die "building the runner failed"
+fi
+[ -f "$runner" ] || die "runner not found: $runner"
+osabi=$(od -An -tx1 -j7 -N1 "$runner" | tr -d ' ')
+[ "$osabi" = 09 ] || die "$runner is not branded FreeBSD (EI_OSABI $osabi); build it with build-runner.sh"
+
+# ---------------------------------------------------------------- image
+stage=$work/root
+mkdir -p "$stage/dev" "$stage/tmp" "$stage/sbin" "$stage/boot/modules" "$stage/boot/kernel"
+install -m 0555 "$runner" "$stage/sbin/init"
+if [ -n "$ko" ]; then
+    install -m 0555 "$ko" "$stage/boot/modules/listenq.ko"
+else
+    echo "run-vm: no --ko: module tests will be skipped" >&2
+fi
+if [ -n "$modules" ]; then
+    missing=
+    for m in accf_data accf_http accf_dns; do
+        if [ -f "$modules/$m.ko" ]; then
+            install -m 0555 "$modules/$m.ko" "$stage/boot/modules/$m.ko"
+        else
+            missing="$missing $m.ko"
+        fi
+    done
+    [ -z "$missing" ] || echo "run-vm: note: not in $modules:$missing" >&2
+fi
+chmod 1777 "$stage/tmp"
+
+img=$work/root.img
+if [ "$host" = FreeBSD ]; then
+    # bhyveload reads the kernel, loader.conf and the loader's scripts from
+    # the disk image.
+    install -m 0555 "$kernel" "$stage/boot/kernel/kernel"
+    [ -d /boot/lua ] && cp -R /boot/lua "$stage/boot/lua"
+    mkdir -p "$stage/boot/defaults"
+    [ -f /boot/defaults/loader.conf ] && cp /boot/defaults/loader.conf "$stage/boot/defaults/"
+    cat >"$stage/boot/loader.conf" <<'EOF'
+autoboot_delay="0"
+beastie_disable="YES"
+console="comconsole"
+boot_serial="YES"
+vfs.root.mountfrom="ufs:/dev/vtbd0"
+EOF
+fi
+# Twice the contents plus 8 MiB (makefs's own size estimate can come out
+# too small for UFS1); the root stays read-only, /tmp is a tmpfs.
+size_k=$(( $(du -sk "$stage" | cut -f1) * 2 + 8192 ))
+makefs -t ffs -o version=1 -s "${size_k}k" "$img" "$stage" >"$work/makefs.log" 2>&1 ||
+    { cat "$work/makefs.log" >&2; die "makefs failed"; }
+
+# ---------------------------------------------------------------- boot
+start=$(date +%s.%N)
+rc=0
+if [ "$host" = FreeBSD ]; then
+    # UNTESTED (written for a FreeBSD host, see README.md).
+    vm=listenq-test-$$
+    command -v bhyve >/dev/null 2>&1 || die "bhyve not found"
+    bhyvectl --destroy --vm="$vm" >/dev/null 2>&1 || true
+    if ! timeout 60 bhyveload -m 512M -d "$img" -c stdio "$vm" </dev/null >>"$log" 2>&1; then
+        bhyvectl --destroy --vm="$vm" >/dev/null 2>&1 || true
+        tail -n 60 "$log"
+        die "bhyveload failed"
+    fi
+    timeout -k 5 "$timeout_s" bhyve -c 1 -m 512M -H -A -P \
+        -s 0:0,hostbridge -s 1:0,lpc -s 2:0,virtio-blk,"$img" \
+        -l com1,stdio "$vm" </dev/null >>"$log" 2>&1
+    rc=$?
+    bhyvectl --destroy --vm="$vm" >/dev/null 2>&1 || true
+    # bhyve exits 0 when the guest rebooted (our runner's last act).
+    ok_exit=0
+else
+    qemu=${LISTENQ_QEMU:-qemu-system-x86_64}
+    command -v "$qemu" >/dev/null 2>&1 || die "$qemu not found (apt-get install qemu-system-x86)"
+    accel=${LISTENQ_QEMU_ACCEL:-tcg}
+    case "$accel" in
+        tcg) accel_args=(-accel tcg) ;;
+        kvm) accel_args=(-accel kvm -cpu host) ;;
+        *) die "LISTENQ_QEMU_ACCEL must be tcg or kvm" ;;
+    esac
+    # The command line documented by the kernel's builder in
+    # /var/lib/listenq/README.txt, with the console sent to the log.
+    timeout -k 5 "$timeout_s" "$qemu" \
+        -M microvm,pit=on,pic=on,rtc=on,isa-serial=on \
+        "${accel_args[@]}" -m 512 -smp 1 \
+        -no-reboot -display none -monitor none -nodefaults \
+        -serial "file:$log" \
+        -kernel "$kernel" \
+        -append "vfs.root.mountfrom=ufs:/dev/vtbd0" \
+        -drive "id=root,if=none,format=raw,file=$img" \
+        -device virtio-blk-device,drive=root \
+        </dev/null >"$work/qemu.out" 2>&1
+    rc=$?
+    ok_exit=0
+fi
+end=$(date +%s.%N)
+elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+
+# ---------------------------------------------------------------- judge
+clean=$work/console.txt
+tr -d '\r' <"$log" >"$clean"
+
+plan=$(grep -E '^1\.\.[0-9]+$' "$clean" | tail -n1 | cut -d. -f3)
+nplans=$(grep -cE '^1\.\.[0-9]+$' "$clean")
+nok=$(grep -cE '^ok [0-9]+( |$)' "$clean")
+nnot=$(grep -cE '^not ok [0-9]+( |$)' "$clean")
+nres=$((nok + nnot))
+
+reasons=()
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    reasons+=("timeout after ${timeout_s} s")
+elif [ "$rc" != "$ok_exit" ]; then
+    reasons+=("VM exited with status $rc")
+    [ -s "$work/qemu.out" ] && reasons+=("qemu: $(head -c 300 "$work/qemu.out" | tr '\n' ' ')")
+fi
+[ "$nnot" -eq 0 ] || reasons+=("$nnot test(s) not ok")
+grep -q '^Bail out!' "$clean" && reasons+=("Bail out!: $(grep -m1 '^Bail out!' "$clean")")
+grep -qE 'panic:|Fatal trap' "$clean" && reasons+=("kernel trouble: $(grep -m1 -E 'panic:|Fatal trap' "$clean")")
+if [ -z "$plan" ]; then
+    reasons+=("no TAP plan (1..N) on the console")
+else
+    [ "$nplans" -eq 1 ] || reasons+=("$nplans TAP plans")
+    [ "$nres" -ge "$plan" ] || reasons+=("only $nres results for a plan of $plan")
+    [ "$nres" -le "$plan" ] || reasons+=("$nres results for a plan of $plan")
+fi
+# Results must be numbered 1, 2, 3, ... in order.
+if ! grep -E '^(not )?ok [0-9]+( |$)' "$clean" | sed -E 's/^(not )?ok ([0-9]+).*/\2/' |
+    awk '$1 != NR { exit 1 }'; then
+    reasons+=("TAP results out of sequence")
+fi
+
+echo "run-vm: $host boot + suite took ${elapsed} s" >&2
+if [ "${#reasons[@]}" -eq 0 ]; then
+    grep -E '^(ok|not ok) [0-9]+|^1\.\.[0-9]+$|^#|^Bail out!' "$clean"
+    echo "vm: $nok passed, 0 failed"
+    status=0
+else
+    echo "---- last 60 console lines ----"
+    tail -n 60 "$clean"
+    echo "-------------------------------"
+    for r in "${reasons[@]}"; do echo "run-vm: FAIL: $r"; done
+    echo "vm: $nok passed, $((nnot > 0 ? nnot : 1)) failed"
+    status=1
+fi
+# A temporary log goes away with $work; keep it when something failed.
+if [ "$status" != 0 ] && [ "$log" = "$work/console.log" ]; then
+    kept=${TMPDIR:-/tmp}/listenq-vm-last-console.log
+    cp "$log" "$kept" && echo "run-vm: console log kept in $kept" >&2
+fi
+exit "$status"
