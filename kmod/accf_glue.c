@@ -110,6 +110,7 @@ lq_sb_state(struct socket *so, struct lq_sbstate *out)
 	out->full = sbspace(&so->so_rcv) <= 0;
 	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
 	out->sock_locked = mtx_owned(SOCK_MTX(so));
+	out->readable = soreadable(so);
 }
 
 int

@@ -15,6 +15,7 @@ struct lq_sbstate {
 	int	full;		/* no space left in the receive buffer */
 	int	eof;		/* SBS_CANTRCVMORE */
 	int	sock_locked;	/* SOCK_LOCK held: called from soisconnected() */
+	int	readable;	/* soreadable(): sb_lowat bytes, an error or EOF */
 };
 
 int	lq_accf_register(const char *name, lq_accf_cb_t *cb,

@@ -256,6 +256,11 @@ fn until_nul(bytes: &[u8]) -> &[u8] {
 /// | `clienthello` | (flag) | tlsready |
 ///
 /// Parsing stops at the first NUL.
+///
+/// Every extension is opt-in: each changes stock's answer for some valid
+/// input (stock releases a POST and an HTTP/2 preface after two bytes, and
+/// a multi-record ClientHello after its first record), and listeners that
+/// ask for nothing must get exactly the FreeBSD filters they asked for.
 pub fn parse_af_arg(kind: FilterKind, af_arg: &[u8]) -> Result<Config, ArgError> {
     let arg = until_nul(af_arg);
     if arg.len() > MAX_AF_ARG {

@@ -4,15 +4,23 @@
 //! is Ready once the whole first record (5 + length bytes) is buffered. The
 //! version bytes are not looked at.
 //!
-//! `clienthello` extension: a first record of at least 2^14 bytes is not
-//! always the whole ClientHello (post-quantum key shares and large
-//! extension sets can exceed one record), so when the first handshake
-//! message is a ClientHello, hold until its declared length has arrived,
-//! across as many handshake records as it takes, and then to the end of the
-//! record that completes it (TLS stacks read whole records). Anything
-//! malformed on the way (a non-handshake record, an empty or oversized
-//! record, a length no ClientHello can have) is Ready at once, so garbage
-//! can never extend the hold beyond what its own bytes justify.
+//! `clienthello` extension: a record carries at most 2^14 bytes, and a
+//! ClientHello may be longer (large post-quantum key shares, many
+//! extensions) or be fragmented by the client anyway, so stock can release
+//! a connection whose application then blocks on the rest. With the
+//! extension, when the first handshake message is a ClientHello, hold until
+//! its declared length has arrived, across as many handshake records as it
+//! takes, and then to the end of the record that completes it (TLS stacks
+//! read whole records). Anything malformed on the way (a non-handshake
+//! record, an empty or oversized record, a length no ClientHello can have)
+//! is Ready at once, so garbage can never stretch the hold beyond what its
+//! own bytes justify. A first message that is not a ClientHello keeps stock
+//! behaviour.
+//!
+//! It is opt-in because it changes stock's answer for a valid input (a
+//! multi-record ClientHello is Ready after its first record in stock), and
+//! because FreeBSD's own test feeds a 0x16 record of random bytes: with the
+//! extension on, a body starting 0x01 with a large length would be held.
 
 use crate::{Config, Progress};
 

@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
             // uses the option alphabet.
             let arg = data.split(|&b| b == 0).next().unwrap_or_default();
             assert!(arg.len() <= listenq_accf::MAX_AF_ARG);
-            assert!(arg.iter().all(|b| b.is_ascii_alphanumeric() || b",=".contains(b)));
+            assert!(arg
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b",=".contains(b)));
         }
     }
 });
