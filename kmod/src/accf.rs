@@ -149,13 +149,17 @@ fn callback(s: Socket, head: usize) -> i32 {
     // Stock dataready is soreadable(): it honours SO_RCVLOWAT inherited
     // from the listener and passes on a pending error, which bytes alone
     // cannot tell.
-    let data_ready = cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off && sb.readable != 0;
+    let by_readable = cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off;
     let Some(e) = f.holdq.get_mut(key).map(|h| &mut h.state) else {
         return sys::SU_OK as i32;
     };
-    let mut ready = data_ready || e.conn.is_ready();
+    let mut ready = if by_readable {
+        sb.readable != 0
+    } else {
+        e.conn.is_ready()
+    };
     let mut buf = [0u8; 256];
-    while !ready && e.fed < sb.avail {
+    while !ready && !by_readable && e.fed < sb.avail {
         let n = (sb.avail - e.fed).min(buf.len() as u32);
         // SAFETY: receive buffer locked; [fed, fed+n) lies within sbavail.
         let rc = unsafe { sys::lq_sb_copy(s.as_ptr(), e.fed, buf.as_mut_ptr().cast(), n) };
