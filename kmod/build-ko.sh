@@ -66,6 +66,7 @@ lib=$tdir/x86_64-unknown-none/release/liblistenq.a
 # garbage-collected: linker sets must survive.
 "$LD" -m elf_x86_64_fbsd -r -d -T "$SYSDIR/conf/ldscript.kmod.amd64" \
 	-u listenq_glue_anchor -o "$out.tmp" "$lib"
-"$OBJCOPY" --strip-debug "$out.tmp"
+# Debug info and the bitcode build-std embeds are of no use to the kernel.
+"$OBJCOPY" --strip-debug --remove-section=.llvmbc --remove-section=.llvmcmd "$out.tmp"
 mv "$out.tmp" "$out"
 echo "built $out"

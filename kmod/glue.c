@@ -28,8 +28,16 @@
 
 MALLOC_DEFINE(M_LISTENQ, "listenq", "listenq listen queues and accept filters");
 
-/* Anchors ld -r: the Makefile pulls this object out of the Rust staticlib. */
-const char listenq_glue_anchor[] = "listenq";
+/*
+ * Anchors ld -r: kmod/build-ko.sh pulls this object out of the Rust
+ * staticlib by this name. A function, not a string: a string could be
+ * merged with a module name in mod_metadata, and link_elf_obj reads module
+ * metadata before it resolves relocations against global symbols.
+ */
+void
+listenq_glue_anchor(void)
+{
+}
 
 void
 lq_log(const char *msg, size_t len)

@@ -80,6 +80,8 @@ int	lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len);
 /* True when the sysctl request only asks for the size. */
 int	lq_sysctl_sizing(struct sysctl_req *req);
 
+void	listenq_glue_anchor(void);
+
 /* Implemented in Rust, called from glue.c. */
 int	listenq_rs_load(void);
 int	listenq_rs_quiesce(void);

@@ -54,6 +54,11 @@ impl Filters {
         }
     }
 
+    /// Frees everything (module unload, once nothing is in use).
+    pub fn clear(&mut self) {
+        self.list = Vec::new();
+    }
+
     pub fn in_use(&self) -> bool {
         !self.list.is_empty() || self.tagged != 0
     }
@@ -249,6 +254,9 @@ pub extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
         let st = &mut *g;
         if let Some(i) = st.accf.list.iter().position(|f| f.head == so as usize) {
             let f = st.accf.list.swap_remove(i);
+            if st.accf.list.is_empty() {
+                st.accf.list = Vec::new();
+            }
             let n = f.holdq.len() as u64;
             st.reg.stats.released = st.reg.stats.released.saturating_add(n);
         }

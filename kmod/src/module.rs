@@ -56,7 +56,8 @@ fn unload() -> KResult<()> {
     // not have reached IN_FLIGHT yet: one more short grace period.
     crate::kern::time::pause_ms(20);
     if let Some(mut r) = REGISTRY.lock() {
-        r.reg.drain().for_each(drop);
+        r.reg.clear();
+        r.accf.clear();
     }
     protosw::clear();
     REGISTRY.destroy();

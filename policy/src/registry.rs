@@ -201,7 +201,13 @@ impl Registry {
     pub fn close(&mut self, so: usize) -> Option<Listener> {
         let i = self.listeners.iter().position(|l| l.so == so)?;
         self.stats.closes = self.stats.closes.saturating_add(1);
-        Some(self.listeners.swap_remove(i))
+        let l = self.listeners.swap_remove(i);
+        if self.listeners.is_empty() {
+            // Idle means no allocation at all (kern.ipc.listenq.allocs is
+            // 0), not an empty buffer kept for later.
+            self.listeners = Vec::new();
+        }
+        Some(l)
     }
 
     /// Refreshes queue lengths and folds in overflows.
@@ -275,9 +281,9 @@ impl Registry {
         self.listeners.iter()
     }
 
-    /// Empties the registry (module unload), handing each listener over.
-    pub fn drain(&mut self) -> impl Iterator<Item = Listener> + '_ {
-        self.listeners.drain(..)
+    /// Forgets every listener and frees all memory (module unload).
+    pub fn clear(&mut self) {
+        self.listeners = Vec::new();
     }
 }
 
@@ -383,5 +389,6 @@ mod tests {
         assert!(r.close(1).is_none());
         assert!(!r.accepted(5, 1));
         assert!(r.is_empty());
+        assert_eq!(r.listeners.capacity(), 0, "an idle registry holds no memory");
     }
 }

@@ -110,7 +110,8 @@ makefs -t ffs -o version=1 -s "${size_k}k" "$img" "$stage" >"$work/makefs.log" 2
     { cat "$work/makefs.log" >&2; die "makefs failed"; }
 
 # ---------------------------------------------------------------- boot
-start=$(date +%s.%N)
+now() { if [ -n "${EPOCHREALTIME:-}" ]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
+start=$(now)
 rc=0
 if [ "$host" = FreeBSD ]; then
     # UNTESTED (written for a FreeBSD host, see README.md).
@@ -139,21 +140,21 @@ else
         *) die "LISTENQ_QEMU_ACCEL must be tcg or kvm" ;;
     esac
     # The command line documented by the kernel's builder in
-    # /var/lib/listenq/README.txt, with the console sent to the log.
+    # /var/lib/listenq/README.txt: acpi=off is required (otherwise QEMU does
+    # not append virtio_mmio.device=... and there is no vtbd0). -nographic
+    # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
+    # QEMU exits 0 after a reboot and after a panic alike.
     timeout -k 5 "$timeout_s" "$qemu" \
-        -M microvm,pit=on,pic=on,rtc=on,isa-serial=on \
-        "${accel_args[@]}" -m 512 -smp 1 \
-        -no-reboot -display none -monitor none -nodefaults \
-        -serial "file:$log" \
-        -kernel "$kernel" \
+        -M microvm,x-option-roms=off,acpi=off -smp 1 -m 512 \
+        "${accel_args[@]}" \
+        -nographic -no-reboot -kernel "$kernel" \
         -append "vfs.root.mountfrom=ufs:/dev/vtbd0" \
-        -drive "id=root,if=none,format=raw,file=$img" \
-        -device virtio-blk-device,drive=root \
-        </dev/null >"$work/qemu.out" 2>&1
+        -drive "id=d0,file=$img,format=raw,if=none" -device virtio-blk-device,drive=d0 \
+        </dev/null >"$log" 2>"$work/qemu.out"
     rc=$?
     ok_exit=0
 fi
-end=$(date +%s.%N)
+end=$(now)
 elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 
 # ---------------------------------------------------------------- judge
@@ -184,7 +185,7 @@ else
     [ "$nres" -le "$plan" ] || reasons+=("$nres results for a plan of $plan")
 fi
 # Results must be numbered 1, 2, 3, ... in order.
-if ! grep -E '^(not )?ok [0-9]+( |$)' "$clean" | sed -E 's/^(not )?ok ([0-9]+).*/\2/' |
+if [ "$nres" -gt 0 ] && ! grep -E '^(not )?ok [0-9]+( |$)' "$clean" | sed -E 's/^(not )?ok ([0-9]+).*/\2/' |
     awk '$1 != NR { exit 1 }'; then
     reasons+=("TAP results out of sequence")
 fi

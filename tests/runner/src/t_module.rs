@@ -100,22 +100,24 @@ const UNLOADED_TESTS: [&str; 3] = [
     "sysctl kern.ipc.listenq.version is gone after unload",
 ];
 
-/// Unloads the module and checks that nothing of it is left.
-pub fn unload(tap: &mut Tap, id: Option<i32>) {
+/// Unloads the module and checks that nothing of it is left. Returns
+/// whether it was unloaded.
+pub fn unload(tap: &mut Tap, id: Option<i32>) -> bool {
     let name = "kldunload listenq.ko";
     let Some(id) = id else {
         tap.skip(name, "module not loaded");
         skip_all(tap, &UNLOADED_TESTS, "module not loaded");
-        return;
+        return false;
     };
     if !tap.check(kld::unload(id), Ok(()), name) {
         skip_all(tap, &UNLOADED_TESTS, "kldunload failed");
-        return;
+        return false;
     }
     tap.check(kld::find(KO_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[0]);
     tap.check(kld::modfind(MOD_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[1]);
     let mut buf = [0u8; 256];
     tap.check(sysctl::read_string(VERSION, &mut buf).map(|_| ()), Err(Errno::ENOENT), UNLOADED_TESTS[2]);
+    true
 }
 
 /// Where a cycle failed: the step and its errno, or the allocations still
