@@ -185,6 +185,7 @@ fn run(argc: usize) -> bool {
     }
 
     t_module::cycles(tap, &env);
+    t_listeners::survives_unload(tap, &env);
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();

@@ -1,11 +1,373 @@
-//! RESERVED for the module's own sysctls and per-listener statistics
-//! (kern.ipc.listenq.*). Called while listenq is loaded, after the second
-//! run of the listen(2) semantic suite. Add tests here; each must report
-//! through `tap` (tap.ok / tap.check / tap.skip).
-//!
-//! It deliberately reports nothing yet: a stub is not a test.
+//! The module's own view of listeners (issue "listen(2) semantics ...,
+//! per-listener visibility"): kern.ipc.listenq.listeners (text),
+//! kern.ipc.listenq.xlisteners (struct xlistenq[]) and
+//! kern.ipc.listenq.stats.*, checked against what the test itself did.
+//! Run while listenq is loaded.
 
-use crate::env::Env;
+use crate::env::{Env, KO_NAME, KO_PATH};
+use crate::kld;
+use crate::net::SockAddr;
+use crate::sock::{self, Kind};
+use crate::sys::{self, Fd};
+use crate::sysctl;
 use crate::tap::Tap;
 
-pub fn run(_tap: &mut Tap, _env: &Env) {}
+const TABLE: &str = "kern.ipc.listenq.listeners";
+const XTABLE: &str = "kern.ipc.listenq.xlisteners";
+
+/// Columns of one table row, as text.
+struct Row<'a> {
+    cols: [&'a [u8]; 13],
+}
+
+impl<'a> Row<'a> {
+    fn num(&self, i: usize) -> Option<i64> {
+        parse_i64(self.cols[i])
+    }
+    fn text(&self, i: usize) -> &'a [u8] {
+        self.cols[i]
+    }
+}
+
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    let (neg, d) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if d.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in d {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// The table's row whose first column is `addr`.
+fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
+    for line in table.split(|&c| c == b'\n').skip(1) {
+        let mut cols: [&[u8]; 13] = [&[]; 13];
+        let mut n = 0;
+        for w in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
+            if n < 13 {
+                cols[n] = w;
+            }
+            n += 1;
+        }
+        if n == 13 && cols[0] == addr {
+            return Some(Row { cols });
+        }
+    }
+    None
+}
+
+/// The text a row starts with for this listener.
+fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
+    let b = sa.bytes();
+    let mut w = Writer { buf: out, len: 0 };
+    match kind {
+        Kind::Tcp4 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let _ = core::fmt::write(&mut w, format_args!("{}.{}.{}.{}:{}", b[4], b[5], b[6], b[7], port));
+        }
+        Kind::Tcp6 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let _ = core::fmt::write(&mut w, format_args!("[::1]:{}", port));
+        }
+        Kind::UnixStream | Kind::UnixSeqpacket => {
+            let path = &b[2..];
+            let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+            let _ = core::fmt::write(&mut w, format_args!("local:"));
+            for &c in &path[..end] {
+                let _ = core::fmt::write(&mut w, format_args!("{}", c as char));
+            }
+        }
+    }
+    w.len
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8; 96],
+    len: usize,
+}
+
+impl core::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let b = s.as_bytes();
+        let end = (self.len + b.len()).min(self.buf.len());
+        self.buf[self.len..end].copy_from_slice(&b[..end - self.len]);
+        self.len = end;
+        Ok(())
+    }
+}
+
+static mut TABLE_BUF: [u8; 32768] = [0; 32768];
+
+/// Reads the table and calls `f` with this listener's row (None if absent).
+fn with_row<R>(kind: Kind, sa: &SockAddr, f: impl FnOnce(Option<Row>) -> R) -> R {
+    let mut a = [0u8; 96];
+    let n = addr_text(kind, sa, &mut a);
+    // SAFETY: the runner is single-threaded; the buffer is only used here.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    match sysctl::read_string(TABLE, buf) {
+        Ok(t) => f(find_row(t, &a[..n])),
+        Err(_) => f(None),
+    }
+}
+
+fn stat(name: &str) -> u64 {
+    let mut full = [0u8; 64];
+    let p = b"kern.ipc.listenq.stats.";
+    full[..p.len()].copy_from_slice(p);
+    full[p.len()..p.len() + name.len()].copy_from_slice(name.as_bytes());
+    let s = core::str::from_utf8(&full[..p.len() + name.len()]).unwrap_or("");
+    sysctl::read_u64(s).unwrap_or(u64::MAX)
+}
+
+/// 12 clients against listen(4): 7 queued, 5 refused; then 7 accepts.
+fn counters(tap: &mut Tap, kind: Kind) {
+    let label = kind.label();
+    let (l, sa) = match sock::listener(kind, 4) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, format_args!("listeners table ({}): listener: {}", label, e));
+            return;
+        }
+    };
+    let over0 = stat("overflows");
+    let acc0 = stat("accepted");
+    let mut clients: [Option<Fd>; 12] = Default::default();
+    for (i, c) in clients.iter_mut().enumerate() {
+        *c = sock::connect(kind, &sa).ok();
+        if kind.is_tcp() {
+            let want = (i as i32 + 1).min(7);
+            let _ = sock::wait_qlen(l.raw(), want, 300);
+            sys::sleep_ms(20);
+        }
+    }
+    let qlen = sock::qlen(l.raw()).unwrap_or(-1);
+    tap.check(qlen, 7, format_args!("[{}] listen(4), 12 clients: SO_LISTENQLEN", label));
+    with_row(kind, &sa, |r| match r {
+        Some(r) => {
+            let got = (r.num(2), r.num(3), r.num(4), r.num(6), r.num(7));
+            tap.check(
+                got,
+                (Some(4), Some(4), Some(7), Some(0), Some(5)),
+                format_args!("[{}] listeners row: backlog 4, limit 4, qlen 7, accepted 0, overflows 5", label),
+            );
+            tap.check(r.text(1), kind_proto(kind), format_args!("[{}] listeners row: protocol column", label));
+        }
+        None => {
+            tap.ok(false, format_args!("[{}] listeners row present", label));
+        }
+    });
+    tap.check(stat("overflows").wrapping_sub(over0), 5, format_args!("[{}] stats.overflows grew by 5", label));
+    let mut accepted = 0;
+    for _ in 0..7 {
+        if sock::accept(l.raw()).is_ok() {
+            accepted += 1;
+        }
+    }
+    tap.check(accepted, 7, format_args!("[{}] 7 accepts", label));
+    with_row(kind, &sa, |r| match r {
+        Some(r) => {
+            tap.check(
+                (r.num(4), r.num(6)),
+                (Some(0), Some(7)),
+                format_args!("[{}] listeners row after 7 accepts: qlen 0, accepted 7", label),
+            );
+            let p50 = r.text(11);
+            tap.ok(
+                p50 != b"-" && p50.first() == Some(&b'<'),
+                format_args!("[{}] listeners row: accept latency p50 reported", label),
+            );
+        }
+        None => {
+            tap.ok(false, format_args!("[{}] listeners row present after accepts", label));
+        }
+    });
+    tap.check(stat("accepted").wrapping_sub(acc0), 7, format_args!("[{}] stats.accepted grew by 7", label));
+    if kind == Kind::Tcp4 {
+        xlisteners(tap, &sa);
+    }
+    drop(clients);
+    drop(l);
+    with_row(kind, &sa, |r| {
+        tap.ok(r.is_none(), format_args!("[{}] closing the listener removes its row", label));
+    });
+}
+
+fn kind_proto(kind: Kind) -> &'static [u8] {
+    match kind {
+        Kind::Tcp4 => b"tcp4",
+        Kind::Tcp6 => b"tcp6",
+        Kind::UnixStream => b"stream",
+        Kind::UnixSeqpacket => b"seqpacket",
+    }
+}
+
+/// struct xlistenq (policy/src/xlisten.rs; listenq(4)).
+const XL_SIZE: usize = 4 + 4 + 8 + 1 + 1 + 2 + 4 + 64 + 4 * 4 + 8 * 3 + 16 + 8 * 28;
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_ne_bytes(a)
+}
+
+static mut XBUF: [u8; 65536] = [0; 65536];
+
+fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
+    // SAFETY: single-threaded runner; only used here.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(XBUF) };
+    let n = match sysctl::read_opaque(XTABLE, buf) {
+        Ok(n) => n,
+        Err(e) => {
+            tap.ok(false, format_args!("{} readable: {}", XTABLE, e));
+            return;
+        }
+    };
+    let port = u16::from_be_bytes([sa.bytes()[2], sa.bytes()[3]]);
+    let mut found = None;
+    let mut off = 0;
+    let mut sizes_ok = n % XL_SIZE == 0;
+    while off + XL_SIZE <= n {
+        let e = &buf[off..off + XL_SIZE];
+        sizes_ok &= u32_at(e, 0) as usize == XL_SIZE && u32_at(e, 4) == 1;
+        let lport = u16::from_ne_bytes([e[18], e[19]]);
+        if e[16] == 1 && lport == port && e[24..28] == [127, 0, 0, 1] {
+            found = Some(off);
+        }
+        off += XL_SIZE;
+    }
+    tap.ok(sizes_ok, format_args!("{}: entries are struct xlistenq v1 of {} bytes", XTABLE, XL_SIZE));
+    match found {
+        Some(o) => {
+            let e = &buf[o..o + XL_SIZE];
+            let backlog = i32::from_ne_bytes([e[20], e[21], e[22], e[23]]);
+            let got = (backlog, u32_at(e, 88), u32_at(e, 92), u64_at(e, 104), u64_at(e, 112));
+            tap.check(
+                got,
+                (4, 4, 0, 7, 5),
+                format_args!("{}: backlog, qlimit, qlen, accepted, overflows of the tcp4 listener", XTABLE),
+            );
+            let lat: u64 = (0..28).map(|i| u64_at(e, 144 + 8 * i)).sum();
+            tap.check(lat, 7, format_args!("{}: latency histogram counts the 7 accepts", XTABLE));
+        }
+        None => {
+            tap.ok(false, format_args!("{}: the tcp4 listener is listed", XTABLE));
+        }
+    }
+}
+
+/// Requested backlog versus the effective limit, and a second listen().
+fn backlog_columns(tap: &mut Tap) {
+    let max = sysctl::read_int("kern.ipc.soacceptqueue").unwrap_or(-1) as i64;
+    let (l, sa) = match sock::listener(Kind::Tcp4, -1) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, format_args!("listeners table: listen(-1): {}", e));
+            return;
+        }
+    };
+    with_row(Kind::Tcp4, &sa, |r| {
+        let got = r.map(|r| (r.num(2), r.num(3)));
+        tap.check(
+            got,
+            Some((Some(-1), Some(max))),
+            "listeners row: listen(-1) shows backlog -1, limit kern.ipc.soacceptqueue",
+        );
+    });
+    let _ = sys::listen(l.raw(), 9);
+    let mut a = [0u8; 96];
+    let n = addr_text(Kind::Tcp4, &sa, &mut a);
+    // SAFETY: single-threaded runner.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let rows = match sysctl::read_string(TABLE, buf) {
+        Ok(t) => t.split(|&c| c == b'\n').filter(|line| line.starts_with(&a[..n]) && line.get(n) == Some(&b' ')).count(),
+        Err(_) => 0,
+    };
+    tap.check(rows, 1, "listeners table: a second listen() updates the row, no duplicate");
+    with_row(Kind::Tcp4, &sa, |r| {
+        let got = r.map(|r| (r.num(2), r.num(3)));
+        tap.check(got, Some((Some(9), Some(9))), "listeners row: listen(9) again shows backlog 9, limit 9");
+    });
+}
+
+pub fn run(tap: &mut Tap, env: &Env) {
+    let text = sysctl::exists(TABLE);
+    tap.check(text, Ok(true), format_args!("sysctl {} exists", TABLE));
+    for k in [Kind::Tcp4, Kind::Tcp6, Kind::UnixStream] {
+        if let Some(why) = env.unusable(k) {
+            tap.skip(format_args!("[{}] listeners table counters", k.label()), why);
+            continue;
+        }
+        counters(tap, k);
+    }
+    backlog_columns(tap);
+    // For the record: what an admin sees.
+    // SAFETY: single-threaded runner.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    if let Ok(t) = sysctl::read_string(TABLE, buf) {
+        for line in t.split(|&c| c == b'\n') {
+            tap.diag(format_args!("  {}", core::str::from_utf8(line).unwrap_or("?")));
+        }
+    }
+}
+
+/// A listener created while listenq was loaded keeps working after
+/// kldunload: listenq must have taken back its listen upcall and its
+/// protocol switch entries, or the next connection would run freed code.
+pub fn survives_unload(tap: &mut Tap, env: &Env) {
+    let name = "listener from before kldunload accepts afterwards (no freed code runs)";
+    if env.ko.is_err() {
+        tap.skip(name, "listenq.ko not in image");
+        return;
+    }
+    let id = match kld::load(KO_PATH) {
+        Ok(id) => id,
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  kldload: {}", e));
+            return;
+        }
+    };
+    let (l, sa) = match sock::listener(Kind::Tcp4, 5) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  listener: {}", e));
+            return;
+        }
+    };
+    let c1 = sock::connect(Kind::Tcp4, &sa);
+    let _ = sock::wait_qlen(l.raw(), 1, 500);
+    let un = kld::unload(id);
+    let gone = kld::find(KO_NAME).is_err();
+    let c2 = sock::connect(Kind::Tcp4, &sa);
+    let q = sock::wait_qlen(l.raw(), 2, 1000);
+    let a1 = sock::accept(l.raw());
+    let a2 = sock::accept(l.raw());
+    let pass = c1.is_ok() && un.is_ok() && gone && c2.is_ok() && q == Ok(2) && a1.is_ok() && a2.is_ok();
+    tap.ok(pass, name);
+    if !pass {
+        tap.diag(format_args!(
+            "  connect1 {:?} unload {:?} gone {} connect2 {:?} qlen {:?} accept1 {:?} accept2 {:?}",
+            c1.as_ref().map(|_| ()),
+            un,
+            gone,
+            c2.as_ref().map(|_| ()),
+            q,
+            a1.as_ref().map(|_| ()),
+            a2.as_ref().map(|_| ())
+        ));
+    }
+}
