@@ -81,7 +81,13 @@ fn main() {
         .file(top.join("kmod/accf_glue.c"))
         .define(
             "LISTENQ_VERSION",
-            Some(format!("\"listenq {}\"", env::var("CARGO_PKG_VERSION").unwrap_or_default()).as_str()),
+            Some(
+                format!(
+                    "\"listenq {}\"",
+                    env::var("CARGO_PKG_VERSION").unwrap_or_default()
+                )
+                .as_str(),
+            ),
         );
     for f in &cflags {
         glue.flag(f);
@@ -118,12 +124,19 @@ fn layout_includes(sysdir: &Path, inc: &Path) {
         let mut w = line.split_whitespace();
         if let (Some("options"), Some(opt)) = (w.next(), w.next()) {
             if !opt.starts_with("GEOM_") {
-                global.push_str(&format!("#define {} 1\n", opt.split('=').next().unwrap_or(opt)));
+                global.push_str(&format!(
+                    "#define {} 1\n",
+                    opt.split('=').next().unwrap_or(opt)
+                ));
             }
         }
     }
     fs::write(inc.join("opt_global.h"), global).expect("cannot write opt_global.h");
-    fs::write(inc.join("opt_inet.h"), "#define INET 1\n#define TCP_OFFLOAD 1\n").expect("opt_inet.h");
+    fs::write(
+        inc.join("opt_inet.h"),
+        "#define INET 1\n#define TCP_OFFLOAD 1\n",
+    )
+    .expect("opt_inet.h");
     fs::write(inc.join("opt_inet6.h"), "#define INET6 1\n").expect("opt_inet6.h");
 }
 

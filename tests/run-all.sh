@@ -37,8 +37,9 @@ host_layer() {
 		fail "host layer: no cargo on PATH (install a Rust toolchain)"
 		return
 	fi
-	cargo test --quiet 2>&1 | tee "$log"
+	cargo test --quiet >"$log" 2>&1
 	rc=$?
+	cat "$log"
 	set -- $(count_cargo "$log")
 	passed=$((passed + $1)); failed=$((failed + $2))
 	[ "$rc" -eq 0 ] || { [ "$2" -gt 0 ] || fail "cargo test exited $rc"; }
@@ -90,13 +91,14 @@ vm_layer() {
 		echo "skip vm layer: no FreeBSD test kernel at LISTENQ_KERNEL=$LISTENQ_KERNEL (see README: a FreeBSD 14 amd64 kernel with XENHVM, INVARIANTS, WITNESS)"
 		skipped=$((skipped + 1)); return
 	fi
-	runner=$(sh tests/vm/build-runner.sh | tail -n 1)
+	runner=$(bash tests/vm/build-runner.sh | tail -n 1)
 	if [ ! -f "$runner" ]; then fail "runner build: $runner"; return; fi
 	set -- --kernel "$LISTENQ_KERNEL" --ko "$top/listenq.ko" --runner "$runner"
 	[ -d "$LISTENQ_MODULES" ] && set -- "$@" --modules "$LISTENQ_MODULES"
 	[ "$mode" = bench ] && set -- "$@" --bench
-	sh tests/vm/run-vm.sh "$@" 2>&1 | tee "$log"
+	bash tests/vm/run-vm.sh "$@" >"$log" 2>&1
 	rc=$?
+	cat "$log"
 	ok=$(grep -c '^ok ' "$log")
 	nok=$(grep -c '^not ok ' "$log")
 	passed=$((passed + ok)); failed=$((failed + nok))

@@ -91,7 +91,11 @@ fn schedule(head: usize, so: usize, deliver: bool) -> bool {
     // SAFETY: both sockets are live (see above); the C side takes its own
     // references before queueing the task.
     let rc = unsafe {
-        sys::lq_work_schedule(head as *mut sys::socket, so as *mut sys::socket, i32::from(deliver))
+        sys::lq_work_schedule(
+            head as *mut sys::socket,
+            so as *mut sys::socket,
+            i32::from(deliver),
+        )
     };
     rc == 0
 }
@@ -185,7 +189,11 @@ fn callback(s: Socket, head: usize) -> i32 {
 }
 
 #[no_mangle]
-pub extern "C" fn listenq_accf_callback(so: *mut sys::socket, arg: *mut cty::c_void, _waitflag: i32) -> i32 {
+pub extern "C" fn listenq_accf_callback(
+    so: *mut sys::socket,
+    arg: *mut cty::c_void,
+    _waitflag: i32,
+) -> i32 {
     let _f = InFlight::enter();
     // SAFETY: the kernel calls the upcall with a live socket.
     let s = unsafe { Socket::from_raw(so) };
@@ -199,7 +207,8 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
     }
     // SAFETY: accept_filt_setopt() passes af_arg, NUL-terminated within
     // its 240 bytes (it forces the last byte to NUL).
-    let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), listenq_accf::MAX_AF_ARG + 1) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), listenq_accf::MAX_AF_ARG + 1) };
     let cfg = match parse_af_arg(kind, bytes) {
         Ok(c) => c,
         Err(e) => {

@@ -62,7 +62,11 @@ pub fn drain(ms: i32) -> bool {
 /// pr_listen: the backlog policy is listenq's (see policy::backlog); the
 /// kernel's solisten_proto() then applies the same rule to the value it is
 /// given, so the result is identical to stock by construction.
-unsafe extern "C" fn lq_pr_listen(so: *mut sys::socket, backlog_arg: i32, td: *mut sys::thread) -> i32 {
+unsafe extern "C" fn lq_pr_listen(
+    so: *mut sys::socket,
+    backlog_arg: i32,
+    td: *mut sys::thread,
+) -> i32 {
     let _f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_listen.
     let s = unsafe { Socket::from_raw(so) };
@@ -70,7 +74,9 @@ unsafe extern "C" fn lq_pr_listen(so: *mut sys::socket, backlog_arg: i32, td: *m
         return Errno::EINVAL.0;
     };
     let effective = match soacceptqueue() {
-        Some(max) => i32::try_from(backlog::effective_qlimit(backlog_arg, max)).unwrap_or(backlog_arg),
+        Some(max) => {
+            i32::try_from(backlog::effective_qlimit(backlog_arg, max)).unwrap_or(backlog_arg)
+        }
         None => backlog_arg,
     };
     // SAFETY: the kernel's own entry, called with the arguments it was

@@ -23,7 +23,11 @@ fn load() -> KResult<()> {
         return Err(Errno::ENOENT);
     }
     let f = accf::register();
-    kprintln!("loaded: {} protocol switches hooked, {} accept filters registered", n, f);
+    kprintln!(
+        "loaded: {} protocol switches hooked, {} accept filters registered",
+        n,
+        f
+    );
     Ok(())
 }
 
@@ -49,7 +53,10 @@ fn unload() -> KResult<()> {
             h.socket().install_listen_upcall();
         }
         accf::register();
-        kprintln!("unload refused: {} calls still in listenq", hooks::in_flight());
+        kprintln!(
+            "unload refused: {} calls still in listenq",
+            hooks::in_flight()
+        );
         return Err(Errno::EBUSY);
     }
     // A thread that loaded a hook pointer just before it was restored may

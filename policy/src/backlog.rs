@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(effective_qlimit(4096, 4096), 4096);
         assert_eq!(effective_qlimit(0, 4096), 0);
         assert_eq!(effective_qlimit(5, 4096), 5);
-        assert_eq!(effective_qlimit(i32::MAX, SOACCEPTQUEUE_MAX), SOACCEPTQUEUE_MAX);
+        assert_eq!(
+            effective_qlimit(i32::MAX, SOACCEPTQUEUE_MAX),
+            SOACCEPTQUEUE_MAX
+        );
     }
 
     #[test]

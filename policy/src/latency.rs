@@ -13,7 +13,9 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { counts: [0; BUCKETS] }
+        Histogram {
+            counts: [0; BUCKETS],
+        }
     }
 }
 
@@ -57,7 +59,7 @@ impl Histogram {
             return None;
         }
         // Rank of the sample at pct, 1-based, rounded up.
-        let rank = (n.saturating_mul(pct.min(100)) + 99) / 100;
+        let rank = n.saturating_mul(pct.min(100)).div_ceil(100);
         let rank = rank.max(1);
         let mut seen = 0u64;
         for (i, c) in self.counts.iter().enumerate() {

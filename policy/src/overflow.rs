@@ -84,7 +84,10 @@ mod tests {
         fn overflow(&mut self, interval: i64) {
             self.overcount += 1;
             if self.lastover.sec == 0 || self.now - self.lastover.sec >= interval {
-                self.lastover = Stamp { sec: self.now, usec: 0 };
+                self.lastover = Stamp {
+                    sec: self.now,
+                    usec: 0,
+                };
                 self.overcount = 0;
                 self.logged += 1;
             }
@@ -94,7 +97,12 @@ mod tests {
     #[test]
     fn twelve_clients_against_listen_four() {
         // 7 fit, 5 overflow; the first overflow logs and resets.
-        let mut k = Kernel { overcount: 0, lastover: Stamp::default(), now: 100, logged: 0 };
+        let mut k = Kernel {
+            overcount: 0,
+            lastover: Stamp::default(),
+            now: 100,
+            logged: 0,
+        };
         let mut c = OverflowCounter::new(k.overcount, k.lastover);
         for _ in 0..5 {
             k.overflow(60);
@@ -106,7 +114,12 @@ mod tests {
 
     #[test]
     fn sampled_between_every_overflow_is_exact() {
-        let mut k = Kernel { overcount: 0, lastover: Stamp::default(), now: 1, logged: 0 };
+        let mut k = Kernel {
+            overcount: 0,
+            lastover: Stamp::default(),
+            now: 1,
+            logged: 0,
+        };
         let mut c = OverflowCounter::new(0, Stamp::default());
         for i in 0..500u32 {
             k.now = 1 + i64::from(i) / 7;
@@ -127,7 +140,12 @@ mod tests {
 
     #[test]
     fn bursts_after_quiet_intervals_are_exact() {
-        let mut k = Kernel { overcount: 0, lastover: Stamp::default(), now: 1000, logged: 0 };
+        let mut k = Kernel {
+            overcount: 0,
+            lastover: Stamp::default(),
+            now: 1000,
+            logged: 0,
+        };
         let mut c = OverflowCounter::new(0, Stamp::default());
         let mut sent = 0;
         for burst in 0..4 {

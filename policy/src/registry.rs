@@ -32,10 +32,19 @@ impl Proto {
 /// Local address, captured when the socket starts (or restarts) listening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Local {
-    Inet { addr: [u8; 4], port: u16 },
-    Inet6 { addr: [u8; 16], port: u16 },
+    Inet {
+        addr: [u8; 4],
+        port: u16,
+    },
+    Inet6 {
+        addr: [u8; 16],
+        port: u16,
+    },
     /// A truncated sun_path; `len` bytes of `path` are valid.
-    Path { path: [u8; 64], len: u8 },
+    Path {
+        path: [u8; 64],
+        len: u8,
+    },
     Unknown,
 }
 
@@ -272,7 +281,8 @@ impl Registry {
 
     /// Snapshot of every row, for formatting outside the lock.
     pub fn rows(&self, out: &mut Vec<Row>) -> Result<(), NoMemory> {
-        out.try_reserve(self.listeners.len()).map_err(|_| NoMemory)?;
+        out.try_reserve(self.listeners.len())
+            .map_err(|_| NoMemory)?;
         out.extend(self.listeners.iter().map(Listener::row));
         Ok(())
     }
@@ -323,14 +333,24 @@ mod tests {
     use super::*;
 
     fn q(qlen: u32, qlimit: u32) -> QueueSample {
-        QueueSample { qlen, incqlen: 0, qlimit, overcount: 0, lastover: Stamp::default() }
+        QueueSample {
+            qlen,
+            incqlen: 0,
+            qlimit,
+            overcount: 0,
+            lastover: Stamp::default(),
+        }
     }
 
     #[test]
     fn listen_twice_updates_not_duplicates() {
         let mut r = Registry::new();
-        let a = r.listen(0x1000, Proto::Tcp4, Local::Unknown, 4, q(0, 4)).unwrap();
-        let b = r.listen(0x1000, Proto::Tcp4, Local::Unknown, 9, q(0, 9)).unwrap();
+        let a = r
+            .listen(0x1000, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+            .unwrap();
+        let b = r
+            .listen(0x1000, Proto::Tcp4, Local::Unknown, 9, q(0, 9))
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(r.len(), 1);
         assert_eq!(r.get(0x1000).map(|l| (l.backlog, l.qlimit)), Some((9, 9)));
@@ -340,8 +360,10 @@ mod tests {
     #[test]
     fn accepts_match_completions_in_fifo_order() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4)).unwrap();
-        r.listen(2, Proto::LocalStream, Local::Unknown, 4, q(0, 4)).unwrap();
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+            .unwrap();
+        r.listen(2, Proto::LocalStream, Local::Unknown, 4, q(0, 4))
+            .unwrap();
         for (i, child) in [10usize, 11, 12].iter().enumerate() {
             r.completed(1, *child, 100, q(i as u32 + 1, 4));
         }
@@ -361,8 +383,15 @@ mod tests {
     #[test]
     fn overflows_fold_into_row_and_stats() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4)).unwrap();
-        let s = QueueSample { qlen: 7, incqlen: 0, qlimit: 4, overcount: 4, lastover: Stamp { sec: 5, usec: 0 } };
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+            .unwrap();
+        let s = QueueSample {
+            qlen: 7,
+            incqlen: 0,
+            qlimit: 4,
+            overcount: 4,
+            lastover: Stamp { sec: 5, usec: 0 },
+        };
         r.sample(1, s);
         assert_eq!(r.get(1).unwrap().row().overflows, 5);
         assert_eq!(r.stats.overflows, 5);
@@ -373,7 +402,8 @@ mod tests {
     #[test]
     fn stale_pending_entries_are_bounded() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 0, q(0, 0)).unwrap();
+        r.listen(1, Proto::Tcp4, Local::Unknown, 0, q(0, 0))
+            .unwrap();
         for child in 0..100usize {
             r.completed(1, 1000 + child, 0, q(1, 0));
         }
@@ -383,12 +413,17 @@ mod tests {
     #[test]
     fn close_forgets() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 1, q(0, 1)).unwrap();
+        r.listen(1, Proto::Tcp4, Local::Unknown, 1, q(0, 1))
+            .unwrap();
         r.completed(1, 5, 0, q(1, 1));
         assert!(r.close(1).is_some());
         assert!(r.close(1).is_none());
         assert!(!r.accepted(5, 1));
         assert!(r.is_empty());
-        assert_eq!(r.listeners.capacity(), 0, "an idle registry holds no memory");
+        assert_eq!(
+            r.listeners.capacity(),
+            0,
+            "an idle registry holds no memory"
+        );
     }
 }

@@ -57,7 +57,11 @@ fn write_latency(w: &mut impl Write, bucket: Option<usize>) -> fmt::Result {
 pub fn write_local(w: &mut impl Write, l: &Local) -> fmt::Result {
     match l {
         Local::Inet { addr, port } => {
-            write!(w, "{}.{}.{}.{}:{}", addr[0], addr[1], addr[2], addr[3], port)
+            write!(
+                w,
+                "{}.{}.{}.{}:{}",
+                addr[0], addr[1], addr[2], addr[3], port
+            )
         }
         Local::Inet6 { addr, port } => {
             w.write_char('[')?;
@@ -139,7 +143,10 @@ pub struct Fixed<const N: usize> {
 
 impl<const N: usize> Fixed<N> {
     pub const fn new() -> Self {
-        Fixed { buf: [0; N], len: 0 }
+        Fixed {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -201,7 +208,10 @@ mod tests {
         assert_eq!(v6([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
         assert_eq!(v6([0; 8]), "::");
         assert_eq!(v6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1]), "2001:db8::1:0:0:1");
-        assert_eq!(v6([0x2001, 0xdb8, 0, 1, 1, 1, 1, 1]), "2001:db8:0:1:1:1:1:1");
+        assert_eq!(
+            v6([0x2001, 0xdb8, 0, 1, 1, 1, 1, 1]),
+            "2001:db8:0:1:1:1:1:1"
+        );
         assert_eq!(v6([0xfe80, 0, 0, 0, 0, 0, 0, 0]), "fe80::");
     }
 
@@ -215,7 +225,10 @@ mod tests {
             id: 1,
             so: 0x1000,
             proto: Proto::Tcp4,
-            local: Local::Inet { addr: [127, 0, 0, 1], port: 8080 },
+            local: Local::Inet {
+                addr: [127, 0, 0, 1],
+                port: 8080,
+            },
             backlog: 4,
             qlimit: 4,
             qlen: 7,
@@ -231,9 +244,27 @@ mod tests {
         let cols: std::vec::Vec<&str> = f.as_str().split_whitespace().collect();
         assert_eq!(
             cols,
-            ["127.0.0.1:8080", "tcp4", "4", "4", "7", "2", "12", "5", "httpready", "2", "3", "<128us", "<128us"]
+            [
+                "127.0.0.1:8080",
+                "tcp4",
+                "4",
+                "4",
+                "7",
+                "2",
+                "12",
+                "5",
+                "httpready",
+                "2",
+                "3",
+                "<128us",
+                "<128us"
+            ]
         );
-        assert_eq!(HEADER.split_whitespace().count(), cols.len() + 1, "LOCAL ADDRESS is two words");
+        assert_eq!(
+            HEADER.split_whitespace().count(),
+            cols.len() + 1,
+            "LOCAL ADDRESS is two words"
+        );
     }
 
     #[test]

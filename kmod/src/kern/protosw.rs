@@ -45,10 +45,30 @@ const EMPTY: Slot = Slot {
 
 /// What listenq serves: (family, type, protocol) for pffindproto(9).
 const SERVED: [(Proto, i32, i32, i32); 4] = [
-    (Proto::Tcp4, sys::PF_INET as i32, sys::SOCK_STREAM as i32, sys::IPPROTO_TCP as i32),
-    (Proto::Tcp6, sys::PF_INET6 as i32, sys::SOCK_STREAM as i32, sys::IPPROTO_TCP as i32),
-    (Proto::LocalStream, sys::AF_UNIX as i32, sys::SOCK_STREAM as i32, 0),
-    (Proto::LocalSeqpacket, sys::AF_UNIX as i32, sys::SOCK_SEQPACKET as i32, 0),
+    (
+        Proto::Tcp4,
+        sys::PF_INET as i32,
+        sys::SOCK_STREAM as i32,
+        sys::IPPROTO_TCP as i32,
+    ),
+    (
+        Proto::Tcp6,
+        sys::PF_INET6 as i32,
+        sys::SOCK_STREAM as i32,
+        sys::IPPROTO_TCP as i32,
+    ),
+    (
+        Proto::LocalStream,
+        sys::AF_UNIX as i32,
+        sys::SOCK_STREAM as i32,
+        0,
+    ),
+    (
+        Proto::LocalSeqpacket,
+        sys::AF_UNIX as i32,
+        sys::SOCK_SEQPACKET as i32,
+        0,
+    ),
 ];
 
 static SLOTS: [Slot; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
@@ -72,7 +92,8 @@ pub fn install(h: Hooks) -> usize {
             };
             slot.listen.store(l as usize, Ordering::Release);
             slot.accept.store(a as usize, Ordering::Release);
-            slot.close.store((*pr).pr_close.map_or(0, |c| c as usize), Ordering::Release);
+            slot.close
+                .store((*pr).pr_close.map_or(0, |c| c as usize), Ordering::Release);
             slot.pr.store(pr, Ordering::Release);
             core::ptr::write_volatile(&mut (*pr).pr_listen, Some(h.listen));
             core::ptr::write_volatile(&mut (*pr).pr_accept, Some(h.accept));

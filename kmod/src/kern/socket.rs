@@ -73,12 +73,18 @@ impl Socket {
             AF_INET => {
                 let mut a = [0u8; 4];
                 a.copy_from_slice(l.addr.get(..4).unwrap_or(&[0; 4]));
-                Local::Inet { addr: a, port: l.port }
+                Local::Inet {
+                    addr: a,
+                    port: l.port,
+                }
             }
             AF_INET6 => {
                 let mut a = [0u8; 16];
                 a.copy_from_slice(l.addr.get(..16).unwrap_or(&[0; 16]));
-                Local::Inet6 { addr: a, port: l.port }
+                Local::Inet6 {
+                    addr: a,
+                    port: l.port,
+                }
             }
             AF_LOCAL => Local::Path {
                 path: l.addr,
