@@ -145,7 +145,7 @@ else
     # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
     # QEMU exits 0 after a reboot and after a panic alike.
     timeout -k 5 "$timeout_s" "$qemu" \
-        -M microvm,x-option-roms=off,acpi=off -smp 1 -m 512 \
+        -M microvm,x-option-roms=off,acpi=off -smp "${LISTENQ_VM_CPUS:-1}" -m 512 \
         "${accel_args[@]}" \
         -nographic -no-reboot -kernel "$kernel" \
         -append "vfs.root.mountfrom=ufs:/dev/vtbd0" \

@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod accf_util;
 mod env;
 mod kld;
 mod net;
@@ -13,6 +14,8 @@ mod record;
 mod sock;
 mod sys;
 mod sysctl;
+mod t_accf;
+mod t_bench;
 mod t_listen;
 mod t_listeners;
 mod t_module;
@@ -149,6 +152,13 @@ fn run(argc: usize) -> bool {
     let env = setup(tap);
     let t0 = sys::now_ms();
 
+    // run-vm.sh --bench (kernel env listenq.bench=1): only the benchmark.
+    if t_bench::wanted() {
+        t_bench::run(tap, &env);
+        tap.finish();
+        return tap.failed() > 0;
+    }
+
     // Issue "listen(2) semantics", first run: stock kernel, asserted.
     let mut stock = Recording::new("without listenq", true);
     t_listen::run(tap, &env, &mut stock);
@@ -186,6 +196,10 @@ fn run(argc: usize) -> bool {
 
     t_module::cycles(tap, &env);
     t_listeners::survives_unload(tap, &env);
+    t_listeners::unload_under_load(tap, &env);
+    // Accept filters; last, since the stock accf modules it loads stay
+    // registered (as placeholders) once loaded.
+    t_accf::run(tap, &env);
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();

@@ -17,11 +17,13 @@ use core::fmt;
 
 mod nr {
     pub const EXIT: usize = 1;
+    pub const READ: usize = 3;
     pub const WRITE: usize = 4;
     pub const OPEN: usize = 5;
     pub const CLOSE: usize = 6;
     pub const GETPID: usize = 20;
     pub const ACCEPT: usize = 30;
+    pub const GETPEERNAME: usize = 31;
     pub const GETSOCKNAME: usize = 32;
     pub const IOCTL: usize = 54;
     pub const REBOOT: usize = 55;
@@ -32,6 +34,9 @@ mod nr {
     pub const SETSOCKOPT: usize = 105;
     pub const LISTEN: usize = 106;
     pub const GETSOCKOPT: usize = 118;
+    pub const SENDTO: usize = 133;
+    pub const GETRLIMIT: usize = 194;
+    pub const SETRLIMIT: usize = 195;
     pub const POLL: usize = 209;
     pub const CLOCK_GETTIME: usize = 232;
     pub const NANOSLEEP: usize = 240;
@@ -41,6 +46,7 @@ mod nr {
     pub const KLDFIND: usize = 306;
     pub const KLDSTAT: usize = 308;
     pub const NMOUNT: usize = 378;
+    pub const KENV: usize = 390;
     pub const SYSCTLBYNAME: usize = 570;
 }
 
@@ -208,6 +214,53 @@ pub fn exit(code: i32) -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Which side of fork(2) this is.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). The kernel returns in both processes: rax is the other
+/// process's pid, rdx is 1 in the child and 0 in the parent.
+pub fn fork() -> SysResult<Forked> {
+    let ret: usize;
+    let child: usize;
+    let carry: u8;
+    // SAFETY: fork takes no arguments; the asm declares every register the
+    // kernel may change.
+    unsafe {
+        asm!(
+            "syscall",
+            "setc {c}",
+            c = out(reg_byte) carry,
+            inlateout("rax") 2usize => ret,
+            lateout("rdx") child,
+            lateout("rdi") _,
+            lateout("rsi") _,
+            lateout("r10") _,
+            lateout("r8") _,
+            lateout("r9") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if carry != 0 {
+        Err(Errno(ret as i32))
+    } else if child != 0 {
+        Ok(Forked::Child)
+    } else {
+        Ok(Forked::Parent(ret as i32))
+    }
+}
+
+/// wait4(2) for one child; returns its raw status.
+pub fn wait4(pid: i32) -> SysResult<i32> {
+    let mut status: i32 = 0;
+    // SAFETY: `status` is a valid int for the kernel to write; no rusage.
+    unsafe { syscall6(7, pid as usize, mptr(&mut status), 0, 0, 0, 0) }.map(|_| status)
 }
 
 pub fn getpid() -> i32 {
@@ -499,4 +552,71 @@ pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> S
     // of the stated lengths or NULL.
     unsafe { syscall6(nr::SYSCTLBYNAME, name.as_ptr() as usize, name.len(), optr, olenp, nptr, nlen) }?;
     Ok(olen)
+}
+
+// ---------------------------------------------------------------- accept filter tests
+
+/// Monotonic time in microseconds (the benchmark's clock).
+pub fn now_us() -> u64 {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: ts is a writable struct timespec.
+    match unsafe { syscall6(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, mptr(&mut ts), 0, 0, 0, 0) } {
+        Ok(_) => (ts.sec as u64) * 1_000_000 + (ts.nsec as u64) / 1000,
+        Err(_) => 0,
+    }
+}
+
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: buf is writable for buf.len() bytes.
+    unsafe { syscall6(nr::READ, fd as usize, mptr(buf), buf.len(), 0, 0, 0) }
+}
+
+/// MSG_NOSIGNAL: no SIGPIPE when the peer is gone.
+pub const MSG_NOSIGNAL: i32 = 0x0002_0000;
+
+/// send(2) = sendto(2) without an address.
+pub fn send(fd: i32, buf: &[u8], flags: i32) -> SysResult<usize> {
+    // SAFETY: buf is readable for buf.len() bytes; to is NULL, tolen 0.
+    unsafe { syscall6(nr::SENDTO, fd as usize, ptr(buf), buf.len(), flags as usize, 0, 0) }
+}
+
+/// getpeername(2) into `buf`; returns the address length.
+pub fn getpeername(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    let mut len: u32 = buf.len() as u32;
+    // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
+    unsafe { syscall6(nr::GETPEERNAME, fd as usize, mptr(buf), mptr(&mut len), 0, 0, 0) }?;
+    Ok(len as usize)
+}
+
+/// setsockopt(2) with a NULL value and length 0 (SO_ACCEPTFILTER removal).
+pub fn setsockopt_null(fd: i32, level: i32, name: i32) -> SysResult<()> {
+    // SAFETY: a NULL value with length 0 reads no user memory.
+    unsafe { syscall6(nr::SETSOCKOPT, fd as usize, level as usize, name as usize, 0, 0, 0) }.map(|_| ())
+}
+
+pub const RLIMIT_NOFILE: i32 = 8;
+
+/// getrlimit(2): (rlim_cur, rlim_max).
+pub fn getrlimit(res: i32) -> SysResult<(u64, u64)> {
+    let mut r = [0u64; 2];
+    // SAFETY: r is a writable struct rlimit (two 64-bit values).
+    unsafe { syscall6(nr::GETRLIMIT, res as usize, mptr(&mut r), 0, 0, 0, 0) }?;
+    Ok((r[0], r[1]))
+}
+
+pub fn setrlimit(res: i32, cur: u64, max: u64) -> SysResult<()> {
+    let r = [cur, max];
+    // SAFETY: r is a readable struct rlimit.
+    unsafe { syscall6(nr::SETRLIMIT, res as usize, ptr(&r), 0, 0, 0, 0) }.map(|_| ())
+}
+
+/// kenv(KENV_GET): a kernel environment variable into `buf`; returns its
+/// bytes without the NUL.
+pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
+    const KENV_GET: usize = 0;
+    // SAFETY: name is NUL-terminated; buf is writable for buf.len() bytes.
+    let n = unsafe { syscall6(nr::KENV, KENV_GET, name.as_ptr() as usize, mptr(buf), buf.len(), 0, 0) }?;
+    let s = &buf[..n.min(buf.len())];
+    let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+    Ok(&buf[..end])
 }

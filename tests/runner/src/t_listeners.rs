@@ -371,3 +371,81 @@ pub fn survives_unload(tap: &mut Tap, env: &Env) {
         ));
     }
 }
+
+/// kldunload and kldload again and again while another process keeps
+/// calling listen(), connect() and accept() through the hooked protocol
+/// switch: unload must drain, never leave a caller in freed code.
+pub fn unload_under_load(tap: &mut Tap, env: &Env) {
+    let name = "10 kldunload/kldload rounds while another process listens, connects and accepts";
+    if env.ko.is_err() {
+        tap.skip(name, "listenq.ko not in image");
+        return;
+    }
+    let (l, sa) = match sock::listener(Kind::Tcp4, 64) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  listener: {}", e));
+            return;
+        }
+    };
+    let mut id = kld::load(KO_PATH).ok();
+    let child = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            // Child: bounded work, then exit with the number of failures.
+            let start = sys::now_ms();
+            let mut bad = 0;
+            let mut n = 0;
+            while sys::now_ms().saturating_sub(start) < 4000 && n < 400 {
+                n += 1;
+                if sys::listen(l.raw(), 64).is_err() {
+                    bad += 1;
+                }
+                match sock::connect(Kind::Tcp4, &sa) {
+                    Ok(c) => {
+                        if sock::accept(l.raw()).is_err() {
+                            bad += 1;
+                        }
+                        drop(c);
+                    }
+                    Err(_) => bad += 1,
+                }
+            }
+            sys::exit(if bad == 0 { 0 } else { 1 });
+        }
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  fork: {}", e));
+            return;
+        }
+    };
+    let mut rounds = 0;
+    let mut errs = 0;
+    for _ in 0..10 {
+        sys::sleep_ms(50);
+        if let Some(i) = id.take() {
+            if kld::unload(i).is_err() {
+                errs += 1;
+            }
+        }
+        sys::sleep_ms(20);
+        match kld::load(KO_PATH) {
+            Ok(i) => id = Some(i),
+            Err(_) => errs += 1,
+        }
+        rounds += 1;
+    }
+    let status = sys::wait4(child);
+    if let Some(i) = id.take() {
+        if kld::unload(i).is_err() {
+            errs += 1;
+        }
+    }
+    let exited_ok = matches!(status, Ok(s) if s & 0x7f == 0 && (s >> 8) & 0xff == 0);
+    let pass = rounds == 10 && errs == 0 && exited_ok;
+    tap.ok(pass, name);
+    if !pass {
+        tap.diag(format_args!("  rounds {} kld errors {} child status {:?}", rounds, errs, status));
+    }
+}

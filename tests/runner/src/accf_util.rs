@@ -1,0 +1,377 @@
+//! Helpers for the accept filter tests (t_accf.rs) and the benchmark
+//! (t_bench.rs): SO_ACCEPTFILTER, TCP clients that send byte by byte,
+//! nonblocking accepts, ports, reset detection, listenq's counters and its
+//! listeners table, and loading listenq or the stock accf modules.
+//! Every wait here is bounded.
+
+use crate::env::{KO_NAME, KO_PATH};
+use crate::kld;
+use crate::net::{self, SockAddr};
+use crate::sock::{self, Kind, SOL_SOCKET};
+use crate::sys::{self, Errno, Fd, PollFd, SysResult};
+use crate::sysctl;
+
+pub const SO_ACCEPTFILTER: i32 = 0x1000;
+pub const SO_LINGER: i32 = 0x0080;
+pub const IPPROTO_TCP: i32 = 6;
+pub const TCP_NODELAY: i32 = 1;
+
+/// sizeof(struct accept_filter_arg): af_name[16] + af_arg[256 - 16].
+pub const AF_SIZE: usize = 256;
+pub const AF_NAME_LEN: usize = 16;
+
+pub const ALLOCS: &str = "kern.ipc.listenq.allocs";
+pub const TABLE: &str = "kern.ipc.listenq.listeners";
+
+/// struct accept_filter_arg with `name` and `arg` (both cut to fit).
+pub fn af_arg(name: &str, arg: &str) -> [u8; AF_SIZE] {
+    let mut b = [0u8; AF_SIZE];
+    let n = name.len().min(AF_NAME_LEN - 1);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let a = arg.len().min(AF_SIZE - AF_NAME_LEN - 1);
+    b[AF_NAME_LEN..AF_NAME_LEN + a].copy_from_slice(&arg.as_bytes()[..a]);
+    b
+}
+
+pub fn set_filter(fd: i32, name: &str, arg: &str) -> SysResult<()> {
+    sys::setsockopt(fd, SOL_SOCKET, SO_ACCEPTFILTER, &af_arg(name, arg))
+}
+
+/// setsockopt(SO_ACCEPTFILTER, NULL, 0): removes the filter.
+pub fn remove_filter(fd: i32) -> SysResult<()> {
+    sys::setsockopt_null(fd, SOL_SOCKET, SO_ACCEPTFILTER)
+}
+
+/// getsockopt(SO_ACCEPTFILTER): the af_name field.
+pub fn get_filter(fd: i32) -> SysResult<[u8; AF_NAME_LEN]> {
+    let mut b = [0u8; AF_SIZE];
+    let n = sys::getsockopt(fd, SOL_SOCKET, SO_ACCEPTFILTER, &mut b)?;
+    if n != AF_SIZE {
+        return Err(Errno::BADSIZE);
+    }
+    let mut name = [0u8; AF_NAME_LEN];
+    name.copy_from_slice(&b[..AF_NAME_LEN]);
+    Ok(name)
+}
+
+/// The bytes of a NUL-padded name.
+pub fn cstr(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+/// A nonblocking TCP/IPv4 listener on 127.0.0.1 and its address.
+pub fn listener(backlog: i32) -> SysResult<(Fd, SockAddr)> {
+    let (l, sa) = sock::listener(Kind::Tcp4, backlog)?;
+    sock::set_nonblock(l.raw())?;
+    Ok((l, sa))
+}
+
+/// A nonblocking listener with `filter` (and `arg`) set.
+pub fn filtered(backlog: i32, filter: &str, arg: &str) -> SysResult<(Fd, SockAddr)> {
+    let (l, sa) = listener(backlog)?;
+    set_filter(l.raw(), filter, arg)?;
+    Ok((l, sa))
+}
+
+/// A connected client (bounded nonblocking connect) with TCP_NODELAY, so
+/// every send goes out as its own segment at once.
+pub fn client(to: &SockAddr) -> SysResult<Fd> {
+    let c = sock::connect(Kind::Tcp4, to)?;
+    sock::set_int(c.raw(), IPPROTO_TCP, TCP_NODELAY, 1)?;
+    Ok(c)
+}
+
+/// Sends all of `b` (no SIGPIPE).
+pub fn send_all(fd: i32, mut b: &[u8]) -> SysResult<()> {
+    let start = sys::now_ms();
+    while !b.is_empty() {
+        match sys::send(fd, b, sys::MSG_NOSIGNAL) {
+            Ok(n) => b = &b[n.min(b.len())..],
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
+                if sys::now_ms().saturating_sub(start) > 2000 {
+                    return Err(Errno::TIMEOUT);
+                }
+                sys::sleep_ms(1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// close(2) that sends RST instead of FIN (SO_LINGER with l_linger 0), so
+/// nothing lingers in TIME_WAIT.
+pub fn close_rst(fd: Fd) {
+    let linger = [1i32, 0i32];
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&linger[0].to_ne_bytes());
+    b[4..].copy_from_slice(&linger[1].to_ne_bytes());
+    let _ = sys::setsockopt(fd.raw(), SOL_SOCKET, SO_LINGER, &b);
+    drop(fd);
+}
+
+/// One nonblocking accept(2) on a nonblocking listener: EAGAIN when the
+/// completed queue is empty.
+pub fn try_accept(l: i32) -> SysResult<Fd> {
+    sys::accept(l)
+}
+
+/// Waits up to `ms` for the listener to be readable, then accepts.
+pub fn accept_within(l: i32, ms: i32) -> SysResult<Fd> {
+    let mut p = [PollFd { fd: l, events: sys::POLLIN, revents: 0 }];
+    if sys::poll(&mut p, ms)? == 0 {
+        return Err(Errno::TIMEOUT);
+    }
+    sys::accept(l)
+}
+
+/// Waits up to `ms` for `fd` to be readable (or hung up).
+pub fn readable_within(fd: i32, ms: i32) -> SysResult<bool> {
+    let mut p = [PollFd { fd, events: sys::POLLIN, revents: 0 }];
+    Ok(sys::poll(&mut p, ms)? > 0)
+}
+
+/// Port (host order) of a sockaddr_in.
+fn port_of(sa: &[u8]) -> u16 {
+    if sa.len() < 4 {
+        return 0;
+    }
+    u16::from_be_bytes([sa[2], sa[3]])
+}
+
+pub fn local_port(fd: i32) -> SysResult<u16> {
+    Ok(port_of(net::local_addr(fd)?.bytes()))
+}
+
+pub fn peer_port(fd: i32) -> SysResult<u16> {
+    let mut b = [0u8; 128];
+    let n = sys::getpeername(fd, &mut b)?;
+    Ok(port_of(&b[..n.min(b.len())]))
+}
+
+pub fn addr_port(sa: &SockAddr) -> u16 {
+    port_of(sa.bytes())
+}
+
+/// What a client sees when it reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Seen {
+    /// Nothing within the wait (the connection is still open).
+    Nothing,
+    /// Read returned 0.
+    Eof,
+    /// Read failed with this error (ECONNRESET expected).
+    Err(Errno),
+    /// Data arrived.
+    Data,
+}
+
+impl Seen {
+    pub fn is_reset_or_eof(self) -> bool {
+        matches!(self, Seen::Eof | Seen::Err(Errno::ECONNRESET))
+    }
+}
+
+/// Waits up to `ms` for something to read on a client and reads it.
+pub fn client_sees(fd: i32, ms: i32) -> Seen {
+    match readable_within(fd, ms) {
+        Ok(true) => {}
+        Ok(false) => return Seen::Nothing,
+        Err(e) => return Seen::Err(e),
+    }
+    let mut b = [0u8; 64];
+    match sys::read(fd, &mut b) {
+        Ok(0) => Seen::Eof,
+        Ok(_) => Seen::Data,
+        Err(Errno::EAGAIN) => Seen::Nothing,
+        Err(e) => Seen::Err(e),
+    }
+}
+
+/// Reads until `want.len()` bytes arrived (or `ms` passed) and compares.
+pub fn reads_exactly(fd: i32, want: &[u8], ms: u64) -> bool {
+    let mut buf = [0u8; 512];
+    if want.len() > buf.len() {
+        return false;
+    }
+    let mut have = 0;
+    let start = sys::now_ms();
+    while have < want.len() {
+        let left = ms.saturating_sub(sys::now_ms().saturating_sub(start));
+        if left == 0 {
+            return false;
+        }
+        match readable_within(fd, left as i32) {
+            Ok(true) => {}
+            _ => return false,
+        }
+        match sys::read(fd, &mut buf[have..]) {
+            Ok(0) => return false,
+            Ok(n) => have += n,
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    have == want.len() && &buf[..have] == want
+}
+
+// ---------------------------------------------------------------- listenq state
+
+/// kern.ipc.listenq.stats.<name>.
+pub fn stat(name: &str) -> SysResult<u64> {
+    let mut full = [0u8; 64];
+    let prefix = b"kern.ipc.listenq.stats.";
+    let n = prefix.len() + name.len();
+    if n > full.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    full[..prefix.len()].copy_from_slice(prefix);
+    full[prefix.len()..n].copy_from_slice(name.as_bytes());
+    let s = core::str::from_utf8(&full[..n]).map_err(|_| Errno::EINVAL)?;
+    sysctl::read_u64(s)
+}
+
+pub fn allocs() -> SysResult<u64> {
+    sysctl::read_u64(ALLOCS)
+}
+
+/// Waits (bounded) for kern.ipc.listenq.allocs to reach 0; the last value
+/// read otherwise.
+pub fn allocs_settle(ms: u64) -> Result<(), u64> {
+    let start = sys::now_ms();
+    loop {
+        match allocs() {
+            Ok(0) => return Ok(()),
+            Ok(n) if sys::now_ms().saturating_sub(start) >= ms => return Err(n),
+            Err(_) if sys::now_ms().saturating_sub(start) >= ms => return Err(u64::MAX),
+            _ => sys::sleep_ms(10),
+        }
+    }
+}
+
+/// The columns of a kern.ipc.listenq.listeners row this suite uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    pub filter: [u8; AF_NAME_LEN],
+    pub held: i64,
+    pub evicted: i64,
+    pub incqlen: i64,
+}
+
+impl TableRow {
+    pub fn filter(&self) -> &[u8] {
+        cstr(&self.filter)
+    }
+}
+
+fn parse_num(b: &[u8]) -> Option<i64> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Column indexes (after splitting on blanks; LOCAL ADDRESS is one column).
+const COL_INCQLEN: usize = 5;
+const COL_FILTER: usize = 8;
+const COL_HELD: usize = 9;
+const COL_EVICTED: usize = 10;
+const NCOLS: usize = 13;
+
+/// The table row of the listener on 127.0.0.1:`port`: Ok(None) when the
+/// table has no such row.
+pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
+    let mut buf = [0u8; 32768];
+    let n = sysctl::read_opaque(TABLE, &mut buf)?.min(buf.len());
+    let text = cstr(&buf[..n]);
+    let mut key = [0u8; 32];
+    let k = fmt_addr(&mut key, port);
+    for line in text.split(|&c| c == b'\n').skip(1) {
+        let mut cols: [&[u8]; NCOLS] = [&[]; NCOLS];
+        let mut c = 0;
+        for w in line.split(|&ch| ch == b' ').filter(|w| !w.is_empty()) {
+            if c < NCOLS {
+                cols[c] = w;
+            }
+            c += 1;
+        }
+        if c != NCOLS || cols[0] != &key[..k] {
+            continue;
+        }
+        let mut filter = [0u8; AF_NAME_LEN];
+        let f = cols[COL_FILTER];
+        let fl = f.len().min(AF_NAME_LEN - 1);
+        filter[..fl].copy_from_slice(&f[..fl]);
+        return Ok(Some(TableRow {
+            filter,
+            held: parse_num(cols[COL_HELD]).unwrap_or(-1),
+            evicted: parse_num(cols[COL_EVICTED]).unwrap_or(-1),
+            incqlen: parse_num(cols[COL_INCQLEN]).unwrap_or(-1),
+        }));
+    }
+    Ok(None)
+}
+
+/// "127.0.0.1:<port>" into `buf`; returns its length.
+fn fmt_addr(buf: &mut [u8; 32], port: u16) -> usize {
+    let p = b"127.0.0.1:";
+    buf[..p.len()].copy_from_slice(p);
+    let mut d = [0u8; 5];
+    let mut n = 0;
+    let mut v = port;
+    loop {
+        d[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[p.len() + i] = d[n - 1 - i];
+    }
+    p.len() + n
+}
+
+// ---------------------------------------------------------------- modules
+
+pub const ACCF_DATA: &core::ffi::CStr = c"/boot/modules/accf_data.ko";
+pub const ACCF_HTTP: &core::ffi::CStr = c"/boot/modules/accf_http.ko";
+pub const ACCF_DNS: &core::ffi::CStr = c"/boot/modules/accf_dns.ko";
+
+/// listenq's file id: loads it unless it is loaded already.
+pub fn listenq_loaded() -> SysResult<i32> {
+    match kld::find(KO_NAME) {
+        Ok(id) => Ok(id),
+        Err(_) => kld::load(KO_PATH),
+    }
+}
+
+/// Whether a file (e.g. a stock module) is in the image.
+pub fn in_image(path: &core::ffi::CStr) -> bool {
+    sys::open(path, sys::O_RDONLY).is_ok()
+}
+
+/// Bytes shown as text where printable (for diagnostics).
+pub struct Show<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &b in self.0 {
+            if (0x20..0x7f).contains(&b) {
+                core::fmt::Write::write_char(f, b as char)?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        Ok(())
+    }
+}
