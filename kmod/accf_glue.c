@@ -184,6 +184,10 @@ lq_work_run(void *arg, int pending __unused)
 	bool ours;
 
 	CURVNET_SET(head->so_vnet);
+	if (so == NULL) {
+		sorele(head);
+		goto out;
+	}
 	SOLISTEN_LOCK(head);
 	SOCK_LOCK(so);
 	ours = so->so_listen == head && so->so_qstate == SQ_INCOMP;
@@ -215,11 +219,18 @@ lq_work_run(void *arg, int pending __unused)
 	}
 	sorele(so);
 	sorele(head);
+out:
 	CURVNET_RESTORE();
 	free(w, M_LISTENQ);
 	atomic_subtract_int(&lq_work_pending, 1);
 }
 
+/*
+ * Queues the work, holding a reference on both sockets until it has run.
+ * Callers hold listenq's registry lock, under which a held socket cannot
+ * finish sofree() (its destructor needs that lock), so its memory is valid
+ * here; a count already at zero means it is being freed: leave it alone.
+ */
 int
 lq_work_schedule(struct socket *head, struct socket *so, int deliver)
 {
@@ -228,13 +239,19 @@ lq_work_schedule(struct socket *head, struct socket *so, int deliver)
 	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
 	if (w == NULL)
 		return (ENOMEM);
+	if (!refcount_acquire_if_not_zero(&head->so_count)) {
+		free(w, M_LISTENQ);
+		return (ESRCH);
+	}
+	if (!refcount_acquire_if_not_zero(&so->so_count))
+		so = NULL;	/* the task only drops the head reference */
 	w->w_head = head;
 	w->w_so = so;
 	w->w_deliver = deliver;
 	atomic_add_int(&lq_work_pending, 1);
 	TASK_INIT(&w->w_task, 0, lq_work_run, w);
 	taskqueue_enqueue(taskqueue_thread, &w->w_task);
-	return (0);
+	return (so != NULL ? 0 : ESRCH);
 }
 
 /*

@@ -6,6 +6,8 @@
 #
 # Environment: LISTENQ_CARGO / LISTENQ_RUSTC override /usr/bin/cargo and
 # /usr/bin/rustc; CARGO_TARGET_DIR is honoured.
+# A bash script: `sh build-runner.sh` (as tests/run-all.sh calls it) re-runs it in bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -3,7 +3,7 @@
 # and judges the TAP it prints on the console.
 #
 #   tests/vm/run-vm.sh --kernel PATH [--ko PATH] [--modules DIR]
-#                      [--timeout SECS] [--runner PATH] [--log PATH]
+#                      [--timeout SECS] [--runner PATH] [--log PATH] [--bench]
 #
 # --kernel   the FreeBSD kernel (QEMU: a PVH-bootable LISTENQ kernel)
 # --ko       listenq.ko to put in /boot/modules (without it the module
@@ -13,16 +13,20 @@
 # --timeout  seconds for the whole boot + suite (default 120)
 # --runner   a prebuilt runner (default: build it with build-runner.sh)
 # --log      where to keep the console log (default: a temporary file)
+# --bench    run only the accept filter benchmark (kernel env listenq.bench=1;
+#            default timeout 300)
 #
 # Linux: QEMU TCG, -M microvm, PVH -kernel (LISTENQ_QEMU_ACCEL=kvm tries KVM;
 # LISTENQ_QEMU overrides the qemu binary). FreeBSD: bhyveload + bhyve
 # (untested, see tests/vm/README.md).
 # Exit 0 only when every test passed; prints "vm: N passed, 0 failed".
+# A bash script: `sh run-vm.sh` (as tests/run-all.sh calls it) re-runs it in bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-kernel= ko= modules= timeout_s=120 runner= log=
+kernel= ko= modules= timeout_s= runner= log= bench=
 default_modules=/var/lib/listenq/modules
 
 die() { echo "run-vm: $*" >&2; exit 2; }
@@ -36,11 +40,13 @@ while [ $# -gt 0 ]; do
         --timeout) timeout_s=${2:-}; shift 2 ;;
         --runner) runner=${2:-}; shift 2 ;;
         --log) log=${2:-}; shift 2 ;;
+        --bench) bench=1; shift ;;
         -h|--help) usage ;;
         *) echo "run-vm: unknown argument: $1" >&2; usage ;;
     esac
 done
 
+if [ -z "$timeout_s" ]; then if [ -n "$bench" ]; then timeout_s=300; else timeout_s=120; fi; fi
 [ -n "$kernel" ] || die "--kernel PATH is required"
 [ -f "$kernel" ] || die "kernel not found: $kernel"
 [ -z "$ko" ] || [ -f "$ko" ] || die "listenq.ko not found: $ko"
@@ -102,6 +108,7 @@ console="comconsole"
 boot_serial="YES"
 vfs.root.mountfrom="ufs:/dev/vtbd0"
 EOF
+    [ -z "$bench" ] || echo 'listenq.bench="1"' >>"$stage/boot/loader.conf"
 fi
 # Twice the contents plus 8 MiB (makefs's own size estimate can come out
 # too small for UFS1); the root stays read-only, /tmp is a tmpfs.
@@ -144,11 +151,14 @@ else
     # not append virtio_mmio.device=... and there is no vtbd0). -nographic
     # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
     # QEMU exits 0 after a reboot and after a panic alike.
+    # Kernel environment: comma-separated variables (README.txt of the kernel).
+    kenv="vfs.root.mountfrom=ufs:/dev/vtbd0"
+    [ -z "$bench" ] || kenv="$kenv,listenq.bench=1"
     timeout -k 5 "$timeout_s" "$qemu" \
         -M microvm,x-option-roms=off,acpi=off -smp "${LISTENQ_VM_CPUS:-1}" -m 512 \
         "${accel_args[@]}" \
         -nographic -no-reboot -kernel "$kernel" \
-        -append "vfs.root.mountfrom=ufs:/dev/vtbd0" \
+        -append "$kenv" \
         -drive "id=d0,file=$img,format=raw,if=none" -device virtio-blk-device,drive=d0 \
         </dev/null >"$log" 2>"$work/qemu.out"
     rc=$?

@@ -6,14 +6,14 @@
 //! and a flood of silent clients.
 //!
 //! Runs last (the stock modules it loads stay loaded unless
-//! net.inet.accf.unloadable is set, which it does before the last phase):
+//! net.accf.unloadable is set, which it does before the last phase):
 //!
 //!   A. listenq loaded: registration, byte-by-byte cases, extensions,
 //!      filter removal, unload refused while in use; then kldunload.
 //!   B. stock modules: accf_data, then listenq loaded beside it (dataready
 //!      stays stock's), then accf_http and accf_dns; the same byte-by-byte
 //!      cases must give the same hold/pass points; stock's filter removal;
-//!      the stock modules are unloaded with net.inet.accf.unloadable=1.
+//!      the stock modules are unloaded with net.accf.unloadable=1.
 //!   C. listenq loaded again: hold timeouts, eviction order, the flood,
 //!      allocations back to 0, kldunload. These run the deferred-work path
 //!      (accf_glue.c lq_work_*), so they come last.
@@ -539,14 +539,14 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
         stock_removal(tap);
     }
     // Unload the stock filters so listenq gets every name back.
-    let r = sysctl::write_int("net.inet.accf.unloadable", 1);
-    tap.check(r, Ok(()), "[stock] sysctl net.inet.accf.unloadable=1");
+    let r = sysctl::write_int("net.accf.unloadable", 1);
+    tap.check(r, Ok(()), "[stock] sysctl net.accf.unloadable=1");
     for (id, name) in [(data, "accf_data.ko"), (http, "accf_http.ko"), (dns, "accf_dns.ko")] {
         if let Some(id) = id {
             tap.check(kld::unload(id), Ok(()), format_args!("[stock] kldunload {} (unloadable=1)", name));
         }
     }
-    let _ = sysctl::write_int("net.inet.accf.unloadable", 0);
+    let _ = sysctl::write_int("net.accf.unloadable", 0);
 }
 
 /// With stock accf_data loaded, listenq loads, leaves dataready to it and

@@ -166,6 +166,9 @@ fn counters(tap: &mut Tap, kind: Kind) {
         }
     });
     tap.check(stat("overflows").wrapping_sub(over0), 5, format_args!("[{}] stats.overflows grew by 5", label));
+    if kind == Kind::Tcp4 {
+        stock_log_line(tap, &sa);
+    }
     let mut accepted = 0;
     for _ in 0..7 {
         if sock::accept(l.raw()).is_ok() {
@@ -300,6 +303,14 @@ fn backlog_columns(tap: &mut Tap) {
         let got = r.map(|r| (r.num(2), r.num(3)));
         tap.check(got, Some((Some(9), Some(9))), "listeners row: listen(9) again shows backlog 9, limit 9");
     });
+    // For the record: what an admin sees.
+    // SAFETY: single-threaded runner.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    if let Ok(t) = sysctl::read_string(TABLE, buf) {
+        for line in t.split(|&c| c == b'\n') {
+            tap.diag(format_args!("  {}", core::str::from_utf8(line).unwrap_or("?")));
+        }
+    }
 }
 
 pub fn run(tap: &mut Tap, env: &Env) {
@@ -313,14 +324,6 @@ pub fn run(tap: &mut Tap, env: &Env) {
         counters(tap, k);
     }
     backlog_columns(tap);
-    // For the record: what an admin sees.
-    // SAFETY: single-threaded runner.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
-    if let Ok(t) = sysctl::read_string(TABLE, buf) {
-        for line in t.split(|&c| c == b'\n') {
-            tap.diag(format_args!("  {}", core::str::from_utf8(line).unwrap_or("?")));
-        }
-    }
 }
 
 /// A listener created while listenq was loaded keeps working after
@@ -447,5 +450,39 @@ pub fn unload_under_load(tap: &mut Tap, env: &Env) {
     tap.ok(pass, name);
     if !pass {
         tap.diag(format_args!("  rounds {} kld errors {} child status {:?}", rounds, errs, status));
+    }
+}
+
+static mut MSGBUF: [u8; 262144] = [0; 262144];
+
+/// The kernel's own "sonewconn: ... Listen queue overflow" line still goes
+/// out, in its stock format, with listenq loaded (read from kern.msgbuf).
+fn stock_log_line(tap: &mut Tap, sa: &SockAddr) {
+    let name = "stock 'sonewconn: ... Listen queue overflow' log line still printed, format unchanged";
+    let b = sa.bytes();
+    let port = u16::from_be_bytes([b[2], b[3]]);
+    let mut want = [0u8; 96];
+    let mut w = Writer { buf: &mut want, len: 0 };
+    let _ = core::fmt::write(
+        &mut w,
+        format_args!("(127.0.0.1:{} (proto 6)): Listen queue overflow: 7 already in queue awaiting acceptance (", port),
+    );
+    let n = w.len;
+    // SAFETY: single-threaded runner; only used here.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(MSGBUF) };
+    match sysctl::read_opaque("kern.msgbuf", buf) {
+        Ok(len) => {
+            let hay = &buf[..len.min(buf.len())];
+            let found = hay.windows(n).any(|win| win == &want[..n]);
+            let prefix = hay.windows(16).any(|win| win == b"sonewconn: pcb 0");
+            tap.ok(found && prefix, name);
+            if !found {
+                tap.diag(format_args!("  not in kern.msgbuf: {}", core::str::from_utf8(&want[..n]).unwrap_or("?")));
+            }
+        }
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  kern.msgbuf: {}", e));
+        }
     }
 }
