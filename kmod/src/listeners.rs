@@ -93,7 +93,7 @@ pub fn hold_all() -> Vec<HeldSocket> {
             for l in r.reg.iter() {
                 // SAFETY: a registered listener has not passed pr_close
                 // (which unregisters it under this lock), so it is live.
-                out.push(unsafe { Socket::from_raw(l.so as *mut sys::socket) }.hold());
+                out.push(unsafe { Socket::from_raw(l.row.so as *mut sys::socket) }.hold());
             }
         }
     }

@@ -69,27 +69,34 @@ pub struct Stats {
     pub nomem: u64,
 }
 
+impl Stats {
+    pub const ZERO: Stats = Stats {
+        listens: 0,
+        closes: 0,
+        completed: 0,
+        accepted: 0,
+        overflows: 0,
+        held: 0,
+        released: 0,
+        evicted: 0,
+        timeouts: 0,
+        nomem: 0,
+    };
+}
+
+/// A registered listener: its row, plus what it takes to keep the row
+/// current.
 #[derive(Debug)]
 pub struct Listener {
-    pub id: u64,
-    pub so: usize,
-    pub proto: Proto,
-    pub local: Local,
-    pub backlog: i32,
-    pub qlimit: u32,
-    pub qlen: u32,
-    pub incqlen: u32,
-    pub accepted: u64,
-    pub overflow: OverflowCounter,
-    pub filter: Option<FilterInfo>,
-    pub evicted: u64,
-    pub latency: Histogram,
+    pub row: Row,
+    overflow: OverflowCounter,
     /// Completed connections not yet accepted, in completion order (the
     /// order accept(2) takes them): (socket, completion time in us).
     pending: VecDeque<(usize, u64)>,
 }
 
-/// A copy of one listener's row, taken under the lock and formatted after.
+/// One listener's row of the table; copied out under the lock and
+/// formatted after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
     pub id: u64,
@@ -133,18 +140,7 @@ impl Registry {
         Registry {
             listeners: Vec::new(),
             next_id: 1,
-            stats: Stats {
-                listens: 0,
-                closes: 0,
-                completed: 0,
-                accepted: 0,
-                overflows: 0,
-                held: 0,
-                released: 0,
-                evicted: 0,
-                timeouts: 0,
-                nomem: 0,
-            },
+            stats: Stats::ZERO,
         }
     }
 
@@ -157,11 +153,11 @@ impl Registry {
     }
 
     pub fn get(&self, so: usize) -> Option<&Listener> {
-        self.listeners.iter().find(|l| l.so == so)
+        self.listeners.iter().find(|l| l.row.so == so)
     }
 
     pub fn get_mut(&mut self, so: usize) -> Option<&mut Listener> {
-        self.listeners.iter_mut().find(|l| l.so == so)
+        self.listeners.iter_mut().find(|l| l.row.so == so)
     }
 
     /// A successful listen(2): registers the socket, or updates the backlog
@@ -176,10 +172,10 @@ impl Registry {
     ) -> Result<u64, NoMemory> {
         self.stats.listens = self.stats.listens.saturating_add(1);
         if let Some(l) = self.get_mut(so) {
-            l.backlog = backlog;
-            l.local = local;
+            l.row.backlog = backlog;
+            l.row.local = local;
             l.apply(q);
-            return Ok(l.id);
+            return Ok(l.row.id);
         }
         if self.listeners.try_reserve(1).is_err() {
             self.stats.nomem = self.stats.nomem.saturating_add(1);
@@ -188,19 +184,22 @@ impl Registry {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.listeners.push(Listener {
-            id,
-            so,
-            proto,
-            local,
-            backlog,
-            qlimit: q.qlimit,
-            qlen: q.qlen,
-            incqlen: q.incqlen,
-            accepted: 0,
+            row: Row {
+                id,
+                so,
+                proto,
+                local,
+                backlog,
+                qlimit: q.qlimit,
+                qlen: q.qlen,
+                incqlen: q.incqlen,
+                accepted: 0,
+                overflows: 0,
+                filter: None,
+                evicted: 0,
+                latency: Histogram::default(),
+            },
             overflow: OverflowCounter::new(q.overcount, q.lastover),
-            filter: None,
-            evicted: 0,
-            latency: Histogram::default(),
             pending: VecDeque::new(),
         });
         Ok(id)
@@ -208,7 +207,7 @@ impl Registry {
 
     /// The listener is closing: forget it (and its pending accepts).
     pub fn close(&mut self, so: usize) -> Option<Listener> {
-        let i = self.listeners.iter().position(|l| l.so == so)?;
+        let i = self.listeners.iter().position(|l| l.row.so == so)?;
         self.stats.closes = self.stats.closes.saturating_add(1);
         let l = self.listeners.swap_remove(i);
         if self.listeners.is_empty() {
@@ -223,9 +222,9 @@ impl Registry {
     pub fn sample(&mut self, so: usize, q: QueueSample) {
         let mut grew = 0;
         if let Some(l) = self.get_mut(so) {
-            let before = l.overflow.total();
+            let before = l.row.overflows;
             l.apply(q);
-            grew = l.overflow.total() - before;
+            grew = l.row.overflows - before;
         }
         self.stats.overflows = self.stats.overflows.saturating_add(grew);
     }
@@ -238,7 +237,7 @@ impl Registry {
         // The completed queue never holds more than its capacity, so more
         // pending entries than that are stale (a child that left the queue
         // without accept(2)): the oldest go first.
-        let bound = usize::try_from(backlog::completed_queue_capacity(l.qlimit))
+        let bound = usize::try_from(backlog::completed_queue_capacity(l.row.qlimit))
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         while l.pending.len() >= bound {
@@ -273,8 +272,8 @@ impl Registry {
         let Some((_, t)) = l.pending.remove(j) else {
             return false;
         };
-        l.accepted = l.accepted.saturating_add(1);
-        l.latency.record(now_us.saturating_sub(t));
+        l.row.accepted = l.row.accepted.saturating_add(1);
+        l.row.latency.record(now_us.saturating_sub(t));
         self.stats.accepted = self.stats.accepted.saturating_add(1);
         true
     }
@@ -283,7 +282,7 @@ impl Registry {
     pub fn rows(&self, out: &mut Vec<Row>) -> Result<(), NoMemory> {
         out.try_reserve(self.listeners.len())
             .map_err(|_| NoMemory)?;
-        out.extend(self.listeners.iter().map(Listener::row));
+        out.extend(self.listeners.iter().map(|l| l.row));
         Ok(())
     }
 
@@ -299,28 +298,11 @@ impl Registry {
 
 impl Listener {
     fn apply(&mut self, q: QueueSample) {
-        self.qlen = q.qlen;
-        self.incqlen = q.incqlen;
-        self.qlimit = q.qlimit;
+        self.row.qlen = q.qlen;
+        self.row.incqlen = q.incqlen;
+        self.row.qlimit = q.qlimit;
         self.overflow.sample(q.overcount, q.lastover);
-    }
-
-    pub fn row(&self) -> Row {
-        Row {
-            id: self.id,
-            so: self.so,
-            proto: self.proto,
-            local: self.local,
-            backlog: self.backlog,
-            qlimit: self.qlimit,
-            qlen: self.qlen,
-            incqlen: self.incqlen,
-            accepted: self.accepted,
-            overflows: self.overflow.total(),
-            filter: self.filter,
-            evicted: self.evicted,
-            latency: self.latency,
-        }
+        self.row.overflows = self.overflow.total();
     }
 
     pub fn pending_len(&self) -> usize {
@@ -353,7 +335,10 @@ mod tests {
             .unwrap();
         assert_eq!(a, b);
         assert_eq!(r.len(), 1);
-        assert_eq!(r.get(0x1000).map(|l| (l.backlog, l.qlimit)), Some((9, 9)));
+        assert_eq!(
+            r.get(0x1000).map(|l| (l.row.backlog, l.row.qlimit)),
+            Some((9, 9))
+        );
         assert_eq!(r.stats.listens, 2);
     }
 
@@ -373,10 +358,10 @@ mod tests {
         assert!(r.accepted(11, 300));
         assert!(!r.accepted(99, 300));
         let l = r.get(1).unwrap();
-        assert_eq!(l.accepted, 2);
-        assert_eq!(l.latency.count(), 2);
+        assert_eq!(l.row.accepted, 2);
+        assert_eq!(l.row.latency.count(), 2);
         assert_eq!(l.pending_len(), 1);
-        assert_eq!(r.get(2).unwrap().accepted, 1);
+        assert_eq!(r.get(2).unwrap().row.accepted, 1);
         assert_eq!(r.stats.accepted, 3);
     }
 
@@ -393,7 +378,7 @@ mod tests {
             lastover: Stamp { sec: 5, usec: 0 },
         };
         r.sample(1, s);
-        assert_eq!(r.get(1).unwrap().row().overflows, 5);
+        assert_eq!(r.get(1).unwrap().row.overflows, 5);
         assert_eq!(r.stats.overflows, 5);
         r.sample(1, s);
         assert_eq!(r.stats.overflows, 5);

@@ -35,6 +35,7 @@ mod nr {
     pub const LISTEN: usize = 106;
     pub const GETSOCKOPT: usize = 118;
     pub const SENDTO: usize = 133;
+    pub const SHUTDOWN: usize = 134;
     pub const GETRLIMIT: usize = 194;
     pub const SETRLIMIT: usize = 195;
     pub const POLL: usize = 209;
@@ -578,6 +579,13 @@ pub const MSG_NOSIGNAL: i32 = 0x0002_0000;
 pub fn send(fd: i32, buf: &[u8], flags: i32) -> SysResult<usize> {
     // SAFETY: buf is readable for buf.len() bytes; to is NULL, tolen 0.
     unsafe { syscall6(nr::SENDTO, fd as usize, ptr(buf), buf.len(), flags as usize, 0, 0) }
+}
+
+pub const SHUT_WR: i32 = 1;
+
+pub fn shutdown(fd: i32, how: i32) -> SysResult<()> {
+    // SAFETY: shutdown takes no pointers.
+    unsafe { syscall6(nr::SHUTDOWN, fd as usize, how as usize, 0, 0, 0, 0) }.map(|_| ())
 }
 
 /// getpeername(2) into `buf`; returns the address length.
