@@ -54,6 +54,15 @@ impl Filters {
         }
     }
 
+    /// listen(2) again on a listener with a listenq filter: the hold limit
+    /// follows the new queue limit (a smaller one takes effect at the next
+    /// admission, which evicts the oldest extras).
+    pub fn relisten(&mut self, head: usize, qlimit: u32) {
+        if let Some(f) = self.list.iter_mut().find(|f| f.head == head) {
+            f.holdq.set_capacity(backlog::hold_capacity(qlimit));
+        }
+    }
+
     /// Frees everything (module unload, once nothing is in use).
     pub fn clear(&mut self) {
         self.list = Vec::new();

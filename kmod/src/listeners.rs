@@ -36,7 +36,10 @@ pub fn on_listen(s: Socket, proto: Proto, backlog: i32) {
     let Some(q) = s.sample() else { return };
     let local = s.local();
     let ok = match REGISTRY.lock() {
-        Some(mut r) => r.reg.listen(s.key(), proto, local, backlog, q).is_ok(),
+        Some(mut r) => {
+            r.accf.relisten(s.key(), q.qlimit);
+            r.reg.listen(s.key(), proto, local, backlog, q).is_ok()
+        }
         None => false,
     };
     if ok {

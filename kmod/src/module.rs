@@ -39,25 +39,21 @@ fn unload() -> KResult<()> {
         return Err(Errno::EBUSY);
     }
     protosw::restore();
-    // Give back the listen upcalls; the references keep each listener
-    // alive while it is unlocked and relocked.
+    // First let every pr_listen already inside listenq finish: one of them
+    // could still be about to install a listen upcall.
+    if !hooks::drain(DRAIN_MS) {
+        return refuse();
+    }
+    // Then take the upcalls back. The kernel calls a listen upcall with the
+    // listener locked and removal takes that lock, so once it returns no
+    // thread is inside the upcall of that listener.
     let held = listeners::hold_all();
     for h in held.iter() {
         h.socket().remove_listen_upcall();
     }
     drop(held);
     if !hooks::drain(DRAIN_MS) {
-        hooks::install();
-        let held = listeners::hold_all();
-        for h in held.iter() {
-            h.socket().install_listen_upcall();
-        }
-        accf::register();
-        kprintln!(
-            "unload refused: {} calls still in listenq",
-            hooks::in_flight()
-        );
-        return Err(Errno::EBUSY);
+        return refuse();
     }
     // A thread that loaded a hook pointer just before it was restored may
     // not have reached IN_FLIGHT yet: one more short grace period.
@@ -70,6 +66,19 @@ fn unload() -> KResult<()> {
     REGISTRY.destroy();
     kprintln!("unloaded");
     Ok(())
+}
+
+/// Puts everything back as it was before unload() started.
+fn refuse() -> KResult<()> {
+    hooks::install();
+    let held = listeners::hold_all();
+    for h in held.iter() {
+        h.socket().install_listen_upcall();
+    }
+    drop(held);
+    accf::register();
+    kprintln!("unload refused: {} calls still in listenq", hooks::in_flight());
+    Err(Errno::EBUSY)
 }
 
 #[no_mangle]

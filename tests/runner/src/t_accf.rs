@@ -33,7 +33,8 @@ const PASS_MS: i32 = 2000;
 
 const NAMES: [&str; 4] = ["dataready", "httpready", "dnsready", "tlsready"];
 
-/// How a case's bytes go out: one send per byte, or the given parts.
+/// How a case's bytes go out: one send per byte, or the given parts (an
+/// empty part is shutdown(SHUT_WR): the client's FIN).
 #[derive(Clone, Copy)]
 enum Sends {
     Bytes(&'static [u8]),
@@ -67,9 +68,12 @@ struct Case {
     filter: &'static str,
     arg: &'static str,
     sends: Sends,
-    /// The send after which accept() must succeed (1-based), and not before.
+    /// The send after which accept() must succeed (1-based), and not
+    /// before; NEVER: still held after the last send.
     want: usize,
 }
+
+const NEVER: usize = usize::MAX;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 const POST: &[u8] = b"POST / HTTP/1.1\r\n\r\n";
@@ -88,7 +92,7 @@ const POSTALL: &[u8] = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\
 const PROXYGET: &[u8] = b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 /// The cases both listenq and stock must answer alike (data, http, dns).
-const PARITY: [Case; 11] = [
+const PARITY: [Case; 13] = [
     Case { label: "first byte", filter: "dataready", arg: "", sends: Sends::Bytes(b"x"), want: 1 },
     Case { label: "socket_accf.c data: \"foo\\0\"", filter: "dataready", arg: "", sends: Sends::Parts(&[b"foo\0"]), want: 1 },
     Case { label: "GET request", filter: "httpready", arg: "", sends: Sends::Bytes(GET), want: GET.len() },
@@ -100,11 +104,13 @@ const PARITY: [Case; 11] = [
     Case { label: "socket_accf.c http: \"GET / \" + \"HTTP/1.0\\r\\n\\n\"", filter: "httpready", arg: "", sends: Sends::Parts(&[b"GET / ", b"HTTP/1.0\r\n\n"]), want: 2 },
     Case { label: "length-prefixed query", filter: "dnsready", arg: "", sends: Sends::Bytes(DNSQ), want: DNSQ.len() },
     Case { label: "zero length passes at byte 2", filter: "dnsready", arg: "", sends: Sends::Bytes(DNS0), want: 2 },
+    Case { label: "silent client's FIN passes", filter: "dataready", arg: "", sends: Sends::Parts(&[b""]), want: 1 },
+    Case { label: "partial GET then FIN passes", filter: "httpready", arg: "", sends: Sends::Parts(&[b"GET / HT", b""]), want: 2 },
 ];
 
 /// listenq only: tlsready (no stock filter in 14) and the af_arg
 /// extensions, each next to its stock-semantics contrast.
-const EXTENSIONS: [Case; 10] = [
+const EXTENSIONS: [Case; 12] = [
     Case { label: "one record", filter: "tlsready", arg: "", sends: Sends::Bytes(TLSREC), want: TLSREC.len() },
     Case { label: "ClientHello over 2 records, no clienthello: first record", filter: "tlsready", arg: "", sends: Sends::Bytes(TLS2), want: 13 },
     Case { label: "clienthello: ClientHello over 2 records", filter: "tlsready", arg: "clienthello", sends: Sends::Bytes(TLS2), want: TLS2.len() },
@@ -115,6 +121,13 @@ const EXTENSIONS: [Case; 10] = [
     Case { label: "proxy=required: no PROXY header passes at once", filter: "httpready", arg: "proxy=required", sends: Sends::Bytes(GET), want: 1 },
     Case { label: "proxy: PROXY v1 line then 1 byte", filter: "dataready", arg: "proxy", sends: Sends::Parts(&[b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n", b"x"]), want: 2 },
     Case { label: "proxy: PROXY v1 line then a DNS query", filter: "dnsready", arg: "proxy", sends: Sends::Parts(&[b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n", b"\x00\x02\xab", b"\xcd"]), want: 3 },
+    Case { label: "partial query then FIN passes (stock accf_dns keeps holding)", filter: "dnsready", arg: "", sends: Sends::Parts(&[b"\x00\x10ab", b""]), want: 2 },
+    Case { label: "partial record then FIN passes", filter: "tlsready", arg: "", sends: Sends::Parts(&[b"\x16\x03\x01\x00\x10ab", b""]), want: 2 },
+];
+
+/// Stock only: where stock differs from listenq on purpose.
+const STOCK_ONLY: [Case; 1] = [
+    Case { label: "partial query then FIN stays held (listenq releases it)", filter: "dnsready", arg: "", sends: Sends::Parts(&[b"\x00\x10ab", b""]), want: NEVER },
 ];
 
 /// Where a case's connection became acceptable: after send `Some(k)`
@@ -148,7 +161,11 @@ fn run_case(c: &Case) -> Result<Outcome, Failed> {
     let total = c.sends.count();
     for i in 0..total {
         let chunk = c.sends.get(i);
-        au::send_all(cl.raw(), chunk).map_err(at("send"))?;
+        if chunk.is_empty() {
+            sys::shutdown(cl.raw(), sys::SHUT_WR).map_err(at("shutdown"))?;
+        } else {
+            au::send_all(cl.raw(), chunk).map_err(at("send"))?;
+        }
         let m = chunk.len().min(sent.len() - n);
         sent[n..n + m].copy_from_slice(&chunk[..m]);
         n += m;
@@ -180,28 +197,37 @@ fn run_case(c: &Case) -> Result<Outcome, Failed> {
 
 /// Runs and reports one case; returns where it passed.
 fn report_case(tap: &mut Tap, who: &str, c: &Case) -> Option<Option<usize>> {
+    let how = c.sends.how();
+    let mut when = crate::tap::Line::new();
+    let _ = if c.want == NEVER {
+        core::fmt::Write::write_fmt(&mut when, format_args!("still held after all {} {}s", c.sends.count(), how))
+    } else {
+        core::fmt::Write::write_fmt(
+            &mut when,
+            format_args!("accepted after {} {} of {}, not before", how, c.want, c.sends.count()),
+        )
+    };
     let name = format_args!(
-        "[{}] {} {}, {} by {}: accepted after {} {} of {}, not before",
+        "[{}] {} {}, {} by {}: {}",
         who,
         c.filter,
         c.label,
-        c.sends.how(),
-        c.sends.how(),
-        c.sends.how(),
-        c.want,
-        c.sends.count()
+        how,
+        how,
+        core::str::from_utf8(when.as_bytes()).unwrap_or("?")
     );
+    let want = if c.want == NEVER { None } else { Some(c.want) };
     match run_case(c) {
         Ok(o) => {
-            let pass = o.at == Some(c.want) && o.intact;
+            let pass = o.at == want && o.intact;
             tap.ok(pass, name);
-            if o.at != Some(c.want) {
+            if o.at != want {
                 match o.at {
                     Some(k) if k > c.sends.count() => {
                         tap.diag(format_args!("  accepted only 200 ms after the last of {} sends", c.sends.count()))
                     }
                     Some(k) => tap.diag(format_args!("  accepted after {} {}s (want {})", k, c.sends.how(), c.want)),
-                    None => tap.diag(format_args!("  still held after all {} sends", c.sends.count())),
+                    None => tap.diag(format_args!("  still held after all {} {}s", c.sends.count(), how)),
                 }
             }
             if !o.intact {
@@ -264,6 +290,7 @@ fn phase_a(tap: &mut Tap, listenq_at: &mut [Option<Option<usize>>; PARITY.len()]
     for c in EXTENSIONS.iter() {
         report_case(tap, "listenq", c);
     }
+    buffer_full(tap, "listenq", &["httpready", "dnsready", "tlsready"]);
     removal(tap);
     unload_busy(tap, id)
 }
@@ -346,6 +373,36 @@ fn registration(tap: &mut Tap) {
     );
     let r = sock::bound(Kind::Tcp4).and_then(|(s, _)| Ok(au::remove_filter(s.raw())));
     tap.check(r, Ok(Err(Errno::EINVAL)), "[listenq] SO_ACCEPTFILTER NULL on a socket that is not listening: EINVAL");
+}
+
+/// A request that cannot complete in a 4 KB receive buffer fills it; the
+/// filter must then let the connection through (stock's sbfull rule).
+fn buffer_full(tap: &mut Tap, who: &str, filters: &[&str]) {
+    const SO_RCVBUF: i32 = 0x1002;
+    for f in filters {
+        let name = format_args!("[{}] {}: a request larger than a 4 KB receive buffer passes once the buffer is full", who, f);
+        let r = (|| -> Result<(), Failed> {
+            let (l, sa) = au::listener(5).map_err(at("listener"))?;
+            sock::set_int(l.raw(), sock::SOL_SOCKET, SO_RCVBUF, 4096).map_err(at("SO_RCVBUF"))?;
+            au::set_filter(l.raw(), f, "").map_err(at("SO_ACCEPTFILTER"))?;
+            let c = au::client(&sa).map_err(at("connect"))?;
+            let head: &[u8] = match *f {
+                "httpready" => b"GET / HTTP/1.1\r\nX-Long: ",
+                "dnsready" => b"\xff\xff",
+                _ => b"\x16\x03\x01\x40\x00",
+            };
+            let mut big = [b'a'; 8192];
+            big[..head.len()].copy_from_slice(head);
+            // Only what fits in the window goes out; the rest waits.
+            sys::send(c.raw(), &big, sys::MSG_NOSIGNAL).map_err(at("send"))?;
+            au::accept_within(l.raw(), PASS_MS).map_err(at("accept"))?;
+            Ok(())
+        })();
+        tap.ok(r.is_ok(), name);
+        if let Err(Failed(s, e)) = r {
+            tap.diag(format_args!("  {}: {}", s, e));
+        }
+    }
 }
 
 /// Connects `n` clients that send nothing (or `data`); returns them.
@@ -515,6 +572,17 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
             stock_at[i] = report_case(tap, "stock", c);
         }
     }
+    if dns.is_some() {
+        for c in STOCK_ONLY.iter() {
+            report_case(tap, "stock", c);
+        }
+    }
+    match (http.is_some(), dns.is_some()) {
+        (true, true) => buffer_full(tap, "stock", &["httpready", "dnsready"]),
+        (true, false) => buffer_full(tap, "stock", &["httpready"]),
+        (false, true) => buffer_full(tap, "stock", &["dnsready"]),
+        (false, false) => {}
+    }
     // Parity: the same hold/pass point for every case both ran.
     let mut same = true;
     let mut compared = 0;
@@ -652,6 +720,9 @@ fn stock_removal(tap: &mut Tap) {
 // ---------------------------------------------------------------- phase C
 
 fn phase_c(tap: &mut Tap) {
+    tap.diag(format_args!(
+        "accept filters: hold timeouts, eviction, flood (listenq's deferred work, accf_glue.c lq_work_*)"
+    ));
     let id = match au::listenq_loaded() {
         Ok(id) => id,
         Err(e) => {
@@ -679,6 +750,7 @@ fn phase_c(tap: &mut Tap) {
 
     timeouts(tap);
     eviction(tap);
+    relisten(tap);
     flood(tap);
 
     let settled = au::allocs_settle(2000);
@@ -853,6 +925,51 @@ fn eviction(tap: &mut Tap) {
                 tap.ok(false, n);
             }
             tap.diag(format_args!("  {}: {}", s, e));
+        }
+    }
+}
+
+/// listen(2) again on a listener with a filter: the hold limit follows the
+/// new backlog ("at most as many connections as the listener's backlog").
+fn relisten(tap: &mut Tap) {
+    for (first, second, want_held) in [(2, 6, 6usize), (6, 2, 2usize)] {
+        let name = format_args!(
+            "[listenq] listen({}), dataready, listen({}) again: of 6 silent clients the newest {} are held, the rest reset",
+            first, second, want_held
+        );
+        let r = (|| -> Result<(i32, [Seen; 6]), Failed> {
+            let (l, sa) = au::filtered(first, "dataready", "").map_err(at("listener"))?;
+            sys::listen(l.raw(), second).map_err(at("listen again"))?;
+            let mut cl: [Option<Fd>; 6] = [const { None }; 6];
+            for c in cl.iter_mut() {
+                *c = Some(au::client(&sa).map_err(at("connect"))?);
+                sys::sleep_ms(20);
+            }
+            sys::sleep_ms(200);
+            let inc = sock::incqlen(l.raw()).map_err(at("SO_LISTENINCQLEN"))?;
+            let mut seen = [Seen::Nothing; 6];
+            for (s, c) in seen.iter_mut().zip(cl.iter()) {
+                if let Some(c) = c {
+                    *s = au::client_sees(c.raw(), 0);
+                }
+            }
+            Ok((inc, seen))
+        })();
+        match r {
+            Ok((inc, seen)) => {
+                let cut = 6 - want_held;
+                let pass = inc == want_held as i32
+                    && seen[..cut].iter().all(|s| s.is_reset_or_eof())
+                    && seen[cut..].iter().all(|s| *s == Seen::Nothing);
+                tap.ok(pass, name);
+                if !pass {
+                    tap.diag(format_args!("  incqlen {} (want {}); clients oldest first saw {:?}", inc, want_held, seen));
+                }
+            }
+            Err(Failed(s, e)) => {
+                tap.ok(false, name);
+                tap.diag(format_args!("  {}: {}", s, e));
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::tap::Tap;
 
-const ITERS: u64 = 500;
+const ITERS: u64 = 1000;
 const WARMUP: u64 = 20;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
