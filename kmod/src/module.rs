@@ -77,7 +77,10 @@ fn refuse() -> KResult<()> {
     }
     drop(held);
     accf::register();
-    kprintln!("unload refused: {} calls still in listenq", hooks::in_flight());
+    kprintln!(
+        "unload refused: {} calls still in listenq",
+        hooks::in_flight()
+    );
     Err(Errno::EBUSY)
 }
 
