@@ -140,6 +140,9 @@ fn snapshot() -> KResult<Vec<Row>> {
 
 fn sysctl_listeners(req: &mut SysctlReq) -> KResult<()> {
     let rows = snapshot()?;
+    // Start on a new line, so `sysctl kern.ipc.listenq.listeners` shows the
+    // header under the name, as FreeBSD's other table sysctls do.
+    req.out(b"\n")?;
     req.out(table::HEADER.as_bytes())?;
     req.out(b"\n")?;
     let mut line = Fixed::<512>::new();

@@ -49,7 +49,8 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
 
 /// The table's row whose first column is `addr`.
 fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
-    for line in table.split(|&c| c == b'\n').skip(1) {
+    // The text starts with an empty line, then the header.
+    for line in table.split(|&c| c == b'\n').skip(2) {
         let mut cols: [&[u8]; 13] = [&[]; 13];
         let mut n = 0;
         for w in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
