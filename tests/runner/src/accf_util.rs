@@ -10,6 +10,7 @@ use crate::net::{self, SockAddr};
 use crate::sock::{self, Kind, SOL_SOCKET};
 use crate::sys::{self, Errno, Fd, PollFd, SysResult};
 use crate::sysctl;
+use crate::table::find_row;
 
 pub const SO_ACCEPTFILTER: i32 = 0x1000;
 pub const SO_LINGER: i32 = 0x0080;
@@ -265,26 +266,11 @@ impl TableRow {
     }
 }
 
-fn parse_num(b: &[u8]) -> Option<i64> {
-    if b.is_empty() {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
-    }
-    Some(v)
-}
-
 /// Column indexes (after splitting on blanks; LOCAL ADDRESS is one column).
 const COL_INCQLEN: usize = 5;
 const COL_FILTER: usize = 8;
 const COL_HELD: usize = 9;
 const COL_EVICTED: usize = 10;
-const NCOLS: usize = 13;
 
 /// The table row of the listener on 127.0.0.1:`port`: Ok(None) when the
 /// table has no such row.
@@ -294,31 +280,21 @@ pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
     let text = cstr(&buf[..n]);
     let mut key = [0u8; 32];
     let k = fmt_addr(&mut key, port);
-    for line in text.split(|&c| c == b'\n').skip(1) {
-        let mut cols: [&[u8]; NCOLS] = [&[]; NCOLS];
-        let mut c = 0;
-        for w in line.split(|&ch| ch == b' ').filter(|w| !w.is_empty()) {
-            if c < NCOLS {
-                cols[c] = w;
-            }
-            c += 1;
-        }
-        if c != NCOLS || cols[0] != &key[..k] {
-            continue;
-        }
-        let mut filter = [0u8; AF_NAME_LEN];
-        let f = cols[COL_FILTER];
-        let fl = f.len().min(AF_NAME_LEN - 1);
-        filter[..fl].copy_from_slice(&f[..fl]);
-        return Ok(Some(TableRow {
-            filter,
-            held: parse_num(cols[COL_HELD]).unwrap_or(-1),
-            evicted: parse_num(cols[COL_EVICTED]).unwrap_or(-1),
-            incqlen: parse_num(cols[COL_INCQLEN]).unwrap_or(-1),
-        }));
-    }
-    Ok(None)
+    let Some(row) = find_row(text, &key[..k]) else {
+        return Ok(None);
+    };
+    let mut filter = [0u8; AF_NAME_LEN];
+    let f = row.text(COL_FILTER);
+    let fl = f.len().min(AF_NAME_LEN - 1);
+    filter[..fl].copy_from_slice(&f[..fl]);
+    Ok(Some(TableRow {
+        filter,
+        held: row.num(COL_HELD).unwrap_or(-1),
+        evicted: row.num(COL_EVICTED).unwrap_or(-1),
+        incqlen: row.num(COL_INCQLEN).unwrap_or(-1),
+    }))
 }
+
 
 /// "127.0.0.1:<port>" into `buf`; returns its length.
 fn fmt_addr(buf: &mut [u8; 32], port: u16) -> usize {

@@ -17,6 +17,7 @@ mod sysctl;
 mod t_accf;
 mod t_bench;
 mod t_listen;
+mod table;
 mod t_listeners;
 mod t_module;
 mod t_sysctl;

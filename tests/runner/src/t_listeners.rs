@@ -10,61 +10,11 @@ use crate::net::SockAddr;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Fd};
 use crate::sysctl;
+use crate::table::{find_row, Row};
 use crate::tap::Tap;
 
 const TABLE: &str = "kern.ipc.listenq.listeners";
 const XTABLE: &str = "kern.ipc.listenq.xlisteners";
-
-/// Columns of one table row, as text.
-struct Row<'a> {
-    cols: [&'a [u8]; 13],
-}
-
-impl<'a> Row<'a> {
-    fn num(&self, i: usize) -> Option<i64> {
-        parse_i64(self.cols[i])
-    }
-    fn text(&self, i: usize) -> &'a [u8] {
-        self.cols[i]
-    }
-}
-
-fn parse_i64(b: &[u8]) -> Option<i64> {
-    let (neg, d) = match b.first() {
-        Some(b'-') => (true, &b[1..]),
-        _ => (false, b),
-    };
-    if d.is_empty() {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &c in d {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
-    }
-    Some(if neg { -v } else { v })
-}
-
-/// The table's row whose first column is `addr`.
-fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
-    // The text starts with an empty line, then the header.
-    for line in table.split(|&c| c == b'\n').skip(2) {
-        let mut cols: [&[u8]; 13] = [&[]; 13];
-        let mut n = 0;
-        for w in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
-            if n < 13 {
-                cols[n] = w;
-            }
-            n += 1;
-        }
-        if n == 13 && cols[0] == addr {
-            return Some(Row { cols });
-        }
-    }
-    None
-}
 
 /// The text a row starts with for this listener.
 fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
