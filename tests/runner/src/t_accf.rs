@@ -255,6 +255,9 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let t0 = sys::now_ms();
     let mut listenq_at = [None; PARITY.len()];
     let unloaded = phase_a(tap, &mut listenq_at);
+    if unloaded {
+        names_gone_after_unload(tap);
+    }
     tap.diag(format_args!("accept filters, listenq phase: {} ms", sys::now_ms() - t0));
     let t1 = sys::now_ms();
     if unloaded {
@@ -526,6 +529,18 @@ fn unload_busy(tap: &mut Tap, id: i32) -> bool {
             // Leave the module unloaded if we can, for the stock phase.
             kld::unload(id).is_ok()
         }
+    }
+}
+
+/// After kldunload no filter name may still resolve: uipc_accf.c keeps
+/// every entry forever, and one left under its name with a NULL callback
+/// would let a listener take it and the kernel call NULL on the next
+/// connection. listenq renames its entries away; setsockopt must say ENOENT
+/// exactly as if listenq had never been loaded.
+fn names_gone_after_unload(tap: &mut Tap) {
+    for name in ["dataready", "httpready", "dnsready", "tlsready"] {
+        let r = au::listener(5).and_then(|(l, _)| au::set_filter(l.raw(), name, ""));
+        tap.check(r, Err(Errno::ENOENT), format_args!("[unloaded] SO_ACCEPTFILTER {}: ENOENT", name));
     }
 }
 
