@@ -10,7 +10,7 @@ use crate::net::{self, SockAddr};
 use crate::sock::{self, Kind, SOL_SOCKET};
 use crate::sys::{self, Errno, Fd, PollFd, SysResult};
 use crate::sysctl;
-use crate::table::find_row;
+use crate::table::{addr_text, find_row};
 
 pub const SO_ACCEPTFILTER: i32 = 0x1000;
 pub const SO_LINGER: i32 = 0x0080;
@@ -278,8 +278,8 @@ pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
     let mut buf = [0u8; 32768];
     let n = sysctl::read_opaque(TABLE, &mut buf)?.min(buf.len());
     let text = cstr(&buf[..n]);
-    let mut key = [0u8; 32];
-    let k = fmt_addr(&mut key, port);
+    let mut key = [0u8; 96];
+    let k = addr_text(Kind::Tcp4, &SockAddr::inet(net::LOOPBACK4, port), &mut key);
     let Some(row) = find_row(text, &key[..k]) else {
         return Ok(None);
     };
@@ -296,26 +296,6 @@ pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
 }
 
 
-/// "127.0.0.1:<port>" into `buf`; returns its length.
-fn fmt_addr(buf: &mut [u8; 32], port: u16) -> usize {
-    let p = b"127.0.0.1:";
-    buf[..p.len()].copy_from_slice(p);
-    let mut d = [0u8; 5];
-    let mut n = 0;
-    let mut v = port;
-    loop {
-        d[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        buf[p.len() + i] = d[n - 1 - i];
-    }
-    p.len() + n
-}
 
 // ---------------------------------------------------------------- modules
 

@@ -3,6 +3,9 @@
 //! empty first line and the header (listenq(4)).
 
 /// Columns of one table row, as text.
+use crate::net::SockAddr;
+use crate::sock::Kind;
+
 pub struct Row<'a> {
     cols: [&'a [u8]; 13],
 }
@@ -51,5 +54,46 @@ pub fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
         }
     }
     None
+}
+
+
+/// The text a row starts with for this listener.
+pub fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
+    let b = sa.bytes();
+    let mut w = Writer { buf: out, len: 0 };
+    match kind {
+        Kind::Tcp4 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let _ = core::fmt::write(&mut w, format_args!("{}.{}.{}.{}:{}", b[4], b[5], b[6], b[7], port));
+        }
+        Kind::Tcp6 => {
+            let port = u16::from_be_bytes([b[2], b[3]]);
+            let _ = core::fmt::write(&mut w, format_args!("[::1]:{}", port));
+        }
+        Kind::UnixStream | Kind::UnixSeqpacket => {
+            let path = &b[2..];
+            let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+            let _ = core::fmt::write(&mut w, format_args!("local:"));
+            for &c in &path[..end] {
+                let _ = core::fmt::write(&mut w, format_args!("{}", c as char));
+            }
+        }
+    }
+    w.len
+}
+
+pub struct Writer<'a> {
+    pub buf: &'a mut [u8; 96],
+    pub len: usize,
+}
+
+impl core::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let b = s.as_bytes();
+        let end = (self.len + b.len()).min(self.buf.len());
+        self.buf[self.len..end].copy_from_slice(&b[..end - self.len]);
+        self.len = end;
+        Ok(())
+    }
 }
 
