@@ -53,7 +53,10 @@ host_layer() {
 		echo "skip clippy: not installed (rustup component add clippy)"; skipped=$((skipped + 1))
 	fi
 	if cargo fmt --version >/dev/null 2>&1; then
-		if cargo fmt --all --check >"$log" 2>&1; then
+		# The excluded projects (the in-VM runner, the fuzz targets) too.
+		if cargo fmt --all --check >"$log" 2>&1 &&
+		    (cd tests/runner && cargo fmt --check) >>"$log" 2>&1 &&
+		    (cd accf/fuzz && cargo fmt --check) >>"$log" 2>&1; then
 			echo "ok - rustfmt clean"; passed=$((passed + 1))
 		else
 			head -40 "$log"; fail "rustfmt"

@@ -120,7 +120,11 @@ pub fn try_accept(l: i32) -> SysResult<Fd> {
 
 /// Waits up to `ms` for the listener to be readable, then accepts.
 pub fn accept_within(l: i32, ms: i32) -> SysResult<Fd> {
-    let mut p = [PollFd { fd: l, events: sys::POLLIN, revents: 0 }];
+    let mut p = [PollFd {
+        fd: l,
+        events: sys::POLLIN,
+        revents: 0,
+    }];
     if sys::poll(&mut p, ms)? == 0 {
         return Err(Errno::TIMEOUT);
     }
@@ -129,7 +133,11 @@ pub fn accept_within(l: i32, ms: i32) -> SysResult<Fd> {
 
 /// Waits up to `ms` for `fd` to be readable (or hung up).
 pub fn readable_within(fd: i32, ms: i32) -> SysResult<bool> {
-    let mut p = [PollFd { fd, events: sys::POLLIN, revents: 0 }];
+    let mut p = [PollFd {
+        fd,
+        events: sys::POLLIN,
+        revents: 0,
+    }];
     Ok(sys::poll(&mut p, ms)? > 0)
 }
 
@@ -294,8 +302,6 @@ pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
         incqlen: row.num(COL_INCQLEN).unwrap_or(-1),
     }))
 }
-
-
 
 // ---------------------------------------------------------------- modules
 

@@ -49,7 +49,9 @@ impl KldStat {
 }
 
 pub fn stat(fileid: i32) -> SysResult<KldStat> {
-    let mut st = KldStat { raw: [0; KLD_FILE_STAT_SIZE] };
+    let mut st = KldStat {
+        raw: [0; KLD_FILE_STAT_SIZE],
+    };
     sys::kldstat(fileid, &mut st.raw)?;
     Ok(st)
 }

@@ -17,10 +17,10 @@ mod sysctl;
 mod t_accf;
 mod t_bench;
 mod t_listen;
-mod table;
 mod t_listeners;
 mod t_module;
 mod t_sysctl;
+mod table;
 mod tap;
 
 use core::ffi::CStr;
@@ -81,7 +81,12 @@ fn finish(code: i32) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     match info.location() {
-        Some(l) => tap::bail_out(format_args!("panic: {} at {}:{}", info.message(), l.file(), l.line())),
+        Some(l) => tap::bail_out(format_args!(
+            "panic: {} at {}:{}",
+            info.message(),
+            l.file(),
+            l.line()
+        )),
         None => tap::bail_out(format_args!("panic: {}", info.message())),
     }
     finish(2)
@@ -104,11 +109,22 @@ fn console() {
 /// A tmpfs on /tmp for AF_UNIX socket files (the root is mounted
 /// read-only); falls back to remounting the root read-write.
 fn mount_tmp(tap: &mut Tap) -> Result<(), Errno> {
-    let tmpfs: [(&CStr, &CStr); 3] = [(c"fstype", c"tmpfs"), (c"fspath", c"/tmp"), (c"from", c"tmpfs")];
+    let tmpfs: [(&CStr, &CStr); 3] = [
+        (c"fstype", c"tmpfs"),
+        (c"fspath", c"/tmp"),
+        (c"from", c"tmpfs"),
+    ];
     if let Err(e) = sys::nmount(&tmpfs, 0) {
-        tap.diag(format_args!("mount tmpfs on /tmp: {}; remounting / read-write", e));
+        tap.diag(format_args!(
+            "mount tmpfs on /tmp: {}; remounting / read-write",
+            e
+        ));
         const MNT_UPDATE: i32 = 0x0001_0000;
-        let root: [(&CStr, &CStr); 3] = [(c"fstype", c"ufs"), (c"fspath", c"/"), (c"from", c"/dev/vtbd0")];
+        let root: [(&CStr, &CStr); 3] = [
+            (c"fstype", c"ufs"),
+            (c"fspath", c"/"),
+            (c"from", c"/dev/vtbd0"),
+        ];
         sys::nmount(&root, MNT_UPDATE)?;
     }
     // The proof: an AF_UNIX socket can be bound there.
@@ -121,7 +137,12 @@ fn setup(tap: &mut Tap) -> Env {
     let lo = net::setup_loopback(tap);
     let unix = mount_tmp(tap);
     let ko = env::probe_ko();
-    let env = Env { v4: lo.v4, v6: lo.v6, unix, ko };
+    let env = Env {
+        v4: lo.v4,
+        v6: lo.v6,
+        unix,
+        ko,
+    };
     tap.diag(format_args!(
         "env: 127.0.0.1 {}, ::1 {}, /tmp {}, listenq.ko {}",
         Avail(env.v4),
@@ -149,7 +170,11 @@ fn run(argc: usize) -> bool {
     console();
     let mut t = Tap::new();
     let tap = &mut t;
-    tap.diag(format_args!("listenq runner: pid {}, argc {}", sys::getpid(), argc));
+    tap.diag(format_args!(
+        "listenq runner: pid {}, argc {}",
+        sys::getpid(),
+        argc
+    ));
     let env = setup(tap);
     let t0 = sys::now_ms();
 
@@ -163,7 +188,11 @@ fn run(argc: usize) -> bool {
     // Issue "listen(2) semantics", first run: stock kernel, asserted.
     let mut stock = Recording::new("without listenq", true);
     t_listen::run(tap, &env, &mut stock);
-    tap.diag(format_args!("semantic suite without listenq: {} observations, {} ms", stock.len(), sys::now_ms() - t0));
+    tap.diag(format_args!(
+        "semantic suite without listenq: {} observations, {} ms",
+        stock.len(),
+        sys::now_ms() - t0
+    ));
 
     // Issue "module lifecycle".
     let id = t_module::load(tap, &env);
@@ -173,10 +202,16 @@ fn run(argc: usize) -> bool {
         let t1 = sys::now_ms();
         let mut with = Recording::new("with listenq", false);
         t_listen::run(tap, &env, &mut with);
-        tap.diag(format_args!("semantic suite with listenq: {} ms", sys::now_ms() - t1));
+        tap.diag(format_args!(
+            "semantic suite with listenq: {} ms",
+            sys::now_ms() - t1
+        ));
         record::compare(tap, &stock, &with);
     } else {
-        tap.skip("listen(2) semantics identical with listenq loaded", "module not loaded");
+        tap.skip(
+            "listen(2) semantics identical with listenq loaded",
+            "module not loaded",
+        );
     }
 
     // The module's own sysctls and listener statistics (filled in later).
@@ -189,10 +224,17 @@ fn run(argc: usize) -> bool {
     // soacceptqueue behaves as stock once the module is gone.
     if unloaded {
         let mut after = Recording::new("after kldunload", true);
-        let mut s = t_listen::Suite { tap: &mut *tap, rec: &mut after, env: &env };
+        let mut s = t_listen::Suite {
+            tap: &mut *tap,
+            rec: &mut after,
+            env: &env,
+        };
         t_sysctl::soacceptqueue_checks(&mut s);
     } else {
-        tap.skip("[after kldunload] kern.ipc.soacceptqueue checks", "module not unloaded");
+        tap.skip(
+            "[after kldunload] kern.ipc.soacceptqueue checks",
+            "module not unloaded",
+        );
     }
 
     t_module::cycles(tap, &env);

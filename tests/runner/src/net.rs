@@ -37,7 +37,10 @@ impl SockAddr {
 
     /// struct sockaddr_in: len, family, port (network order), addr, zero[8].
     pub fn inet(addr: [u8; 4], port: u16) -> Self {
-        let mut sa = SockAddr { buf: [0; SA_MAX], len: 16 };
+        let mut sa = SockAddr {
+            buf: [0; SA_MAX],
+            len: 16,
+        };
         sa.buf[0] = 16;
         sa.buf[1] = AF_INET as u8;
         sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
@@ -47,7 +50,10 @@ impl SockAddr {
 
     /// struct sockaddr_in6: len, family, port, flowinfo, addr[16], scope_id.
     pub fn inet6(addr: [u8; 16], port: u16) -> Self {
-        let mut sa = SockAddr { buf: [0; SA_MAX], len: 28 };
+        let mut sa = SockAddr {
+            buf: [0; SA_MAX],
+            len: 28,
+        };
         sa.buf[0] = 28;
         sa.buf[1] = AF_INET6 as u8;
         sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
@@ -57,19 +63,24 @@ impl SockAddr {
 
     /// struct sockaddr_un: len, family, path[104] (NUL-terminated here).
     pub fn unix(path: &[u8]) -> Self {
-        let mut sa = SockAddr { buf: [0; SA_MAX], len: 106 };
+        let mut sa = SockAddr {
+            buf: [0; SA_MAX],
+            len: 106,
+        };
         let n = path.len().min(103);
         sa.buf[2..2 + n].copy_from_slice(&path[..n]);
         sa.buf[0] = 106;
         sa.buf[1] = AF_UNIX as u8;
         sa
     }
-
 }
 
 /// The address a socket is bound to.
 pub fn local_addr(fd: i32) -> SysResult<SockAddr> {
-    let mut sa = SockAddr { buf: [0; SA_MAX], len: 0 };
+    let mut sa = SockAddr {
+        buf: [0; SA_MAX],
+        len: 0,
+    };
     sa.len = sys::getsockname(fd, &mut sa.buf)?.min(SA_MAX);
     Ok(sa)
 }

@@ -83,7 +83,10 @@ impl Key {
         let _ = l.write_fmt(args);
         let b = l.as_bytes();
         let n = b.len().min(KEY_LEN);
-        let mut k = Key { buf: [0; KEY_LEN], len: n as u8 };
+        let mut k = Key {
+            buf: [0; KEY_LEN],
+            len: n as u8,
+        };
         k.buf[..n].copy_from_slice(&b[..n]);
         k
     }
@@ -107,7 +110,10 @@ impl Recording {
         Recording {
             label,
             assert,
-            keys: [Key { buf: [0; KEY_LEN], len: 0 }; MAX_OBS],
+            keys: [Key {
+                buf: [0; KEY_LEN],
+                len: 0,
+            }; MAX_OBS],
             vals: [Val::OK; MAX_OBS],
             len: 0,
             dropped: 0,
@@ -171,16 +177,30 @@ pub fn compare(tap: &mut Tap, a: &Recording, b: &Recording) -> bool {
                 tap.diag(format_args!("  ... {} differences in all", diffs));
                 break;
             }
-            let (ka, va) = if i < a.len { (a.keys[i].as_str(), Some(a.vals[i])) } else { ("(none)", None) };
-            let (kb, vb) = if i < b.len { (b.keys[i].as_str(), Some(b.vals[i])) } else { ("(none)", None) };
+            let (ka, va) = if i < a.len {
+                (a.keys[i].as_str(), Some(a.vals[i]))
+            } else {
+                ("(none)", None)
+            };
+            let (kb, vb) = if i < b.len {
+                (b.keys[i].as_str(), Some(b.vals[i]))
+            } else {
+                ("(none)", None)
+            };
             if ka == kb && va == vb {
                 continue;
             }
             shown += 1;
             if ka == kb {
-                tap.diag(format_args!("  {}: {:?} [{}] vs {:?} [{}]", ka, va, a.label, vb, b.label));
+                tap.diag(format_args!(
+                    "  {}: {:?} [{}] vs {:?} [{}]",
+                    ka, va, a.label, vb, b.label
+                ));
             } else {
-                tap.diag(format_args!("  #{}: '{}'={:?} vs '{}'={:?}", i, ka, va, kb, vb));
+                tap.diag(format_args!(
+                    "  #{}: '{}'={:?} vs '{}'={:?}",
+                    i, ka, va, kb, vb
+                ));
             }
         }
     }

@@ -127,7 +127,11 @@ pub fn bound(kind: Kind) -> SysResult<(Fd, SockAddr)> {
         Kind::UnixStream | Kind::UnixSeqpacket => unix_path(),
     };
     sys::bind(s.raw(), sa.bytes())?;
-    let addr = if kind.is_tcp() { net::local_addr(s.raw())? } else { sa };
+    let addr = if kind.is_tcp() {
+        net::local_addr(s.raw())?
+    } else {
+        sa
+    };
     Ok((s, addr))
 }
 
@@ -148,7 +152,11 @@ pub fn connect(kind: Kind, to: &SockAddr) -> SysResult<Fd> {
         Err(Errno::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    let mut p = [PollFd { fd: c.raw(), events: sys::POLLOUT, revents: 0 }];
+    let mut p = [PollFd {
+        fd: c.raw(),
+        events: sys::POLLOUT,
+        revents: 0,
+    }];
     let n = sys::poll(&mut p, IO_TIMEOUT_MS)?;
     if n == 0 {
         return Err(Errno::TIMEOUT);
@@ -161,7 +169,11 @@ pub fn connect(kind: Kind, to: &SockAddr) -> SysResult<Fd> {
 
 /// Accepts one connection, waiting at most IO_TIMEOUT_MS for it.
 pub fn accept(listener: i32) -> SysResult<Fd> {
-    let mut p = [PollFd { fd: listener, events: sys::POLLIN, revents: 0 }];
+    let mut p = [PollFd {
+        fd: listener,
+        events: sys::POLLIN,
+        revents: 0,
+    }];
     let n = sys::poll(&mut p, IO_TIMEOUT_MS)?;
     if n == 0 {
         return Err(Errno::TIMEOUT);

@@ -168,7 +168,15 @@ pub type SysResult<T> = Result<T, Errno>;
 /// # Safety
 /// Every pointer argument must be valid for what syscall `n` does with it
 /// (read or written for the given length) for the duration of the call.
-unsafe fn syscall6(n: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> SysResult<usize> {
+unsafe fn syscall6(
+    n: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+) -> SysResult<usize> {
     let ret: usize;
     let carry: u8;
     // SAFETY: the caller guarantees the pointer arguments; the asm declares
@@ -266,7 +274,9 @@ pub fn wait4(pid: i32) -> SysResult<i32> {
 
 pub fn getpid() -> i32 {
     // SAFETY: getpid takes no arguments.
-    unsafe { syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0) }.map(|v| v as i32).unwrap_or(-1)
+    unsafe { syscall6(nr::GETPID, 0, 0, 0, 0, 0, 0) }
+        .map(|v| v as i32)
+        .unwrap_or(-1)
 }
 
 pub const RB_NOSYNC: i32 = 0x004;
@@ -317,7 +327,8 @@ impl Drop for Fd {
 
 pub fn open(path: &CStr, flags: i32) -> SysResult<Fd> {
     // SAFETY: path is NUL-terminated and outlives the call.
-    unsafe { syscall6(nr::OPEN, path.as_ptr() as usize, flags as usize, 0, 0, 0, 0) }.map(|fd| Fd(fd as i32))
+    unsafe { syscall6(nr::OPEN, path.as_ptr() as usize, flags as usize, 0, 0, 0, 0) }
+        .map(|fd| Fd(fd as i32))
 }
 
 pub fn close(fd: i32) -> SysResult<()> {
@@ -391,12 +402,29 @@ pub fn nmount(pairs: &[(&CStr, &CStr)], flags: i32) -> SysResult<()> {
         return Err(Errno::EINVAL);
     }
     for (i, (k, v)) in pairs.iter().enumerate() {
-        iov[2 * i] = Iovec { base: k.as_ptr() as usize, len: k.to_bytes_with_nul().len() };
-        iov[2 * i + 1] = Iovec { base: v.as_ptr() as usize, len: v.to_bytes_with_nul().len() };
+        iov[2 * i] = Iovec {
+            base: k.as_ptr() as usize,
+            len: k.to_bytes_with_nul().len(),
+        };
+        iov[2 * i + 1] = Iovec {
+            base: v.as_ptr() as usize,
+            len: v.to_bytes_with_nul().len(),
+        };
     }
     // SAFETY: iov holds 2*pairs.len() valid (pointer, length) entries that
     // point into the borrowed C strings, all alive for the call.
-    unsafe { syscall6(nr::NMOUNT, ptr(&iov), 2 * pairs.len(), flags as usize, 0, 0, 0) }.map(|_| ())
+    unsafe {
+        syscall6(
+            nr::NMOUNT,
+            ptr(&iov),
+            2 * pairs.len(),
+            flags as usize,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
 }
 
 // ---------------------------------------------------------------- time
@@ -413,7 +441,17 @@ const CLOCK_MONOTONIC: usize = 4;
 pub fn now_ms() -> u64 {
     let mut ts = Timespec { sec: 0, nsec: 0 };
     // SAFETY: ts is a writable struct timespec.
-    match unsafe { syscall6(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, mptr(&mut ts), 0, 0, 0, 0) } {
+    match unsafe {
+        syscall6(
+            nr::CLOCK_GETTIME,
+            CLOCK_MONOTONIC,
+            mptr(&mut ts),
+            0,
+            0,
+            0,
+            0,
+        )
+    } {
         Ok(_) => (ts.sec as u64) * 1000 + (ts.nsec as u64) / 1_000_000,
         Err(_) => 0,
     }
@@ -422,7 +460,10 @@ pub fn now_ms() -> u64 {
 /// Sleeps for `ms` milliseconds (one nanosleep; an interruption just ends
 /// the sleep early, which every caller tolerates).
 pub fn sleep_ms(ms: u64) {
-    let ts = Timespec { sec: (ms / 1000) as i64, nsec: ((ms % 1000) * 1_000_000) as i64 };
+    let ts = Timespec {
+        sec: (ms / 1000) as i64,
+        nsec: ((ms % 1000) * 1_000_000) as i64,
+    };
     // SAFETY: ts is a readable struct timespec; rmtp is NULL.
     let _ = unsafe { syscall6(nr::NANOSLEEP, ptr(&ts), 0, 0, 0, 0, 0) };
 }
@@ -452,7 +493,18 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> SysResult<usize> {
 
 pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<Fd> {
     // SAFETY: socket takes no pointers.
-    unsafe { syscall6(nr::SOCKET, domain as usize, ty as usize, proto as usize, 0, 0, 0) }.map(|fd| Fd(fd as i32))
+    unsafe {
+        syscall6(
+            nr::SOCKET,
+            domain as usize,
+            ty as usize,
+            proto as usize,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|fd| Fd(fd as i32))
 }
 
 /// bind(2); `addr` holds the bytes of a struct sockaddr_*.
@@ -469,7 +521,18 @@ pub fn connect(fd: i32, addr: &[u8]) -> SysResult<()> {
 
 pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
     // SAFETY: listen takes no pointers.
-    unsafe { syscall6(nr::LISTEN, fd as usize, backlog as isize as usize, 0, 0, 0, 0) }.map(|_| ())
+    unsafe {
+        syscall6(
+            nr::LISTEN,
+            fd as usize,
+            backlog as isize as usize,
+            0,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
 }
 
 /// accept(2) without asking for the peer address.
@@ -482,7 +545,17 @@ pub fn accept(fd: i32) -> SysResult<Fd> {
 pub fn getsockname(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len: u32 = buf.len() as u32;
     // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
-    unsafe { syscall6(nr::GETSOCKNAME, fd as usize, mptr(buf), mptr(&mut len), 0, 0, 0) }?;
+    unsafe {
+        syscall6(
+            nr::GETSOCKNAME,
+            fd as usize,
+            mptr(buf),
+            mptr(&mut len),
+            0,
+            0,
+            0,
+        )
+    }?;
     Ok(len as usize)
 }
 
@@ -490,13 +563,34 @@ pub fn getsockname(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
 pub fn getsockopt(fd: i32, level: i32, name: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len: u32 = buf.len() as u32;
     // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
-    unsafe { syscall6(nr::GETSOCKOPT, fd as usize, level as usize, name as usize, mptr(buf), mptr(&mut len), 0) }?;
+    unsafe {
+        syscall6(
+            nr::GETSOCKOPT,
+            fd as usize,
+            level as usize,
+            name as usize,
+            mptr(buf),
+            mptr(&mut len),
+            0,
+        )
+    }?;
     Ok(len as usize)
 }
 
 pub fn setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> SysResult<()> {
     // SAFETY: val is readable for val.len() bytes.
-    unsafe { syscall6(nr::SETSOCKOPT, fd as usize, level as usize, name as usize, ptr(val), val.len(), 0) }.map(|_| ())
+    unsafe {
+        syscall6(
+            nr::SETSOCKOPT,
+            fd as usize,
+            level as usize,
+            name as usize,
+            ptr(val),
+            val.len(),
+            0,
+        )
+    }
+    .map(|_| ())
 }
 
 // ---------------------------------------------------------------- kld
@@ -551,7 +645,17 @@ pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> S
     // SAFETY: name is readable for name.len() bytes (the kernel takes an
     // explicit length, no NUL needed); old/olen and new are valid buffers
     // of the stated lengths or NULL.
-    unsafe { syscall6(nr::SYSCTLBYNAME, name.as_ptr() as usize, name.len(), optr, olenp, nptr, nlen) }?;
+    unsafe {
+        syscall6(
+            nr::SYSCTLBYNAME,
+            name.as_ptr() as usize,
+            name.len(),
+            optr,
+            olenp,
+            nptr,
+            nlen,
+        )
+    }?;
     Ok(olen)
 }
 
@@ -561,7 +665,17 @@ pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> S
 pub fn now_us() -> u64 {
     let mut ts = Timespec { sec: 0, nsec: 0 };
     // SAFETY: ts is a writable struct timespec.
-    match unsafe { syscall6(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, mptr(&mut ts), 0, 0, 0, 0) } {
+    match unsafe {
+        syscall6(
+            nr::CLOCK_GETTIME,
+            CLOCK_MONOTONIC,
+            mptr(&mut ts),
+            0,
+            0,
+            0,
+            0,
+        )
+    } {
         Ok(_) => (ts.sec as u64) * 1_000_000 + (ts.nsec as u64) / 1000,
         Err(_) => 0,
     }
@@ -578,7 +692,17 @@ pub const MSG_NOSIGNAL: i32 = 0x0002_0000;
 /// send(2) = sendto(2) without an address.
 pub fn send(fd: i32, buf: &[u8], flags: i32) -> SysResult<usize> {
     // SAFETY: buf is readable for buf.len() bytes; to is NULL, tolen 0.
-    unsafe { syscall6(nr::SENDTO, fd as usize, ptr(buf), buf.len(), flags as usize, 0, 0) }
+    unsafe {
+        syscall6(
+            nr::SENDTO,
+            fd as usize,
+            ptr(buf),
+            buf.len(),
+            flags as usize,
+            0,
+            0,
+        )
+    }
 }
 
 pub const SHUT_WR: i32 = 1;
@@ -592,14 +716,35 @@ pub fn shutdown(fd: i32, how: i32) -> SysResult<()> {
 pub fn getpeername(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len: u32 = buf.len() as u32;
     // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
-    unsafe { syscall6(nr::GETPEERNAME, fd as usize, mptr(buf), mptr(&mut len), 0, 0, 0) }?;
+    unsafe {
+        syscall6(
+            nr::GETPEERNAME,
+            fd as usize,
+            mptr(buf),
+            mptr(&mut len),
+            0,
+            0,
+            0,
+        )
+    }?;
     Ok(len as usize)
 }
 
 /// setsockopt(2) with a NULL value and length 0 (SO_ACCEPTFILTER removal).
 pub fn setsockopt_null(fd: i32, level: i32, name: i32) -> SysResult<()> {
     // SAFETY: a NULL value with length 0 reads no user memory.
-    unsafe { syscall6(nr::SETSOCKOPT, fd as usize, level as usize, name as usize, 0, 0, 0) }.map(|_| ())
+    unsafe {
+        syscall6(
+            nr::SETSOCKOPT,
+            fd as usize,
+            level as usize,
+            name as usize,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
 }
 
 pub const RLIMIT_NOFILE: i32 = 8;
@@ -623,7 +768,17 @@ pub fn setrlimit(res: i32, cur: u64, max: u64) -> SysResult<()> {
 pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
     const KENV_GET: usize = 0;
     // SAFETY: name is NUL-terminated; buf is writable for buf.len() bytes.
-    let n = unsafe { syscall6(nr::KENV, KENV_GET, name.as_ptr() as usize, mptr(buf), buf.len(), 0, 0) }?;
+    let n = unsafe {
+        syscall6(
+            nr::KENV,
+            KENV_GET,
+            name.as_ptr() as usize,
+            mptr(buf),
+            buf.len(),
+            0,
+            0,
+        )
+    }?;
     let s = &buf[..n.min(buf.len())];
     let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
     Ok(&buf[..end])

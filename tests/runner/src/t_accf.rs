@@ -89,46 +89,205 @@ const TLSREC: &[u8] = b"\x16\x03\x01\x00\x0a\x01\x00\x00\x06\xaa\xbb\xcc\xdd\xee
 const TLS2: &[u8] = b"\x16\x03\x01\x00\x08\x01\x00\x00\x0c\xa1\xa2\xa3\xa4\x16\x03\x01\x00\x08\xb1\xb2\xb3\xb4\xb5\xb6\xb7\xb8";
 const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const POSTALL: &[u8] = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n";
-const PROXYGET: &[u8] = b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+const PROXYGET: &[u8] =
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 /// The cases both listenq and stock must answer alike (data, http, dns).
 const PARITY: [Case; 13] = [
-    Case { label: "first byte", filter: "dataready", arg: "", sends: Sends::Bytes(b"x"), want: 1 },
-    Case { label: "socket_accf.c data: \"foo\\0\"", filter: "dataready", arg: "", sends: Sends::Parts(&[b"foo\0"]), want: 1 },
-    Case { label: "GET request", filter: "httpready", arg: "", sends: Sends::Bytes(GET), want: GET.len() },
-    Case { label: "POST passes after 2 bytes", filter: "httpready", arg: "", sends: Sends::Bytes(POST), want: 2 },
-    Case { label: "HEAD request", filter: "httpready", arg: "", sends: Sends::Bytes(HEAD), want: HEAD.len() },
-    Case { label: "HTTP/0.9 GET passes at CR", filter: "httpready", arg: "", sends: Sends::Bytes(GET09), want: 6 },
-    Case { label: "bad version passes at X", filter: "httpready", arg: "", sends: Sends::Bytes(BADVER), want: 10 },
-    Case { label: "socket_accf.c http: \"foo\\0\"", filter: "httpready", arg: "", sends: Sends::Parts(&[b"foo\0"]), want: 1 },
-    Case { label: "socket_accf.c http: \"GET / \" + \"HTTP/1.0\\r\\n\\n\"", filter: "httpready", arg: "", sends: Sends::Parts(&[b"GET / ", b"HTTP/1.0\r\n\n"]), want: 2 },
-    Case { label: "length-prefixed query", filter: "dnsready", arg: "", sends: Sends::Bytes(DNSQ), want: DNSQ.len() },
-    Case { label: "zero length passes at byte 2", filter: "dnsready", arg: "", sends: Sends::Bytes(DNS0), want: 2 },
-    Case { label: "silent client's FIN passes", filter: "dataready", arg: "", sends: Sends::Parts(&[b""]), want: 1 },
-    Case { label: "partial GET then FIN passes", filter: "httpready", arg: "", sends: Sends::Parts(&[b"GET / HT", b""]), want: 2 },
+    Case {
+        label: "first byte",
+        filter: "dataready",
+        arg: "",
+        sends: Sends::Bytes(b"x"),
+        want: 1,
+    },
+    Case {
+        label: "socket_accf.c data: \"foo\\0\"",
+        filter: "dataready",
+        arg: "",
+        sends: Sends::Parts(&[b"foo\0"]),
+        want: 1,
+    },
+    Case {
+        label: "GET request",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(GET),
+        want: GET.len(),
+    },
+    Case {
+        label: "POST passes after 2 bytes",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(POST),
+        want: 2,
+    },
+    Case {
+        label: "HEAD request",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(HEAD),
+        want: HEAD.len(),
+    },
+    Case {
+        label: "HTTP/0.9 GET passes at CR",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(GET09),
+        want: 6,
+    },
+    Case {
+        label: "bad version passes at X",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(BADVER),
+        want: 10,
+    },
+    Case {
+        label: "socket_accf.c http: \"foo\\0\"",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Parts(&[b"foo\0"]),
+        want: 1,
+    },
+    Case {
+        label: "socket_accf.c http: \"GET / \" + \"HTTP/1.0\\r\\n\\n\"",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Parts(&[b"GET / ", b"HTTP/1.0\r\n\n"]),
+        want: 2,
+    },
+    Case {
+        label: "length-prefixed query",
+        filter: "dnsready",
+        arg: "",
+        sends: Sends::Bytes(DNSQ),
+        want: DNSQ.len(),
+    },
+    Case {
+        label: "zero length passes at byte 2",
+        filter: "dnsready",
+        arg: "",
+        sends: Sends::Bytes(DNS0),
+        want: 2,
+    },
+    Case {
+        label: "silent client's FIN passes",
+        filter: "dataready",
+        arg: "",
+        sends: Sends::Parts(&[b""]),
+        want: 1,
+    },
+    Case {
+        label: "partial GET then FIN passes",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Parts(&[b"GET / HT", b""]),
+        want: 2,
+    },
 ];
 
 /// listenq only: tlsready (no stock filter in 14) and the af_arg
 /// extensions, each next to its stock-semantics contrast.
 const EXTENSIONS: [Case; 12] = [
-    Case { label: "one record", filter: "tlsready", arg: "", sends: Sends::Bytes(TLSREC), want: TLSREC.len() },
-    Case { label: "ClientHello over 2 records, no clienthello: first record", filter: "tlsready", arg: "", sends: Sends::Bytes(TLS2), want: 13 },
-    Case { label: "clienthello: ClientHello over 2 records", filter: "tlsready", arg: "clienthello", sends: Sends::Bytes(TLS2), want: TLS2.len() },
-    Case { label: "methods=all: POST held to end of headers", filter: "httpready", arg: "methods=all", sends: Sends::Bytes(POSTALL), want: POSTALL.len() },
-    Case { label: "no h2: HTTP/2 preface passes after 2 bytes", filter: "httpready", arg: "", sends: Sends::Bytes(H2), want: 2 },
-    Case { label: "h2: HTTP/2 preface held for 24 bytes", filter: "httpready", arg: "h2", sends: Sends::Bytes(H2), want: H2.len() },
-    Case { label: "proxy: PROXY v1 line then GET", filter: "httpready", arg: "proxy", sends: Sends::Bytes(PROXYGET), want: PROXYGET.len() },
-    Case { label: "proxy=required: no PROXY header passes at once", filter: "httpready", arg: "proxy=required", sends: Sends::Bytes(GET), want: 1 },
-    Case { label: "proxy: PROXY v1 line then 1 byte", filter: "dataready", arg: "proxy", sends: Sends::Parts(&[b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n", b"x"]), want: 2 },
-    Case { label: "proxy: PROXY v1 line then a DNS query", filter: "dnsready", arg: "proxy", sends: Sends::Parts(&[b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n", b"\x00\x02\xab", b"\xcd"]), want: 3 },
-    Case { label: "partial query then FIN passes (stock accf_dns keeps holding)", filter: "dnsready", arg: "", sends: Sends::Parts(&[b"\x00\x10ab", b""]), want: 2 },
-    Case { label: "partial record then FIN passes", filter: "tlsready", arg: "", sends: Sends::Parts(&[b"\x16\x03\x01\x00\x10ab", b""]), want: 2 },
+    Case {
+        label: "one record",
+        filter: "tlsready",
+        arg: "",
+        sends: Sends::Bytes(TLSREC),
+        want: TLSREC.len(),
+    },
+    Case {
+        label: "ClientHello over 2 records, no clienthello: first record",
+        filter: "tlsready",
+        arg: "",
+        sends: Sends::Bytes(TLS2),
+        want: 13,
+    },
+    Case {
+        label: "clienthello: ClientHello over 2 records",
+        filter: "tlsready",
+        arg: "clienthello",
+        sends: Sends::Bytes(TLS2),
+        want: TLS2.len(),
+    },
+    Case {
+        label: "methods=all: POST held to end of headers",
+        filter: "httpready",
+        arg: "methods=all",
+        sends: Sends::Bytes(POSTALL),
+        want: POSTALL.len(),
+    },
+    Case {
+        label: "no h2: HTTP/2 preface passes after 2 bytes",
+        filter: "httpready",
+        arg: "",
+        sends: Sends::Bytes(H2),
+        want: 2,
+    },
+    Case {
+        label: "h2: HTTP/2 preface held for 24 bytes",
+        filter: "httpready",
+        arg: "h2",
+        sends: Sends::Bytes(H2),
+        want: H2.len(),
+    },
+    Case {
+        label: "proxy: PROXY v1 line then GET",
+        filter: "httpready",
+        arg: "proxy",
+        sends: Sends::Bytes(PROXYGET),
+        want: PROXYGET.len(),
+    },
+    Case {
+        label: "proxy=required: no PROXY header passes at once",
+        filter: "httpready",
+        arg: "proxy=required",
+        sends: Sends::Bytes(GET),
+        want: 1,
+    },
+    Case {
+        label: "proxy: PROXY v1 line then 1 byte",
+        filter: "dataready",
+        arg: "proxy",
+        sends: Sends::Parts(&[b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n", b"x"]),
+        want: 2,
+    },
+    Case {
+        label: "proxy: PROXY v1 line then a DNS query",
+        filter: "dnsready",
+        arg: "proxy",
+        sends: Sends::Parts(&[
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n",
+            b"\x00\x02\xab",
+            b"\xcd",
+        ]),
+        want: 3,
+    },
+    Case {
+        label: "partial query then FIN passes (stock accf_dns keeps holding)",
+        filter: "dnsready",
+        arg: "",
+        sends: Sends::Parts(&[b"\x00\x10ab", b""]),
+        want: 2,
+    },
+    Case {
+        label: "partial record then FIN passes",
+        filter: "tlsready",
+        arg: "",
+        sends: Sends::Parts(&[b"\x16\x03\x01\x00\x10ab", b""]),
+        want: 2,
+    },
 ];
 
 /// Stock only: where stock differs from listenq on purpose.
-const STOCK_ONLY: [Case; 1] = [
-    Case { label: "partial query then FIN stays held (listenq releases it)", filter: "dnsready", arg: "", sends: Sends::Parts(&[b"\x00\x10ab", b""]), want: NEVER },
-];
+const STOCK_ONLY: [Case; 1] = [Case {
+    label: "partial query then FIN stays held (listenq releases it)",
+    filter: "dnsready",
+    arg: "",
+    sends: Sends::Parts(&[b"\x00\x10ab", b""]),
+    want: NEVER,
+}];
 
 /// Where a case's connection became acceptable: after send `Some(k)`
 /// (0: before any data), or never; and whether the accepted socket read
@@ -154,7 +313,12 @@ fn run_case(c: &Case) -> Result<Outcome, Failed> {
     let mut n = 0;
     sys::sleep_ms(SETTLE_MS);
     match au::try_accept(l.raw()) {
-        Ok(_) => return Ok(Outcome { at: Some(0), intact: true }),
+        Ok(_) => {
+            return Ok(Outcome {
+                at: Some(0),
+                intact: true,
+            })
+        }
         Err(Errno::EAGAIN) => {}
         Err(e) => return Err(Failed("accept", e)),
     }
@@ -178,7 +342,10 @@ fn run_case(c: &Case) -> Result<Outcome, Failed> {
         match r {
             Ok(a) => {
                 let intact = au::reads_exactly(a.raw(), &sent[..n], 1000);
-                return Ok(Outcome { at: Some(i + 1), intact });
+                return Ok(Outcome {
+                    at: Some(i + 1),
+                    intact,
+                });
             }
             Err(Errno::EAGAIN) | Err(Errno::TIMEOUT) => {}
             Err(e) => return Err(Failed("accept", e)),
@@ -188,9 +355,15 @@ fn run_case(c: &Case) -> Result<Outcome, Failed> {
     match au::try_accept(l.raw()) {
         Ok(a) => {
             let intact = au::reads_exactly(a.raw(), &sent[..n], 1000);
-            Ok(Outcome { at: Some(total + 1), intact })
+            Ok(Outcome {
+                at: Some(total + 1),
+                intact,
+            })
         }
-        Err(Errno::EAGAIN) => Ok(Outcome { at: None, intact: true }),
+        Err(Errno::EAGAIN) => Ok(Outcome {
+            at: None,
+            intact: true,
+        }),
         Err(e) => Err(Failed("accept", e)),
     }
 }
@@ -200,11 +373,19 @@ fn report_case(tap: &mut Tap, who: &str, c: &Case) -> Option<Option<usize>> {
     let how = c.sends.how();
     let mut when = crate::tap::Line::new();
     let _ = if c.want == NEVER {
-        core::fmt::Write::write_fmt(&mut when, format_args!("still held after all {} {}s", c.sends.count(), how))
+        core::fmt::Write::write_fmt(
+            &mut when,
+            format_args!("still held after all {} {}s", c.sends.count(), how),
+        )
     } else {
         core::fmt::Write::write_fmt(
             &mut when,
-            format_args!("accepted after {} {} of {}, not before", how, c.want, c.sends.count()),
+            format_args!(
+                "accepted after {} {} of {}, not before",
+                how,
+                c.want,
+                c.sends.count()
+            ),
         )
     };
     let name = format_args!(
@@ -223,15 +404,27 @@ fn report_case(tap: &mut Tap, who: &str, c: &Case) -> Option<Option<usize>> {
             tap.ok(pass, name);
             if o.at != want {
                 match o.at {
-                    Some(k) if k > c.sends.count() => {
-                        tap.diag(format_args!("  accepted only 200 ms after the last of {} sends", c.sends.count()))
-                    }
-                    Some(k) => tap.diag(format_args!("  accepted after {} {}s (want {})", k, c.sends.how(), c.want)),
-                    None => tap.diag(format_args!("  still held after all {} {}s", c.sends.count(), how)),
+                    Some(k) if k > c.sends.count() => tap.diag(format_args!(
+                        "  accepted only 200 ms after the last of {} sends",
+                        c.sends.count()
+                    )),
+                    Some(k) => tap.diag(format_args!(
+                        "  accepted after {} {}s (want {})",
+                        k,
+                        c.sends.how(),
+                        c.want
+                    )),
+                    None => tap.diag(format_args!(
+                        "  still held after all {} {}s",
+                        c.sends.count(),
+                        how
+                    )),
                 }
             }
             if !o.intact {
-                tap.diag(format_args!("  the accepted socket did not read back exactly the bytes sent"));
+                tap.diag(format_args!(
+                    "  the accepted socket did not read back exactly the bytes sent"
+                ));
             }
             Some(o.at)
         }
@@ -245,11 +438,17 @@ fn report_case(tap: &mut Tap, who: &str, c: &Case) -> Option<Option<usize>> {
 
 pub fn run(tap: &mut Tap, env: &Env) {
     if let Err(e) = env.ko {
-        tap.skip("accept filter suite", format_args!("listenq.ko not in image ({})", e));
+        tap.skip(
+            "accept filter suite",
+            format_args!("listenq.ko not in image ({})", e),
+        );
         return;
     }
     if let Err(e) = env.v4 {
-        tap.skip("accept filter suite", format_args!("127.0.0.1 unusable ({})", e));
+        tap.skip(
+            "accept filter suite",
+            format_args!("127.0.0.1 unusable ({})", e),
+        );
         return;
     }
     let t0 = sys::now_ms();
@@ -258,17 +457,29 @@ pub fn run(tap: &mut Tap, env: &Env) {
     if unloaded {
         names_gone_after_unload(tap);
     }
-    tap.diag(format_args!("accept filters, listenq phase: {} ms", sys::now_ms() - t0));
+    tap.diag(format_args!(
+        "accept filters, listenq phase: {} ms",
+        sys::now_ms() - t0
+    ));
     let t1 = sys::now_ms();
     if unloaded {
         phase_b(tap, &listenq_at);
     } else {
-        tap.skip("[stock] accept filter comparison", "listenq could not be unloaded");
+        tap.skip(
+            "[stock] accept filter comparison",
+            "listenq could not be unloaded",
+        );
     }
-    tap.diag(format_args!("accept filters, stock phase: {} ms", sys::now_ms() - t1));
+    tap.diag(format_args!(
+        "accept filters, stock phase: {} ms",
+        sys::now_ms() - t1
+    ));
     let t2 = sys::now_ms();
     phase_c(tap);
-    tap.diag(format_args!("accept filters, deferred-work phase: {} ms", sys::now_ms() - t2));
+    tap.diag(format_args!(
+        "accept filters, deferred-work phase: {} ms",
+        sys::now_ms() - t2
+    ));
 }
 
 // ---------------------------------------------------------------- phase A
@@ -277,7 +488,13 @@ pub fn run(tap: &mut Tap, env: &Env) {
 fn phase_a(tap: &mut Tap, listenq_at: &mut [Option<Option<usize>>; PARITY.len()]) -> bool {
     let id = match au::listenq_loaded() {
         Ok(id) => {
-            tap.ok(true, format_args!("[accf] listenq loaded for the accept filter tests (file id {})", id));
+            tap.ok(
+                true,
+                format_args!(
+                    "[accf] listenq loaded for the accept filter tests (file id {})",
+                    id
+                ),
+            );
             id
         }
         Err(e) => {
@@ -305,7 +522,13 @@ fn registration(tap: &mut Tap) {
             au::get_filter(l.raw())
         });
         let pass = matches!(&r, Ok(n) if au::cstr(n) == name.as_bytes());
-        tap.ok(pass, format_args!("[listenq] SO_ACCEPTFILTER {} on a listener; getsockopt returns the name", name));
+        tap.ok(
+            pass,
+            format_args!(
+                "[listenq] SO_ACCEPTFILTER {} on a listener; getsockopt returns the name",
+                name
+            ),
+        );
         match r {
             Ok(n) if !pass => tap.diag(format_args!("  getsockopt: {}", Show(au::cstr(&n)))),
             Err(e) => tap.diag(format_args!("  {}", e)),
@@ -313,9 +536,17 @@ fn registration(tap: &mut Tap) {
         }
     }
     let r = sock::bound(Kind::Tcp4).and_then(|(s, _)| au::set_filter(s.raw(), "dataready", ""));
-    tap.check(r, Err(Errno::EINVAL), "[listenq] SO_ACCEPTFILTER on a socket that is not listening: EINVAL");
+    tap.check(
+        r,
+        Err(Errno::EINVAL),
+        "[listenq] SO_ACCEPTFILTER on a socket that is not listening: EINVAL",
+    );
     let r = au::listener(5).and_then(|(l, _)| au::set_filter(l.raw(), "nosuchfilter", ""));
-    tap.check(r, Err(Errno::ENOENT), "[listenq] SO_ACCEPTFILTER with an unknown name: ENOENT");
+    tap.check(
+        r,
+        Err(Errno::ENOENT),
+        "[listenq] SO_ACCEPTFILTER with an unknown name: ENOENT",
+    );
     let r = au::filtered(5, "dataready", "").and_then(|(l, _)| {
         let second = au::set_filter(l.raw(), "httpready", "");
         let same = au::set_filter(l.raw(), "dataready", "");
@@ -328,7 +559,11 @@ fn registration(tap: &mut Tap) {
         "[listenq] a second SO_ACCEPTFILTER (another or the same name): EINVAL, the first stays",
     );
     let r = au::listener(5).and_then(|(l, _)| Ok(au::get_filter(l.raw()).map(|_| ())));
-    tap.check(r, Ok(Err(Errno::EINVAL)), "[listenq] getsockopt(SO_ACCEPTFILTER) without a filter: EINVAL");
+    tap.check(
+        r,
+        Ok(Err(Errno::EINVAL)),
+        "[listenq] getsockopt(SO_ACCEPTFILTER) without a filter: EINVAL",
+    );
     let bad: [(&str, &str); 7] = [
         ("dataready", "bogus"),
         ("httpready", "methods=some"),
@@ -349,7 +584,10 @@ fn registration(tap: &mut Tap) {
         tap.check(
             r,
             Ok((Err(Errno::EINVAL), Err(Errno::EINVAL), Ok(()))),
-            format_args!("[listenq] {} af_arg {:?}: EINVAL, no filter left, a good one can be set", f, a),
+            format_args!(
+                "[listenq] {} af_arg {:?}: EINVAL, no filter left, a good one can be set",
+                f, a
+            ),
         );
     }
     let good: [(&str, &str); 5] = [
@@ -361,7 +599,11 @@ fn registration(tap: &mut Tap) {
     ];
     for (f, a) in good {
         let r = au::listener(5).and_then(|(l, _)| au::set_filter(l.raw(), f, a));
-        tap.check(r, Ok(()), format_args!("[listenq] {} af_arg {:?}: accepted", f, a));
+        tap.check(
+            r,
+            Ok(()),
+            format_args!("[listenq] {} af_arg {:?}: accepted", f, a),
+        );
     }
     let r = au::filtered(5, "httpready", "").and_then(|(l, _)| {
         let rm = au::remove_filter(l.raw());
@@ -375,7 +617,11 @@ fn registration(tap: &mut Tap) {
         "[listenq] SO_ACCEPTFILTER NULL removes the filter; another can be set",
     );
     let r = sock::bound(Kind::Tcp4).and_then(|(s, _)| Ok(au::remove_filter(s.raw())));
-    tap.check(r, Ok(Err(Errno::EINVAL)), "[listenq] SO_ACCEPTFILTER NULL on a socket that is not listening: EINVAL");
+    tap.check(
+        r,
+        Ok(Err(Errno::EINVAL)),
+        "[listenq] SO_ACCEPTFILTER NULL on a socket that is not listening: EINVAL",
+    );
 }
 
 /// A request that cannot complete in a 4 KB receive buffer fills it; the
@@ -383,7 +629,10 @@ fn registration(tap: &mut Tap) {
 fn buffer_full(tap: &mut Tap, who: &str, filters: &[&str]) {
     const SO_RCVBUF: i32 = 0x1002;
     for f in filters {
-        let name = format_args!("[{}] {}: a request larger than a 4 KB receive buffer passes once the buffer is full", who, f);
+        let name = format_args!(
+            "[{}] {}: a request larger than a 4 KB receive buffer passes once the buffer is full",
+            who, f
+        );
         let r = (|| -> Result<(), Failed> {
             let (l, sa) = au::listener(5).map_err(at("listener"))?;
             sock::set_int(l.raw(), sock::SOL_SOCKET, SO_RCVBUF, 4096).map_err(at("SO_RCVBUF"))?;
@@ -439,7 +688,11 @@ fn drain_accept(l: i32) -> usize {
 fn removal(tap: &mut Tap) {
     for (filter, data, what) in [
         ("dataready", &b""[..], "3 silent dataready connections"),
-        ("httpready", &b"GET / HT"[..], "3 httpready connections with a partial GET"),
+        (
+            "httpready",
+            &b"GET / HT"[..],
+            "3 httpready connections with a partial GET",
+        ),
     ] {
         let name = format_args!("[listenq] removing the filter releases {} at once", what);
         let r = (|| -> Result<(i32, i32, usize, usize), Failed> {
@@ -498,7 +751,11 @@ fn unload_busy(tap: &mut Tap, id: i32) -> bool {
         drop(l);
         let settled = au::allocs_settle(1000);
         if let Err(n) = settled {
-            tap.diag(format_args!("  {} = {} 1000 ms after closing everything", au::ALLOCS, n));
+            tap.diag(format_args!(
+                "  {} = {} 1000 ms after closing everything",
+                au::ALLOCS,
+                n
+            ));
         }
         let un = kld::unload(id);
         if let Err(e) = un {
@@ -540,7 +797,11 @@ fn unload_busy(tap: &mut Tap, id: i32) -> bool {
 fn names_gone_after_unload(tap: &mut Tap) {
     for name in ["dataready", "httpready", "dnsready", "tlsready"] {
         let r = au::listener(5).and_then(|(l, _)| au::set_filter(l.raw(), name, ""));
-        tap.check(r, Err(Errno::ENOENT), format_args!("[unloaded] SO_ACCEPTFILTER {}: ENOENT", name));
+        tap.check(
+            r,
+            Err(Errno::ENOENT),
+            format_args!("[unloaded] SO_ACCEPTFILTER {}: ENOENT", name),
+        );
     }
 }
 
@@ -548,12 +809,18 @@ fn names_gone_after_unload(tap: &mut Tap) {
 
 fn load_stock(tap: &mut Tap, path: &core::ffi::CStr, name: &str) -> Option<i32> {
     if !au::in_image(path) {
-        tap.skip(format_args!("[stock] kldload {}", name), "not in the image (run-vm.sh --modules)");
+        tap.skip(
+            format_args!("[stock] kldload {}", name),
+            "not in the image (run-vm.sh --modules)",
+        );
         return None;
     }
     match kld::load(path) {
         Ok(id) => {
-            tap.ok(true, format_args!("[stock] kldload {} (file id {})", name, id));
+            tap.ok(
+                true,
+                format_args!("[stock] kldload {} (file id {})", name, id),
+            );
             Some(id)
         }
         Err(e) => {
@@ -606,7 +873,10 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
             compared += 1;
             if s != q {
                 same = false;
-                tap.diag(format_args!("  {} {}: stock {:?}, listenq {:?}", c.filter, c.label, s, q));
+                tap.diag(format_args!(
+                    "  {} {}: stock {:?}, listenq {:?}",
+                    c.filter, c.label, s, q
+                ));
             }
         }
     }
@@ -616,7 +886,10 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
             format_args!("[stock] hold/pass points identical to listenq's in all {} data/http/dns cases run by both", compared),
         );
     } else {
-        tap.skip("[stock] hold/pass points identical to listenq's", "no stock module loaded");
+        tap.skip(
+            "[stock] hold/pass points identical to listenq's",
+            "no stock module loaded",
+        );
     }
     if data.is_some() && http.is_some() {
         stock_removal(tap);
@@ -624,9 +897,17 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
     // Unload the stock filters so listenq gets every name back.
     let r = sysctl::write_int("net.accf.unloadable", 1);
     tap.check(r, Ok(()), "[stock] sysctl net.accf.unloadable=1");
-    for (id, name) in [(data, "accf_data.ko"), (http, "accf_http.ko"), (dns, "accf_dns.ko")] {
+    for (id, name) in [
+        (data, "accf_data.ko"),
+        (http, "accf_http.ko"),
+        (dns, "accf_dns.ko"),
+    ] {
         if let Some(id) = id {
-            tap.check(kld::unload(id), Ok(()), format_args!("[stock] kldunload {} (unloadable=1)", name));
+            tap.check(
+                kld::unload(id),
+                Ok(()),
+                format_args!("[stock] kldunload {} (unloadable=1)", name),
+            );
         }
     }
     let _ = sysctl::write_int("net.accf.unloadable", 0);
@@ -637,16 +918,23 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
 fn beside_stock(tap: &mut Tap) {
     let id = match kld::load(crate::env::KO_PATH) {
         Ok(id) => {
-            tap.ok(true, "[stock+listenq] kldload listenq while accf_data holds dataready");
+            tap.ok(
+                true,
+                "[stock+listenq] kldload listenq while accf_data holds dataready",
+            );
             id
         }
         Err(e) => {
-            tap.ok(false, "[stock+listenq] kldload listenq while accf_data holds dataready");
+            tap.ok(
+                false,
+                "[stock+listenq] kldload listenq while accf_data holds dataready",
+            );
             tap.diag(format_args!("  {}", e));
             return;
         }
     };
-    let r = au::filtered(5, "dataready", "").and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
+    let r = au::filtered(5, "dataready", "")
+        .and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
     match r {
         Ok((_l, Some(row))) => {
             let pass = row.filter() == b"-";
@@ -668,19 +956,50 @@ fn beside_stock(tap: &mut Tap) {
         }
     }
     let cases: [Case; 4] = [
-        Case { label: "first byte", filter: "dataready", arg: "", sends: Sends::Bytes(b"x"), want: 1 },
-        Case { label: "GET in 2 sends", filter: "httpready", arg: "", sends: Sends::Parts(&[b"GET / HTTP/1.0\r\n", b"\r\n"]), want: 2 },
-        Case { label: "query in 2 sends", filter: "dnsready", arg: "", sends: Sends::Parts(&[b"\x00\x03ab", b"c"]), want: 2 },
-        Case { label: "record in 2 sends", filter: "tlsready", arg: "", sends: Sends::Parts(&[b"\x16\x03\x01\x00\x02\x01", b"\x00"]), want: 2 },
+        Case {
+            label: "first byte",
+            filter: "dataready",
+            arg: "",
+            sends: Sends::Bytes(b"x"),
+            want: 1,
+        },
+        Case {
+            label: "GET in 2 sends",
+            filter: "httpready",
+            arg: "",
+            sends: Sends::Parts(&[b"GET / HTTP/1.0\r\n", b"\r\n"]),
+            want: 2,
+        },
+        Case {
+            label: "query in 2 sends",
+            filter: "dnsready",
+            arg: "",
+            sends: Sends::Parts(&[b"\x00\x03ab", b"c"]),
+            want: 2,
+        },
+        Case {
+            label: "record in 2 sends",
+            filter: "tlsready",
+            arg: "",
+            sends: Sends::Parts(&[b"\x16\x03\x01\x00\x02\x01", b"\x00"]),
+            want: 2,
+        },
     ];
     for c in cases.iter() {
         report_case(tap, "stock+listenq", c);
     }
     // listenq's filters (and only those) appear in its table.
     for name in ["httpready", "dnsready", "tlsready"] {
-        let r = au::filtered(5, name, "").and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
+        let r = au::filtered(5, name, "")
+            .and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
         let pass = matches!(&r, Ok((_, Some(row))) if row.filter() == name.as_bytes());
-        tap.ok(pass, format_args!("[stock+listenq] a {} listener shows FILTER {} (listenq's)", name, name));
+        tap.ok(
+            pass,
+            format_args!(
+                "[stock+listenq] a {} listener shows FILTER {} (listenq's)",
+                name, name
+            ),
+        );
         if !pass {
             match r {
                 Ok((_, Some(row))) => tap.diag(format_args!("  FILTER {}", Show(row.filter()))),
@@ -692,7 +1011,10 @@ fn beside_stock(tap: &mut Tap) {
     let settled = au::allocs_settle(1000);
     let un = kld::unload(id);
     let pass = settled.is_ok() && un.is_ok();
-    tap.ok(pass, "[stock+listenq] allocs 0 and kldunload listenq (accf_data stays)");
+    tap.ok(
+        pass,
+        "[stock+listenq] allocs 0 and kldunload listenq (accf_data stays)",
+    );
     if !pass {
         tap.diag(format_args!("  allocs {:?}, kldunload {:?}", settled, un));
     }
@@ -703,9 +1025,16 @@ fn beside_stock(tap: &mut Tap) {
 fn stock_removal(tap: &mut Tap) {
     for (filter, data, what) in [
         ("dataready", &b""[..], "silent dataready connections"),
-        ("httpready", &b"GET / HT"[..], "httpready connections with a partial GET"),
+        (
+            "httpready",
+            &b"GET / HT"[..],
+            "httpready connections with a partial GET",
+        ),
     ] {
-        let name = format_args!("[stock] removing the filter leaves 2 examined {} held (listenq releases them)", what);
+        let name = format_args!(
+            "[stock] removing the filter leaves 2 examined {} held (listenq releases them)",
+            what
+        );
         let r = (|| -> Result<(i32, i32, usize), Failed> {
             let (l, sa) = au::filtered(10, filter, "").map_err(at("listener"))?;
             let _c: [Fd; 2] = clients(&sa, data)?;
@@ -721,7 +1050,10 @@ fn stock_removal(tap: &mut Tap) {
                 let pass = inc == 2 && q == 0 && acc == 0;
                 tap.ok(pass, name);
                 if !pass {
-                    tap.diag(format_args!("  incqlen before {}, qlen after {}, accepted after {}", inc, q, acc));
+                    tap.diag(format_args!(
+                        "  incqlen before {}, qlen after {}, accepted after {}",
+                        inc, q, acc
+                    ));
                 }
             }
             Err(Failed(s, e)) => {
@@ -741,27 +1073,40 @@ fn phase_c(tap: &mut Tap) {
     let id = match au::listenq_loaded() {
         Ok(id) => id,
         Err(e) => {
-            tap.ok(false, "[listenq] kldload after the stock filters were unloaded");
+            tap.ok(
+                false,
+                "[listenq] kldload after the stock filters were unloaded",
+            );
             tap.diag(format_args!("  {}", e));
             return;
         }
     };
-    tap.ok(true, "[listenq] kldload after the stock filters were unloaded");
+    tap.ok(
+        true,
+        "[listenq] kldload after the stock filters were unloaded",
+    );
     // Every name is listenq's again (it takes over stock's placeholders).
     let mut mine = 0;
     for name in NAMES {
-        let r = au::filtered(5, name, "").and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
+        let r = au::filtered(5, name, "")
+            .and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
         if matches!(&r, Ok((_, Some(row))) if row.filter() == name.as_bytes()) {
             mine += 1;
         } else {
             match &r {
-                Ok((_, Some(row))) => tap.diag(format_args!("  {}: FILTER {}", name, Show(row.filter()))),
+                Ok((_, Some(row))) => {
+                    tap.diag(format_args!("  {}: FILTER {}", name, Show(row.filter())))
+                }
                 Ok((_, None)) => tap.diag(format_args!("  {}: no table row", name)),
                 Err(e) => tap.diag(format_args!("  {}: {}", name, e)),
             }
         }
     }
-    tap.check(mine, 4, "[listenq] all 4 filter names are listenq's again (FILTER column)");
+    tap.check(
+        mine,
+        4,
+        "[listenq] all 4 filter names are listenq's again (FILTER column)",
+    );
 
     timeouts(tap);
     eviction(tap);
@@ -769,8 +1114,16 @@ fn phase_c(tap: &mut Tap) {
     flood(tap);
 
     let settled = au::allocs_settle(2000);
-    tap.check(settled, Ok(()), "[listenq] kern.ipc.listenq.allocs back to 0 after the accept filter tests");
-    tap.check(kld::unload(id), Ok(()), "[listenq] kldunload after the accept filter tests");
+    tap.check(
+        settled,
+        Ok(()),
+        "[listenq] kern.ipc.listenq.allocs back to 0 after the accept filter tests",
+    );
+    tap.check(
+        kld::unload(id),
+        Ok(()),
+        "[listenq] kldunload after the accept filter tests",
+    );
 }
 
 fn stat_or_max(name: &str) -> u64 {
@@ -784,7 +1137,8 @@ fn timeouts(tap: &mut Tap) {
     let name = "[listenq] timeout=300,ontimeout=deliver: a silent client is accepted after 250..2000 ms, and works";
     let t_before = stat_or_max("timeouts");
     let r = (|| -> Result<(u64, bool), Failed> {
-        let (l, sa) = au::filtered(5, "dataready", "timeout=300,ontimeout=deliver").map_err(at("listener"))?;
+        let (l, sa) = au::filtered(5, "dataready", "timeout=300,ontimeout=deliver")
+            .map_err(at("listener"))?;
         let c = au::client(&sa).map_err(at("connect"))?;
         let start = sys::now_ms();
         let a = au::accept_within(l.raw(), 3000).map_err(at("accept"))?;
@@ -796,7 +1150,11 @@ fn timeouts(tap: &mut Tap) {
         Ok((ms, works)) => {
             let pass = (250..=2000).contains(&ms) && works;
             tap.ok(pass, name);
-            tap.diag(format_args!("  accepted after {} ms; data after accept {}", ms, if works { "ok" } else { "LOST" }));
+            tap.diag(format_args!(
+                "  accepted after {} ms; data after accept {}",
+                ms,
+                if works { "ok" } else { "LOST" }
+            ));
         }
         Err(Failed(s, e)) => {
             tap.ok(false, name);
@@ -804,12 +1162,17 @@ fn timeouts(tap: &mut Tap) {
         }
     }
     let t_mid = stat_or_max("timeouts");
-    tap.check(t_mid.wrapping_sub(t_before), 1, "[listenq] kern.ipc.listenq.stats.timeouts +1 (deliver)");
+    tap.check(
+        t_mid.wrapping_sub(t_before),
+        1,
+        "[listenq] kern.ipc.listenq.stats.timeouts +1 (deliver)",
+    );
 
     // drop
     let name = "[listenq] timeout=300,ontimeout=drop: a silent client is reset after 250..2000 ms, never accepted";
     let r = (|| -> Result<(u64, Seen, bool), Failed> {
-        let (l, sa) = au::filtered(5, "dataready", "timeout=300,ontimeout=drop").map_err(at("listener"))?;
+        let (l, sa) =
+            au::filtered(5, "dataready", "timeout=300,ontimeout=drop").map_err(at("listener"))?;
         let c = au::client(&sa).map_err(at("connect"))?;
         let start = sys::now_ms();
         let seen = au::client_sees(c.raw(), 3000);
@@ -822,7 +1185,12 @@ fn timeouts(tap: &mut Tap) {
         Ok((ms, seen, never)) => {
             let pass = seen.is_reset_or_eof() && (250..=2000).contains(&ms) && never;
             tap.ok(pass, name);
-            tap.diag(format_args!("  client saw {:?} after {} ms; accept {}", seen, ms, if never { "EAGAIN" } else { "SUCCEEDED" }));
+            tap.diag(format_args!(
+                "  client saw {:?} after {} ms; accept {}",
+                seen,
+                ms,
+                if never { "EAGAIN" } else { "SUCCEEDED" }
+            ));
         }
         Err(Failed(s, e)) => {
             tap.ok(false, name);
@@ -830,7 +1198,11 @@ fn timeouts(tap: &mut Tap) {
         }
     }
     let t_after = stat_or_max("timeouts");
-    tap.check(t_after.wrapping_sub(t_mid), 1, "[listenq] kern.ipc.listenq.stats.timeouts +1 (drop)");
+    tap.check(
+        t_after.wrapping_sub(t_mid),
+        1,
+        "[listenq] kern.ipc.listenq.stats.timeouts +1 (drop)",
+    );
 
     // The sysctl default applies to a listener whose af_arg sets none.
     let name = "[listenq] kern.ipc.listenq.hold_timeout_ms=300 (deliver) applies to a listener without timeout=";
@@ -921,7 +1293,11 @@ fn eviction(tap: &mut Tap) {
             };
             tap.ok(exact, names[1]);
             if !exact {
-                tap.diag(format_args!("  client ports oldest first {:?}; accepted peers {:?}", ports, &got[..n]));
+                tap.diag(format_args!(
+                    "  client ports oldest first {:?}; accepted peers {:?}",
+                    ports,
+                    &got[..n]
+                ));
             }
             let ev = stat_or_max("evicted").wrapping_sub(ev0);
             tap.check(ev, 5, names[2]);
@@ -978,7 +1354,10 @@ fn relisten(tap: &mut Tap) {
                     && seen[cut..].iter().all(|s| *s == Seen::Nothing);
                 tap.ok(pass, name);
                 if !pass {
-                    tap.diag(format_args!("  incqlen {} (want {}); clients oldest first saw {:?}", inc, want_held, seen));
+                    tap.diag(format_args!(
+                        "  incqlen {} (want {}); clients oldest first saw {:?}",
+                        inc, want_held, seen
+                    ));
                 }
             }
             Err(Failed(s, e)) => {
@@ -1016,7 +1395,8 @@ fn flood(tap: &mut Tap) {
     let r = (|| -> Result<[u64; 9], Failed> {
         let (l, sa) = au::filtered(BACKLOG, "dataready", "").map_err(at("listener"))?;
         let mut ring: [Option<Fd>; WINDOW] = [const { None }; WINDOW];
-        let (mut connerr, mut maxinc, mut reset, mut notreset, mut mid) = (0u64, 0i32, 0u64, 0u64, 0u64);
+        let (mut connerr, mut maxinc, mut reset, mut notreset, mut mid) =
+            (0u64, 0i32, 0u64, 0u64, 0u64);
         let mut first_err = None;
         for i in 0..CLIENTS {
             if let Some(old) = ring[i % WINDOW].take() {
@@ -1025,7 +1405,12 @@ fn flood(tap: &mut Tap) {
                     reset += 1;
                 } else {
                     if notreset < 3 {
-                        tap.diag(format_args!("  client {} (closed at {}) saw {:?}", i - WINDOW, i, s));
+                        tap.diag(format_args!(
+                            "  client {} (closed at {}) saw {:?}",
+                            i - WINDOW,
+                            i,
+                            s
+                        ));
                     }
                     notreset += 1;
                 }
@@ -1055,7 +1440,8 @@ fn flood(tap: &mut Tap) {
         au::send_all(good.raw(), b"hello").map_err(at("good client send"))?;
         let (accepted, intact) = match au::accept_within(l.raw(), PASS_MS) {
             Ok(a) => {
-                let pk = au::peer_port(a.raw()).unwrap_or(0) == au::local_port(good.raw()).unwrap_or(1);
+                let pk =
+                    au::peer_port(a.raw()).unwrap_or(0) == au::local_port(good.raw()).unwrap_or(1);
                 (pk, au::reads_exactly(a.raw(), b"hello", 1000))
             }
             Err(e) => {
@@ -1078,7 +1464,17 @@ fn flood(tap: &mut Tap) {
         }
         drop(good);
         let ok_after = accepted && intact && q_before == 0 && q_after == 0;
-        Ok([connerr, maxinc as u64, reset, notreset, mid, u64::from(ok_after), 0, 0, 0])
+        Ok([
+            connerr,
+            maxinc as u64,
+            reset,
+            notreset,
+            mid,
+            u64::from(ok_after),
+            0,
+            0,
+            0,
+        ])
     })();
     let ms = sys::now_ms() - start;
     match r {
@@ -1088,7 +1484,10 @@ fn flood(tap: &mut Tap) {
             tap.diag(format_args!("  max SO_LISTENINCQLEN {}", maxinc));
             let want_reset = (CLIENTS - WINDOW) as u64;
             tap.ok(reset == want_reset && notreset == 0, names[2]);
-            tap.diag(format_args!("  {} reset, {} not (want {} reset)", reset, notreset, want_reset));
+            tap.diag(format_args!(
+                "  {} reset, {} not (want {} reset)",
+                reset, notreset, want_reset
+            ));
             tap.ok(mid < 64, names[3]);
             tap.diag(format_args!("  allocs mid-flood {}", mid));
             tap.ok(ok_after == 1, names[4]);

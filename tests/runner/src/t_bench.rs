@@ -28,7 +28,12 @@ const DNSQ: &[u8] = b"\x00\x1d\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x
 /// One TLS handshake record (a short ClientHello).
 const TLSREC: &[u8] = b"\x16\x03\x01\x00\x0a\x01\x00\x00\x06\xaa\xbb\xcc\xdd\xee\xff";
 
-const FILTERS: [(&str, &[u8]); 4] = [("dataready", b"x"), ("httpready", GET), ("dnsready", DNSQ), ("tlsready", TLSREC)];
+const FILTERS: [(&str, &[u8]); 4] = [
+    ("dataready", b"x"),
+    ("httpready", GET),
+    ("dnsready", DNSQ),
+    ("tlsready", TLSREC),
+];
 
 /// Whether the kernel environment asks for the benchmark.
 pub fn wanted() -> bool {
@@ -62,12 +67,24 @@ fn measure(filter: Option<&str>, req: &[u8]) -> Result<(u64, u64), (&'static str
     Ok((ITERS * 1_000_000 / us, us))
 }
 
-fn report(tap: &mut Tap, filter: &str, who: &str, r: Result<(u64, u64), (&'static str, Errno)>) -> Option<u64> {
+fn report(
+    tap: &mut Tap,
+    filter: &str,
+    who: &str,
+    r: Result<(u64, u64), (&'static str, Errno)>,
+) -> Option<u64> {
     match r {
         Ok((cps, us)) => {
             tap.ok(
                 true,
-                format_args!("bench {} {}: {} conns/s ({} connections in {} ms)", filter, who, cps, ITERS, us / 1000),
+                format_args!(
+                    "bench {} {}: {} conns/s ({} connections in {} ms)",
+                    filter,
+                    who,
+                    cps,
+                    ITERS,
+                    us / 1000
+                ),
             );
             crate::tap::print(format_args!("# bench {} {} {}", filter, who, cps));
             Some(cps)
@@ -84,7 +101,12 @@ fn ratio(tap: &Tap, filter: &str, a: Option<u64>, b: Option<u64>) {
     if let (Some(a), Some(b)) = (a, b) {
         if b > 0 {
             let r = a * 100 / b;
-            tap.diag(format_args!("bench ratio {} listenq/stock {}.{:02}", filter, r / 100, r % 100));
+            tap.diag(format_args!(
+                "bench ratio {} listenq/stock {}.{:02}",
+                filter,
+                r / 100,
+                r % 100
+            ));
         }
     }
 }
@@ -95,7 +117,10 @@ pub fn run(tap: &mut Tap, env: &Env) {
         return;
     }
     let t0 = sys::now_ms();
-    tap.diag(format_args!("bench: {} timed connections per measurement after {} warm-up", ITERS, WARMUP));
+    tap.diag(format_args!(
+        "bench: {} timed connections per measurement after {} warm-up",
+        ITERS, WARMUP
+    ));
     let mut lq = [None; 5];
     match au::listenq_loaded() {
         Ok(id) => {
@@ -106,7 +131,10 @@ pub fn run(tap: &mut Tap, env: &Env) {
             lq[4] = report(tap, "none", "listenq", measure(None, b"x"));
             let settled = au::allocs_settle(2000);
             let un = kld::unload(id);
-            tap.ok(settled.is_ok() && un.is_ok(), "bench: allocs 0 and kldunload listenq");
+            tap.ok(
+                settled.is_ok() && un.is_ok(),
+                "bench: allocs 0 and kldunload listenq",
+            );
             if settled.is_err() || un.is_err() {
                 tap.diag(format_args!("  allocs {:?}, kldunload {:?}", settled, un));
             }
@@ -120,7 +148,11 @@ pub fn run(tap: &mut Tap, env: &Env) {
     if kld::find(crate::env::KO_NAME).is_ok() {
         tap.skip("bench stock", "listenq still loaded");
     } else {
-        let mods = [(au::ACCF_DATA, "accf_data.ko"), (au::ACCF_HTTP, "accf_http.ko"), (au::ACCF_DNS, "accf_dns.ko")];
+        let mods = [
+            (au::ACCF_DATA, "accf_data.ko"),
+            (au::ACCF_HTTP, "accf_http.ko"),
+            (au::ACCF_DNS, "accf_dns.ko"),
+        ];
         for (i, (path, name)) in mods.iter().enumerate() {
             let loaded = au::in_image(path) && kld::load(path).is_ok();
             if loaded {
@@ -136,5 +168,8 @@ pub fn run(tap: &mut Tap, env: &Env) {
         ratio(tap, f, lq[i], st[i]);
     }
     ratio(tap, "none", lq[4], st[3]);
-    tap.diag(format_args!("bench took {} ms (guest clock)", sys::now_ms() - t0));
+    tap.diag(format_args!(
+        "bench took {} ms (guest clock)",
+        sys::now_ms() - t0
+    ));
 }

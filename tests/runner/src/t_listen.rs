@@ -44,7 +44,8 @@ impl Suite<'_> {
     /// record the same observations).
     fn skip(&mut self, what: &str, why: core::fmt::Arguments) {
         if self.rec.assert {
-            self.tap.skip(format_args!("[{}] {}", self.rec.label, what), why);
+            self.tap
+                .skip(format_args!("[{}] {}", self.rec.label, what), why);
         }
     }
 }
@@ -99,35 +100,68 @@ fn backlog_clamping(s: &mut Suite, sqa: u32) {
         (5, 5),
         (0, 0),
     ];
-    let (ks, n) = kinds(s, &[Kind::Tcp4, Kind::Tcp6, Kind::UnixStream], "backlog clamping");
+    let (ks, n) = kinds(
+        s,
+        &[Kind::Tcp4, Kind::Tcp6, Kind::UnixStream],
+        "backlog clamping",
+    );
     for &k in &ks[..n] {
         let l = k.label();
         // A socket that is not listening reports a limit of 0.
         let q = sock::bound(k).and_then(|(fd, _)| sock::qlimit(fd.raw()));
-        s.obs(format_args!("{} not listening: SO_LISTENQLIMIT", l), Val::of(q), Val::Int(0));
+        s.obs(
+            format_args!("{} not listening: SO_LISTENQLIMIT", l),
+            Val::of(q),
+            Val::Int(0),
+        );
         for &(b, want) in &cases {
             let r = sock::listener(k, b).and_then(|(fd, _)| sock::qlimit(fd.raw()));
-            s.obs(format_args!("{} listen({}): SO_LISTENQLIMIT", l, b), Val::of(r), Val::Int(want.into()));
+            s.obs(
+                format_args!("{} listen({}): SO_LISTENQLIMIT", l, b),
+                Val::of(r),
+                Val::Int(want.into()),
+            );
         }
         // listen() again on a listening socket changes the limit.
         match sock::listener(k, 5) {
             Ok((fd, _)) => {
                 let r = sys::listen(fd.raw(), 7).and_then(|_| sock::qlimit(fd.raw()));
-                s.obs(format_args!("{} listen(5) then listen(7): SO_LISTENQLIMIT", l), Val::of(r), Val::Int(7));
+                s.obs(
+                    format_args!("{} listen(5) then listen(7): SO_LISTENQLIMIT", l),
+                    Val::of(r),
+                    Val::Int(7),
+                );
                 let r = sys::listen(fd.raw(), -1).and_then(|_| sock::qlimit(fd.raw()));
-                s.obs(format_args!("{} then listen(-1): SO_LISTENQLIMIT", l), Val::of(r), Val::Int(sqa.into()));
+                s.obs(
+                    format_args!("{} then listen(-1): SO_LISTENQLIMIT", l),
+                    Val::of(r),
+                    Val::Int(sqa.into()),
+                );
                 let r = sys::listen(fd.raw(), 0).and_then(|_| sock::qlimit(fd.raw()));
-                s.obs(format_args!("{} then listen(0): SO_LISTENQLIMIT", l), Val::of(r), Val::Int(0));
+                s.obs(
+                    format_args!("{} then listen(0): SO_LISTENQLIMIT", l),
+                    Val::of(r),
+                    Val::Int(0),
+                );
             }
             Err(e) => {
-                s.obs(format_args!("{} listen(5) then listen(7): SO_LISTENQLIMIT", l), Val::err(e), Val::Int(7));
+                s.obs(
+                    format_args!("{} listen(5) then listen(7): SO_LISTENQLIMIT", l),
+                    Val::err(e),
+                    Val::Int(7),
+                );
             }
         }
     }
 }
 
 fn completed_queue(s: &mut Suite) {
-    let all = [Kind::Tcp4, Kind::Tcp6, Kind::UnixStream, Kind::UnixSeqpacket];
+    let all = [
+        Kind::Tcp4,
+        Kind::Tcp6,
+        Kind::UnixStream,
+        Kind::UnixSeqpacket,
+    ];
     let (ks, n) = kinds(s, &all, "completed queue");
     for &k in &ks[..n] {
         for &(b, clients) in &QUEUE_CASES {
@@ -144,7 +178,11 @@ fn queue_case(s: &mut Suite, k: Kind, b: i32, clients: usize) {
     let (lfd, addr) = match sock::listener(k, b) {
         Ok(v) => v,
         Err(e) => {
-            s.obs(format_args!("{} listen({}): listener", l, b), Val::err(e), Val::OK);
+            s.obs(
+                format_args!("{} listen({}): listener", l, b),
+                Val::err(e),
+                Val::OK,
+            );
             return;
         }
     };
@@ -159,7 +197,11 @@ fn queue_case(s: &mut Suite, k: Kind, b: i32, clients: usize) {
         let expect_queued = (i as i32) < cap;
         // Stream sockets over TCP connect even when the listener will drop
         // the connection (the syncache answers); unix ones are refused.
-        want_res[i] = if expect_queued || k.is_tcp() { 0 } else { Errno::ECONNREFUSED.0 };
+        want_res[i] = if expect_queued || k.is_tcp() {
+            0
+        } else {
+            Errno::ECONNREFUSED.0
+        };
         match sock::connect(k, &addr) {
             Ok(fd) => conns[i] = Some(fd),
             // The listener answers a TCP SYN from the syncache even when its
@@ -172,7 +214,11 @@ fn queue_case(s: &mut Suite, k: Kind, b: i32, clients: usize) {
                 refused += 1;
             }
         }
-        let wait = if expect_queued { QUEUED_WAIT_MS } else { OVERFLOW_WAIT_MS };
+        let wait = if expect_queued {
+            QUEUED_WAIT_MS
+        } else {
+            OVERFLOW_WAIT_MS
+        };
         qlens[i] = sock::wait_qlen(lfd_raw, i as i32 + 1, wait).unwrap_or(-1);
         want_q[i] = (i as i32 + 1).min(cap);
     }
@@ -189,7 +235,11 @@ fn queue_case(s: &mut Suite, k: Kind, b: i32, clients: usize) {
     );
     sys::sleep_ms(OVERFLOW_WAIT_MS);
     let fin = sock::qlen(lfd_raw);
-    s.obs(format_args!("{} listen({}) {} clients: final SO_LISTENQLEN", l, b, n), Val::of(fin), Val::Int(cap.into()));
+    s.obs(
+        format_args!("{} listen({}) {} clients: final SO_LISTENQLEN", l, b, n),
+        Val::of(fin),
+        Val::Int(cap.into()),
+    );
     let overflow = fin.map(|q| n as i32 - q);
     s.obs(
         format_args!("{} listen({}) {} clients: overflowed", l, b, n),
@@ -221,7 +271,11 @@ fn queue_case(s: &mut Suite, k: Kind, b: i32, clients: usize) {
             }
         }
     }
-    s.obs(format_args!("{} listen({}): accept {}", l, b, take), acc_err, Val::OK);
+    s.obs(
+        format_args!("{} listen({}): accept {}", l, b, take),
+        acc_err,
+        Val::OK,
+    );
     let after = sock::qlen(lfd_raw);
     s.obs(
         format_args!("{} listen({}): SO_LISTENQLEN after {} accepts", l, b, take),
@@ -240,29 +294,58 @@ fn errors(s: &mut Suite) {
         sys::close(raw)?;
         sys::listen(raw, 5)
     });
-    s.obs(format_args!("listen(closed fd)"), Val::unit(r), Val::err(Errno::EBADF));
+    s.obs(
+        format_args!("listen(closed fd)"),
+        Val::unit(r),
+        Val::err(Errno::EBADF),
+    );
 
     let files: [(&CStr, &str); 2] = [(c"/dev/null", "/dev/null"), (c"/sbin/init", "/sbin/init")];
     for (path, name) in files {
         let r = sys::open(path, sys::O_RDONLY).and_then(|fd| sys::listen(fd.raw(), 5));
-        s.obs(format_args!("listen({} fd)", name), Val::unit(r), Val::err(Errno::ENOTSOCK));
+        s.obs(
+            format_args!("listen({} fd)", name),
+            Val::unit(r),
+            Val::err(Errno::ENOTSOCK),
+        );
     }
 
-    let r = sys::socket(crate::net::AF_INET, crate::net::SOCK_DGRAM, 0).and_then(|fd| sys::listen(fd.raw(), 5));
-    s.obs(format_args!("listen(udp socket)"), Val::unit(r), Val::err(Errno::EOPNOTSUPP));
+    let r = sys::socket(crate::net::AF_INET, crate::net::SOCK_DGRAM, 0)
+        .and_then(|fd| sys::listen(fd.raw(), 5));
+    s.obs(
+        format_args!("listen(udp socket)"),
+        Val::unit(r),
+        Val::err(Errno::EOPNOTSUPP),
+    );
 
     // An unbound TCP socket is bound to an ephemeral port by listen().
-    let r = Kind::Tcp4.socket().and_then(|fd| sys::listen(fd.raw(), 3).and_then(|_| sock::qlimit(fd.raw())));
-    s.obs(format_args!("listen(unbound tcp4, 3): SO_LISTENQLIMIT"), Val::of(r), Val::Int(3));
+    let r = Kind::Tcp4
+        .socket()
+        .and_then(|fd| sys::listen(fd.raw(), 3).and_then(|_| sock::qlimit(fd.raw())));
+    s.obs(
+        format_args!("listen(unbound tcp4, 3): SO_LISTENQLIMIT"),
+        Val::of(r),
+        Val::Int(3),
+    );
 
     if let Some(why) = s.env.unusable(Kind::UnixStream) {
         s.skip("listen(unbound unix)", format_args!("{}", why));
     } else {
-        let r = Kind::UnixStream.socket().and_then(|fd| sys::listen(fd.raw(), 3));
-        s.obs(format_args!("listen(unbound unix-stream)"), Val::unit(r), Val::err(Errno::EDESTADDRREQ));
+        let r = Kind::UnixStream
+            .socket()
+            .and_then(|fd| sys::listen(fd.raw(), 3));
+        s.obs(
+            format_args!("listen(unbound unix-stream)"),
+            Val::unit(r),
+            Val::err(Errno::EDESTADDRREQ),
+        );
     }
 
-    let (ks, n) = kinds(s, &[Kind::Tcp4, Kind::Tcp6, Kind::UnixStream], "listen(connected socket)");
+    let (ks, n) = kinds(
+        s,
+        &[Kind::Tcp4, Kind::Tcp6, Kind::UnixStream],
+        "listen(connected socket)",
+    );
     for &k in &ks[..n] {
         let l = k.label();
         let (client, server) = match connected_pair(k) {
@@ -273,9 +356,17 @@ fn errors(s: &mut Suite) {
             }
         };
         let r = sys::listen(client.raw(), 5);
-        s.obs(format_args!("{} listen(connected client)", l), Val::unit(r), Val::err(Errno::EINVAL));
+        s.obs(
+            format_args!("{} listen(connected client)", l),
+            Val::unit(r),
+            Val::err(Errno::EINVAL),
+        );
         let r = sys::listen(server.raw(), 5);
-        s.obs(format_args!("{} listen(accepted socket)", l), Val::unit(r), Val::err(Errno::EINVAL));
+        s.obs(
+            format_args!("{} listen(accepted socket)", l),
+            Val::unit(r),
+            Val::err(Errno::EINVAL),
+        );
     }
 }
 

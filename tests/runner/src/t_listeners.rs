@@ -45,7 +45,10 @@ fn counters(tap: &mut Tap, kind: Kind) {
     let (l, sa) = match sock::listener(kind, 4) {
         Ok(x) => x,
         Err(e) => {
-            tap.ok(false, format_args!("listeners table ({}): listener: {}", label, e));
+            tap.ok(
+                false,
+                format_args!("listeners table ({}): listener: {}", label, e),
+            );
             return;
         }
     };
@@ -61,22 +64,37 @@ fn counters(tap: &mut Tap, kind: Kind) {
         }
     }
     let qlen = sock::qlen(l.raw()).unwrap_or(-1);
-    tap.check(qlen, 7, format_args!("[{}] listen(4), 12 clients: SO_LISTENQLEN", label));
+    tap.check(
+        qlen,
+        7,
+        format_args!("[{}] listen(4), 12 clients: SO_LISTENQLEN", label),
+    );
     with_row(kind, &sa, |r| match r {
         Some(r) => {
             let got = (r.num(2), r.num(3), r.num(4), r.num(6), r.num(7));
             tap.check(
                 got,
                 (Some(4), Some(4), Some(7), Some(0), Some(5)),
-                format_args!("[{}] listeners row: backlog 4, limit 4, qlen 7, accepted 0, overflows 5", label),
+                format_args!(
+                    "[{}] listeners row: backlog 4, limit 4, qlen 7, accepted 0, overflows 5",
+                    label
+                ),
             );
-            tap.check(r.text(1), kind_proto(kind), format_args!("[{}] listeners row: protocol column", label));
+            tap.check(
+                r.text(1),
+                kind_proto(kind),
+                format_args!("[{}] listeners row: protocol column", label),
+            );
         }
         None => {
             tap.ok(false, format_args!("[{}] listeners row present", label));
         }
     });
-    tap.check(stat("overflows").wrapping_sub(over0), 5, format_args!("[{}] stats.overflows grew by 5", label));
+    tap.check(
+        stat("overflows").wrapping_sub(over0),
+        5,
+        format_args!("[{}] stats.overflows grew by 5", label),
+    );
     if kind == Kind::Tcp4 {
         stock_log_line(tap, &sa);
     }
@@ -92,7 +110,10 @@ fn counters(tap: &mut Tap, kind: Kind) {
             tap.check(
                 (r.num(4), r.num(6)),
                 (Some(0), Some(7)),
-                format_args!("[{}] listeners row after 7 accepts: qlen 0, accepted 7", label),
+                format_args!(
+                    "[{}] listeners row after 7 accepts: qlen 0, accepted 7",
+                    label
+                ),
             );
             let p50 = r.text(11);
             tap.ok(
@@ -101,17 +122,27 @@ fn counters(tap: &mut Tap, kind: Kind) {
             );
         }
         None => {
-            tap.ok(false, format_args!("[{}] listeners row present after accepts", label));
+            tap.ok(
+                false,
+                format_args!("[{}] listeners row present after accepts", label),
+            );
         }
     });
-    tap.check(stat("accepted").wrapping_sub(acc0), 7, format_args!("[{}] stats.accepted grew by 7", label));
+    tap.check(
+        stat("accepted").wrapping_sub(acc0),
+        7,
+        format_args!("[{}] stats.accepted grew by 7", label),
+    );
     if kind == Kind::Tcp4 {
         xlisteners(tap, &sa);
     }
     drop(clients);
     drop(l);
     with_row(kind, &sa, |r| {
-        tap.ok(r.is_none(), format_args!("[{}] closing the listener removes its row", label));
+        tap.ok(
+            r.is_none(),
+            format_args!("[{}] closing the listener removes its row", label),
+        );
     });
 }
 
@@ -162,22 +193,44 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
         }
         off += XL_SIZE;
     }
-    tap.ok(sizes_ok, format_args!("{}: entries are struct xlistenq v1 of {} bytes", XTABLE, XL_SIZE));
+    tap.ok(
+        sizes_ok,
+        format_args!(
+            "{}: entries are struct xlistenq v1 of {} bytes",
+            XTABLE, XL_SIZE
+        ),
+    );
     match found {
         Some(o) => {
             let e = &buf[o..o + XL_SIZE];
             let backlog = i32::from_ne_bytes([e[20], e[21], e[22], e[23]]);
-            let got = (backlog, u32_at(e, 88), u32_at(e, 92), u64_at(e, 104), u64_at(e, 112));
+            let got = (
+                backlog,
+                u32_at(e, 88),
+                u32_at(e, 92),
+                u64_at(e, 104),
+                u64_at(e, 112),
+            );
             tap.check(
                 got,
                 (4, 4, 0, 7, 5),
-                format_args!("{}: backlog, qlimit, qlen, accepted, overflows of the tcp4 listener", XTABLE),
+                format_args!(
+                    "{}: backlog, qlimit, qlen, accepted, overflows of the tcp4 listener",
+                    XTABLE
+                ),
             );
             let lat: u64 = (0..28).map(|i| u64_at(e, 144 + 8 * i)).sum();
-            tap.check(lat, 7, format_args!("{}: latency histogram counts the 7 accepts", XTABLE));
+            tap.check(
+                lat,
+                7,
+                format_args!("{}: latency histogram counts the 7 accepts", XTABLE),
+            );
         }
         None => {
-            tap.ok(false, format_args!("{}: the tcp4 listener is listed", XTABLE));
+            tap.ok(
+                false,
+                format_args!("{}: the tcp4 listener is listed", XTABLE),
+            );
         }
     }
 }
@@ -206,20 +259,34 @@ fn backlog_columns(tap: &mut Tap) {
     // SAFETY: single-threaded runner.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
     let rows = match sysctl::read_string(TABLE, buf) {
-        Ok(t) => t.split(|&c| c == b'\n').filter(|line| line.starts_with(&a[..n]) && line.get(n) == Some(&b' ')).count(),
+        Ok(t) => t
+            .split(|&c| c == b'\n')
+            .filter(|line| line.starts_with(&a[..n]) && line.get(n) == Some(&b' '))
+            .count(),
         Err(_) => 0,
     };
-    tap.check(rows, 1, "listeners table: a second listen() updates the row, no duplicate");
+    tap.check(
+        rows,
+        1,
+        "listeners table: a second listen() updates the row, no duplicate",
+    );
     with_row(Kind::Tcp4, &sa, |r| {
         let got = r.map(|r| (r.num(2), r.num(3)));
-        tap.check(got, Some((Some(9), Some(9))), "listeners row: listen(9) again shows backlog 9, limit 9");
+        tap.check(
+            got,
+            Some((Some(9), Some(9))),
+            "listeners row: listen(9) again shows backlog 9, limit 9",
+        );
     });
     // For the record: what an admin sees.
     // SAFETY: single-threaded runner.
     let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
     if let Ok(t) = sysctl::read_string(TABLE, buf) {
         for line in t.split(|&c| c == b'\n') {
-            tap.diag(format_args!("  {}", core::str::from_utf8(line).unwrap_or("?")));
+            tap.diag(format_args!(
+                "  {}",
+                core::str::from_utf8(line).unwrap_or("?")
+            ));
         }
     }
 }
@@ -229,7 +296,10 @@ pub fn run(tap: &mut Tap, env: &Env) {
     tap.check(text, Ok(true), format_args!("sysctl {} exists", TABLE));
     for k in [Kind::Tcp4, Kind::Tcp6, Kind::UnixStream] {
         if let Some(why) = env.unusable(k) {
-            tap.skip(format_args!("[{}] listeners table counters", k.label()), why);
+            tap.skip(
+                format_args!("[{}] listeners table counters", k.label()),
+                why,
+            );
             continue;
         }
         counters(tap, k);
@@ -270,7 +340,8 @@ pub fn survives_unload(tap: &mut Tap, env: &Env) {
     let q = sock::wait_qlen(l.raw(), 2, 1000);
     let a1 = sock::accept(l.raw());
     let a2 = sock::accept(l.raw());
-    let pass = c1.is_ok() && un.is_ok() && gone && c2.is_ok() && q == Ok(2) && a1.is_ok() && a2.is_ok();
+    let pass =
+        c1.is_ok() && un.is_ok() && gone && c2.is_ok() && q == Ok(2) && a1.is_ok() && a2.is_ok();
     tap.ok(pass, name);
     if !pass {
         tap.diag(format_args!(
@@ -360,7 +431,10 @@ pub fn unload_under_load(tap: &mut Tap, env: &Env) {
     let pass = rounds == 10 && errs == 0 && exited_ok;
     tap.ok(pass, name);
     if !pass {
-        tap.diag(format_args!("  rounds {} kld errors {} child status {:?}", rounds, errs, status));
+        tap.diag(format_args!(
+            "  rounds {} kld errors {} child status {:?}",
+            rounds, errs, status
+        ));
     }
 }
 
@@ -369,11 +443,15 @@ static mut MSGBUF: [u8; 262144] = [0; 262144];
 /// The kernel's own "sonewconn: ... Listen queue overflow" line still goes
 /// out, in its stock format, with listenq loaded (read from kern.msgbuf).
 fn stock_log_line(tap: &mut Tap, sa: &SockAddr) {
-    let name = "stock 'sonewconn: ... Listen queue overflow' log line still printed, format unchanged";
+    let name =
+        "stock 'sonewconn: ... Listen queue overflow' log line still printed, format unchanged";
     let b = sa.bytes();
     let port = u16::from_be_bytes([b[2], b[3]]);
     let mut want = [0u8; 96];
-    let mut w = Writer { buf: &mut want, len: 0 };
+    let mut w = Writer {
+        buf: &mut want,
+        len: 0,
+    };
     let _ = core::fmt::write(
         &mut w,
         format_args!("(127.0.0.1:{} (proto 6)): Listen queue overflow: 7 already in queue awaiting acceptance (", port),
@@ -388,7 +466,10 @@ fn stock_log_line(tap: &mut Tap, sa: &SockAddr) {
             let prefix = hay.windows(16).any(|win| win == b"sonewconn: pcb 0");
             tap.ok(found && prefix, name);
             if !found {
-                tap.diag(format_args!("  not in kern.msgbuf: {}", core::str::from_utf8(&want[..n]).unwrap_or("?")));
+                tap.diag(format_args!(
+                    "  not in kern.msgbuf: {}",
+                    core::str::from_utf8(&want[..n]).unwrap_or("?")
+                ));
             }
         }
         Err(e) => {

@@ -12,7 +12,8 @@ use crate::tap::Tap;
 pub const VERSION: &str = "kern.ipc.listenq.version";
 pub const ALLOCS: &str = "kern.ipc.listenq.allocs";
 const CYCLES: u32 = 50;
-const CYCLES_NAME: &str = "50 cycles of kldload, listen, connect, accept, close, allocs == 0, kldunload";
+const CYCLES_NAME: &str =
+    "50 cycles of kldload, listen, connect, accept, close, allocs == 0, kldunload";
 /// How long freed sockets may take to give their allocations back.
 const ALLOCS_SETTLE_MS: u64 = 500;
 
@@ -58,7 +59,12 @@ pub fn load(tap: &mut Tap, env: &Env) -> Option<i32> {
             let pass = st.name() == b"listenq.ko" && st.id() == id;
             tap.ok(pass, LOADED_TESTS[1]);
             if !pass {
-                tap.diag(format_args!("  name {:?} id {} (want {})", Bytes(st.name()), st.id(), id));
+                tap.diag(format_args!(
+                    "  name {:?} id {} (want {})",
+                    Bytes(st.name()),
+                    st.id(),
+                    id
+                ));
             }
             tap.diag(format_args!(
                 "  {:?}: refs {} size {}",
@@ -114,9 +120,17 @@ pub fn unload(tap: &mut Tap, id: Option<i32>) -> bool {
         return false;
     }
     tap.check(kld::find(KO_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[0]);
-    tap.check(kld::modfind(MOD_NAME), Err(Errno::ENOENT), UNLOADED_TESTS[1]);
+    tap.check(
+        kld::modfind(MOD_NAME),
+        Err(Errno::ENOENT),
+        UNLOADED_TESTS[1],
+    );
     let mut buf = [0u8; 256];
-    tap.check(sysctl::read_string(VERSION, &mut buf).map(|_| ()), Err(Errno::ENOENT), UNLOADED_TESTS[2]);
+    tap.check(
+        sysctl::read_string(VERSION, &mut buf).map(|_| ()),
+        Err(Errno::ENOENT),
+        UNLOADED_TESTS[2],
+    );
     true
 }
 
@@ -156,7 +170,9 @@ fn allocs_settle() -> Result<(), CycleErr> {
     loop {
         match sysctl::read_u64(ALLOCS).map_err(at("read allocs"))? {
             0 => return Ok(()),
-            n if sys::now_ms().saturating_sub(start) >= ALLOCS_SETTLE_MS => return Err(CycleErr::Live(n)),
+            n if sys::now_ms().saturating_sub(start) >= ALLOCS_SETTLE_MS => {
+                return Err(CycleErr::Live(n))
+            }
             _ => sys::sleep_ms(5),
         }
     }
@@ -170,7 +186,10 @@ pub fn cycles(tap: &mut Tap, env: &Env) {
     }
     if let Ok(id) = kld::find(KO_NAME) {
         tap.ok(false, name);
-        tap.diag(format_args!("  listenq.ko is still loaded (file id {}) before the cycles", id));
+        tap.diag(format_args!(
+            "  listenq.ko is still loaded (file id {}) before the cycles",
+            id
+        ));
         return;
     }
     let start = sys::now_ms();
@@ -191,7 +210,11 @@ pub fn cycles(tap: &mut Tap, env: &Env) {
         }
     }
     tap.ok(true, name);
-    tap.diag(format_args!("  {} cycles in {} ms", CYCLES, sys::now_ms().saturating_sub(start)));
+    tap.diag(format_args!(
+        "  {} cycles in {} ms",
+        CYCLES,
+        sys::now_ms().saturating_sub(start)
+    ));
 }
 
 /// Bytes shown as text where printable.

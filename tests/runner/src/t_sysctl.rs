@@ -16,7 +16,8 @@ pub fn soacceptqueue_checks(s: &mut Suite) {
     let orig = match sysctl::read_uint(NAME) {
         Ok(v) => v,
         Err(e) => {
-            s.rec.obs(s.tap, format_args!("{} read", NAME), Val::err(e), Val::OK);
+            s.rec
+                .obs(s.tap, format_args!("{} read", NAME), Val::err(e), Val::OK);
             return;
         }
     };
@@ -34,19 +35,45 @@ pub fn soacceptqueue_checks(s: &mut Suite) {
     ];
     for (v, want) in writes {
         let r = sysctl::write_int(NAME, v);
-        s.rec.obs(s.tap, format_args!("{} = {}", NAME, v), Val::unit(r), want);
+        s.rec
+            .obs(s.tap, format_args!("{} = {}", NAME, v), Val::unit(r), want);
         if v == MAX_OK {
             let r = sysctl::read_uint(NAME);
-            s.rec.obs(s.tap, format_args!("{} reads back {}", NAME, v), Val::of(r), Val::Int(MAX_OK.into()));
+            s.rec.obs(
+                s.tap,
+                format_args!("{} reads back {}", NAME, v),
+                Val::of(r),
+                Val::Int(MAX_OK.into()),
+            );
         }
     }
     let r = sysctl::read_uint(NAME);
-    s.rec.obs(s.tap, format_args!("{} reads back 16", NAME), Val::of(r), Val::Int(16));
+    s.rec.obs(
+        s.tap,
+        format_args!("{} reads back 16", NAME),
+        Val::of(r),
+        Val::Int(16),
+    );
 
     let fresh = |b: i32| sock::listener(Kind::Tcp4, b).and_then(|(fd, _)| sock::qlimit(fd.raw()));
-    s.rec.obs(s.tap, format_args!("at 16: listen(-1): SO_LISTENQLIMIT"), Val::of(fresh(-1)), Val::Int(16));
-    s.rec.obs(s.tap, format_args!("at 16: listen(100): SO_LISTENQLIMIT"), Val::of(fresh(100)), Val::Int(16));
-    s.rec.obs(s.tap, format_args!("at 16: listen(9): SO_LISTENQLIMIT"), Val::of(fresh(9)), Val::Int(9));
+    s.rec.obs(
+        s.tap,
+        format_args!("at 16: listen(-1): SO_LISTENQLIMIT"),
+        Val::of(fresh(-1)),
+        Val::Int(16),
+    );
+    s.rec.obs(
+        s.tap,
+        format_args!("at 16: listen(100): SO_LISTENQLIMIT"),
+        Val::of(fresh(100)),
+        Val::Int(16),
+    );
+    s.rec.obs(
+        s.tap,
+        format_args!("at 16: listen(9): SO_LISTENQLIMIT"),
+        Val::of(fresh(9)),
+        Val::Int(9),
+    );
     match &early {
         Ok((fd, _)) => {
             let r = sock::qlimit(fd.raw());
@@ -57,16 +84,32 @@ pub fn soacceptqueue_checks(s: &mut Suite) {
                 Val::Int(orig.into()),
             );
             let r = sys::listen(fd.raw(), -1).and_then(|_| sock::qlimit(fd.raw()));
-            s.rec.obs(s.tap, format_args!("at 16: earlier listener re-listen(-1)"), Val::of(r), Val::Int(16));
+            s.rec.obs(
+                s.tap,
+                format_args!("at 16: earlier listener re-listen(-1)"),
+                Val::of(r),
+                Val::Int(16),
+            );
         }
         Err(e) => {
-            s.rec.obs(s.tap, format_args!("early listener"), Val::err(*e), Val::OK);
+            s.rec
+                .obs(s.tap, format_args!("early listener"), Val::err(*e), Val::OK);
         }
     }
     drop(early);
 
     let r = sysctl::write_int(NAME, orig_i);
-    s.rec.obs(s.tap, format_args!("{} restored", NAME), Val::unit(r), Val::OK);
+    s.rec.obs(
+        s.tap,
+        format_args!("{} restored", NAME),
+        Val::unit(r),
+        Val::OK,
+    );
     let r = sysctl::read_uint(NAME);
-    s.rec.obs(s.tap, format_args!("{} reads back original", NAME), Val::of(r), Val::Int(orig.into()));
+    s.rec.obs(
+        s.tap,
+        format_args!("{} reads back original", NAME),
+        Val::of(r),
+        Val::Int(orig.into()),
+    );
 }

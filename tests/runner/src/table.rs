@@ -56,7 +56,6 @@ pub fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
     None
 }
 
-
 /// The text a row starts with for this listener.
 pub fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
     let b = sa.bytes();
@@ -64,7 +63,10 @@ pub fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
     match kind {
         Kind::Tcp4 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
-            let _ = core::fmt::write(&mut w, format_args!("{}.{}.{}.{}:{}", b[4], b[5], b[6], b[7], port));
+            let _ = core::fmt::write(
+                &mut w,
+                format_args!("{}.{}.{}.{}:{}", b[4], b[5], b[6], b[7], port),
+            );
         }
         Kind::Tcp6 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
@@ -96,4 +98,3 @@ impl core::fmt::Write for Writer<'_> {
         Ok(())
     }
 }
-

@@ -14,7 +14,10 @@ pub struct Line {
 
 impl Line {
     pub const fn new() -> Self {
-        Line { buf: [0; 512], len: 0 }
+        Line {
+            buf: [0; 512],
+            len: 0,
+        }
     }
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -61,7 +64,12 @@ pub struct Tap {
 
 impl Tap {
     pub const fn new() -> Self {
-        Tap { n: 0, passed: 0, failed: 0, skipped: 0 }
+        Tap {
+            n: 0,
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+        }
     }
 
     /// Records one test; returns `pass` so callers can chain.
@@ -90,11 +98,19 @@ impl Tap {
 
     /// Compares an observed result against the expected one and reports
     /// both on failure.
-    pub fn check<T: PartialEq + fmt::Debug>(&mut self, got: T, want: T, name: impl fmt::Display) -> bool {
+    pub fn check<T: PartialEq + fmt::Debug>(
+        &mut self,
+        got: T,
+        want: T,
+        name: impl fmt::Display,
+    ) -> bool {
         let pass = got == want;
         self.ok(pass, &name);
         if !pass {
-            self.diag(format_args!("  {}: got {:?}, expected {:?}", name, got, want));
+            self.diag(format_args!(
+                "  {}: got {:?}, expected {:?}",
+                name, got, want
+            ));
         }
         pass
     }
