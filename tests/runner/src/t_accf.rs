@@ -305,6 +305,28 @@ fn at(step: &'static str) -> impl FnOnce(Errno) -> Failed {
     move |e| Failed(step, e)
 }
 
+/// Reports one test: a case that ran is judged by `pass` and described by
+/// `explain` (told the verdict); a case that failed at a step says which.
+fn verdict<T>(
+    tap: &mut Tap,
+    name: impl core::fmt::Display,
+    r: Result<T, Failed>,
+    pass: impl FnOnce(&T) -> bool,
+    explain: impl FnOnce(&mut Tap, &T, bool),
+) {
+    match r {
+        Ok(v) => {
+            let ok = pass(&v);
+            tap.ok(ok, name);
+            explain(tap, &v, ok);
+        }
+        Err(Failed(s, e)) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  {}: {}", s, e));
+        }
+    }
+}
+
 /// Runs one case on a fresh listener; see the module doc.
 fn run_case(c: &Case) -> Result<Outcome, Failed> {
     let (l, sa) = au::filtered(-1, c.filter, c.arg).map_err(at("listener + SO_ACCEPTFILTER"))?;
@@ -706,22 +728,20 @@ fn removal(tap: &mut Tap) {
             let after = drain_accept(l.raw());
             Ok((inc, q, before, after))
         })();
-        match r {
-            Ok((inc, q, before, after)) => {
-                let pass = inc == 3 && q == 3 && before == 0 && after == 3;
-                tap.ok(pass, name);
+        verdict(
+            tap,
+            name,
+            r,
+            |&(inc, q, before, after)| inc == 3 && q == 3 && before == 0 && after == 3,
+            |tap, &(inc, q, before, after), pass| {
                 if !pass {
                     tap.diag(format_args!(
                         "  held before: incqlen {} (want 3), accepted {} (want 0); right after removal: qlen {} (want 3), accepted {} (want 3)",
                         inc, before, q, after
                     ));
                 }
-            }
-            Err(Failed(s, e)) => {
-                tap.ok(false, name);
-                tap.diag(format_args!("  {}: {}", s, e));
-            }
-        }
+            },
+        );
     }
 }
 
@@ -1045,22 +1065,20 @@ fn stock_removal(tap: &mut Tap) {
             let q = sock::qlen(l.raw()).map_err(at("SO_LISTENQLEN"))?;
             Ok((inc, q, drain_accept(l.raw())))
         })();
-        match r {
-            Ok((inc, q, acc)) => {
-                let pass = inc == 2 && q == 0 && acc == 0;
-                tap.ok(pass, name);
+        verdict(
+            tap,
+            name,
+            r,
+            |&(inc, q, acc)| inc == 2 && q == 0 && acc == 0,
+            |tap, &(inc, q, acc), pass| {
                 if !pass {
                     tap.diag(format_args!(
                         "  incqlen before {}, qlen after {}, accepted after {}",
                         inc, q, acc
                     ));
                 }
-            }
-            Err(Failed(s, e)) => {
-                tap.ok(false, name);
-                tap.diag(format_args!("  {}: {}", s, e));
-            }
-        }
+            },
+        );
     }
 }
 
@@ -1146,21 +1164,19 @@ fn timeouts(tap: &mut Tap) {
         au::send_all(c.raw(), b"late").map_err(at("send"))?;
         Ok((ms, au::reads_exactly(a.raw(), b"late", 1000)))
     })();
-    match r {
-        Ok((ms, works)) => {
-            let pass = (250..=2000).contains(&ms) && works;
-            tap.ok(pass, name);
+    verdict(
+        tap,
+        name,
+        r,
+        |&(ms, works)| (250..=2000).contains(&ms) && works,
+        |tap, &(ms, works), _| {
             tap.diag(format_args!(
                 "  accepted after {} ms; data after accept {}",
                 ms,
                 if works { "ok" } else { "LOST" }
             ));
-        }
-        Err(Failed(s, e)) => {
-            tap.ok(false, name);
-            tap.diag(format_args!("  {}: {}", s, e));
-        }
-    }
+        },
+    );
     let t_mid = stat_or_max("timeouts");
     tap.check(
         t_mid.wrapping_sub(t_before),
@@ -1181,22 +1197,20 @@ fn timeouts(tap: &mut Tap) {
         let never = au::try_accept(l.raw()).err() == Some(Errno::EAGAIN);
         Ok((ms, seen, never))
     })();
-    match r {
-        Ok((ms, seen, never)) => {
-            let pass = seen.is_reset_or_eof() && (250..=2000).contains(&ms) && never;
-            tap.ok(pass, name);
+    verdict(
+        tap,
+        name,
+        r,
+        |&(ms, seen, never)| seen.is_reset_or_eof() && (250..=2000).contains(&ms) && never,
+        |tap, &(ms, seen, never), _| {
             tap.diag(format_args!(
                 "  client saw {:?} after {} ms; accept {}",
                 seen,
                 ms,
                 if never { "EAGAIN" } else { "SUCCEEDED" }
             ));
-        }
-        Err(Failed(s, e)) => {
-            tap.ok(false, name);
-            tap.diag(format_args!("  {}: {}", s, e));
-        }
-    }
+        },
+    );
     let t_after = stat_or_max("timeouts");
     tap.check(
         t_after.wrapping_sub(t_mid),
@@ -1216,16 +1230,13 @@ fn timeouts(tap: &mut Tap) {
         Ok(sys::now_ms() - start)
     });
     let _ = sysctl::write_int("kern.ipc.listenq.hold_timeout_ms", 0);
-    match r {
-        Ok(ms) => {
-            tap.ok((250..=2000).contains(&ms), name);
-            tap.diag(format_args!("  accepted after {} ms", ms));
-        }
-        Err(Failed(s, e)) => {
-            tap.ok(false, name);
-            tap.diag(format_args!("  {}: {}", s, e));
-        }
-    }
+    verdict(
+        tap,
+        name,
+        r,
+        |&ms| (250..=2000).contains(&ms),
+        |tap, &ms, _| tap.diag(format_args!("  accepted after {} ms", ms)),
+    );
 }
 
 /// listen(3) with dataready and 8 silent clients: the 5 oldest are
@@ -1346,25 +1357,25 @@ fn relisten(tap: &mut Tap) {
             }
             Ok((inc, seen))
         })();
-        match r {
-            Ok((inc, seen)) => {
+        verdict(
+            tap,
+            name,
+            r,
+            |(inc, seen)| {
                 let cut = 6 - want_held;
-                let pass = inc == want_held as i32
+                *inc == want_held as i32
                     && seen[..cut].iter().all(|s| s.is_reset_or_eof())
-                    && seen[cut..].iter().all(|s| *s == Seen::Nothing);
-                tap.ok(pass, name);
+                    && seen[cut..].iter().all(|s| *s == Seen::Nothing)
+            },
+            |tap, (inc, seen), pass| {
                 if !pass {
                     tap.diag(format_args!(
                         "  incqlen {} (want {}); clients oldest first saw {:?}",
                         inc, want_held, seen
                     ));
                 }
-            }
-            Err(Failed(s, e)) => {
-                tap.ok(false, name);
-                tap.diag(format_args!("  {}: {}", s, e));
-            }
-        }
+            },
+        );
     }
 }
 
