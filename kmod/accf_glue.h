@@ -11,7 +11,7 @@ typedef void	*lq_accf_create_t(struct socket *so, char *arg);
 typedef void	lq_accf_destroy_t(struct socket *so);
 
 struct lq_sbstate {
-	u_int	avail;		/* sbavail(&so->so_rcv) */
+	u_int	avail;		/* data bytes a reader would get (lq_sb_copy) */
 	int	full;		/* no space left in the receive buffer */
 	int	eof;		/* SBS_CANTRCVMORE */
 	int	sock_locked;	/* SOCK_LOCK held: called from soisconnected() */
@@ -22,7 +22,12 @@ int	lq_accf_register(const char *name, lq_accf_cb_t *cb,
 	    lq_accf_create_t *create, lq_accf_destroy_t *destroy);
 void	lq_accf_unregister(const char *name, lq_accf_cb_t *cb);
 void	lq_sb_state(struct socket *so, struct lq_sbstate *out);
-int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
+/*
+ * Copies up to `len' of the data bytes a reader would get, from the
+ * `off'th on, across records, skipping address and control mbufs;
+ * returns how many it copied.
+ */
+u_int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
 void	lq_so_tag(struct socket *so);
 int	lq_so_untag(struct socket *so);
 int	lq_so_ref_if_alive(struct socket *so);

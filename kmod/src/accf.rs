@@ -179,13 +179,14 @@ fn callback(s: Socket, head: usize) -> i32 {
     let mut buf = [0u8; 256];
     while !ready && !by_readable && e.fed < sb.avail {
         let n = (sb.avail - e.fed).min(buf.len() as u32);
-        // SAFETY: receive buffer locked; [fed, fed+n) lies within sbavail.
-        let rc = unsafe { sys::lq_sb_copy(s.as_ptr(), e.fed, buf.as_mut_ptr().cast(), n) };
-        if rc != 0 {
+        // SAFETY: receive buffer locked; the helper writes at most `n`
+        // bytes into `buf` and walks only the mbuf chains it finds.
+        let got = unsafe { sys::lq_sb_copy(s.as_ptr(), e.fed, buf.as_mut_ptr().cast(), n) }.min(n);
+        if got == 0 {
             break;
         }
-        ready = e.conn.feed(&cfg, buf.get(..n as usize).unwrap_or(&[])) == Progress::Ready;
-        e.fed += n;
+        ready = e.conn.feed(&cfg, buf.get(..got as usize).unwrap_or(&[])) == Progress::Ready;
+        e.fed += got;
     }
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.

@@ -15,6 +15,7 @@ mod sock;
 mod sys;
 mod sysctl;
 mod t_accf;
+mod t_accf_records;
 mod t_bench;
 mod t_listen;
 mod t_listeners;

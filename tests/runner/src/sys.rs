@@ -34,6 +34,7 @@ mod nr {
     pub const SETSOCKOPT: usize = 105;
     pub const LISTEN: usize = 106;
     pub const GETSOCKOPT: usize = 118;
+    pub const SENDMSG: usize = 28;
     pub const SENDTO: usize = 133;
     pub const SHUTDOWN: usize = 134;
     pub const GETRLIMIT: usize = 194;
@@ -699,6 +700,80 @@ pub fn send(fd: i32, buf: &[u8], flags: i32) -> SysResult<usize> {
             ptr(buf),
             buf.len(),
             flags as usize,
+            0,
+            0,
+        )
+    }
+}
+
+/// struct iovec.
+#[repr(C)]
+struct IoVec {
+    base: usize,
+    len: usize,
+}
+
+/// struct msghdr (amd64: socklen_t and int fields padded to 8).
+#[repr(C)]
+struct MsgHdr {
+    name: usize,
+    namelen: u32,
+    iov: usize,
+    iovlen: i32,
+    control: usize,
+    controllen: u32,
+    flags: i32,
+}
+
+pub const SOL_SOCKET: i32 = 0xffff;
+pub const SCM_RIGHTS: i32 = 0x01;
+
+/// One SCM_RIGHTS control message with one descriptor: struct cmsghdr
+/// (12 bytes), padded to CMSG_ALIGN (8 on amd64), then the int;
+/// CMSG_LEN(4) = 20, CMSG_SPACE(4) = 24.
+#[repr(C, align(8))]
+struct Rights {
+    len: u32,
+    level: i32,
+    ty: i32,
+    _pad: i32,
+    fd: i32,
+    _tail: i32,
+}
+
+/// sendmsg(2) of `buf`, with an SCM_RIGHTS message passing `rights` if
+/// given (no SIGPIPE).
+pub fn send_with_rights(fd: i32, buf: &[u8], rights: Option<i32>) -> SysResult<usize> {
+    let iov = IoVec {
+        base: ptr(buf),
+        len: buf.len(),
+    };
+    let cmsg = Rights {
+        len: 20,
+        level: SOL_SOCKET,
+        ty: SCM_RIGHTS,
+        _pad: 0,
+        fd: rights.unwrap_or(-1),
+        _tail: 0,
+    };
+    let msg = MsgHdr {
+        name: 0,
+        namelen: 0,
+        iov: ptr(&iov),
+        iovlen: 1,
+        control: if rights.is_some() { ptr(&cmsg) } else { 0 },
+        controllen: if rights.is_some() { 24 } else { 0 },
+        flags: 0,
+    };
+    // SAFETY: msg, the iovec it points to, buf and cmsg are readable for
+    // the lengths stated in them and live across the call.
+    unsafe {
+        syscall6(
+            nr::SENDMSG,
+            fd as usize,
+            ptr(&msg),
+            MSG_NOSIGNAL as usize,
+            0,
             0,
             0,
         )

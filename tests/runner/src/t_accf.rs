@@ -532,6 +532,7 @@ fn phase_a(tap: &mut Tap, listenq_at: &mut [Option<Option<usize>>; PARITY.len()]
     for c in EXTENSIONS.iter() {
         report_case(tap, "listenq", c);
     }
+    crate::t_accf_records::run(tap, "listenq", false, |_| true);
     buffer_full(tap, "listenq", &["httpready", "dnsready", "tlsready"]);
     removal(tap);
     unload_busy(tap, id)
@@ -874,6 +875,11 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
             stock_at[i] = report_case(tap, "stock", c);
         }
     }
+    crate::t_accf_records::run(tap, "stock", true, |f| match f {
+        "httpready" => http.is_some(),
+        "dnsready" => dns.is_some(),
+        _ => false,
+    });
     if dns.is_some() {
         for c in STOCK_ONLY.iter() {
             report_case(tap, "stock", c);
