@@ -21,6 +21,8 @@
 #include <sys/taskqueue.h>
 #include <sys/callout.h>
 #include <sys/sysctl.h>
+#include <sys/fail.h>
+#include <sys/time.h>
 #include <net/vnet.h>
 
 #include "glue.h"
@@ -178,12 +180,22 @@ lq_so_dtor(struct socket *so)
 	listenq_rs_held_gone(so);
 }
 
-void
+int
 lq_so_tag(struct socket *so)
 {
 	SOCK_LOCK_ASSERT(so);
-	if (so->so_dtor == NULL)
-		so->so_dtor = lq_so_dtor;
+	if (so->so_dtor != NULL)
+		return (0);
+	so->so_dtor = lq_so_dtor;
+	return (1);
+}
+
+void
+lq_so_untag_locked(struct socket *so)
+{
+	SOCK_LOCK_ASSERT(so);
+	if (so->so_dtor == lq_so_dtor)
+		so->so_dtor = NULL;
 }
 
 int
@@ -206,7 +218,14 @@ lq_so_ref_if_alive(struct socket *so)
 	return (refcount_acquire_if_not_zero(&so->so_count));
 }
 
-/* Deferred work: terminate or deliver one held connection. */
+/*
+ * Deferred work: terminate or deliver one held connection.
+ *
+ * Each held connection gets its work item when it is admitted, so that
+ * terminating or delivering it later never needs memory: a connection
+ * listenq cannot give an item to is not held at all (it passes, as with
+ * no filter), and one it holds can always be let go.
+ */
 
 struct lq_work {
 	struct task	 w_task;
@@ -221,6 +240,23 @@ u_int
 lq_work_pending_count(void)
 {
 	return (atomic_load_int(&lq_work_pending));
+}
+
+struct lq_work *
+lq_work_alloc(void)
+{
+	struct lq_work *w;
+
+	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_work_alloc,
+	    FAIL_POINT_NONSLEEPABLE, return (NULL));
+	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
+	return (w);
+}
+
+void
+lq_work_free(struct lq_work *w)
+{
+	free(w, M_LISTENQ);
 }
 
 static void
@@ -245,6 +281,12 @@ lq_work_run(void *arg, int pending __unused)
 		SOCK_RECVBUF_UNLOCK(so);
 		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
 		head->sol_incqlen--;
+		/*
+		 * Counted here, where it happens, and before anyone can see
+		 * it: a connection the kernel took away in the meantime
+		 * (aborted, or moved by filter removal) is not listenq's doing.
+		 */
+		listenq_rs_work_done(head, w->w_deliver);
 	}
 	if (ours && w->w_deliver) {
 		/* What soisconnected() does once a filter is satisfied. */
@@ -273,19 +315,16 @@ out:
 }
 
 /*
- * Queues the work, holding a reference on both sockets until it has run.
- * Callers hold listenq's registry lock, under which a held socket cannot
- * finish sofree() (its destructor needs that lock), so its memory is valid
- * here; a count already at zero means it is being freed: leave it alone.
+ * Queues `w' (always consumed), holding a reference on both sockets until
+ * it has run. Callers hold listenq's registry lock, under which a held
+ * socket cannot finish sofree() (its destructor needs that lock), so its
+ * memory is valid here; a count already at zero means it is being freed:
+ * leave it alone (ESRCH).
  */
 int
-lq_work_schedule(struct socket *head, struct socket *so, int deliver)
+lq_work_schedule(struct lq_work *w, struct socket *head, struct socket *so,
+    int deliver)
 {
-	struct lq_work *w;
-
-	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
-	if (w == NULL)
-		return (ENOMEM);
 	if (!refcount_acquire_if_not_zero(&head->so_count)) {
 		free(w, M_LISTENQ);
 		return (ESRCH);
@@ -354,13 +393,23 @@ lq_tick_stop(void)
 	callout_drain(&lq_tick_callout);
 }
 
-/* Knobs, under kern.ipc.listenq. */
+/* Console lines an unprivileged user can cause: at most a few a second. */
+int
+lq_log_ratecheck(void)
+{
+	static struct timeval last;
+	static int count;
+
+	return (ppsratecheck(&last, &count, 5));
+}
+
+/* Knobs, under kern.ipc.listenq; loader tunables as well. */
 u_int lq_hold_timeout_ms = 0;
 SYSCTL_DECL(_kern_ipc_listenq);
-SYSCTL_UINT(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms, CTLFLAG_RW,
+SYSCTL_UINT(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms, CTLFLAG_RWTUN,
     &lq_hold_timeout_ms, 0,
     "Default accept filter hold timeout in ms (0: hold until the filter is satisfied)");
 int lq_hold_timeout_drop = 0;
-SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop, CTLFLAG_RW,
+SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop, CTLFLAG_RWTUN,
     &lq_hold_timeout_drop, 0,
     "At the default hold timeout: 0 delivers the connection, 1 drops it");

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 struct socket;
+struct lq_work;
 
 typedef int	lq_accf_cb_t(struct socket *so, void *arg, int waitflag);
 typedef void	*lq_accf_create_t(struct socket *so, char *arg);
@@ -28,12 +29,21 @@ void	lq_sb_state(struct socket *so, struct lq_sbstate *out);
  * returns how many it copied.
  */
 u_int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
-void	lq_so_tag(struct socket *so);
+/* Installs listenq's so_dtor; 0 if the socket already has another. */
+int	lq_so_tag(struct socket *so);
+void	lq_so_untag_locked(struct socket *so);
 int	lq_so_untag(struct socket *so);
 int	lq_so_ref_if_alive(struct socket *so);
-int	lq_work_schedule(struct socket *head, struct socket *so, int deliver);
+/* The work item a held connection is admitted with (NULL: no memory). */
+struct lq_work *lq_work_alloc(void);
+void	lq_work_free(struct lq_work *w);
+/* Consumes `w'; ESRCH if a socket is already being freed. */
+int	lq_work_schedule(struct lq_work *w, struct socket *head,
+	    struct socket *so, int deliver);
 u_int	lq_work_pending_count(void);
 u_int	lq_accf_release_all(struct socket *head);
+/* ppsratecheck(9) for console lines users can cause: 1 to print. */
+int	lq_log_ratecheck(void);
 void	lq_tick_start(int ms);
 void	lq_tick_stop(void);
 extern u_int lq_hold_timeout_ms;
@@ -44,6 +54,7 @@ int	listenq_accf_callback(struct socket *so, void *arg, int waitflag);
 void	*listenq_accf_create(struct socket *so, char *arg);
 void	listenq_accf_destroy(struct socket *so);
 void	listenq_rs_held_gone(struct socket *so);
+void	listenq_rs_work_done(struct socket *head, int delivered);
 void	listenq_rs_tick(void);
 
 #endif

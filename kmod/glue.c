@@ -17,6 +17,7 @@
 #include <sys/selinfo.h>
 #include <sys/event.h>
 #include <sys/sysctl.h>
+#include <sys/fail.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/unpcb.h>
@@ -54,6 +55,12 @@ lq_panic(const char *msg, size_t len)
 void *
 lq_malloc(size_t size, size_t align)
 {
+	/*
+	 * Every allocation Rust makes (upcalls, hooks, the tick) comes here,
+	 * so debug.fail_point.listenq_malloc fails any of them (fail(9)).
+	 */
+	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_malloc,
+	    FAIL_POINT_NONSLEEPABLE, return (NULL));
 	/*
 	 * malloc(9) aligns power-of-2 sizes to their size and everything to at
 	 * least 16 bytes; only larger alignments need malloc_aligned(9).
@@ -116,15 +123,6 @@ void
 lq_pause_ms(int ms)
 {
 	pause("lqdrain", MAX(1, (ms * hz) / 1000));
-}
-
-int
-lq_soacceptqueue(u_int *out)
-{
-	size_t len = sizeof(*out);
-
-	return (kernel_sysctlbyname(curthread, "kern.ipc.soacceptqueue", out,
-	    &len, NULL, 0, NULL, 0));
 }
 
 struct protosw *
@@ -224,8 +222,24 @@ lq_sorele(struct socket *so)
 static int
 lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
 {
+	struct socket *so, *first, *newest;
+
 	SOLISTEN_LOCK_ASSERT(head);
-	listenq_rs_completed(head, TAILQ_LAST(&head->sol_comp, accept_queue));
+	/*
+	 * Not only TAILQ_LAST: accept_filt_setopt() moves every connection
+	 * a removed filter held in one go, then wakes up once. Sockets join
+	 * sol_comp at its tail and leave it at its head (accept), so all
+	 * those behind the one listenq recorded last are new.
+	 */
+	newest = listenq_rs_newest_completed(head);
+	first = NULL;
+	TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue, so_list) {
+		if (so == newest)
+			break;
+		first = so;
+	}
+	for (so = first; so != NULL; so = TAILQ_NEXT(so, so_list))
+		listenq_rs_completed(head, so);
 	/* What solisten_wakeup() does when no upcall is set. */
 	selwakeuppri(&head->so_rdsel, PSOCK);
 	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);

@@ -53,9 +53,6 @@ uint64_t lq_uptime_us(void);
 /* Sleep for about `ms' milliseconds (pause(9)); no locks may be held. */
 void	lq_pause_ms(int ms);
 
-/* kern.ipc.soacceptqueue, read through sysctl; 0 on success. */
-int	lq_soacceptqueue(u_int *out);
-
 /* Socket accessors. */
 struct protosw *lq_so_proto(struct socket *so);
 int	lq_so_listening(struct socket *so);
@@ -88,6 +85,7 @@ int	listenq_rs_quiesce(void);
 int	listenq_rs_unload(void);
 uint64_t listenq_rs_allocs(void);
 void	listenq_rs_completed(struct socket *head, struct socket *child);
+struct socket *listenq_rs_newest_completed(struct socket *head);
 int	listenq_rs_sysctl_listeners(struct sysctl_req *req);
 int	listenq_rs_sysctl_xlisteners(struct sysctl_req *req);
 int	listenq_rs_sysctl_stat(struct sysctl_req *req, int which);

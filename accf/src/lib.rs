@@ -154,11 +154,14 @@ pub struct Config {
     pub kind: FilterKind,
     /// PROXY protocol handling (`proxy[=off|optional|required]`).
     pub proxy: ProxyMode,
-    /// Hold limit in milliseconds (`timeout=<ms>`); `None` holds without
-    /// limit as stock does.
+    /// Hold limit in milliseconds (`timeout=<ms>`): `Some(0)` is no limit,
+    /// `None` (not given) leaves it to the kernel's default
+    /// (`kern.ipc.listenq.hold_timeout_ms`); see [`Config::hold_limit`].
     pub hold_timeout_ms: Option<u32>,
-    /// What to do when the hold limit expires (`ontimeout=deliver|drop`).
-    pub on_timeout: TimeoutAction,
+    /// What to do when the hold limit expires (`ontimeout=deliver|drop`);
+    /// `None` (not given) leaves it to the kernel's default
+    /// (`kern.ipc.listenq.hold_timeout_drop`), whichever limit applies.
+    pub on_timeout: Option<TimeoutAction>,
     /// httpready: `methods=stock|all`.
     pub http_methods: HttpMethods,
     /// httpready: `h2` holds an HTTP/2 prior-knowledge preface until all 24
@@ -182,12 +185,35 @@ impl Config {
             kind,
             proxy: ProxyMode::Off,
             hold_timeout_ms: None,
-            on_timeout: TimeoutAction::Deliver,
+            on_timeout: None,
             http_methods: HttpMethods::Stock,
             http_h2: false,
             http_parse_version: true,
             tls_clienthello: false,
         }
+    }
+}
+
+/// The kernel's defaults for what `af_arg` leaves out
+/// (`kern.ipc.listenq.hold_timeout_ms`, `kern.ipc.listenq.hold_timeout_drop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutDefaults {
+    /// The default limit in milliseconds; 0: no limit.
+    pub ms: u32,
+    /// The default action at the limit.
+    pub action: TimeoutAction,
+}
+
+impl Config {
+    /// The hold limit that applies to this listener's connections and what
+    /// happens when it expires; `None`: held until the filter is satisfied.
+    ///
+    /// `timeout=` decides the limit (0: none, whatever the default says);
+    /// without it the default limit applies. `ontimeout=` decides the
+    /// action at whichever limit applies; without it the default action.
+    pub fn hold_limit(&self, def: TimeoutDefaults) -> Option<(u32, TimeoutAction)> {
+        let ms = self.hold_timeout_ms.unwrap_or(def.ms);
+        (ms != 0).then(|| (ms, self.on_timeout.unwrap_or(def.action)))
     }
 }
 
@@ -248,8 +274,8 @@ fn until_nul(bytes: &[u8]) -> &[u8] {
 /// | key | values | filters |
 /// |---|---|---|
 /// | `proxy` | `off`, `optional` (also bare `proxy`), `required` | all |
-/// | `timeout` | decimal milliseconds, u32; 0 = none | all |
-/// | `ontimeout` | `deliver`, `drop` | all |
+/// | `timeout` | decimal milliseconds, u32; 0 = no limit (not the default) | all |
+/// | `ontimeout` | `deliver`, `drop`; applies to the default limit too | all |
 /// | `methods` | `stock`, `all` | httpready |
 /// | `h2` | (flag) | httpready |
 /// | `parsehttpversion` | `0`, `1` | httpready |
@@ -354,15 +380,14 @@ impl Opt {
                 }
             }
             (Opt::Timeout, Some(v)) => {
-                let ms = parse_u32(v).ok_or(ArgError::BadValue)?;
-                cfg.hold_timeout_ms = if ms == 0 { None } else { Some(ms) };
+                cfg.hold_timeout_ms = Some(parse_u32(v).ok_or(ArgError::BadValue)?);
             }
             (Opt::OnTimeout, Some(v)) => {
-                cfg.on_timeout = match v {
+                cfg.on_timeout = Some(match v {
                     b"deliver" => TimeoutAction::Deliver,
                     b"drop" => TimeoutAction::Drop,
                     _ => return Err(ArgError::BadValue),
-                }
+                })
             }
             (Opt::Methods, Some(v)) => {
                 cfg.http_methods = match v {

@@ -1,5 +1,6 @@
 use listenq_accf::{
     parse_af_arg, ArgError, Config, FilterKind, HttpMethods, ProxyMode, TimeoutAction,
+    TimeoutDefaults,
 };
 
 #[test]
@@ -35,20 +36,20 @@ fn every_option() {
     let c = http("proxy,timeout=1500,ontimeout=drop,methods=all,h2,parsehttpversion=0").unwrap();
     assert_eq!(c.proxy, ProxyMode::Optional);
     assert_eq!(c.hold_timeout_ms, Some(1500));
-    assert_eq!(c.on_timeout, TimeoutAction::Drop);
+    assert_eq!(c.on_timeout, Some(TimeoutAction::Drop));
     assert_eq!(c.http_methods, HttpMethods::All);
     assert!(c.http_h2 && !c.http_parse_version);
     assert_eq!(http("proxy=off").unwrap().proxy, ProxyMode::Off);
     assert_eq!(http("proxy=optional").unwrap().proxy, ProxyMode::Optional);
     assert_eq!(http("proxy=required").unwrap().proxy, ProxyMode::Required);
-    assert_eq!(http("timeout=0").unwrap().hold_timeout_ms, None);
+    assert_eq!(http("timeout=0").unwrap().hold_timeout_ms, Some(0));
     assert_eq!(
         http("timeout=4294967295").unwrap().hold_timeout_ms,
         Some(u32::MAX)
     );
     assert_eq!(
         http("ontimeout=deliver").unwrap().on_timeout,
-        TimeoutAction::Deliver
+        Some(TimeoutAction::Deliver)
     );
     assert_eq!(
         http("methods=stock").unwrap().http_methods,
@@ -120,5 +121,32 @@ fn length_limit_is_the_kernel_field_less_its_nul() {
     assert_eq!(
         parse_af_arg(FilterKind::Data, &ok).unwrap().hold_timeout_ms,
         Some(7)
+    );
+}
+
+/// listenq(4): `timeout=0` is no limit even when the kernel default sets
+/// one; `ontimeout=` alone applies to the default limit; without either the
+/// defaults apply.
+#[test]
+fn timeout_options_against_the_defaults() {
+    use TimeoutAction::{Deliver, Drop};
+    let limit = |a: &str, ms: u32, action: TimeoutAction| {
+        parse_af_arg(FilterKind::Data, a.as_bytes())
+            .unwrap()
+            .hold_limit(TimeoutDefaults { ms, action })
+    };
+    assert_eq!(limit("", 0, Drop), None);
+    assert_eq!(limit("", 300, Deliver), Some((300, Deliver)));
+    assert_eq!(limit("", 300, Drop), Some((300, Drop)));
+    assert_eq!(limit("timeout=0", 300, Deliver), None);
+    assert_eq!(limit("timeout=0,ontimeout=drop", 300, Deliver), None);
+    assert_eq!(limit("ontimeout=drop", 300, Deliver), Some((300, Drop)));
+    assert_eq!(limit("ontimeout=deliver", 300, Drop), Some((300, Deliver)));
+    assert_eq!(limit("ontimeout=drop", 0, Deliver), None);
+    assert_eq!(limit("timeout=50", 0, Drop), Some((50, Drop)));
+    assert_eq!(limit("timeout=50", 300, Deliver), Some((50, Deliver)));
+    assert_eq!(
+        limit("timeout=50,ontimeout=drop", 300, Deliver),
+        Some((50, Drop))
     );
 }

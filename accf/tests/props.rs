@@ -265,8 +265,8 @@ proptest! {
     #[test]
     fn af_arg_round_trip(cfg in config(), t in any::<u32>(), drop in any::<bool>()) {
         let cfg = Config {
-            hold_timeout_ms: if t == 0 { None } else { Some(t) },
-            on_timeout: if drop { TimeoutAction::Drop } else { TimeoutAction::Deliver },
+            hold_timeout_ms: Some(t),
+            on_timeout: Some(if drop { TimeoutAction::Drop } else { TimeoutAction::Deliver }),
             ..cfg
         };
         let mut opts = vec![

@@ -16,19 +16,25 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::hooks::InFlight;
 use crate::kern::socket::Socket;
 use crate::kern::time;
+use crate::kern::work::Work;
 use crate::kprintln;
 use crate::listeners::REGISTRY;
-use listenq_accf::{parse_af_arg, Config, Conn, FilterKind, Progress, TimeoutAction};
+use listenq_accf::{
+    parse_af_arg, Config, Conn, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
+};
 use listenq_bindings as sys;
 use listenq_policy::backlog;
 use listenq_policy::holdq::{Admit, HoldQueue};
 use listenq_policy::registry::{FilterInfo, Row, Stats};
 
-/// A held connection's parser state and how many bytes it has consumed.
+/// A held connection's parser state, how many bytes it has consumed, and
+/// the work item that will terminate or deliver it: taken at admission, so
+/// letting a held connection go never needs memory.
 #[derive(Clone, Copy)]
 pub struct ConnState {
     conn: Conn,
     fed: u32,
+    work: Work,
 }
 
 /// One listener with a listenq filter attached.
@@ -65,7 +71,11 @@ impl Filters {
 
     /// Frees everything (module unload, once nothing is in use).
     pub fn clear(&mut self) {
-        self.list = Vec::new();
+        for mut f in core::mem::take(&mut self.list) {
+            for e in f.holdq.take_all() {
+                e.state.work.free();
+            }
+        }
     }
 
     pub fn in_use(&self) -> bool {
@@ -93,22 +103,6 @@ fn bump(v: &mut u64) {
     *v = v.saturating_add(1);
 }
 
-/// Runs with REGISTRY held; schedules deferred work on a held socket.
-/// The socket is alive: it is in a hold queue, and its destructor (which
-/// takes REGISTRY) has not removed it.
-fn schedule(head: usize, so: usize, deliver: bool) -> bool {
-    // SAFETY: both sockets are live (see above); the C side takes its own
-    // references before queueing the task.
-    let rc = unsafe {
-        sys::lq_work_schedule(
-            head as *mut sys::socket,
-            so as *mut sys::socket,
-            i32::from(deliver),
-        )
-    };
-    rc == 0
-}
-
 fn callback(s: Socket, head: usize) -> i32 {
     let mut sb = sys::lq_sbstate::default();
     // SAFETY: accept filter callbacks run with the receive buffer locked.
@@ -129,35 +123,56 @@ fn callback(s: Socket, head: usize) -> i32 {
             // the termination still queued. Keep it where it is.
             return sys::SU_OK as i32;
         }
+        // Everything holding it takes is taken before it is held; without
+        // it, it passes as with no filter (counted in nomem).
+        let Some(work) = Work::alloc() else {
+            bump(&mut st.reg.stats.nomem);
+            return sys::SU_ISCONNECTED as i32;
+        };
+        // SAFETY: sock_locked says SOCK_LOCK(so) is held (we are in
+        // soisconnected()), which so_dtor's locking key requires.
+        if !unsafe { s.tag_locked() } {
+            // Someone else's destructor: listenq could not learn when it
+            // goes, so it must not hold it (nor count it in `tagged`,
+            // which only the destructor or an accept brings back down:
+            // counted without the destructor, unload was refused forever).
+            // No VM test reaches this: nothing in FreeBSD 14 calls
+            // sodtor_set(), so only another module could.
+            work.free();
+            return sys::SU_ISCONNECTED as i32;
+        }
         let cfg = f.cfg;
         let state = ConnState {
             conn: Conn::new(&cfg),
             fed: 0,
+            work,
         };
-        let mut extra = Vec::<usize>::new();
-        let admitted = f.holdq.admit(key, now, state, |v| {
-            let _ = extra.try_reserve(1).map(|_| extra.push(v));
+        // Evicted connections leave the queue with their own work items:
+        // each is queued at once, whatever happens to this admission.
+        // SAFETY (both schedules): REGISTRY is held and the victim was in
+        // the hold queue, so its destructor has not run.
+        let admitted = f.holdq.admit(key, now, state, |v| unsafe {
+            v.state.work.schedule(head, v.key, false)
         });
         match admitted {
             Admit::NoMemory => {
+                // SAFETY: SOCK_LOCK(so) is held, as for tag_locked above.
+                unsafe { s.untag_locked() };
+                work.free();
                 bump(&mut st.reg.stats.nomem);
                 return sys::SU_ISCONNECTED as i32;
             }
-            Admit::AlreadyHeld => {}
+            Admit::AlreadyHeld => {
+                // Not reachable (contains() said no); keep nothing twice.
+                // SAFETY: as above.
+                unsafe { s.untag_locked() };
+                work.free();
+            }
             Admit::Held | Admit::HeldEvicting(_) => {
                 if let Admit::HeldEvicting(v) = admitted {
-                    let _ = extra.try_reserve(1).map(|_| extra.push(v));
+                    // SAFETY: see admit() above.
+                    unsafe { v.state.work.schedule(head, v.key, false) };
                 }
-                for v in extra.iter() {
-                    f.evicted = f.evicted.saturating_add(1);
-                    bump(&mut st.reg.stats.evicted);
-                    if !schedule(head, *v, false) {
-                        bump(&mut st.reg.stats.nomem);
-                    }
-                }
-                // SAFETY: sock_locked says SOCK_LOCK(so) is held (we are in
-                // soisconnected()), which so_dtor's locking key requires.
-                unsafe { sys::lq_so_tag(s.as_ptr()) };
                 st.accf.tagged += 1;
                 bump(&mut st.reg.stats.held);
             }
@@ -191,7 +206,9 @@ fn callback(s: Socket, head: usize) -> i32 {
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
     if ready || sb.full != 0 || sb.eof != 0 {
-        f.holdq.remove(key);
+        if let Some(e) = f.holdq.remove(key) {
+            e.state.work.free();
+        }
         bump(&mut st.reg.stats.released);
         return sys::SU_ISCONNECTED as i32;
     }
@@ -222,7 +239,10 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
     let cfg = match parse_af_arg(kind, bytes) {
         Ok(c) => c,
         Err(e) => {
-            kprintln!("{}: bad af_arg: {}", kind.name(), e.as_str());
+            // Any user can set a bad af_arg: rate-limited, not a flood.
+            if crate::kern::print::ratecheck() {
+                kprintln!("{}: bad af_arg: {}", kind.name(), e.as_str());
+            }
             return core::ptr::null_mut();
         }
     };
@@ -268,17 +288,22 @@ pub extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
     let _f = InFlight::enter();
     // SAFETY: the listener is locked and live; the helper walks its
     // incomplete queue, which the lock protects.
-    unsafe { sys::lq_accf_release_all(so) };
+    let n = unsafe { sys::lq_accf_release_all(so) };
     if let Some(mut g) = REGISTRY.lock() {
         let st = &mut *g;
         if let Some(i) = st.accf.list.iter().position(|f| f.head == so as usize) {
-            let f = st.accf.list.swap_remove(i);
+            let mut f = st.accf.list.swap_remove(i);
             if st.accf.list.is_empty() {
                 st.accf.list = Vec::new();
             }
-            let n = f.holdq.len() as u64;
-            st.reg.stats.released = st.reg.stats.released.saturating_add(n);
+            for e in f.holdq.take_all() {
+                e.state.work.free();
+            }
         }
+        // Released: exactly those accept_filt_setopt() is about to move to
+        // the completed queue. None when the listener is being freed
+        // (soclose() has taken its queues away and aborts them).
+        st.reg.stats.released = st.reg.stats.released.saturating_add(u64::from(n));
     }
 }
 
@@ -289,11 +314,33 @@ pub extern "C" fn listenq_rs_held_gone(so: *mut sys::socket) {
     if let Some(mut g) = REGISTRY.lock() {
         let st = &mut *g;
         for f in st.accf.list.iter_mut() {
-            if f.holdq.remove(so as usize).is_some() {
+            if let Some(e) = f.holdq.remove(so as usize) {
+                // Aborted by the kernel (or its listener closed): neither
+                // released nor evicted by listenq.
+                e.state.work.free();
                 break;
             }
         }
         st.accf.tagged = st.accf.tagged.saturating_sub(1);
+    }
+}
+
+/// From lq_work_run, with `head` and the connection locked: the deferred
+/// work found the connection still held on `head` and now delivers it to
+/// the completed queue or terminates it.
+#[no_mangle]
+pub extern "C" fn listenq_rs_work_done(head: *mut sys::socket, delivered: i32) {
+    let _f = InFlight::enter();
+    if let Some(mut g) = REGISTRY.lock() {
+        let st = &mut *g;
+        if delivered != 0 {
+            bump(&mut st.reg.stats.released);
+        } else {
+            bump(&mut st.reg.stats.evicted);
+            if let Some(f) = st.accf.list.iter_mut().find(|f| f.head == head as usize) {
+                bump(&mut f.evicted);
+            }
+        }
     }
 }
 
@@ -313,32 +360,35 @@ pub extern "C" fn listenq_rs_tick() {
     let _f = InFlight::enter();
     let now = time::uptime_us() / 1000;
     // SAFETY: plain reads of integer sysctl variables.
-    let (def_ms, def_drop) = unsafe { (sys::lq_hold_timeout_ms, sys::lq_hold_timeout_drop != 0) };
+    let def = unsafe {
+        TimeoutDefaults {
+            ms: sys::lq_hold_timeout_ms,
+            action: if sys::lq_hold_timeout_drop != 0 {
+                TimeoutAction::Drop
+            } else {
+                TimeoutAction::Deliver
+            },
+        }
+    };
     let Some(mut g) = REGISTRY.lock() else { return };
     let st = &mut *g;
     let stats: &mut Stats = &mut st.reg.stats;
     for f in st.accf.list.iter_mut() {
-        let (ms, drop_it) = match f.cfg.hold_timeout_ms {
-            Some(ms) => (ms, f.cfg.on_timeout == TimeoutAction::Drop),
-            None => (def_ms, def_drop),
-        };
-        if ms == 0 {
+        let Some((ms, action)) = f.cfg.hold_limit(def) else {
             continue;
-        }
+        };
         // Bounded work per tick; the rest waits for the next one.
         for _ in 0..64 {
             let Some(e) = f.holdq.pop_expired(now, u64::from(ms)) else {
                 break;
             };
             bump(&mut stats.timeouts);
-            if drop_it {
-                f.evicted = f.evicted.saturating_add(1);
-            } else {
-                bump(&mut stats.released);
-            }
-            if !schedule(f.head, e.key, !drop_it) {
-                bump(&mut stats.nomem);
-            }
+            // SAFETY: REGISTRY is held and it was in the hold queue.
+            unsafe {
+                e.state
+                    .work
+                    .schedule(f.head, e.key, action == TimeoutAction::Deliver)
+            };
         }
     }
 }

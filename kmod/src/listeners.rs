@@ -87,6 +87,18 @@ pub extern "C" fn listenq_rs_completed(head: *mut sys::socket, child: *mut sys::
     }
 }
 
+/// From the listen upcall: the connection recorded last for `head` and
+/// still on its completed queue (NULL if none); the upcall records every
+/// one behind it. SOLISTEN_LOCK(head) is held.
+#[no_mangle]
+pub extern "C" fn listenq_rs_newest_completed(head: *mut sys::socket) -> *mut sys::socket {
+    let _f = InFlight::enter();
+    match REGISTRY.lock() {
+        Some(r) => r.reg.newest_completed(head as usize) as *mut sys::socket,
+        None => core::ptr::null_mut(),
+    }
+}
+
 /// Takes a reference on every registered listener, so they can be locked
 /// one by one without REGISTRY.
 pub fn hold_all() -> Vec<HeldSocket> {

@@ -19,16 +19,26 @@ pub struct Held<T> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub enum Admit<T> {
     /// Held; nothing had to go.
     Held,
     /// Held after evicting the returned (oldest) connection, which the
     /// caller must terminate.
-    HeldEvicting(usize),
+    HeldEvicting(Held<T>),
     /// No memory to hold it: the caller should pass it on unfiltered.
     NoMemory,
     /// Already held (a repeated notification); nothing changed.
     AlreadyHeld,
+}
+
+impl<T> Admit<T> {
+    /// The key of the connection evicted to make room, if any.
+    pub fn victim(&self) -> Option<usize> {
+        match self {
+            Admit::HeldEvicting(v) => Some(v.key),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -69,20 +79,22 @@ impl<T: Copy> HoldQueue<T> {
 
     /// Holds `key`. When the queue is full the oldest entry is evicted and
     /// returned; if it has shrunk below its length, the extra oldest entries
-    /// are handed to `evicted` first.
+    /// are handed to `evicted` first (whole, so the caller has everything
+    /// it needs to terminate them: they are gone from the queue even when
+    /// the admission itself then fails with `NoMemory`).
     pub fn admit(
         &mut self,
         key: usize,
         since_ms: u64,
         state: T,
-        mut evicted: impl FnMut(usize),
-    ) -> Admit {
+        mut evicted: impl FnMut(Held<T>),
+    ) -> Admit<T> {
         if self.contains(key) {
             return Admit::AlreadyHeld;
         }
         while self.entries.len() > self.capacity {
             if let Some(old) = self.entries.pop_front() {
-                evicted(old.key);
+                evicted(old);
             }
         }
         // Reserve before choosing a victim, so a failed allocation leaves
@@ -91,7 +103,7 @@ impl<T: Copy> HoldQueue<T> {
             return Admit::NoMemory;
         }
         let victim = if self.entries.len() == self.capacity {
-            self.entries.pop_front().map(|e| e.key)
+            self.entries.pop_front()
         } else {
             None
         };
@@ -104,6 +116,12 @@ impl<T: Copy> HoldQueue<T> {
             Some(v) => Admit::HeldEvicting(v),
             None => Admit::Held,
         }
+    }
+
+    /// Every entry, oldest first, leaving the queue empty: what it holds
+    /// must be released when the queue goes (filter removal).
+    pub fn take_all(&mut self) -> VecDeque<Held<T>> {
+        core::mem::take(&mut self.entries)
     }
 
     pub fn get_mut(&mut self, key: usize) -> Option<&mut Held<T>> {
@@ -148,7 +166,7 @@ mod tests {
         for k in 1..=8usize {
             match q.admit(k, k as u64, (), |_| unreachable!()) {
                 Admit::Held => {}
-                Admit::HeldEvicting(v) => gone.push(v),
+                Admit::HeldEvicting(v) => gone.push(v.key),
                 other => panic!("{other:?}"),
             }
         }
@@ -165,9 +183,9 @@ mod tests {
         }
         q.set_capacity(2);
         let mut extra = Vec::new();
-        let r = q.admit(5, 0, (), |k| extra.push(k));
+        let r = q.admit(5, 0, (), |k| extra.push(k.key));
         assert_eq!(extra, [1, 2]);
-        assert_eq!(r, Admit::HeldEvicting(3));
+        assert_eq!(r.victim(), Some(3));
         assert_eq!(q.len(), 2);
     }
 

@@ -93,6 +93,10 @@ pub struct Listener {
     /// Completed connections not yet accepted, in completion order (the
     /// order accept(2) takes them): (socket, completion time in us).
     pending: VecDeque<(usize, u64)>,
+    /// The connection recorded last (0: none, or it has been accepted).
+    /// Sockets join a completed queue only at its tail and leave it only
+    /// at its head (accept(2)), so every one behind this one is new.
+    newest: usize,
 }
 
 /// One listener's row of the table; copied out under the lock and
@@ -201,6 +205,7 @@ impl Registry {
             },
             overflow: OverflowCounter::new(q.overcount, q.lastover),
             pending: VecDeque::new(),
+            newest: 0,
         });
         Ok(id)
     }
@@ -229,9 +234,17 @@ impl Registry {
         self.stats.overflows = self.stats.overflows.saturating_add(grew);
     }
 
+    /// The connection of `so` recorded last by `completed` and not yet
+    /// accepted; 0 if none.
+    pub fn newest_completed(&self, so: usize) -> usize {
+        self.get(so).map_or(0, |l| l.newest)
+    }
+
     /// A connection reached the completed queue of `so` at `now_us`.
     pub fn completed(&mut self, so: usize, child: usize, now_us: u64, q: QueueSample) {
         self.sample(so, q);
+        let Some(l) = self.get_mut(so) else { return };
+        l.newest = child;
         self.stats.completed = self.stats.completed.saturating_add(1);
         let Some(l) = self.get_mut(so) else { return };
         // The completed queue never holds more than its capacity, so more
@@ -245,12 +258,21 @@ impl Registry {
         }
         if l.pending.try_reserve(1).is_ok() {
             l.pending.push_back((child, now_us));
+        } else {
+            // Its accept will not be matched: accepted and the latency
+            // leave it out, and this says so.
+            self.stats.nomem = self.stats.nomem.saturating_add(1);
         }
     }
 
     /// accept(2) returned `child`; records latency against its listener.
     /// Returns whether the child was known.
     pub fn accepted(&mut self, child: usize, now_us: u64) -> bool {
+        // Once accepted, its address may come back as a new socket: it
+        // must not stand for "already recorded" any more.
+        for l in self.listeners.iter_mut().filter(|l| l.newest == child) {
+            l.newest = 0;
+        }
         // accept(2) takes the head of the completed queue, so the front of
         // some listener's pending list matches almost always.
         let hit = self
@@ -393,6 +415,27 @@ mod tests {
             r.completed(1, 1000 + child, 0, q(1, 0));
         }
         assert!(r.get(1).unwrap().pending_len() <= 2);
+    }
+
+    #[test]
+    fn newest_completed_follows_records_and_forgets_accepted() {
+        let mut r = Registry::new();
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+            .unwrap();
+        assert_eq!(r.newest_completed(1), 0);
+        r.completed(1, 10, 0, q(1, 4));
+        r.completed(1, 11, 0, q(2, 4));
+        assert_eq!(r.newest_completed(1), 11);
+        assert_eq!(r.stats.completed, 2);
+        assert!(r.accepted(10, 5));
+        assert_eq!(r.newest_completed(1), 11);
+        assert!(r.accepted(11, 5));
+        assert_eq!(
+            r.newest_completed(1),
+            0,
+            "an accepted socket's address may be reused"
+        );
+        assert_eq!(r.newest_completed(2), 0);
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod protosw;
 pub mod socket;
 pub mod sysctl;
 pub mod time;
+pub mod work;

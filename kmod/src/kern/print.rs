@@ -14,6 +14,13 @@ pub fn log(args: core::fmt::Arguments<'_>) {
     unsafe { sys::lq_log(b.as_ptr().cast(), b.len()) };
 }
 
+/// ppsratecheck(9), a few lines a second, for messages any user can
+/// cause.
+pub fn ratecheck() -> bool {
+    // SAFETY: the helper only touches its own static state.
+    unsafe { sys::lq_log_ratecheck() != 0 }
+}
+
 #[macro_export]
 macro_rules! kprintln {
     ($($arg:tt)*) => { $crate::kern::print::log(format_args!($($arg)*)) };

@@ -94,6 +94,25 @@ impl Socket {
         }
     }
 
+    /// Gives the socket listenq's so_dtor, so listenq learns when it is
+    /// freed; false if it already has another destructor.
+    ///
+    /// # Safety
+    /// The caller holds SOCK_LOCK(self) (so_dtor's locking key).
+    pub unsafe fn tag_locked(self) -> bool {
+        // SAFETY: live and locked per the contract.
+        unsafe { sys::lq_so_tag(self.0) != 0 }
+    }
+
+    /// Takes listenq's so_dtor back, if it is there.
+    ///
+    /// # Safety
+    /// The caller holds SOCK_LOCK(self).
+    pub unsafe fn untag_locked(self) {
+        // SAFETY: live and locked per the contract.
+        unsafe { sys::lq_so_untag_locked(self.0) }
+    }
+
     /// soref(9): keeps the socket from being freed until `release`.
     pub fn hold(self) -> HeldSocket {
         // SAFETY: live socket, so its refcount is non-zero.

@@ -15,6 +15,8 @@ mod sock;
 mod sys;
 mod sysctl;
 mod t_accf;
+mod t_accf_counts;
+mod t_accf_nomem;
 mod t_accf_records;
 mod t_bench;
 mod t_listen;

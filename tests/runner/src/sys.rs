@@ -838,6 +838,33 @@ pub fn setrlimit(res: i32, cur: u64, max: u64) -> SysResult<()> {
     unsafe { syscall6(nr::SETRLIMIT, res as usize, ptr(&r), 0, 0, 0, 0) }.map(|_| ())
 }
 
+/// kenv(KENV_SET): sets a kernel environment variable (a loader tunable
+/// for modules loaded after).
+pub fn kenv_set(name: &CStr, value: &CStr) -> SysResult<()> {
+    const KENV_SET: usize = 1;
+    let v = value.to_bytes_with_nul();
+    // SAFETY: name and value are NUL-terminated; len counts value's NUL.
+    unsafe {
+        syscall6(
+            nr::KENV,
+            KENV_SET,
+            name.as_ptr() as usize,
+            v.as_ptr() as usize,
+            v.len(),
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
+}
+
+/// kenv(KENV_UNSET).
+pub fn kenv_unset(name: &CStr) -> SysResult<()> {
+    const KENV_UNSET: usize = 2;
+    // SAFETY: name is NUL-terminated.
+    unsafe { syscall6(nr::KENV, KENV_UNSET, name.as_ptr() as usize, 0, 0, 0, 0) }.map(|_| ())
+}
+
 /// kenv(KENV_GET): a kernel environment variable into `buf`; returns its
 /// bytes without the NUL.
 pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {

@@ -48,6 +48,11 @@ pub fn write_int(name: &str, v: i32) -> SysResult<()> {
     sys::sysctlbyname(name, None, Some(&v.to_ne_bytes())).map(|_| ())
 }
 
+/// Writes a string sysctl (e.g. a fail point setting, fail(9)).
+pub fn write_str(name: &str, v: &str) -> SysResult<()> {
+    sys::sysctlbyname(name, None, Some(v.as_bytes())).map(|_| ())
+}
+
 /// Whether a sysctl node exists (any read error other than ENOENT counts
 /// as existing).
 pub fn exists(name: &str) -> SysResult<bool> {

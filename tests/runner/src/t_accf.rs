@@ -497,6 +497,11 @@ pub fn run(tap: &mut Tap, env: &Env) {
         sys::now_ms() - t1
     ));
     let t2 = sys::now_ms();
+    if kld::find(crate::env::KO_NAME).is_err() {
+        crate::t_accf_counts::tunables(tap);
+    } else {
+        tap.skip("[tunable] loader tunables", "listenq could not be unloaded");
+    }
     phase_c(tap);
     tap.diag(format_args!(
         "accept filters, deferred-work phase: {} ms",
@@ -1136,6 +1141,8 @@ fn phase_c(tap: &mut Tap) {
     eviction(tap);
     relisten(tap);
     flood(tap);
+    crate::t_accf_counts::run(tap);
+    crate::t_accf_nomem::run(tap);
 
     let settled = au::allocs_settle(2000);
     tap.check(

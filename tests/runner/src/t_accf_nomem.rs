@@ -1,0 +1,319 @@
+//! Out of memory in listenq's upcalls, hooks and tick, through its fail(9)
+//! points: debug.fail_point.listenq_malloc (every allocation Rust makes)
+//! and debug.fail_point.listenq_work_alloc (the work item a held
+//! connection is admitted with). Each case turns a point on, does one
+//! thing, turns it off, and shows: no panic, no connection held forever
+//! (every client is either accepted once it sends or reset), and the
+//! counters (kern.ipc.listenq.stats.*) exactly as listenq(4) says. Phase C
+//! of t_accf then checks that allocations return to 0 and kldunload works.
+
+use crate::accf_util as au;
+use crate::sock::{self, Kind};
+use crate::sys::{self, Errno, Fd};
+use crate::sysctl;
+use crate::t_accf_counts::{accept_n, at, judge, row_counts, silent, Stats, Step};
+use crate::tap::Tap;
+
+const MALLOC: &str = "debug.fail_point.listenq_malloc";
+const WORK: &str = "debug.fail_point.listenq_work_alloc";
+
+fn fail_on(point: &'static str, how: &str) -> Result<(), Step> {
+    sysctl::write_str(point, how).map_err(at(point))
+}
+
+fn all_off() {
+    let _ = sysctl::write_str(MALLOC, "off");
+    let _ = sysctl::write_str(WORK, "off");
+}
+
+pub fn run(tap: &mut Tap) {
+    listen_without_memory(tap);
+    admit_without_work(tap);
+    admit_without_queue_memory(tap);
+    evict_without_memory(tap);
+    full_queue_without_work(tap);
+    timeout_without_memory(tap);
+    random_failures(tap);
+    all_off();
+}
+
+/// pr_listen cannot register the listener: listen(2) still succeeds, the
+/// listener is simply not in the table, and nomem says so.
+fn listen_without_memory(tap: &mut Tap) {
+    let mut row = Some(None);
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (s, sa) = sock::bound(Kind::Tcp4).map_err(at("bind"))?;
+            fail_on(MALLOC, "return(12)")?;
+            let rc = sys::listen(s.raw(), 5);
+            all_off();
+            rc.map_err(at("listen"))?;
+            row = Some(row_counts(&sa)?);
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] listen(2) with listenq_malloc failing: succeeds; listens +1, nomem +1, closes +0 (never registered)"),
+        r,
+        Stats {
+            listens: 1,
+            nomem: 1,
+            ..Stats::default()
+        },
+    );
+    tap.check(
+        row,
+        Some(None),
+        "[nomem] ... and the listener has no table row",
+    );
+}
+
+/// No work item for a new connection: it is not held, it passes at once
+/// as with no filter.
+fn admit_without_work(tap: &mut Tap) {
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::filtered(5, "dataready", "").map_err(at("listener"))?;
+            fail_on(WORK, "return(12)")?;
+            let c = au::client(&sa);
+            let a = c.as_ref().ok().map(|_| au::accept_within(l.raw(), 2000));
+            all_off();
+            let _c = c.map_err(at("connect"))?;
+            a.unwrap_or(Err(Errno::EINVAL))
+                .map_err(at("accept of a silent client"))?;
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] listenq_work_alloc failing: a silent dataready client is accepted at once; nomem +1, held +0"),
+        r,
+        Stats {
+            nomem: 1,
+            completed: 1,
+            accepted: 1,
+            ..Stats::ONE_LISTENER
+        },
+    );
+}
+
+/// The hold queue cannot grow (a new listener's is empty): the connection
+/// passes. Its completion cannot be recorded either (the pending list is
+/// empty too), so its accept is not counted: two nomem.
+fn admit_without_queue_memory(tap: &mut Tap) {
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::filtered(5, "dataready", "").map_err(at("listener"))?;
+            fail_on(MALLOC, "return(12)")?;
+            let c = au::client(&sa);
+            sys::sleep_ms(100);
+            all_off();
+            let _c = c.map_err(at("connect"))?;
+            au::accept_within(l.raw(), 2000).map_err(at("accept of a silent client"))?;
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] listenq_malloc failing at admission: a silent dataready client is accepted at once; nomem +2, completed +1, accepted +0, held +0"),
+        r,
+        Stats {
+            nomem: 2,
+            completed: 1,
+            ..Stats::ONE_LISTENER
+        },
+    );
+}
+
+/// listen(2), 2 held: a third arrives while no allocation succeeds. The
+/// oldest must still be terminated (its work item was taken when it was
+/// held), the other two stay held until they send.
+fn evict_without_memory(tap: &mut Tap) {
+    let mut row = None;
+    let mut first = None;
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::filtered(2, "dataready", "").map_err(at("listener"))?;
+            let old: [Option<Fd>; 2] = silent(&sa)?;
+            sys::sleep_ms(100);
+            fail_on(MALLOC, "return(12)")?;
+            let c = au::client(&sa);
+            sys::sleep_ms(300);
+            all_off();
+            let c = c.map_err(at("connect"))?;
+            if let Some(a) = &old[0] {
+                first = Some(au::client_sees(a.raw(), 1000));
+            }
+            for s in [old[1].as_ref(), Some(&c)].into_iter().flatten() {
+                au::send_all(s.raw(), b"!").map_err(at("send"))?;
+            }
+            let n = accept_n(l.raw(), 3, 1000)?;
+            if n != 2 {
+                tap.diag(format_args!("  accepted {} (want the 2 newest)", n));
+                return Err(("accept", Errno::EINVAL));
+            }
+            row = row_counts(&sa)?;
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] listen(2), 2 held, a 3rd with listenq_malloc failing: the oldest is reset, the 2 newest accepted after data; held +3, evicted +1, released +2"),
+        r,
+        Stats {
+            held: 3,
+            evicted: 1,
+            released: 2,
+            completed: 2,
+            accepted: 2,
+            ..Stats::ONE_LISTENER
+        },
+    );
+    tap.ok(
+        first.is_some_and(|s| s.is_reset_or_eof()) && row.map(|r| r.evicted) == Some(1),
+        "[nomem] ... the oldest client saw a reset, and EVICTED says 1",
+    );
+    if !first.is_some_and(|s| s.is_reset_or_eof()) {
+        tap.diag(format_args!("  oldest client saw {:?}", first));
+    }
+}
+
+/// listen(2), 2 held: a third arrives without a work item. It passes at
+/// once and evicts nobody; the two held ones are accepted once they send.
+fn full_queue_without_work(tap: &mut Tap) {
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::filtered(2, "dataready", "").map_err(at("listener"))?;
+            let old: [Option<Fd>; 2] = silent(&sa)?;
+            sys::sleep_ms(100);
+            fail_on(WORK, "return(12)")?;
+            let c = au::client(&sa);
+            let a = au::accept_within(l.raw(), 2000);
+            all_off();
+            let _c = c.map_err(at("connect"))?;
+            a.map_err(at("accept of the 3rd (unheld) client"))?;
+            for s in old.iter().flatten() {
+                au::send_all(s.raw(), b"!").map_err(at("send"))?;
+            }
+            let n = accept_n(l.raw(), 2, 2000)?;
+            if n != 2 {
+                return Err(("accept of the 2 held ones", Errno::TIMEOUT));
+            }
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] listen(2), 2 held, a 3rd without a work item: it passes at once, the 2 held are accepted after data; nomem +1, evicted +0"),
+        r,
+        Stats {
+            held: 2,
+            released: 2,
+            nomem: 1,
+            completed: 3,
+            accepted: 3,
+            ..Stats::ONE_LISTENER
+        },
+    );
+}
+
+/// The hold timeout fires while no allocation succeeds anywhere.
+fn timeout_without_memory(tap: &mut Tap) {
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::filtered(5, "dataready", "timeout=300,ontimeout=drop")
+                .map_err(at("listener"))?;
+            let c = au::client(&sa).map_err(at("connect"))?;
+            sys::sleep_ms(50);
+            fail_on(MALLOC, "return(12)")?;
+            fail_on(WORK, "return(12)")?;
+            let seen = au::client_sees(c.raw(), 3000);
+            all_off();
+            if !seen.is_reset_or_eof() {
+                tap.diag(format_args!("  client saw {:?}", seen));
+                return Err(("client not reset at the timeout", Errno::TIMEOUT));
+            }
+            sys::sleep_ms(50);
+            if au::try_accept(l.raw()).is_ok() {
+                return Err(("accepted after the drop", Errno::EEXIST));
+            }
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] timeout=300,ontimeout=drop with both fail points on: the client is reset; timeouts +1, evicted +1"),
+        r,
+        Stats {
+            held: 1,
+            timeouts: 1,
+            evicted: 1,
+            ..Stats::ONE_LISTENER
+        },
+    );
+}
+
+/// 30 clients that send one byte each while a tenth of all allocations
+/// fail: every one is accepted; what was held was released; the hold and
+/// accept counters agree with nomem.
+fn random_failures(tap: &mut Tap) {
+    const N: usize = 30;
+    let name = "[nomem] 30 clients sending 1 byte with 10% of listenq's allocations failing: all 30 accepted; held = released, evicted +0, completed +30";
+    let r = (|| {
+        let b = Stats::read()?;
+        let n = {
+            let (l, sa) = au::filtered(64, "dataready", "").map_err(at("listener"))?;
+            let mut cl: [Option<Fd>; N] = [const { None }; N];
+            fail_on(MALLOC, "10%return(12)")?;
+            fail_on(WORK, "10%return(12)")?;
+            let mut err = None;
+            for c in cl.iter_mut() {
+                match au::client(&sa).and_then(|c| au::send_all(c.raw(), b"x").map(|_| c)) {
+                    Ok(fd) => *c = Some(fd),
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            let n = accept_n(l.raw(), N, 2000);
+            all_off();
+            if let Some(e) = err {
+                return Err(("connect + send", e));
+            }
+            n?
+        };
+        Ok((n, Stats::read()?.since(&b)))
+    })();
+    all_off();
+    match r {
+        Ok((n, d)) => {
+            let pass = n == N
+                && d.completed == N as u64
+                && d.held == d.released
+                && d.evicted == 0
+                && d.timeouts == 0
+                && d.accepted <= N as u64
+                && d.accepted + d.nomem >= N as u64;
+            tap.ok(pass, name);
+            tap.diag(format_args!("  accepted {}; counters {:?}", n, d));
+        }
+        Err((s, e)) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  {}: {}", s, e));
+        }
+    }
+}
