@@ -40,7 +40,8 @@ pub fn run(tap: &mut Tap) {
 /// pr_listen cannot register the listener: listen(2) still succeeds, the
 /// listener is simply not in the table, and nomem says so.
 fn listen_without_memory(tap: &mut Tap) {
-    let mut row = Some(None);
+    // Some(the row lookup) only once the case got that far.
+    let mut row = None;
     let r = (|| {
         let b = Stats::read()?;
         {
