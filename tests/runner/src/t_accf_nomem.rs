@@ -28,6 +28,7 @@ fn all_off() {
 
 pub fn run(tap: &mut Tap) {
     listen_without_memory(tap);
+    filter_without_memory(tap);
     admit_without_work(tap);
     admit_without_queue_memory(tap);
     evict_without_memory(tap);
@@ -69,6 +70,40 @@ fn listen_without_memory(tap: &mut Tap) {
         row,
         Some(None),
         "[nomem] ... and the listener has no table row",
+    );
+}
+
+/// accf_create cannot record the listener's filter: setsockopt(2) fails
+/// with EINVAL as for any refused filter, and the listener goes on
+/// unfiltered (a silent client is accepted at once).
+fn filter_without_memory(tap: &mut Tap) {
+    let r = (|| {
+        let b = Stats::read()?;
+        {
+            let (l, sa) = au::listener(5).map_err(at("listener"))?;
+            fail_on(MALLOC, "return(12)")?;
+            let set = au::set_filter(l.raw(), "dataready", "");
+            all_off();
+            if set != Err(Errno::EINVAL) {
+                tap.diag(format_args!("  setsockopt: {:?}", set));
+                return Err(("setsockopt did not fail with EINVAL", Errno::EINVAL));
+            }
+            let _c = au::client(&sa).map_err(at("connect"))?;
+            au::accept_within(l.raw(), 2000).map_err(at("accept"))?;
+        }
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] SO_ACCEPTFILTER dataready with listenq_malloc failing: EINVAL, nomem +1, the listener works unfiltered"),
+        r,
+        Stats {
+            nomem: 1,
+            completed: 1,
+            accepted: 1,
+            ..Stats::ONE_LISTENER
+        },
     );
 }
 
