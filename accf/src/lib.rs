@@ -22,8 +22,9 @@
 //!   bytes (inherited from the listener). [`Conn`] reports Ready on the first
 //!   byte; a wrapper that wants stock's low-water behaviour checks
 //!   `sbavail >= sb_lowat` itself.
-//! * **Hold timeout** ([`Config::hold_timeout_ms`]): when it expires, deliver
-//!   or drop the connection according to [`Config::on_timeout`].
+//! * **Hold timeout** ([`Config::hold_timeout_ms`], [`Config::on_timeout`]):
+//!   when it expires, deliver or drop the connection; what the options leave
+//!   out comes from the kernel's defaults ([`Config::hold_limit`]).
 //!
 //! # Chunking
 //!
