@@ -23,6 +23,8 @@ fn main() {
     println!("cargo:rerun-if-changed=kmod/glue.h");
     println!("cargo:rerun-if-changed=kmod/accf_glue.c");
     println!("cargo:rerun-if-changed=kmod/accf_glue.h");
+    println!("cargo:rerun-if-changed=kmod/defaults_glue.c");
+    println!("cargo:rerun-if-changed=kmod/defaults_glue.h");
     if !sysdir.join("sys/socketvar.h").is_file() {
         // The Makefile checks this first and skips the kernel layer; this
         // is for someone running cargo by hand.
@@ -58,7 +60,7 @@ fn main() {
         .allowlist_type("accept_filter_arg")
         .allowlist_type("mtx")
         .allowlist_type("lq_.*")
-        .allowlist_var("lq_.*")
+        .allowlist_var("lq_.*|LQ_.*")
         .allowlist_var("SU_OK|SU_ISCONNECTED|SO_RCV|SO_SND|SOCK_STREAM|SOCK_SEQPACKET|PF_INET|PF_INET6|AF_UNIX|IPPROTO_TCP")
         .allowlist_var("E[A-Z0-9]+")
         .opaque_type("socket")
@@ -79,6 +81,7 @@ fn main() {
         .cargo_warnings(true)
         .file(top.join("kmod/glue.c"))
         .file(top.join("kmod/accf_glue.c"))
+        .file(top.join("kmod/defaults_glue.c"))
         .define(
             "LISTENQ_VERSION",
             Some(

@@ -16,6 +16,7 @@ mod sys;
 mod sysctl;
 mod t_accf;
 mod t_bench;
+mod t_defaults;
 mod t_listen;
 mod t_listeners;
 mod t_module;
@@ -243,6 +244,8 @@ fn run(argc: usize) -> bool {
     // Accept filters; last, since the stock accf modules it loads stay
     // registered (as placeholders) once loaded.
     t_accf::run(tap, &env);
+    // Per-filter defaults: loads listenq itself (tunables come first).
+    t_defaults::run(tap, &env);
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();
