@@ -75,6 +75,12 @@ kernel_layer() {
 	passed=$((passed + 1))
 	if sh tests/check-relocs.sh listenq.ko; then passed=$((passed + 1)); else fail "relocations"; fi
 	if sh tests/check-ko.sh listenq.ko; then passed=$((passed + 1)); else fail "module shape"; fi
+	# The check itself must catch a module whose debug info was not split off.
+	if sh tests/check-ko.sh listenq.ko.full >/dev/null; then
+		fail "module shape check accepted listenq.ko.full (debug info, no debuglink)"
+	else
+		echo "ok - module shape check refuses the unsplit listenq.ko.full"; passed=$((passed + 1))
+	fi
 	# The check itself must catch a GOT-relative relocation.
 	tmp=$(mktemp -d)
 	echo 'extern int x; int f(void) { return x; }' >"$tmp/bad.c"
