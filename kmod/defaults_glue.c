@@ -22,29 +22,83 @@
  */
 static struct mtx lq_defaults_mtx;
 static char lq_defaults[LQ_NFILTERS][LQ_DEFAULT_ARG_LEN];
-/*
- * CTLFLAG_TUN values are fetched when the sysctls are registered, which
- * kern_linker.c does before the module's SYSINITs run, so before the mutex
- * exists. Until lq_defaults_init() nothing else can reach the values
- * (the accept filters are registered at MOD_LOAD, later still, and userland
- * sees the sysctls only once they are enabled, after the SYSINITs), so that
- * one write goes in unlocked.
- */
 static bool lq_defaults_ready;
 
+/*
+ * The sysctls are dynamic OIDs: a static OID's handler runs without the
+ * sysctl lock and nothing counts it, so it could still be inside this file
+ * (asleep in copyin) when the module is freed; sysctl_ctx_free() waits for
+ * every running handler of a dynamic OID and no new one can start after.
+ */
+static struct sysctl_ctx_list lq_defaults_ctx;
+
+static const char *const lq_filter_names[LQ_NFILTERS] = {
+	"dataready", "httpready", "dnsready", "tlsready"	/* defaults.rs */
+};
+
+static int
+sysctl_default_arg(SYSCTL_HANDLER_ARGS)
+{
+	char buf[LQ_DEFAULT_ARG_LEN];
+	int error, filter = arg2;
+
+	if (filter < 0 || filter >= LQ_NFILTERS)
+		return (EINVAL);
+	mtx_lock(&lq_defaults_mtx);
+	strlcpy(buf, lq_defaults[filter], sizeof(buf));
+	mtx_unlock(&lq_defaults_mtx);
+	/* Copies out the old value and in the new one, unlocked: may sleep. */
+	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
+	if (error != 0 || req->newptr == NULL)
+		return (error);
+	error = listenq_rs_default_arg_check(filter, buf, strnlen(buf,
+	    sizeof(buf)));
+	if (error != 0)
+		return (error);
+	mtx_lock(&lq_defaults_mtx);
+	strlcpy(lq_defaults[filter], buf, sizeof(lq_defaults[filter]));
+	mtx_unlock(&lq_defaults_mtx);
+	return (0);
+}
+
+SYSCTL_DECL(_kern_ipc_listenq);
+
+/*
+ * Before DECLARE_MODULE (SI_SUB_PROTO_END, SI_ORDER_ANY) calls MOD_LOAD,
+ * so a listener never sets a filter before its default is in place. Adding
+ * a CTLFLAG_TUN OID fetches the loader tunable through the handler, which
+ * checks it like any other write.
+ */
 static void
 lq_defaults_init(void *arg __unused)
 {
+	struct sysctl_oid *node;
+	int i;
+
 	mtx_init(&lq_defaults_mtx, "listenq defaults", NULL, MTX_DEF);
 	lq_defaults_ready = true;
+	sysctl_ctx_init(&lq_defaults_ctx);
+	for (i = 0; i < LQ_NFILTERS; i++) {
+		node = SYSCTL_ADD_NODE(&lq_defaults_ctx,
+		    SYSCTL_STATIC_CHILDREN(_kern_ipc_listenq), OID_AUTO,
+		    lq_filter_names[i], CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+		    "listenq accept filter");
+		if (node == NULL)
+			continue;
+		SYSCTL_ADD_PROC(&lq_defaults_ctx, SYSCTL_CHILDREN(node),
+		    OID_AUTO, "default_arg",
+		    CTLTYPE_STRING | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, NULL, i,
+		    sysctl_default_arg, "A",
+		    "af_arg used by listeners of this filter that pass an empty one");
+	}
 }
-/* Before DECLARE_MODULE (SI_SUB_PROTO_END, SI_ORDER_ANY) calls MOD_LOAD. */
 SYSINIT(lq_defaults, SI_SUB_PROTO_END, SI_ORDER_FIRST, lq_defaults_init, NULL);
 
+/* After MOD_UNLOAD succeeded: no accept filter of ours is left to call. */
 static void
 lq_defaults_fini(void *arg __unused)
 {
-	/* SYSUNINITs run after the module's sysctls are gone. */
+	sysctl_ctx_free(&lq_defaults_ctx);
 	lq_defaults_ready = false;
 	mtx_destroy(&lq_defaults_mtx);
 }
@@ -64,50 +118,3 @@ lq_default_arg(int filter, char *buf, size_t len)
 	mtx_unlock(&lq_defaults_mtx);
 	return (MIN(n, len - 1));
 }
-
-static int
-sysctl_default_arg(SYSCTL_HANDLER_ARGS)
-{
-	char buf[LQ_DEFAULT_ARG_LEN];
-	int error, filter = arg2;
-
-	if (filter < 0 || filter >= LQ_NFILTERS)
-		return (EINVAL);
-	if (lq_defaults_ready) {
-		mtx_lock(&lq_defaults_mtx);
-		strlcpy(buf, lq_defaults[filter], sizeof(buf));
-		mtx_unlock(&lq_defaults_mtx);
-	} else
-		strlcpy(buf, lq_defaults[filter], sizeof(buf));
-	/* Copies out the old value and in the new one, unlocked: may sleep. */
-	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
-	if (error != 0 || req->newptr == NULL)
-		return (error);
-	error = listenq_rs_default_arg_check(filter, buf, strnlen(buf,
-	    sizeof(buf)));
-	if (error != 0)
-		return (error);
-	if (lq_defaults_ready) {
-		mtx_lock(&lq_defaults_mtx);
-		strlcpy(lq_defaults[filter], buf, sizeof(lq_defaults[filter]));
-		mtx_unlock(&lq_defaults_mtx);
-	} else
-		strlcpy(lq_defaults[filter], buf, sizeof(lq_defaults[filter]));
-	return (0);
-}
-
-SYSCTL_DECL(_kern_ipc_listenq);
-
-/* One node per filter, in the order of enum lq_filter (defaults.rs). */
-#define	LQ_DEFAULT_ARG(name, idx)					\
-	SYSCTL_NODE(_kern_ipc_listenq, OID_AUTO, name,			\
-	    CTLFLAG_RW | CTLFLAG_MPSAFE, 0,				\
-	    "listenq " #name " accept filter");				\
-	SYSCTL_PROC(_kern_ipc_listenq_##name, OID_AUTO, default_arg,	\
-	    CTLTYPE_STRING | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, NULL, idx,	\
-	    sysctl_default_arg, "A",					\
-	    "af_arg used by " #name " listeners that pass an empty one")
-LQ_DEFAULT_ARG(dataready, 0);
-LQ_DEFAULT_ARG(httpready, 1);
-LQ_DEFAULT_ARG(dnsready, 2);
-LQ_DEFAULT_ARG(tlsready, 3);
