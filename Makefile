@@ -1,51 +1,70 @@
 # listenq: FreeBSD listen queues and accept filters in Rust.
 #
-#   make            build listenq.ko against SYSDIR (default /usr/src/sys)
-#   make test       host tests, then the kernel layer, then the VM layer
-#   make load       kldload ./listenq.ko          (FreeBSD, as root)
-#   make unload     kldunload listenq             (FreeBSD, as root)
-#   make install    listenq.ko to /boot/modules, listenq.4 to the man pages
-#   make bench      connections/s through each filter, stock vs listenq (VM)
-#   make fuzz       the parsers under cargo-fuzz
+# FreeBSD's make (bmake) reads this file: listenq.ko is built through
+# bsd.kmod.mk like any module, so install, kldxref, the split debug file,
+# the build-id and EXPORT_SYMS symbol localisation are kmod.mk's own. The C
+# glue is SRCS; the Rust staticlib's objects (the crate and
+# compiler_builtins, joined into one) are OBJS. GNU make reads GNUmakefile,
+# the cross-build for Linux hosts, which produces the same files.
 #
-# Written for both bmake (FreeBSD's make) and GNU make: plain rules only.
+#   make            listenq.ko and listenq.ko.debug against SYSDIR
+#   make install    /boot/modules/listenq.ko, /usr/lib/debug/boot/modules/
+#                   listenq.ko.debug, kldxref, PREFIX/share/man/man4
+#   make load | unload | reload
+#   make test       host tests, then the kernel layer, then the VM layer
+#   make bench | fuzz
 
+LISTENQ_KERNEL?=	/var/lib/listenq/kernel
+
+.if make(test) || make(host-test) || make(bench) || make(fuzz)
+# The test layers find out for themselves what they can run (a missing
+# SYSDIR skips the kernel layer), so these do not need bsd.kmod.mk.
+.else
 SYSDIR?=	/usr/src/sys
-LISTENQ_KERNEL?= /var/lib/listenq/kernel
-PREFIX?=	/usr
+.if !exists(${SYSDIR}/sys/socketvar.h) || !exists(${SYSDIR}/conf/kmod.mk)
+.error cannot build listenq.ko: no FreeBSD kernel source at SYSDIR=${SYSDIR} (set SYSDIR to the sys/ directory of a FreeBSD source tree)
+.endif
+
+KMOD=		listenq
+SRCS=		glue.c accf_glue.c defaults_glue.c
+OBJS+=		listenq_rs.o
+.PATH:		${.CURDIR}/kmod
+
+# A third-party module's places (ports, hier(7)).
 KMODDIR?=	/boot/modules
-MANDIR?=	$(PREFIX)/share/man/man4
+PREFIX?=	/usr/local
+LISTENQ_MANDIR?=	${PREFIX}/share/man/man4
+# kmod.mk splits the debug info off (listenq.ko.debug) only with DEBUG_FLAGS.
+DEBUG_FLAGS?=	-g
 
-all: listenq.ko
+LISTENQ_VERSION!=	sed -n 's/^version = "\(.*\)"$$/\1/p' ${.CURDIR}/Cargo.toml | head -n 1
+CFLAGS+=	-DLISTENQ_VERSION='"listenq ${LISTENQ_VERSION}"'
 
-listenq.ko: .PHONY
-	@SYSDIR="$(SYSDIR)" sh kmod/build-ko.sh || [ $$? -eq 77 ]
+CLEANFILES+=	listenq_rs.o listenq.4.gz
+
+# cargo decides what to rebuild; kmod.mk relinks listenq.ko every time.
+listenq_rs.o: .PHONY
+	@SYSDIR=${SYSDIR} sh ${.CURDIR}/kmod/build-ko.sh --rust-objects ${.OBJDIR}/${.TARGET}
+
+listenq.4.gz: listenq.4
+	gzip -cn ${.ALLSRC} > ${.TARGET}
+
+afterinstall: _listenq_maninstall
+_listenq_maninstall: listenq.4.gz .PHONY
+	${INSTALL} -d ${DESTDIR}${LISTENQ_MANDIR}
+	${INSTALL} -m 444 listenq.4.gz ${DESTDIR}${LISTENQ_MANDIR}/
+
+.include <bsd.kmod.mk>
+.endif
 
 test: .PHONY
-	@SYSDIR="$(SYSDIR)" LISTENQ_KERNEL="$(LISTENQ_KERNEL)" sh tests/run-all.sh
+	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} sh tests/run-all.sh
 
 host-test: .PHONY
-	@sh tests/run-all.sh --host-only
-
-load: .PHONY
-	kldload ./listenq.ko
-
-unload: .PHONY
-	kldunload listenq
-
-install: .PHONY
-	install -d $(DESTDIR)$(KMODDIR) $(DESTDIR)$(MANDIR)
-	if [ -f listenq.ko ]; then install -m 555 listenq.ko $(DESTDIR)$(KMODDIR)/; fi
-	install -m 444 listenq.4 $(DESTDIR)$(MANDIR)/listenq.4
+	@cd ${.CURDIR} && sh tests/run-all.sh --host-only
 
 bench: .PHONY
-	@SYSDIR="$(SYSDIR)" LISTENQ_KERNEL="$(LISTENQ_KERNEL)" sh tests/run-all.sh --bench
+	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} sh tests/run-all.sh --bench
 
 fuzz: .PHONY
-	@sh accf/fuzz/run.sh
-
-clean: .PHONY
-	rm -f listenq.ko
-	cargo clean
-
-.PHONY:
+	@cd ${.CURDIR} && sh accf/fuzz/run.sh

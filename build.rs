@@ -6,9 +6,10 @@
 //!    sys/conf/config.mk);
 //! 2. runs bindgen over bindings/wrapper.h with the module CFLAGS and an
 //!    allow-list;
-//! 3. compiles kmod/glue.c (DECLARE_MODULE, SYSCTL, MALLOC_DEFINE and the
-//!    helpers that stand in for macros and inline functions) with the same
-//!    flags, for linking into listenq.ko.
+//! 3. compiles the C glue (kmod/*.c: DECLARE_MODULE, SYSCTL, MALLOC_DEFINE
+//!    and the helpers that stand in for macros and inline functions) with
+//!    the same flags, for linking into listenq.ko; not when
+//!    LISTENQ_NO_GLUE is set (bsd.kmod.mk compiles it then).
 
 use std::env;
 use std::fs;
@@ -18,11 +19,14 @@ fn main() {
     let sysdir = PathBuf::from(env::var("SYSDIR").unwrap_or_else(|_| "/usr/src/sys".into()));
     println!("cargo:rerun-if-env-changed=SYSDIR");
     println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-env-changed=LISTENQ_NO_GLUE");
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
     println!("cargo:rerun-if-changed=kmod/glue.c");
     println!("cargo:rerun-if-changed=kmod/glue.h");
     println!("cargo:rerun-if-changed=kmod/accf_glue.c");
     println!("cargo:rerun-if-changed=kmod/accf_glue.h");
+    println!("cargo:rerun-if-changed=kmod/defaults_glue.c");
+    println!("cargo:rerun-if-changed=kmod/defaults_glue.h");
     if !sysdir.join("sys/socketvar.h").is_file() {
         // The Makefile checks this first and skips the kernel layer; this
         // is for someone running cargo by hand.
@@ -58,7 +62,7 @@ fn main() {
         .allowlist_type("accept_filter_arg")
         .allowlist_type("mtx")
         .allowlist_type("lq_.*")
-        .allowlist_var("lq_.*")
+        .allowlist_var("lq_.*|LQ_.*")
         .allowlist_var("SU_OK|SU_ISCONNECTED|SO_RCV|SO_SND|SOCK_STREAM|SOCK_SEQPACKET|PF_INET|PF_INET6|AF_UNIX|IPPROTO_TCP")
         .allowlist_var("E[A-Z0-9]+")
         .opaque_type("socket")
@@ -72,6 +76,10 @@ fn main() {
         .write_to_file(out.join("bindings.rs"))
         .expect("cannot write bindings.rs");
 
+    // bsd.kmod.mk (the FreeBSD-native Makefile) compiles the glue itself.
+    if env::var_os("LISTENQ_NO_GLUE").is_some() {
+        return;
+    }
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let mut glue = cc::Build::new();
     glue.compiler(&clang)
@@ -79,6 +87,7 @@ fn main() {
         .cargo_warnings(true)
         .file(top.join("kmod/glue.c"))
         .file(top.join("kmod/accf_glue.c"))
+        .file(top.join("kmod/defaults_glue.c"))
         .define(
             "LISTENQ_VERSION",
             Some(
@@ -94,6 +103,7 @@ fn main() {
     }
     for f in [
         "-O2",
+        "-g",
         "-pipe",
         "-fno-common",
         "-fno-omit-frame-pointer",

@@ -18,3 +18,4 @@
 
 #include "../kmod/glue.h"
 #include "../kmod/accf_glue.h"
+#include "../kmod/defaults_glue.h"

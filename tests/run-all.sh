@@ -68,12 +68,19 @@ host_layer() {
 
 kernel_layer() {
 	echo "== kernel: listenq.ko against SYSDIR=$SYSDIR"
-	sh kmod/build-ko.sh
+	LISTENQ_SKIP_OK=1 sh kmod/build-ko.sh
 	rc=$?
 	if [ "$rc" -eq 77 ]; then skipped=$((skipped + 1)); return 77; fi
 	if [ "$rc" -ne 0 ]; then fail "listenq.ko build"; return 1; fi
 	passed=$((passed + 1))
 	if sh tests/check-relocs.sh listenq.ko; then passed=$((passed + 1)); else fail "relocations"; fi
+	if sh tests/check-ko.sh listenq.ko; then passed=$((passed + 1)); else fail "module shape"; fi
+	# The check itself must catch a module whose debug info was not split off.
+	if sh tests/check-ko.sh listenq.ko.full >/dev/null; then
+		fail "module shape check accepted listenq.ko.full (debug info, no debuglink)"
+	else
+		echo "ok - module shape check refuses the unsplit listenq.ko.full"; passed=$((passed + 1))
+	fi
 	# The check itself must catch a GOT-relative relocation.
 	tmp=$(mktemp -d)
 	echo 'extern int x; int f(void) { return x; }' >"$tmp/bad.c"

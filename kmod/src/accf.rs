@@ -236,6 +236,8 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
     // its 240 bytes (it forces the last byte to NUL).
     let bytes =
         unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), listenq_accf::MAX_AF_ARG + 1) };
+    let mut dflt = [0u8; crate::kern::defaults::LEN];
+    let bytes = crate::defaults::or_default(kind, bytes, &mut dflt);
     let cfg = match parse_af_arg(kind, bytes) {
         Ok(c) => c,
         Err(e) => {

@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod kern;
 
 mod accf;
+mod defaults;
 mod hooks;
 mod listeners;
 mod module;

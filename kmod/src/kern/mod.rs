@@ -3,6 +3,7 @@
 //! with these types and the pure policy crates.
 
 pub mod alloc;
+pub mod defaults;
 pub mod errno;
 pub mod mtx;
 pub mod print;

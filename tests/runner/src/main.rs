@@ -19,6 +19,7 @@ mod t_accf_counts;
 mod t_accf_nomem;
 mod t_accf_records;
 mod t_bench;
+mod t_defaults;
 mod t_listen;
 mod t_listeners;
 mod t_module;
@@ -246,6 +247,8 @@ fn run(argc: usize) -> bool {
     // Accept filters; last, since the stock accf modules it loads stay
     // registered (as placeholders) once loaded.
     t_accf::run(tap, &env);
+    // Per-filter defaults: loads listenq itself (tunables come first).
+    t_defaults::run(tap, &env);
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();

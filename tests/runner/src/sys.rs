@@ -885,3 +885,31 @@ pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
     let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
     Ok(&buf[..end])
 }
+
+/// kenv(KENV_SET): sets a kernel environment variable, as kenv(1) and the
+/// loader do; a tunable read at module load sees it.
+pub fn kenv_set(name: &CStr, value: &CStr) -> SysResult<()> {
+    const KENV_SET: usize = 1;
+    let v = value.to_bytes_with_nul();
+    // SAFETY: name and value are NUL-terminated; the length counts the NUL
+    // as kenv(2) wants.
+    unsafe {
+        syscall6(
+            nr::KENV,
+            KENV_SET,
+            name.as_ptr() as usize,
+            v.as_ptr() as usize,
+            v.len(),
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
+}
+
+/// kenv(KENV_UNSET).
+pub fn kenv_unset(name: &CStr) -> SysResult<()> {
+    const KENV_UNSET: usize = 2;
+    // SAFETY: name is NUL-terminated.
+    unsafe { syscall6(nr::KENV, KENV_UNSET, name.as_ptr() as usize, 0, 0, 0, 0) }.map(|_| ())
+}

@@ -44,6 +44,11 @@ pub fn read_string<'a>(name: &str, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
     Ok(&buf[..end])
 }
 
+/// Writes a string sysctl as sysctl(8) does: the bytes, without a NUL.
+pub fn write_string(name: &str, v: &[u8]) -> SysResult<()> {
+    sys::sysctlbyname(name, None, Some(v)).map(|_| ())
+}
+
 pub fn write_int(name: &str, v: i32) -> SysResult<()> {
     sys::sysctlbyname(name, None, Some(&v.to_ne_bytes())).map(|_| ())
 }

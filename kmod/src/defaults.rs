@@ -1,0 +1,93 @@
+//! Per-filter defaults: `kern.ipc.listenq.<filter>.default_arg` stands in
+//! for an empty `af_arg`, because the daemons that set accept filters
+//! (nginx, Apache, haproxy) never pass one, which would leave every
+//! extension out of their reach. The value goes through parse_af_arg when
+//! it is set, so a bad one is refused there and then rather than making
+//! every later setsockopt(2) fail.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::kern::defaults::{self, LEN, NFILTERS};
+use crate::kern::errno::{Errno, KResult};
+use crate::kern::time;
+use crate::kprintln;
+use listenq_accf::{parse_af_arg, FilterKind};
+
+/// Index of `kind` in defaults_glue.c's table (the sysctl's arg2).
+fn index(kind: FilterKind) -> usize {
+    match kind {
+        FilterKind::Data => 0,
+        FilterKind::Http => 1,
+        FilterKind::Dns => 2,
+        FilterKind::Tls => 3,
+    }
+}
+
+fn kind(idx: usize) -> Option<FilterKind> {
+    FilterKind::ALL.into_iter().find(|k| index(*k) == idx)
+}
+
+const _: () = assert!(FilterKind::ALL.len() == NFILTERS);
+
+/// `af_arg` as given, or the filter's default when it is empty.
+pub fn or_default<'a>(kind: FilterKind, af_arg: &'a [u8], buf: &'a mut [u8; LEN]) -> &'a [u8] {
+    if af_arg.first().is_some_and(|&b| b != 0) {
+        return af_arg;
+    }
+    defaults::get(index(kind), buf)
+}
+
+/// Refusals logged in the current one-second window, and that window.
+static LOG_WINDOW_S: AtomicU64 = AtomicU64::new(0);
+static LOG_COUNT: AtomicU32 = AtomicU32::new(0);
+const LOG_PER_SECOND: u32 = 5;
+
+/// ppsratecheck(9) in spirit: at most LOG_PER_SECOND lines a second. A
+/// race can let one or two extra lines through, never flood.
+fn log_allowed() -> bool {
+    let now_s = time::uptime_us() / 1_000_000;
+    if LOG_WINDOW_S.swap(now_s, Ordering::Relaxed) != now_s {
+        LOG_COUNT.store(0, Ordering::Relaxed);
+    }
+    LOG_COUNT.fetch_add(1, Ordering::Relaxed) < LOG_PER_SECOND
+}
+
+/// Whether `arg` may become filter `idx`'s default. A refusal says why on
+/// the console, rate-limited (writing needs privilege, but a script in a
+/// loop should not flood the console).
+pub fn check(idx: usize, arg: &[u8]) -> KResult<()> {
+    let Some(k) = kind(idx) else {
+        return Err(Errno::EINVAL);
+    };
+    let Err(e) = parse_af_arg(k, arg) else {
+        return Ok(());
+    };
+    if log_allowed() {
+        kprintln!(
+            "kern.ipc.listenq.{}.default_arg: \"{}\" refused: {}",
+            k.name(),
+            Printable(arg),
+            e.as_str()
+        );
+    }
+    Err(Errno::EINVAL)
+}
+
+/// Bytes as text, non-printable ones escaped, cut at 64 characters.
+struct Printable<'a>(&'a [u8]);
+
+impl core::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &b in self.0.iter().take(64) {
+            if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+                core::fmt::Write::write_char(f, char::from(b))?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        if self.0.len() > 64 {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
