@@ -152,7 +152,7 @@ else
     # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
     # QEMU exits 0 after a reboot and after a panic alike.
     # Kernel environment: comma-separated variables (README.txt of the kernel).
-    kenv="vfs.root.mountfrom=ufs:/dev/vtbd0"
+    kenv="vfs.root.mountfrom=ufs:/dev/vtbd0,machdep.disable_tsc_calibration=0"
     [ -z "$bench" ] || kenv="$kenv,listenq.bench=1"
     timeout -k 5 "$timeout_s" "$qemu" \
         -M microvm,x-option-roms=off,acpi=off -smp "${LISTENQ_VM_CPUS:-1}" -m 512 \
