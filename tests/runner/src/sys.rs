@@ -783,3 +783,51 @@ pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
     let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
     Ok(&buf[..end])
 }
+
+// ---------------------------------------------------------------- users, jails
+
+/// setuid(2) (23).
+pub fn setuid(uid: u32) -> SysResult<()> {
+    // SAFETY: setuid takes no pointers.
+    unsafe { syscall6(23, uid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+}
+
+/// kenv(KENV_SET): sets a kernel environment variable; loader tunables
+/// (CTLFLAG_TUN) read it when a module registers its sysctls.
+pub fn kenv_set(name: &CStr, value: &CStr) -> SysResult<()> {
+    const KENV_SET: usize = 1;
+    let v = value.to_bytes_with_nul();
+    // SAFETY: both strings are NUL-terminated; the length counts the NUL.
+    unsafe {
+        syscall6(
+            nr::KENV,
+            KENV_SET,
+            name.as_ptr() as usize,
+            v.as_ptr() as usize,
+            v.len(),
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
+}
+
+/// jail(2) (338) with struct jail version 2 (sys/jail.h): creates a jail
+/// rooted at `path` with no IP addresses and attaches the calling process
+/// to it. Returns the jail id; the jail goes away with its last process.
+pub fn jail(path: &CStr, name: &CStr) -> SysResult<i32> {
+    // struct jail { uint32_t version; char *path, *hostname, *jailname;
+    //   uint32_t ip4s, ip6s; struct in_addr *ip4; struct in6_addr *ip6; }
+    let j: [usize; 7] = [
+        2,
+        path.as_ptr() as usize,
+        name.as_ptr() as usize,
+        name.as_ptr() as usize,
+        0, // ip4s = 0, ip6s = 0
+        0,
+        0,
+    ];
+    // SAFETY: j is a readable struct jail whose pointers are NUL-terminated
+    // strings alive for the call.
+    unsafe { syscall6(338, ptr(&j), 0, 0, 0, 0, 0) }.map(|v| v as i32)
+}
