@@ -186,7 +186,9 @@ fn user_child(root_sa: &SockAddr) -> i32 {
     let mut bad = 0;
     match table_text() {
         Some(t) => {
-            if table::find_row(t, &rk[..rn]).is_some() {
+            // Not finding root's row only means something if the table
+            // parses at all.
+            if table::header(t).is_none() || table::find_row(t, &rk[..rn]).is_some() {
                 bad |= 1;
             }
             match table::find_row(t, &ok[..on]) {
@@ -260,7 +262,8 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
     let mut bad = 0;
     match table_text() {
         Some(t) => {
-            if table::find_row(t, &tk[..tn]).is_some()
+            if table::header(t).is_none()
+                || table::find_row(t, &tk[..tn]).is_some()
                 || table::find_row(t, &uk[..un]).is_some()
                 || table::rows(t).any(|r| r.text(0) != &ok[..on])
             {
