@@ -831,3 +831,25 @@ pub fn jail(path: &CStr, name: &CStr) -> SysResult<i32> {
     // strings alive for the call.
     unsafe { syscall6(338, ptr(&j), 0, 0, 0, 0, 0) }.map(|v| v as i32)
 }
+
+/// jail_set(2) (507) with JAIL_CREATE | JAIL_ATTACH: a jail rooted at
+/// `path` with its own vnet (vnet=JAIL_SYS_NEW), the caller attached.
+/// Returns the jail id; the jail goes away with its last process.
+pub fn jail_vnet(path: &CStr, name: &CStr) -> SysResult<i32> {
+    const JAIL_CREATE: usize = 0x01;
+    const JAIL_ATTACH: usize = 0x04;
+    let new: i32 = 1; // JAIL_SYS_NEW
+    let p = path.to_bytes_with_nul();
+    let n = name.to_bytes_with_nul();
+    let iov: [[usize; 2]; 6] = [
+        [c"path".as_ptr() as usize, 5],
+        [p.as_ptr() as usize, p.len()],
+        [c"name".as_ptr() as usize, 5],
+        [n.as_ptr() as usize, n.len()],
+        [c"vnet".as_ptr() as usize, 5],
+        [ptr(&new), 4],
+    ];
+    // SAFETY: iov is an array of 6 readable struct iovec whose buffers are
+    // alive for the call.
+    unsafe { syscall6(507, ptr(&iov), 6, JAIL_CREATE | JAIL_ATTACH, 0, 0, 0) }.map(|v| v as i32)
+}

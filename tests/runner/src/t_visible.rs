@@ -20,6 +20,8 @@ const STAT: &str = "kern.ipc.listenq.stats.listens";
 const USER: u32 = 1001;
 const USER_PORT: u16 = 47001;
 const JAIL_PATH: &[u8] = b"/tmp/lq.jailed";
+const VNET_PATH: &[u8] = b"/tmp/lq.vnet";
+const VNET_PORT: u16 = 47002;
 
 const XL_SIZE: usize = 384;
 const XO_LPORT: usize = 26;
@@ -110,6 +112,9 @@ pub fn run(tap: &mut Tap, env: &Env) {
     };
     other_uids(tap, &root_sa);
     jailed(tap, &root_sa, root_unix.as_ref().map(|x| &x.1));
+    if root_unix.is_some() {
+        vnet(tap, &root_sa);
+    }
     drop(root_unix);
     drop(root_l);
 }
@@ -288,5 +293,92 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
         bad |= 8;
     }
     drop(l);
+    bad
+}
+
+/// A jail with its own vnet: TCP listeners are per vnet, as netstat(1)
+/// lists them (in_pcblist walks the reader's V_tcbinfo). Local sockets
+/// have no vnet: root on the host sees the jail's local listener (it may
+/// see the jail's sockets) but not its TCP one.
+fn vnet(tap: &mut Tap, root_sa: &SockAddr) {
+    let names = [
+        "a jail with its own vnet lists its own TCP listener",
+        "it lists no host listener",
+    ];
+    let pid = match sys::fork() {
+        Ok(sys::Forked::Child) => sys::exit(vnet_child(tap, root_sa)),
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            tap.ok(false, format_args!("[vnet jail] fork: {}", e));
+            return;
+        }
+    };
+    let unix = SockAddr::unix(VNET_PATH);
+    let (uk, un) = key(Kind::UnixStream, &unix);
+    let (tk, tn) = key(
+        Kind::Tcp4,
+        &SockAddr::inet(crate::net::LOOPBACK4, VNET_PORT),
+    );
+    let mut seen = None;
+    let start = sys::now_ms();
+    while seen.is_none() && sys::now_ms().saturating_sub(start) < 3000 {
+        seen = table_text().and_then(|t| {
+            table::find_row(t, &uk[..un]).map(|_| table::find_row(t, &tk[..tn]).is_some())
+        });
+        if seen.is_none() {
+            sys::sleep_ms(20);
+        }
+    }
+    let c = sock::connect(Kind::UnixStream, &unix);
+    let code = exit_code(sys::wait4(pid));
+    drop(c);
+    report(tap, "vnet jail", code, &names);
+    tap.check(
+        seen,
+        Some(false),
+        "[root] root on the host sees the vnet jail's local listener but not its TCP listener (another vnet)",
+    );
+}
+
+fn vnet_child(tap: &mut Tap, root_sa: &SockAddr) -> i32 {
+    if !matches!(sys::jail_vnet(c"/", c"lqvnet"), Ok(j) if j > 0) {
+        return SETUP_FAILED;
+    }
+    // A new vnet has its own lo0, down and without an address.
+    if crate::net::setup_loopback(tap).v4.is_err() {
+        return SETUP_FAILED | 0x10;
+    }
+    let own = SockAddr::inet(crate::net::LOOPBACK4, VNET_PORT);
+    let tcp = Kind::Tcp4.socket().and_then(|s| {
+        sys::bind(s.raw(), own.bytes())?;
+        sys::listen(s.raw(), 5)?;
+        Ok(s)
+    });
+    let unix = Kind::UnixStream.socket().and_then(|s| {
+        sys::bind(s.raw(), SockAddr::unix(VNET_PATH).bytes())?;
+        sys::listen(s.raw(), 5)?;
+        Ok(s)
+    });
+    let (Ok(_tcp), Ok(unix)) = (tcp, unix) else {
+        return SETUP_FAILED | 0x20;
+    };
+    let (ok, on) = key(Kind::Tcp4, &own);
+    let (rk, rn) = key(Kind::Tcp4, root_sa);
+    let mut bad = 0;
+    match table_text() {
+        Some(t) if table::header(t).is_some() => {
+            if table::find_row(t, &ok[..on]).is_none() {
+                bad |= 1;
+            }
+            let (uk, un) = key(Kind::UnixStream, &SockAddr::unix(VNET_PATH));
+            if table::find_row(t, &rk[..rn]).is_some()
+                || table::rows(t).any(|r| r.text(0) != &ok[..on] && r.text(0) != &uk[..un])
+            {
+                bad |= 2;
+            }
+        }
+        _ => bad |= 3,
+    }
+    let _ = sock::accept(unix.raw());
     bad
 }
