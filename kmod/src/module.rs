@@ -122,10 +122,14 @@ pub extern "C" fn listenq_rs_load() -> i32 {
     to_c(load())
 }
 
+/// MOD_QUIESCE cannot refuse with EOPNOTSUPP (module_quiesce() reads it
+/// as "no opinion"), so the unloadable check is MOD_UNLOAD's alone, as in
+/// stock's accept_filt_generic_mod_event(); that also covers
+/// `kldunload -f`, which skips MOD_QUIESCE.
 #[no_mangle]
 pub extern "C" fn listenq_rs_quiesce() -> i32 {
     if !unloadable() {
-        refuse_unloadable().0
+        0
     } else if accf::busy() {
         Errno::EBUSY.0
     } else {

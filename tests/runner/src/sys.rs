@@ -853,3 +853,11 @@ pub fn jail_vnet(path: &CStr, name: &CStr) -> SysResult<i32> {
     // alive for the call.
     unsafe { syscall6(507, ptr(&iov), 6, JAIL_CREATE | JAIL_ATTACH, 0, 0, 0) }.map(|v| v as i32)
 }
+
+/// kldunloadf(2) (444) with LINKER_UNLOAD_FORCE: `kldunload -f`, which
+/// skips MOD_QUIESCE.
+pub fn kldunload_force(fileid: i32) -> SysResult<()> {
+    const LINKER_UNLOAD_FORCE: usize = 1;
+    // SAFETY: kldunloadf takes no pointers.
+    unsafe { syscall6(444, fileid as usize, LINKER_UNLOAD_FORCE, 0, 0, 0, 0) }.map(|_| ())
+}

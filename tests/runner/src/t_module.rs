@@ -147,6 +147,11 @@ fn refused_by_default(tap: &mut Tap, id: i32) {
         Err(Errno::EOPNOTSUPP),
         "kldunload listenq with unloadable=0 fails with EOPNOTSUPP",
     );
+    tap.check(
+        sys::kldunload_force(id),
+        Err(Errno::EOPNOTSUPP),
+        "kldunload -f (LINKER_UNLOAD_FORCE) with unloadable=0 fails with EOPNOTSUPP too",
+    );
     let still = kld::find(KO_NAME) == Ok(id) && kld::modfind(MOD_NAME).is_ok();
     let w = works();
     tap.ok(
