@@ -451,8 +451,12 @@ static struct sysctl_ctx_list lq_sysctl_ctx;
 static int
 sysctl_allocs(SYSCTL_HANDLER_ARGS)
 {
-	uint64_t n = listenq_rs_allocs();
+	uint64_t n;
 
+	/* It grows with every listener of the host: a global total. */
+	if (!lq_sysctl_sees_all(req))
+		return (EPERM);
+	n = listenq_rs_allocs();
 	return (sysctl_handle_64(oidp, &n, 0, req));
 }
 

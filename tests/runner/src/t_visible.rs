@@ -17,6 +17,7 @@ use crate::tap::Tap;
 const TABLE: &str = "kern.ipc.listenq.listeners";
 const XTABLE: &str = "kern.ipc.listenq.xlisteners";
 const STAT: &str = "kern.ipc.listenq.stats.listens";
+const ALLOCS: &str = "kern.ipc.listenq.allocs";
 const USER: u32 = 1001;
 const USER_PORT: u16 = 47001;
 const JAIL_PATH: &[u8] = b"/tmp/lq.jailed";
@@ -125,7 +126,7 @@ fn other_uids(tap: &mut Tap, root_sa: &SockAddr) {
         "with see_other_uids=0 an unprivileged user does not see root's listener in the table",
         "it sees its own listener, with UID 1001",
         "every xlisteners row it gets is its own (xl_uid 1001), root's is not among them",
-        "kern.ipc.listenq.stats.listens fails with EPERM for it",
+        "kern.ipc.listenq.stats.listens and allocs fail with EPERM for it",
     ];
     let old = sysctl::read_int(KNOB).unwrap_or(1);
     if let Err(e) = sysctl::write_int(KNOB, 0) {
@@ -215,7 +216,8 @@ fn user_child(root_sa: &SockAddr) -> i32 {
         }
         _ => bad |= 4,
     }
-    if sysctl::read_u64(STAT) != Err(Errno::EPERM) {
+    if sysctl::read_u64(STAT) != Err(Errno::EPERM) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM)
+    {
         bad |= 8;
     }
     let _ = sock::accept(l.raw());
@@ -227,7 +229,7 @@ fn jailed(tap: &mut Tap, root_sa: &SockAddr, root_unix: Option<&SockAddr>) {
         "inside a jail no host listener (TCP or local) is in the table",
         "the jail's own local listener is listed, with its JID",
         "every xlisteners row it gets has its xl_jid",
-        "kern.ipc.listenq.stats.listens fails with EPERM in a jail",
+        "kern.ipc.listenq.stats.listens and allocs fail with EPERM in a jail",
     ];
     let Some(host_unix) = root_unix else {
         for n in names {
@@ -289,7 +291,8 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
         }
         _ => bad |= 4,
     }
-    if sysctl::read_u64(STAT) != Err(Errno::EPERM) {
+    if sysctl::read_u64(STAT) != Err(Errno::EPERM) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM)
+    {
         bad |= 8;
     }
     drop(l);
