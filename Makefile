@@ -34,6 +34,7 @@ OBJS+=		listenq_rs.o
 KMODDIR?=	/boot/modules
 PREFIX?=	/usr/local
 LISTENQ_MANDIR?=	${PREFIX}/share/man/man4
+LISTENQ_INCDIR?=	${PREFIX}/include
 # kmod.mk splits the debug info off (listenq.ko.debug) only with DEBUG_FLAGS.
 DEBUG_FLAGS?=	-g
 
@@ -53,6 +54,8 @@ afterinstall: _listenq_maninstall
 _listenq_maninstall: listenq.4.gz .PHONY
 	${INSTALL} -d ${DESTDIR}${LISTENQ_MANDIR}
 	${INSTALL} -m 444 listenq.4.gz ${DESTDIR}${LISTENQ_MANDIR}/
+	${INSTALL} -d ${DESTDIR}${LISTENQ_INCDIR}
+	${INSTALL} -m 444 ${.CURDIR}/listenq.h ${DESTDIR}${LISTENQ_INCDIR}/
 
 .include <bsd.kmod.mk>
 .endif

@@ -30,14 +30,86 @@
 
 MALLOC_DECLARE(M_LISTENQ);
 
-/* The prefix a name gets when listenq unloads (see lq_accf_unregister). */
-#define	LQ_TOMB	"lq:"
+/*
+ * Taking a name off the accept filter list.
+ *
+ * uipc_accf.c never removes an entry from its list, its lock
+ * (accept_filter_mtx) is static, and readers compare names with strcmp()
+ * under that lock: accept_filt_get() for setsockopt(2), accept_filt_add()
+ * for a module that registers. listenq cannot take that lock, so it
+ * renames its entry in place such that no reader can ever see a name that
+ * matches anything but the entry's old name:
+ *
+ * - The buried name is 16 non-NUL bytes (the old name, padded with
+ *   LQ_TOMB_FILL). accept_filt_setopt() forces af_name[15] to NUL, so
+ *   every name a reader looks for ends by index 15; strcmp() stops at the
+ *   first difference, which is at the latest that NUL, so no name can
+ *   match and no comparison reads past accf_name.
+ * - Order: the bytes after the old NUL (at index L) are written first;
+ *   while index L still holds the NUL they are past the end of the string
+ *   and no reader looks at them. Then the NUL itself is overwritten, in a
+ *   single byte store: from then on every byte is non-NUL. strcmp()
+ *   (libkern) reads bytes in ascending order, and amd64 makes stores
+ *   visible in program order and does not reorder loads, so a reader that
+ *   sees the new byte at L also sees the bytes after it. Every state a
+ *   reader can observe is thus "the old name" or "no name at all"; it is
+ *   never torn into another filter's name.
+ * - Reviving (a refused unload) is the same in reverse: the NUL at L is
+ *   written first, the padding after it is then past the end.
+ * - Before burying, accf_create becomes nullop(), which returns 0 (NULL):
+ *   a setsockopt(2) that looked the entry up just before the rename fails
+ *   with EINVAL instead of attaching, and nothing attached can reach the
+ *   module (unregister refuses while any listener uses a listenq filter).
+ *   The callback is nullop() too: kernel code, never module code.
+ *
+ * A later listenq load, or a stock accf module, registers the real name
+ * anew (the buried entry no longer matches it), so each unload leaves one
+ * 48-byte M_ACCF entry per name behind; a refused unload revives its own
+ * entries (lq_buried[]) in place.
+ */
+#define	LQ_NAMELEN	16	/* sizeof(accf_name) */
+#define	LQ_TOMB_FILL	'~'
+#define	LQ_MAX_FILTERS	8
+
+CTASSERT(sizeof(((struct accept_filter *)0)->accf_name) == LQ_NAMELEN);
+
+static struct accept_filter *lq_buried[LQ_MAX_FILTERS];
 
 static void
-lq_copy_name(char *dst, const char *prefix, const char *name)
+lq_name_bury(char *name)
 {
-	snprintf(dst, sizeof(((struct accept_filter *)0)->accf_name), "%s%s",
-	    prefix, name);
+	size_t l, i;
+
+	l = strnlen(name, LQ_NAMELEN);
+	if (l >= LQ_NAMELEN)
+		return;
+	for (i = LQ_NAMELEN - 1; i > l; i--)
+		atomic_store_rel_char(&name[i], LQ_TOMB_FILL);
+	atomic_store_rel_char(&name[l], LQ_TOMB_FILL);
+}
+
+/* Whether `buried' is `name' buried by lq_name_bury(). */
+static bool
+lq_name_is_buried(const char *buried, const char *name)
+{
+	size_t l = strnlen(name, LQ_NAMELEN - 1), i;
+
+	if (memcmp(buried, name, l) != 0)
+		return (false);
+	for (i = l; i < LQ_NAMELEN; i++)
+		if (buried[i] != LQ_TOMB_FILL)
+			return (false);
+	return (true);
+}
+
+static void
+lq_name_revive(char *name, size_t l)
+{
+	size_t i;
+
+	atomic_store_rel_char(&name[l], '\0');
+	for (i = l + 1; i < LQ_NAMELEN; i++)
+		atomic_store_rel_char(&name[i], '\0');
 }
 
 int
@@ -45,27 +117,29 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
     lq_accf_destroy_t *destroy)
 {
 	struct accept_filter *p, *mine;
-	char tomb[16];
-	int error;
+	int error, i;
 
 	p = accept_filt_get(__DECONST(char *, name));
 	if (p != NULL && p->accf_callback != NULL)
 		return (EEXIST);	/* a stock accf module (or another) has it */
 
-	/* Our own tombstone from an earlier load: bring it back. */
-	lq_copy_name(tomb, LQ_TOMB, name);
-	mine = accept_filt_get(tomb);
-	if (mine != NULL && p == NULL) {
-		mine->accf_create = create;
+	/* Buried by a refused unload of this same load: bring it back. */
+	for (i = 0; i < LQ_MAX_FILTERS && p == NULL; i++) {
+		mine = lq_buried[i];
+		if (mine == NULL || !lq_name_is_buried(mine->accf_name, name))
+			continue;
+		lq_buried[i] = NULL;
 		mine->accf_destroy = destroy;
 		mine->accf_callback = cb;
-		lq_copy_name(mine->accf_name, "", name);
+		atomic_store_rel_ptr((volatile uintptr_t *)&mine->accf_create,
+		    (uintptr_t)create);
+		lq_name_revive(mine->accf_name, strnlen(name, LQ_NAMELEN - 1));
 		return (0);
 	}
 
 	/* Like accept_filt_generic_mod_event(): the list keeps this forever. */
 	mine = malloc(sizeof(*mine), M_ACCF, M_WAITOK | M_ZERO);
-	lq_copy_name(mine->accf_name, "", name);
+	strlcpy(mine->accf_name, name, sizeof(mine->accf_name));
 	mine->accf_callback = cb;
 	mine->accf_create = create;
 	mine->accf_destroy = destroy;
@@ -85,24 +159,30 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 }
 
 /*
- * uipc_accf.c never removes a filter from its list. An unloaded filter
- * whose callback is NULL would still be found by name, and a listener given
- * it would call NULL on its first connection. So listenq leaves a renamed
- * tombstone that no setsockopt(2) will ask for by its real name, with a
- * kernel-resident callback that holds nothing; the next load reuses it.
+ * Takes `name' off the list as described above. The caller has made sure
+ * no listener uses it and no new one can (accf.rs unregister()).
  */
 void
 lq_accf_unregister(const char *name, lq_accf_cb_t *cb)
 {
 	struct accept_filter *p;
+	int i;
 
 	p = accept_filt_get(__DECONST(char *, name));
 	if (p == NULL || p->accf_callback != cb)
 		return;
-	p->accf_create = NULL;
+	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
+	    (uintptr_t)(lq_accf_create_t *)nullop);
 	p->accf_destroy = NULL;
-	p->accf_callback = (lq_accf_cb_t *)nullop;
-	lq_copy_name(p->accf_name, LQ_TOMB, name);
+	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
+	    (uintptr_t)(lq_accf_cb_t *)nullop);
+	lq_name_bury(p->accf_name);
+	for (i = 0; i < LQ_MAX_FILTERS; i++) {
+		if (lq_buried[i] == NULL) {
+			lq_buried[i] = p;
+			break;
+		}
+	}
 }
 
 /*

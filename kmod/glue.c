@@ -21,9 +21,13 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/unpcb.h>
+#include <sys/jail.h>
+#include <sys/priv.h>
+#include <sys/ucred.h>
 #include <net/vnet.h>
 #include <netinet/in.h>
 #include <netinet/in_pcb.h>
+#include <netinet/tcp_var.h>
 
 #include "glue.h"
 
@@ -219,6 +223,118 @@ lq_sorele(struct socket *so)
 	CURVNET_RESTORE();
 }
 
+void
+lq_so_owner(struct socket *so, struct lq_owner *out)
+{
+	/* so_cred is set at creation and never changes. */
+	out->uid = so->so_cred->cr_uid;
+	out->jid = so->so_cred->cr_prison->pr_id;
+}
+
+/*
+ * soclose() releases the descriptor's reference and those of the queued
+ * connections; no flag says it ran. A socket that only listenq's own
+ * references (`ours') keep alive has no descriptor left: it is closed for
+ * good.
+ */
+int
+lq_so_orphaned(struct socket *so, u_int ours)
+{
+	return (refcount_load(&so->so_count) <= ours);
+}
+
+void
+lq_so_filter_name(struct socket *so, char out[16])
+{
+	const char *name;
+
+	memset(out, 0, 16);
+	SOCK_LOCK(so);
+	if (SOLISTENING(so) && so->sol_accept_filter != NULL) {
+		name = so->sol_accept_filter->accf_name;
+		memcpy(out, name, strnlen(name, 15));
+	}
+	SOCK_UNLOCK(so);
+}
+
+/*
+ * The rules netstat(1) and sockstat(1) get from the kernel: in_pcblist()
+ * lists only the reader's vnet (V_tcbinfo) and asks cr_canseeinpcb(),
+ * unp_pcblist() asks cr_canseesocket(). cr_canseesocket() covers what
+ * cr_canseeinpcb() does for a socket's credential: prison_check() (a jail
+ * sees its own and its children's sockets), MAC, and
+ * security.bsd.see_other_uids/see_other_gids/see_jail_proc.
+ */
+int
+lq_so_visible(struct socket *so, struct sysctl_req *req)
+{
+	int family = so->so_proto->pr_domain->dom_family;
+
+	if ((family == AF_INET || family == AF_INET6) &&
+	    so->so_vnet != TD_TO_VNET(req->td))
+		return (0);
+	return (cr_canseesocket(req->td->td_ucred, so) == 0);
+}
+
+/*
+ * The global counters sum every listener of the host, so only a reader
+ * that could see every socket may read them: not jailed, and allowed to
+ * see other users' and groups' sockets (see_other_uids/gids, or the
+ * privilege to override them).
+ */
+int
+lq_sysctl_sees_all(struct sysctl_req *req)
+{
+	struct ucred *cred = req->td->td_ucred;
+	int uids = 1, gids = 1;
+	size_t len = sizeof(int);
+
+	if (jailed(cred))
+		return (0);
+	if (priv_check_cred(cred, PRIV_SEEOTHERUIDS) != 0 &&
+	    (kernel_sysctlbyname(req->td, "security.bsd.see_other_uids", &uids,
+	    &len, NULL, 0, NULL, 0) != 0 || uids == 0))
+		return (0);
+	len = sizeof(int);
+	if (priv_check_cred(cred, PRIV_SEEOTHERGIDS) != 0 &&
+	    (kernel_sysctlbyname(req->td, "security.bsd.see_other_gids", &gids,
+	    &len, NULL, 0, NULL, 0) != 0 || gids == 0))
+		return (0);
+	return (1);
+}
+
+/*
+ * The walk of in_pcb.c's own users (e.g. tcp_pcblist()): inp_next() with
+ * an INP_ALL_ITERATOR returns each inpcb read-locked, so its socket stays
+ * attached while listenq_rs_adopt() looks at it. Lock order: inpcb, then
+ * socket, then listenq's registry, as tcp_usr_listen() takes them. A
+ * dropped inpcb (INP_DROPPED: its socket was closed) is skipped.
+ */
+void
+lq_tcp_listeners_foreach(void)
+{
+	VNET_ITERATOR_DECL(vnet_iter);
+	struct inpcb *inp;
+	struct socket *so;
+
+	VNET_LIST_RLOCK();
+	VNET_FOREACH(vnet_iter) {
+		CURVNET_SET(vnet_iter);
+		struct inpcb_iterator inpi = INP_ALL_ITERATOR(&V_tcbinfo,
+		    INPLOOKUP_RLOCKPCB);
+
+		while ((inp = inp_next(&inpi)) != NULL) {
+			so = inp->inp_socket;
+			if (so == NULL || (inp->inp_flags & INP_DROPPED) != 0 ||
+			    !SOLISTENING(so))
+				continue;
+			listenq_rs_adopt(so);
+		}
+		CURVNET_RESTORE();
+	}
+	VNET_LIST_RUNLOCK();
+}
+
 static int
 lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
 {
@@ -246,11 +362,27 @@ lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
 	return (SU_OK);
 }
 
+/*
+ * Set before unload takes the upcalls back, and read under the listener's
+ * lock: a pr_listen that registered a listener just before unload took
+ * the registry installs its upcall either before unload's removal (which
+ * then takes it off, under the same lock) or after it, and then sees the
+ * flag, since the flag was set before that lock was taken.
+ */
+static volatile u_int lq_upcalls_closed;
+
+void
+lq_listen_upcalls_close(int closed)
+{
+	atomic_store_rel_int(&lq_upcalls_closed, closed != 0);
+}
+
 void
 lq_listen_upcall_install(struct socket *so)
 {
 	SOCK_LOCK(so);
-	if (SOLISTENING(so) && so->sol_upcall == NULL)
+	if (SOLISTENING(so) && so->sol_upcall == NULL &&
+	    atomic_load_acq_int(&lq_upcalls_closed) == 0)
 		solisten_upcall_set(so, lq_sol_upcall, NULL);
 	SOCK_UNLOCK(so);
 }
@@ -311,54 +443,102 @@ SYSCTL_NODE(_kern_ipc, OID_AUTO, listenq, CTLFLAG_RD | CTLFLAG_MPSAFE, 0,
 SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
     listenq_version, 0, "listenq version");
 
+/*
+ * Unloading is opt-in, as for the stock accept filters
+ * (net.inet.accf.unloadable): see listenq(4) UNLOADING and module.rs for
+ * why the kernel cannot prove that no thread is about to enter the module.
+ */
+int lq_unloadable = 0;
+SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, unloadable, CTLFLAG_RWTUN,
+    &lq_unloadable, 0,
+    "Allow kldunload of listenq (not recommended, see listenq(4))");
+
+/*
+ * Handlers that run module code hang off dynamic OIDs: a static OID's
+ * handler runs without the sysctl lock and nothing counts it, so it could
+ * still be inside listenq while unload destroys the registry (or after
+ * the linker freed the module). sysctl_ctx_free() waits for every running
+ * handler of a dynamic OID (oid_running) and no new one can start after.
+ */
+static struct sysctl_ctx_list lq_sysctl_ctx;
+
 static int
 sysctl_allocs(SYSCTL_HANDLER_ARGS)
 {
-	uint64_t n = listenq_rs_allocs();
+	uint64_t n;
 
+	/* It grows with every listener of the host: a global total. */
+	if (!lq_sysctl_sees_all(req))
+		return (EPERM);
+	n = listenq_rs_allocs();
 	return (sysctl_handle_64(oidp, &n, 0, req));
 }
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, allocs,
-    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs, "QU",
-    "Live allocations made by listenq");
 
 static int
 sysctl_listeners(SYSCTL_HANDLER_ARGS)
 {
 	return (listenq_rs_sysctl_listeners(req));
 }
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, listeners,
-    CTLTYPE_STRING | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_listeners,
-    "A", "Listening sockets seen by listenq (table)");
 
 static int
 sysctl_xlisteners(SYSCTL_HANDLER_ARGS)
 {
 	return (listenq_rs_sysctl_xlisteners(req));
 }
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, xlisteners,
-    CTLTYPE_OPAQUE | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_xlisteners,
-    "S,xlistenq", "Listening sockets seen by listenq (struct xlistenq[])");
-
-SYSCTL_NODE(_kern_ipc_listenq, OID_AUTO, stats, CTLFLAG_RD | CTLFLAG_MPSAFE,
-    0, "listenq global counters");
 
 static int
 sysctl_stat(SYSCTL_HANDLER_ARGS)
 {
 	return (listenq_rs_sysctl_stat(req, arg2));
 }
-#define	LQ_STAT(name, n, descr)						\
-	SYSCTL_PROC(_kern_ipc_listenq_stats, OID_AUTO, name,		\
-	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, n, sysctl_stat, \
-	    "QU", descr)
-LQ_STAT(listens, 0, "Successful listen(2) calls seen");
-LQ_STAT(closes, 1, "Listeners closed");
-LQ_STAT(completed, 2, "Connections that reached a completed queue");
-LQ_STAT(accepted, 3, "Connections returned by accept(2)");
-LQ_STAT(overflows, 4, "Connections refused because a completed queue was full");
-LQ_STAT(held, 5, "Connections held by a listenq accept filter");
-LQ_STAT(released, 6, "Held connections released to the completed queue");
-LQ_STAT(evicted, 7, "Held connections terminated to make room (oldest first)");
-LQ_STAT(timeouts, 8, "Held connections that reached the hold timeout");
-LQ_STAT(nomem, 9, "Times listenq could not allocate and fell back to stock behaviour");
+
+/* kern.ipc.listenq.stats.*, in the order listenq_rs_sysctl_stat() numbers them. */
+static const struct {
+	const char	*name;
+	const char	*descr;
+} lq_stats[] = {
+	{ "listens", "Successful listen(2) calls seen" },
+	{ "closes", "Listeners closed" },
+	{ "completed", "Connections that reached a completed queue" },
+	{ "accepted", "Connections returned by accept(2)" },
+	{ "overflows", "Connections refused because a completed queue was full" },
+	{ "held", "Connections held by a listenq accept filter" },
+	{ "released", "Held connections released to the completed queue" },
+	{ "evicted", "Held connections terminated to make room (oldest first)" },
+	{ "timeouts", "Held connections that reached the hold timeout" },
+	{ "nomem", "Times listenq could not allocate and fell back to stock behaviour" },
+};
+
+void
+lq_sysctl_attach(void)
+{
+	struct sysctl_oid_list *top = SYSCTL_STATIC_CHILDREN(_kern_ipc_listenq);
+	struct sysctl_oid *stats;
+	u_int i;
+
+	sysctl_ctx_init(&lq_sysctl_ctx);
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "allocs",
+	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs,
+	    "QU", "Live allocations made by listenq");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "listeners",
+	    CTLTYPE_STRING | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0,
+	    sysctl_listeners, "A",
+	    "Listening sockets seen by listenq (table)");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "xlisteners",
+	    CTLTYPE_OPAQUE | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0,
+	    sysctl_xlisteners, "S,xlistenq",
+	    "Listening sockets seen by listenq (struct xlistenq[], listenq.h)");
+	stats = SYSCTL_ADD_NODE(&lq_sysctl_ctx, top, OID_AUTO, "stats",
+	    CTLFLAG_RD | CTLFLAG_MPSAFE, 0, "listenq global counters");
+	for (i = 0; i < nitems(lq_stats); i++)
+		SYSCTL_ADD_PROC(&lq_sysctl_ctx, SYSCTL_CHILDREN(stats),
+		    OID_AUTO, lq_stats[i].name,
+		    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, i,
+		    sysctl_stat, "QU", lq_stats[i].descr);
+}
+
+int
+lq_sysctl_detach(void)
+{
+	return (sysctl_ctx_free(&lq_sysctl_ctx));
+}

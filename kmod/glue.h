@@ -33,6 +33,12 @@ struct lq_local {
 	uint8_t	addr[64];	/* in_addr, in6_addr or sun_path */
 };
 
+/* A listener's owner (so_cred): user id and jail id. */
+struct lq_owner {
+	uint32_t uid;
+	int32_t	jid;
+};
+
 /* printf(9) / panic(9) with a length, so Rust needs no NUL terminator. */
 void	lq_log(const char *msg, size_t len);
 void	lq_panic(const char *msg, size_t len) __dead2;
@@ -63,6 +69,25 @@ void	lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out);
 void	lq_so_local(struct socket *so, struct lq_local *out);
 void	lq_soref(struct socket *so);
 void	lq_sorele(struct socket *so);
+void	lq_so_owner(struct socket *so, struct lq_owner *out);
+/* Only `ours' references left: soclose() has run, no descriptor is left. */
+int	lq_so_orphaned(struct socket *so, u_int ours);
+/* The name of the accept filter on a listener (any module's), or "". */
+void	lq_so_filter_name(struct socket *so, char out[16]);
+/* Whether the reader of `req' may see `so' (netstat/sockstat rules). */
+int	lq_so_visible(struct socket *so, struct sysctl_req *req);
+/* Whether the reader may see every socket of the host (global counters). */
+int	lq_sysctl_sees_all(struct sysctl_req *req);
+
+/*
+ * Every TCP listener of every vnet, for listenq_rs_adopt(); called with
+ * the inpcb read-locked. Local sockets cannot be walked: uipc_usrreq.c
+ * keeps its lists static.
+ */
+void	lq_tcp_listeners_foreach(void);
+
+/* kern.ipc.listenq.unloadable */
+extern int lq_unloadable;
 
 /*
  * The listen upcall: listenq sets it on listeners nobody else claimed, to
@@ -71,6 +96,15 @@ void	lq_sorele(struct socket *so);
  */
 void	lq_listen_upcall_install(struct socket *so);
 void	lq_listen_upcall_remove(struct socket *so);
+/* While closed (unload), lq_listen_upcall_install() installs nothing. */
+void	lq_listen_upcalls_close(int closed);
+
+/*
+ * The sysctls whose handlers run module code (listeners, xlisteners,
+ * stats.*, allocs) are dynamic: removing them waits for running handlers.
+ */
+void	lq_sysctl_attach(void);
+int	lq_sysctl_detach(void);
 
 /* SYSCTL_OUT. */
 int	lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len);
@@ -86,6 +120,7 @@ int	listenq_rs_unload(void);
 uint64_t listenq_rs_allocs(void);
 void	listenq_rs_completed(struct socket *head, struct socket *child);
 struct socket *listenq_rs_newest_completed(struct socket *head);
+void	listenq_rs_adopt(struct socket *so);
 int	listenq_rs_sysctl_listeners(struct sysctl_req *req);
 int	listenq_rs_sysctl_xlisteners(struct sysctl_req *req);
 int	listenq_rs_sysctl_stat(struct sysctl_req *req, int which);

@@ -255,6 +255,10 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
     let Some(mut g) = REGISTRY.lock() else {
         return core::ptr::null_mut();
     };
+    // Checked again under the lock: see unregister().
+    if UNLOADING.load(Ordering::Acquire) {
+        return core::ptr::null_mut();
+    }
     let st = &mut *g;
     if st.accf.list.try_reserve(1).is_err() {
         bump(&mut st.reg.stats.nomem);
@@ -442,15 +446,25 @@ pub fn register() -> usize {
     n
 }
 
-/// Takes listenq's names off the accept filter list (leaving tombstones,
-/// see accf_glue.c). Fails with nothing changed while a filter is in use.
+/// Takes listenq's names off the accept filter list (burying them, see
+/// accf_glue.c). Fails with nothing changed while a filter is in use.
+///
+/// UNLOADING is set under REGISTRY together with the in-use check, and
+/// create() tests it under REGISTRY before it adds a listener: either that
+/// listener is in the list when this looks (busy), or create() sees
+/// UNLOADING and refuses. So once this returns true no listener uses or
+/// can start using a listenq filter.
 pub fn unregister() -> bool {
-    UNLOADING.store(true, Ordering::Release);
-    let busy = REGISTRY.lock().map(|g| g.accf.in_use()).unwrap_or(false)
-        // SAFETY: reads an atomic counter.
-        || unsafe { sys::lq_work_pending_count() } != 0;
+    let busy = match REGISTRY.lock() {
+        Some(g) => {
+            // SAFETY: reads an atomic counter.
+            let busy = g.accf.in_use() || unsafe { sys::lq_work_pending_count() } != 0;
+            UNLOADING.store(!busy, Ordering::Release);
+            busy
+        }
+        None => false,
+    };
     if busy {
-        UNLOADING.store(false, Ordering::Release);
         return false;
     }
     for (_, name) in NAMES.iter() {

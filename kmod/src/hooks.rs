@@ -19,20 +19,21 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 pub struct InFlight;
 
 impl InFlight {
+    /// SeqCst: see KMutex::retire() for the pairing with unload.
     pub fn enter() -> InFlight {
-        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Acquire)
+    IN_FLIGHT.load(Ordering::SeqCst)
 }
 
 pub const HOOKS: Hooks = Hooks {
@@ -45,17 +46,21 @@ pub fn install() -> usize {
     protosw::install(HOOKS)
 }
 
-/// Waits up to `ms` for every thread to leave listenq code.
-pub fn drain(ms: i32) -> bool {
+/// Waits for every counted thread to leave listenq code. Called once
+/// nothing new can enter (hooks restored, upcalls and filters taken back,
+/// sysctls removed, REGISTRY retired), so only threads that were already
+/// inside remain, and each leaves in bounded time: none waits for an
+/// event listenq would have to cause. So it waits as long as it takes,
+/// saying so on the console, rather than fail with the module half gone.
+pub fn drain_all() {
     let mut waited = 0;
     while in_flight() != 0 {
-        if waited >= ms {
-            return false;
-        }
         time::pause_ms(10);
         waited += 10;
+        if waited % 5000 == 0 {
+            crate::kprintln!("unload: waiting for {} calls to leave listenq", in_flight());
+        }
     }
-    true
 }
 
 /// pr_listen: the kernel's entry gets the backlog as given, and its

@@ -1,9 +1,27 @@
 //! MOD_LOAD / MOD_QUIESCE / MOD_UNLOAD.
 //!
-//! Unload order matters: unhook the protocol switches, take every listen
-//! upcall back, wait for threads still inside listenq, and only then free
-//! what listenq owns. If threads do not leave in time the hooks go back in
-//! and unload fails with EBUSY rather than freeing code in use.
+//! # Why unloading is opt-in
+//!
+//! listenq puts its functions where the kernel calls through pointers:
+//! the protocol switches (pr_listen, pr_accept, pr_close), listen upcalls,
+//! accept filters (accf_create, accf_callback) and sysctl handlers. Unload
+//! takes every pointer back and then waits until no thread is counted
+//! inside the module (hooks::InFlight). What it cannot see is a thread
+//! that has already loaded one of those pointers but not yet executed the
+//! module's first instruction (preempted between the load and the call in
+//! soclose(), solisten(), accept_filt_setopt(), ...). The kernel keeps no
+//! count of such threads and offers no primitive to wait for them (no
+//! epoch covers protocol switch calls), so no ordering of unload steps can
+//! prove that none exists; a pause only makes it unlikely. The other way
+//! out, a resident trampoline that counts callers before they enter the
+//! module, needs code that outlives the module, i.e. a kernel change.
+//!
+//! So listenq follows FreeBSD's own precedent for accept filters
+//! (net.inet.accf.unloadable, uipc_accf.c): kldunload is refused with
+//! EOPNOTSUPP, as stock accf modules refuse it, unless the administrator
+//! sets kern.ipc.listenq.unloadable=1 and accepts that residual window
+//! (listenq(4), UNLOADING). Everything else unload does is safe by
+//! construction, as the comments below argue.
 
 use crate::accf;
 use crate::hooks;
@@ -11,18 +29,26 @@ use crate::kern::errno::{to_c, Errno, KResult};
 use crate::kern::protosw;
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
-
-const DRAIN_MS: i32 = 2000;
+use listenq_bindings as sys;
 
 fn load() -> KResult<()> {
     REGISTRY.init();
+    // SAFETY: clears an atomic flag.
+    unsafe { sys::lq_listen_upcalls_close(0) };
     let n = hooks::install();
     if n == 0 {
         REGISTRY.destroy();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
         return Err(Errno::ENOENT);
     }
+    // After the hooks: a listener adopted now is one whose close goes
+    // through listenq's pr_close (or, if it started closing just before,
+    // is pruned once only listenq's references are left; rows hold a
+    // reference either way).
+    listeners::adopt_existing();
     let f = accf::register();
+    // SAFETY: module load context; detached in unload().
+    unsafe { sys::lq_sysctl_attach() };
     kprintln!(
         "loaded: {} protocol switches hooked, {} accept filters registered",
         n,
@@ -31,57 +57,64 @@ fn load() -> KResult<()> {
     Ok(())
 }
 
+fn unloadable() -> bool {
+    // SAFETY: reads an int sysctl variable.
+    unsafe { core::ptr::read_volatile(&raw const sys::lq_unloadable) != 0 }
+}
+
+fn refuse_unloadable() -> Errno {
+    kprintln!(
+        "kldunload refused: kern.ipc.listenq.unloadable is 0 (set it to 1 to allow unloading; see listenq(4), UNLOADING)"
+    );
+    Errno::EOPNOTSUPP
+}
+
 fn unload() -> KResult<()> {
+    if !unloadable() {
+        return Err(refuse_unloadable());
+    }
     // Held connections carry listenq's upcall and destructor: while any
     // listener uses a listenq filter, refuse rather than free that code.
+    // From here on no listener can attach one (accf.rs unregister()).
     if !accf::unregister() {
         kprintln!("unload refused: accept filters in use (remove them or close the listeners)");
         return Err(Errno::EBUSY);
     }
-    protosw::restore();
-    // First let every pr_listen already inside listenq finish: one of them
-    // could still be about to install a listen upcall.
-    if !hooks::drain(DRAIN_MS) {
-        return refuse();
+    // sysctl_ctx_free() waits for handlers already running; after it no
+    // handler of listenq's can start.
+    // SAFETY: module unload context, no locks held.
+    if unsafe { sys::lq_sysctl_detach() } != 0 {
+        accf::register();
+        kprintln!("unload refused: its sysctls could not be removed");
+        return Err(Errno::EBUSY);
     }
-    // Then take the upcalls back. The kernel calls a listen upcall with the
-    // listener locked and removal takes that lock, so once it returns no
-    // thread is inside the upcall of that listener.
-    let held = listeners::hold_all();
-    for h in held.iter() {
-        h.socket().remove_listen_upcall();
-    }
-    drop(held);
-    if !hooks::drain(DRAIN_MS) {
-        return refuse();
-    }
-    // A thread that loaded a hook pointer just before it was restored may
-    // not have reached IN_FLIGHT yet: one more short grace period.
-    crate::kern::time::pause_ms(20);
+    // Nothing below can fail.
+    //
+    // Rows hold a socket reference each, and close_all() takes them all
+    // without allocating, so no row can be left naming a freed listener
+    // (one that closed through the kernel's pr_close after restore()
+    // below is simply released here or kept alive until its reference is
+    // dropped). Upcalls: see lq_upcalls_closed in glue.c.
+    listeners::close_all();
+    // Nothing registers any more (the registry is closed, no filter can
+    // be created): free what is left while the lock still works.
     if let Some(mut r) = REGISTRY.lock() {
         r.reg.clear();
         r.accf.clear();
     }
+    protosw::restore();
+    // No new thread can enter through a pointer listenq still owns; the
+    // registry refuses lockers from now on, and every thread already
+    // counted leaves in bounded time.
+    REGISTRY.retire();
+    hooks::drain_all();
+    // The residual window (see the top of this file): not a proof, only a
+    // margin for a thread preempted between a pointer load and the call.
+    crate::kern::time::pause_ms(20);
     protosw::clear();
     REGISTRY.destroy();
     kprintln!("unloaded");
     Ok(())
-}
-
-/// Puts everything back as it was before unload() started.
-fn refuse() -> KResult<()> {
-    hooks::install();
-    let held = listeners::hold_all();
-    for h in held.iter() {
-        h.socket().install_listen_upcall();
-    }
-    drop(held);
-    accf::register();
-    kprintln!(
-        "unload refused: {} calls still in listenq",
-        hooks::in_flight()
-    );
-    Err(Errno::EBUSY)
 }
 
 #[no_mangle]
@@ -89,9 +122,15 @@ pub extern "C" fn listenq_rs_load() -> i32 {
     to_c(load())
 }
 
+/// MOD_QUIESCE cannot refuse with EOPNOTSUPP (module_quiesce() reads it
+/// as "no opinion"), so the unloadable check is MOD_UNLOAD's alone, as in
+/// stock's accept_filt_generic_mod_event(); that also covers
+/// `kldunload -f`, which skips MOD_QUIESCE.
 #[no_mangle]
 pub extern "C" fn listenq_rs_quiesce() -> i32 {
-    if accf::busy() {
+    if !unloadable() {
+        0
+    } else if accf::busy() {
         Errno::EBUSY.0
     } else {
         0

@@ -48,6 +48,15 @@ pub enum Local {
     Unknown,
 }
 
+/// Who owns a listener: the credential it was created with (so_cred), so
+/// rows can be matched with sockstat(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub uid: u32,
+    /// The jail id (0: the host).
+    pub jid: i32,
+}
+
 /// What an accept filter attached to a listener reports to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FilterInfo {
@@ -115,8 +124,12 @@ pub struct Row {
     pub accepted: u64,
     pub overflows: u64,
     pub filter: Option<FilterInfo>,
+    /// The name of an accept filter listenq does not run (a stock accf
+    /// module's), NUL-padded; shown when `filter` is None.
+    pub kfilter: [u8; 16],
     pub evicted: u64,
     pub latency: Histogram,
+    pub owner: Owner,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +145,20 @@ pub struct QueueSample {
     pub lastover: Stamp,
 }
 
+/// What listen() did: the row's id, and whether the listener is new (the
+/// caller then owns a reference it must give back when the row goes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listened {
+    pub id: u64,
+    pub new: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     listeners: Vec<Listener>,
     next_id: u64,
+    /// Bumped whenever a listener comes or goes (struct xlistenq xl_gen).
+    gen: u64,
     pub stats: Stats,
 }
 
@@ -144,8 +167,13 @@ impl Registry {
         Registry {
             listeners: Vec::new(),
             next_id: 1,
+            gen: 0,
             stats: Stats::ZERO,
         }
+    }
+
+    pub fn gen(&self) -> u64 {
+        self.gen
     }
 
     pub fn len(&self) -> usize {
@@ -173,13 +201,51 @@ impl Registry {
         local: Local,
         backlog: i32,
         q: QueueSample,
-    ) -> Result<u64, NoMemory> {
+        owner: Owner,
+    ) -> Result<Listened, NoMemory> {
         self.stats.listens = self.stats.listens.saturating_add(1);
+        self.add(so, proto, local, backlog, q, owner)
+    }
+
+    /// A listener that was already listening when listenq started: the
+    /// same as listen(), without counting a listen(2) call.
+    pub fn adopt(
+        &mut self,
+        so: usize,
+        proto: Proto,
+        local: Local,
+        q: QueueSample,
+        owner: Owner,
+    ) -> Result<Listened, NoMemory> {
+        if let Some(l) = self.get(so) {
+            return Ok(Listened {
+                id: l.row.id,
+                new: false,
+            });
+        }
+        // The backlog asked for is not kept by the kernel: the limit is
+        // the closest thing to it.
+        let backlog = i32::try_from(q.qlimit).unwrap_or(i32::MAX);
+        self.add(so, proto, local, backlog, q, owner)
+    }
+
+    fn add(
+        &mut self,
+        so: usize,
+        proto: Proto,
+        local: Local,
+        backlog: i32,
+        q: QueueSample,
+        owner: Owner,
+    ) -> Result<Listened, NoMemory> {
         if let Some(l) = self.get_mut(so) {
             l.row.backlog = backlog;
             l.row.local = local;
             l.apply(q);
-            return Ok(l.row.id);
+            return Ok(Listened {
+                id: l.row.id,
+                new: false,
+            });
         }
         if self.listeners.try_reserve(1).is_err() {
             self.stats.nomem = self.stats.nomem.saturating_add(1);
@@ -200,14 +266,17 @@ impl Registry {
                 accepted: 0,
                 overflows: 0,
                 filter: None,
+                kfilter: [0; 16],
                 evicted: 0,
                 latency: Histogram::default(),
+                owner,
             },
             overflow: OverflowCounter::new(q.overcount, q.lastover),
             pending: VecDeque::new(),
             newest: 0,
         });
-        Ok(id)
+        self.gen = self.gen.wrapping_add(1);
+        Ok(Listened { id, new: true })
     }
 
     /// The listener is closing: forget it (and its pending accepts).
@@ -215,6 +284,7 @@ impl Registry {
         let i = self.listeners.iter().position(|l| l.row.so == so)?;
         self.stats.closes = self.stats.closes.saturating_add(1);
         let l = self.listeners.swap_remove(i);
+        self.gen = self.gen.wrapping_add(1);
         if self.listeners.is_empty() {
             // Idle means no allocation at all (kern.ipc.listenq.allocs is
             // 0), not an empty buffer kept for later.
@@ -316,6 +386,15 @@ impl Registry {
     pub fn clear(&mut self) {
         self.listeners = Vec::new();
     }
+
+    /// Hands every listener over to the caller, without allocating (module
+    /// unload: each carries a reference the caller gives back).
+    pub fn take_all(&mut self) -> Vec<Listener> {
+        if !self.listeners.is_empty() {
+            self.gen = self.gen.wrapping_add(1);
+        }
+        core::mem::take(&mut self.listeners)
+    }
 }
 
 impl Listener {
@@ -350,12 +429,27 @@ mod tests {
     fn listen_twice_updates_not_duplicates() {
         let mut r = Registry::new();
         let a = r
-            .listen(0x1000, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+            .listen(
+                0x1000,
+                Proto::Tcp4,
+                Local::Unknown,
+                4,
+                q(0, 4),
+                Owner::default(),
+            )
             .unwrap();
         let b = r
-            .listen(0x1000, Proto::Tcp4, Local::Unknown, 9, q(0, 9))
+            .listen(
+                0x1000,
+                Proto::Tcp4,
+                Local::Unknown,
+                9,
+                q(0, 9),
+                Owner::default(),
+            )
             .unwrap();
-        assert_eq!(a, b);
+        assert_eq!(a.id, b.id);
+        assert!(a.new && !b.new, "only the first listen() takes a reference");
         assert_eq!(r.len(), 1);
         assert_eq!(
             r.get(0x1000).map(|l| (l.row.backlog, l.row.qlimit)),
@@ -367,10 +461,17 @@ mod tests {
     #[test]
     fn accepts_match_completions_in_fifo_order() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4), Owner::default())
             .unwrap();
-        r.listen(2, Proto::LocalStream, Local::Unknown, 4, q(0, 4))
-            .unwrap();
+        r.listen(
+            2,
+            Proto::LocalStream,
+            Local::Unknown,
+            4,
+            q(0, 4),
+            Owner::default(),
+        )
+        .unwrap();
         for (i, child) in [10usize, 11, 12].iter().enumerate() {
             r.completed(1, *child, 100, q(i as u32 + 1, 4));
         }
@@ -390,7 +491,7 @@ mod tests {
     #[test]
     fn overflows_fold_into_row_and_stats() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4), Owner::default())
             .unwrap();
         let s = QueueSample {
             qlen: 7,
@@ -409,7 +510,7 @@ mod tests {
     #[test]
     fn stale_pending_entries_are_bounded() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 0, q(0, 0))
+        r.listen(1, Proto::Tcp4, Local::Unknown, 0, q(0, 0), Owner::default())
             .unwrap();
         for child in 0..100usize {
             r.completed(1, 1000 + child, 0, q(1, 0));
@@ -439,9 +540,37 @@ mod tests {
     }
 
     #[test]
+    fn adopt_and_generation() {
+        let mut r = Registry::new();
+        let g0 = r.gen();
+        let who = Owner { uid: 1001, jid: 3 };
+        let a = r
+            .adopt(7, Proto::Tcp6, Local::Unknown, q(2, 10), who)
+            .unwrap();
+        assert!(a.new);
+        assert_eq!(r.stats.listens, 0, "adopting is not a listen(2) call");
+        let row = r.get(7).unwrap().row;
+        assert_eq!(
+            (row.backlog, row.qlimit, row.qlen, row.owner),
+            (10, 10, 2, who)
+        );
+        assert!(
+            !r.adopt(7, Proto::Tcp6, Local::Unknown, q(0, 10), who)
+                .unwrap()
+                .new
+        );
+        let g1 = r.gen();
+        assert_ne!(g0, g1);
+        let all = r.take_all();
+        assert_eq!(all.len(), 1);
+        assert!(r.is_empty());
+        assert_ne!(r.gen(), g1);
+    }
+
+    #[test]
     fn close_forgets() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 1, q(0, 1))
+        r.listen(1, Proto::Tcp4, Local::Unknown, 1, q(0, 1), Owner::default())
             .unwrap();
         r.completed(1, 5, 0, q(1, 1));
         assert!(r.close(1).is_some());

@@ -7,20 +7,46 @@ use core::fmt::{self, Write};
 use crate::latency;
 use crate::registry::{Local, Row};
 
-pub const HEADER: &str = "LOCAL ADDRESS                              PROTO      BACKLOG      LIMIT   QLEN INCQLEN   ACCEPTED  OVERFLOWS FILTER          HELD   EVICTED  LAT_P50  LAT_P99";
+/// Every column header is one word, so `awk '{print $N}'` sees the same
+/// columns in the header as in the rows (listenq(4)).
+pub const HEADER: &str = "LOCAL                                     PROTO      BACKLOG      LIMIT   QLEN INCQLEN   ACCEPTED  OVERFLOWS FILTER          HELD   EVICTED  LAT_P50  LAT_P99        UID    JID";
+
+/// How many blank-separated columns a row (and the header) has.
+pub const COLUMNS: usize = 15;
 
 /// One row, terminated by a newline.
 pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
     let mut addr = Fixed::<64>::new();
     // A too-long address is cut, not dropped: the column still lines up.
     let _ = write_local(&mut addr, &r.local);
-    let (fname, held) = match &r.filter {
-        Some(f) => (cstr(&f.name), f.held),
-        None => ("-", 0),
+    let mut held = Fixed::<16>::new();
+    let fname = match &r.filter {
+        Some(f) => {
+            let _ = write!(held, "{}", f.held);
+            cstr(&f.name)
+        }
+        // A stock accf module's filter: its name, and no hold count
+        // (listenq does not see what it holds).
+        None if r.kfilter[0] != 0 => {
+            let _ = held.write_str("-");
+            cstr(&r.kfilter)
+        }
+        None => {
+            let _ = held.write_str("0");
+            "-"
+        }
+    };
+    // A name with a blank (or none at all) would shift every column after
+    // it; accept filter names never have one, but the kernel does not
+    // forbid it.
+    let fname = if fname.is_empty() || fname.contains(|c: char| c.is_whitespace()) {
+        "?"
+    } else {
+        fname
     };
     write!(
         w,
-        "{:<42} {:<9} {:>8} {:>10} {:>6} {:>7} {:>10} {:>10} {:<12} {:>7} {:>9} ",
+        "{:<41} {:<9} {:>8} {:>10} {:>6} {:>7} {:>10} {:>10} {:<12} {:>7} {:>9} ",
         addr.as_str(),
         r.proto.name(),
         r.backlog,
@@ -30,12 +56,13 @@ pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
         r.accepted,
         r.overflows,
         fname,
-        held,
+        held.as_str(),
         r.evicted
     )?;
     write_latency(w, r.latency.percentile_bucket(50))?;
     w.write_char(' ')?;
     write_latency(w, r.latency.percentile_bucket(99))?;
+    write!(w, " {:>10} {:>6}", r.owner.uid, r.owner.jid)?;
     w.write_char('\n')
 }
 
@@ -54,30 +81,37 @@ fn write_latency(w: &mut impl Write, bucket: Option<usize>) -> fmt::Result {
     write!(w, "{:>8}", s.as_str())
 }
 
+/// The local address as netstat(1) writes it: address, a dot, the port;
+/// `*` for the wildcard address (`*.80`, `127.0.0.1.8080`, `::1.8080`), and
+/// local sockets by their path. Blanks and unprintable bytes of a path are
+/// written as `\xNN`, so the address stays one column.
 pub fn write_local(w: &mut impl Write, l: &Local) -> fmt::Result {
     match l {
         Local::Inet { addr, port } => {
-            write!(
-                w,
-                "{}.{}.{}.{}:{}",
-                addr[0], addr[1], addr[2], addr[3], port
-            )
+            if *addr == [0; 4] {
+                w.write_char('*')?;
+            } else {
+                write!(w, "{}.{}.{}.{}", addr[0], addr[1], addr[2], addr[3])?;
+            }
+            write_port(w, *port)
         }
         Local::Inet6 { addr, port } => {
-            w.write_char('[')?;
-            write_ipv6(w, addr)?;
-            write!(w, "]:{port}")
+            if *addr == [0; 16] {
+                w.write_char('*')?;
+            } else {
+                write_ipv6(w, addr)?;
+            }
+            write_port(w, *port)
         }
         Local::Path { path, len } => {
             let n = usize::from(*len).min(path.len());
             let p = path.get(..n).unwrap_or(&[]);
             if p.is_empty() {
-                return w.write_str("local:(unbound)");
+                return w.write_char('-');
             }
-            w.write_str("local:")?;
             for &b in p {
                 // sun_path is bytes; show printable ASCII and escape the rest.
-                if (0x20..0x7f).contains(&b) {
+                if (0x21..0x7f).contains(&b) && b != b'\\' {
                     w.write_char(char::from(b))?;
                 } else {
                     write!(w, "\\x{b:02x}")?;
@@ -85,7 +119,15 @@ pub fn write_local(w: &mut impl Write, l: &Local) -> fmt::Result {
             }
             Ok(())
         }
-        Local::Unknown => w.write_str("?"),
+        Local::Unknown => w.write_char('?'),
+    }
+}
+
+fn write_port(w: &mut impl Write, port: u16) -> fmt::Result {
+    if port == 0 {
+        w.write_str(".*")
+    } else {
+        write!(w, ".{port}")
     }
 }
 
@@ -191,7 +233,7 @@ impl<const N: usize> Write for Fixed<N> {
 mod tests {
     use super::*;
     use crate::latency::Histogram;
-    use crate::registry::{FilterInfo, Proto};
+    use crate::registry::{FilterInfo, Owner, Proto};
 
     fn v6(s: [u16; 8]) -> std::string::String {
         let mut a = [0u8; 16];
@@ -236,8 +278,10 @@ mod tests {
             accepted: 12,
             overflows: 5,
             filter: Some(FilterInfo { name, held: 2 }),
+            kfilter: [0; 16],
             evicted: 3,
             latency: lat,
+            owner: Owner { uid: 80, jid: 2 },
         };
         let mut f = Fixed::<512>::new();
         write_row(&mut f, &r).unwrap();
@@ -245,7 +289,7 @@ mod tests {
         assert_eq!(
             cols,
             [
-                "127.0.0.1:8080",
+                "127.0.0.1.8080",
                 "tcp4",
                 "4",
                 "4",
@@ -257,22 +301,139 @@ mod tests {
                 "2",
                 "3",
                 "<128us",
-                "<128us"
+                "<128us",
+                "80",
+                "2"
             ]
         );
+        assert_eq!(HEADER.split_whitespace().count(), COLUMNS);
+        assert_eq!(cols.len(), COLUMNS, "every header is one word");
+        // The header's words sit over their columns (right- or
+        // left-aligned alike): each header word overlaps its value.
+        let spans = |t: &str| -> std::vec::Vec<(usize, usize)> {
+            let mut v = std::vec::Vec::new();
+            let mut start = None;
+            for (i, c) in t.char_indices().chain([(t.len(), ' ')]) {
+                match (c.is_whitespace(), start) {
+                    (false, None) => start = Some(i),
+                    (true, Some(s0)) => {
+                        v.push((s0, i));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            v
+        };
+        for (h, c) in spans(HEADER).iter().zip(spans(f.as_str()).iter()) {
+            assert!(h.0 < c.1 && c.0 < h.1, "header {:?} vs value {:?}", h, c);
+        }
+    }
+
+    fn local(l: Local) -> std::string::String {
+        let mut f = Fixed::<64>::new();
+        write_local(&mut f, &l).unwrap();
+        f.as_str().into()
+    }
+
+    #[test]
+    fn addresses_as_netstat_writes_them() {
+        let loop6 = {
+            let mut a = [0u8; 16];
+            a[15] = 1;
+            a
+        };
+        let cases = [
+            (
+                Local::Inet {
+                    addr: [0; 4],
+                    port: 80,
+                },
+                "*.80",
+            ),
+            (
+                Local::Inet {
+                    addr: [127, 0, 0, 1],
+                    port: 8080,
+                },
+                "127.0.0.1.8080",
+            ),
+            (
+                Local::Inet {
+                    addr: [0; 4],
+                    port: 0,
+                },
+                "*.*",
+            ),
+            (
+                Local::Inet6 {
+                    addr: [0; 16],
+                    port: 443,
+                },
+                "*.443",
+            ),
+            (
+                Local::Inet6 {
+                    addr: loop6,
+                    port: 8080,
+                },
+                "::1.8080",
+            ),
+            (Local::Unknown, "?"),
+        ];
+        for (l, want) in cases {
+            assert_eq!(local(l), want);
+        }
+        let mut path = [0u8; 64];
+        path[..13].copy_from_slice(b"/var/run/a b\\");
         assert_eq!(
-            HEADER.split_whitespace().count(),
-            cols.len() + 1,
-            "LOCAL ADDRESS is two words"
+            local(Local::Path { path, len: 13 }),
+            "/var/run/a\\x20b\\x5c"
         );
+        assert_eq!(local(Local::Path { path, len: 0 }), "-");
+    }
+
+    #[test]
+    fn stock_filter_and_blank_names() {
+        let mut r = Row {
+            id: 1,
+            so: 1,
+            proto: Proto::Tcp4,
+            local: Local::Inet {
+                addr: [0; 4],
+                port: 80,
+            },
+            backlog: 1,
+            qlimit: 1,
+            qlen: 0,
+            incqlen: 0,
+            accepted: 0,
+            overflows: 0,
+            filter: None,
+            kfilter: [0; 16],
+            evicted: 0,
+            latency: Histogram::default(),
+            owner: Owner::default(),
+        };
+        let cols = |r: &Row| -> std::vec::Vec<std::string::String> {
+            let mut f = Fixed::<512>::new();
+            write_row(&mut f, r).unwrap();
+            f.as_str().split_whitespace().map(|s| s.into()).collect()
+        };
+        assert_eq!(cols(&r)[8..10], ["-", "0"]);
+        r.kfilter[..9].copy_from_slice(b"dataready");
+        assert_eq!(cols(&r)[8..10], ["dataready", "-"]);
+        r.kfilter[..9].copy_from_slice(b"data eady");
+        assert_eq!(cols(&r).len(), COLUMNS);
+        assert_eq!(cols(&r)[8], "?");
     }
 
     #[test]
     fn unix_paths_are_escaped_and_fixed_truncates() {
         let mut path = [0u8; 64];
         path[..6].copy_from_slice(b"/tmp/\x01");
-        let mut f = Fixed::<12>::new();
+        let mut f = Fixed::<8>::new();
         write_local(&mut f, &Local::Path { path, len: 6 }).unwrap();
-        assert_eq!(f.as_str(), "local:/tmp/\\");
+        assert_eq!(f.as_str(), "/tmp/\\x0");
     }
 }

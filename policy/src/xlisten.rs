@@ -1,16 +1,23 @@
 //! The machine-readable form of a listener row: `struct xlistenq`, an array
 //! of which `kern.ipc.listenq.xlisteners` returns (like net.inet.tcp.pcblist
-//! returns xinpcb). The layout is ABI: only append fields, bump the version.
+//! returns xinpcb). The C declaration is the public header listenq.h at the
+//! top of the repository (installed with the module); policy/tests/header.rs
+//! checks that the two agree byte for byte. The layout is ABI: only append
+//! fields, bump the version.
 
 use crate::latency::BUCKETS;
 use crate::registry::{Local, Proto, Row};
 
-pub const XLISTENQ_VERSION: u32 = 1;
+pub const XLISTENQ_VERSION: u32 = 2;
 
 pub const XL_PROTO_TCP4: u8 = 1;
 pub const XL_PROTO_TCP6: u8 = 2;
 pub const XL_PROTO_STREAM: u8 = 3;
 pub const XL_PROTO_SEQPACKET: u8 = 4;
+
+/// xl_flags: the accept filter is not listenq's (a stock accf module's);
+/// listenq does not see what it holds, so xl_held is 0.
+pub const XL_F_KFILTER: u8 = 0x01;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +25,13 @@ pub struct XListenq {
     /// sizeof(struct xlistenq), so readers can detect a newer layout.
     pub xl_len: u32,
     pub xl_version: u32,
+    /// The table's generation when it was read: it changes whenever a
+    /// listener comes or goes, so two reads with the same xl_gen saw the
+    /// same set of listeners.
+    pub xl_gen: u64,
     pub xl_id: u64,
     pub xl_proto: u8,
-    pub _pad0: u8,
+    pub xl_flags: u8,
     /// Local port in host byte order (0 for local sockets).
     pub xl_lport: u16,
     pub xl_backlog: i32,
@@ -35,12 +46,16 @@ pub struct XListenq {
     pub xl_evicted: u64,
     /// Accept filter name, NUL-padded; empty when none.
     pub xl_filter: [u8; 16],
+    /// The listener's owner (its socket's credential): user id and jail
+    /// id (0 for the host), as sockstat(1) shows them.
+    pub xl_uid: u32,
+    pub xl_jid: i32,
     /// Accept latency histogram: bucket i counts [2^(i-1), 2^i) us.
     pub xl_lat: [u64; BUCKETS],
 }
 
 impl XListenq {
-    pub fn from_row(r: &Row) -> XListenq {
+    pub fn from_row(r: &Row, gen: u64) -> XListenq {
         let mut laddr = [0u8; 64];
         let mut lport = 0;
         match &r.local {
@@ -60,13 +75,15 @@ impl XListenq {
             }
             Local::Unknown => {}
         }
-        let (filter, held) = match &r.filter {
-            Some(f) => (f.name, f.held),
-            None => ([0; 16], 0),
+        let (filter, held, flags) = match &r.filter {
+            Some(f) => (f.name, f.held, 0),
+            None if r.kfilter[0] != 0 => (r.kfilter, 0, XL_F_KFILTER),
+            None => ([0; 16], 0, 0),
         };
         XListenq {
             xl_len: core::mem::size_of::<XListenq>() as u32,
             xl_version: XLISTENQ_VERSION,
+            xl_gen: gen,
             xl_id: r.id,
             xl_proto: match r.proto {
                 Proto::Tcp4 => XL_PROTO_TCP4,
@@ -74,7 +91,7 @@ impl XListenq {
                 Proto::LocalStream => XL_PROTO_STREAM,
                 Proto::LocalSeqpacket => XL_PROTO_SEQPACKET,
             },
-            _pad0: 0,
+            xl_flags: flags,
             xl_lport: lport,
             xl_backlog: r.backlog,
             xl_laddr: laddr,
@@ -86,6 +103,8 @@ impl XListenq {
             xl_overflows: r.overflows,
             xl_evicted: r.evicted,
             xl_filter: filter,
+            xl_uid: r.owner.uid,
+            xl_jid: r.owner.jid,
             xl_lat: *r.latency.buckets(),
         }
     }
@@ -102,8 +121,9 @@ impl XListenq {
         };
         put(&self.xl_len.to_ne_bytes());
         put(&self.xl_version.to_ne_bytes());
+        put(&self.xl_gen.to_ne_bytes());
         put(&self.xl_id.to_ne_bytes());
-        put(&[self.xl_proto, self._pad0]);
+        put(&[self.xl_proto, self.xl_flags]);
         put(&self.xl_lport.to_ne_bytes());
         put(&self.xl_backlog.to_ne_bytes());
         put(&self.xl_laddr);
@@ -115,6 +135,8 @@ impl XListenq {
         put(&self.xl_overflows.to_ne_bytes());
         put(&self.xl_evicted.to_ne_bytes());
         put(&self.xl_filter);
+        put(&self.xl_uid.to_ne_bytes());
+        put(&self.xl_jid.to_ne_bytes());
         for b in &self.xl_lat {
             put(&b.to_ne_bytes());
         }
@@ -122,16 +144,112 @@ impl XListenq {
     }
 }
 
+/// Every field of struct xlistenq: (name, offset, size), in order; what
+/// policy/tests/header.rs holds listenq.h to.
+pub const FIELDS: [(&str, usize, usize); 22] = {
+    use core::mem::{offset_of, size_of};
+    type X = XListenq;
+    [
+        ("xl_len", offset_of!(X, xl_len), 4),
+        ("xl_version", offset_of!(X, xl_version), 4),
+        ("xl_gen", offset_of!(X, xl_gen), 8),
+        ("xl_id", offset_of!(X, xl_id), 8),
+        ("xl_proto", offset_of!(X, xl_proto), 1),
+        ("xl_flags", offset_of!(X, xl_flags), 1),
+        ("xl_lport", offset_of!(X, xl_lport), 2),
+        ("xl_backlog", offset_of!(X, xl_backlog), 4),
+        ("xl_laddr", offset_of!(X, xl_laddr), 64),
+        ("xl_qlimit", offset_of!(X, xl_qlimit), 4),
+        ("xl_qlen", offset_of!(X, xl_qlen), 4),
+        ("xl_incqlen", offset_of!(X, xl_incqlen), 4),
+        ("xl_held", offset_of!(X, xl_held), 4),
+        ("xl_accepted", offset_of!(X, xl_accepted), 8),
+        ("xl_overflows", offset_of!(X, xl_overflows), 8),
+        ("xl_evicted", offset_of!(X, xl_evicted), 8),
+        ("xl_filter", offset_of!(X, xl_filter), 16),
+        ("xl_uid", offset_of!(X, xl_uid), 4),
+        ("xl_jid", offset_of!(X, xl_jid), 4),
+        ("xl_lat", offset_of!(X, xl_lat), 8 * BUCKETS),
+        ("sizeof", size_of::<X>(), 0),
+        ("XLISTENQ_NBUCKETS", BUCKETS, 0),
+    ]
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::Histogram;
+    use crate::registry::{FilterInfo, Owner};
 
     #[test]
     fn layout_has_no_hidden_padding() {
         // as_bytes() writes the fields back to back; that equals the repr(C)
         // layout only if the compiler inserted no padding.
-        let fields = 4 + 4 + 8 + 1 + 1 + 2 + 4 + 64 + 4 * 4 + 8 * 3 + 16 + 8 * BUCKETS;
+        let fields: usize = FIELDS.iter().take(20).map(|f| f.2).sum();
         assert_eq!(core::mem::size_of::<XListenq>(), fields);
         assert_eq!(core::mem::size_of::<XListenq>() % 8, 0);
+        let mut at = 0;
+        for (name, off, size) in FIELDS.iter().take(20) {
+            assert_eq!(*off, at, "{name}");
+            at += size;
+        }
+    }
+
+    #[test]
+    fn bytes_sit_at_the_field_offsets() {
+        let mut name = [0u8; 16];
+        name[..9].copy_from_slice(b"httpready");
+        let mut lat = Histogram::default();
+        lat.record(100);
+        let r = Row {
+            id: 0x1122,
+            so: 1,
+            proto: Proto::Tcp6,
+            local: Local::Inet6 {
+                addr: [9; 16],
+                port: 443,
+            },
+            backlog: -1,
+            qlimit: 5,
+            qlen: 6,
+            incqlen: 7,
+            accepted: 8,
+            overflows: 9,
+            filter: Some(FilterInfo { name, held: 3 }),
+            kfilter: [0; 16],
+            evicted: 10,
+            latency: lat,
+            owner: Owner { uid: 1001, jid: 4 },
+        };
+        let x = XListenq::from_row(&r, 77);
+        let b = x.as_bytes();
+        let at = |f: &str| FIELDS.iter().find(|x| x.0 == f).unwrap().1;
+        let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(u32_at(at("xl_len")) as usize, b.len());
+        assert_eq!(u32_at(at("xl_version")), XLISTENQ_VERSION);
+        assert_eq!(u64_at(at("xl_gen")), 77);
+        assert_eq!(u64_at(at("xl_id")), 0x1122);
+        assert_eq!(b[at("xl_proto")], XL_PROTO_TCP6);
+        assert_eq!(b[at("xl_flags")], 0);
+        assert_eq!(
+            u16::from_ne_bytes(b[at("xl_lport")..][..2].try_into().unwrap()),
+            443
+        );
+        assert_eq!(u32_at(at("xl_backlog")) as i32, -1);
+        assert_eq!(b[at("xl_laddr")..][..16], [9; 16]);
+        assert_eq!(u32_at(at("xl_held")), 3);
+        assert_eq!(u64_at(at("xl_evicted")), 10);
+        assert_eq!(&b[at("xl_filter")..][..9], b"httpready");
+        assert_eq!(u32_at(at("xl_uid")), 1001);
+        assert_eq!(u32_at(at("xl_jid")), 4);
+        let lat: u64 = (0..BUCKETS).map(|i| u64_at(at("xl_lat") + 8 * i)).sum();
+        assert_eq!(lat, 1);
+        let mut k = r;
+        k.filter = None;
+        k.kfilter[..9].copy_from_slice(b"dataready");
+        let b = XListenq::from_row(&k, 0).as_bytes();
+        assert_eq!(b[at("xl_flags")], XL_F_KFILTER);
+        assert_eq!(&b[at("xl_filter")..][..9], b"dataready");
     }
 }

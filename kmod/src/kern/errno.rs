@@ -13,6 +13,8 @@ impl Errno {
     pub const ENOENT: Errno = Errno(sys::ENOENT as i32);
     pub const ENOMEM: Errno = Errno(sys::ENOMEM as i32);
     pub const EEXIST: Errno = Errno(sys::EEXIST as i32);
+    pub const EPERM: Errno = Errno(sys::EPERM as i32);
+    pub const EOPNOTSUPP: Errno = Errno(sys::EOPNOTSUPP as i32);
 
     /// Turns a C return value (0 or an errno) into a Result.
     pub fn check(rc: i32) -> KResult<()> {

@@ -10,7 +10,10 @@ use listenq_bindings as sys;
 
 pub struct KMutex<T> {
     mtx: UnsafeCell<MaybeUninit<sys::mtx>>,
+    /// lock() succeeds (cleared by retire() before destroy()).
     ready: AtomicBool,
+    /// mtx_init(9) done and mtx_destroy(9) not yet.
+    inited: AtomicBool,
     name: &'static core::ffi::CStr,
     data: UnsafeCell<T>,
 }
@@ -24,6 +27,7 @@ impl<T> KMutex<T> {
         KMutex {
             mtx: UnsafeCell::new(MaybeUninit::uninit()),
             ready: AtomicBool::new(false),
+            inited: AtomicBool::new(false),
             name,
             data: UnsafeCell::new(data),
         }
@@ -31,18 +35,31 @@ impl<T> KMutex<T> {
 
     /// mtx_init(9). Called once at module load, before anyone can lock.
     pub fn init(&self) {
-        if self.ready.load(Ordering::Acquire) {
+        if self.inited.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: the storage is static and not yet initialized (ready is
+        // SAFETY: the storage is static and not yet initialized (inited is
         // false and load runs single-threaded with respect to this lock).
         unsafe { sys::lq_mtx_init(self.mtx.get().cast(), self.name.as_ptr()) };
-        self.ready.store(true, Ordering::Release);
+        self.inited.store(true, Ordering::Release);
+        self.ready.store(true, Ordering::SeqCst);
     }
 
-    /// mtx_destroy(9). Called at unload, once nothing can lock any more.
+    /// From now on lock() returns None. A thread that got the lock before
+    /// keeps it until it drops its guard: callers count themselves in
+    /// (hooks::InFlight) *before* lock(), and unload waits for that count
+    /// to reach zero after retire() and before destroy(). With both sides
+    /// SeqCst, a thread either sees `ready` false or is counted.
+    pub fn retire(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// mtx_destroy(9). Called at unload, after retire() and once every
+    /// thread that could still hold the lock has left (or at a failed
+    /// load, before anyone could lock).
     pub fn destroy(&self) {
-        if self.ready.swap(false, Ordering::AcqRel) {
+        self.ready.store(false, Ordering::SeqCst);
+        if self.inited.swap(false, Ordering::AcqRel) {
             // SAFETY: initialized by init(); the caller guarantees no
             // holder and no future locker.
             unsafe { sys::lq_mtx_destroy(self.mtx.get().cast()) };
@@ -52,7 +69,7 @@ impl<T> KMutex<T> {
     /// Locks; `None` outside the module's lifetime (before init or after
     /// destroy), which callers treat as "listenq is not active".
     pub fn lock(&self) -> Option<Guard<'_, T>> {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.ready.load(Ordering::SeqCst) {
             return None;
         }
         // SAFETY: initialized (ready); mtx_lock may block, which every

@@ -3,9 +3,10 @@
 //! switch call or an upcall, or while listenq holds a reference), which is
 //! what the unsafe constructor asks the caller to promise.
 
+use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::overflow::Stamp;
-use listenq_policy::registry::{Local, QueueSample};
+use listenq_policy::registry::{Local, Owner, QueueSample};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Socket(*mut sys::socket);
@@ -113,6 +114,41 @@ impl Socket {
         unsafe { sys::lq_so_untag_locked(self.0) }
     }
 
+    /// The credential the socket was created with: user and jail.
+    pub fn owner(self) -> Owner {
+        let mut o = sys::lq_owner::default();
+        // SAFETY: live socket; so_cred never changes; `o` is an out-pointer.
+        unsafe { sys::lq_so_owner(self.0, &mut o) };
+        Owner {
+            uid: o.uid,
+            jid: o.jid,
+        }
+    }
+
+    /// Nothing but listenq's own `ours` references keeps it: soclose()
+    /// has run (through the kernel's pr_close, or listenq would have
+    /// forgotten it) and no descriptor can reach it again.
+    pub fn orphaned(self, ours: u32) -> bool {
+        // SAFETY: live socket (the caller holds references); reads a count.
+        unsafe { sys::lq_so_orphaned(self.0, ours) != 0 }
+    }
+
+    /// The name of the accept filter set on the listener, whichever module
+    /// runs it; all zero when none.
+    pub fn filter_name(self) -> [u8; 16] {
+        let mut n = [0 as cty::c_char; 16];
+        // SAFETY: live socket; `n` has the 16 bytes the helper writes.
+        unsafe { sys::lq_so_filter_name(self.0, n.as_mut_ptr()) };
+        n.map(|c| c as u8)
+    }
+
+    /// Whether the process reading `req` may see this socket (the rules
+    /// netstat(1) and sockstat(1) follow).
+    pub fn visible_to(self, req: &SysctlReq) -> bool {
+        // SAFETY: live socket; `req` is the live request of a handler.
+        unsafe { sys::lq_so_visible(self.0, req.as_ptr()) != 0 }
+    }
+
     /// soref(9): keeps the socket from being freed until `release`.
     pub fn hold(self) -> HeldSocket {
         // SAFETY: live socket, so its refcount is non-zero.
@@ -139,6 +175,21 @@ pub struct HeldSocket(Socket);
 impl HeldSocket {
     pub fn socket(&self) -> Socket {
         self.0
+    }
+
+    /// Keeps the reference without the handle (a registry row owns it);
+    /// `from_owned_ref` gives it back.
+    pub fn into_owned_ref(self) -> Socket {
+        let s = self.0;
+        core::mem::forget(self);
+        s
+    }
+
+    /// # Safety
+    /// `s` carries a reference given up by `into_owned_ref` and not yet
+    /// taken back.
+    pub unsafe fn from_owned_ref(s: Socket) -> HeldSocket {
+        HeldSocket(s)
     }
 }
 

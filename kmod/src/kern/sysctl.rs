@@ -12,6 +12,17 @@ impl SysctlReq {
         SysctlReq(req)
     }
 
+    pub fn as_ptr(&self) -> *mut sys::sysctl_req {
+        self.0
+    }
+
+    /// Whether the reader may see every socket of the host (not jailed,
+    /// allowed to see other users' and groups' sockets).
+    pub fn sees_all(&self) -> bool {
+        // SAFETY: valid request (constructor contract).
+        unsafe { sys::lq_sysctl_sees_all(self.0) != 0 }
+    }
+
     /// Copies bytes out; may sleep (copyout), so no locks may be held.
     pub fn out(&mut self, b: &[u8]) -> KResult<()> {
         // SAFETY: valid request (constructor contract); `b` is readable for

@@ -24,6 +24,7 @@ mod t_listen;
 mod t_listeners;
 mod t_module;
 mod t_sysctl;
+mod t_visible;
 mod table;
 mod tap;
 
@@ -242,6 +243,7 @@ fn run(argc: usize) -> bool {
     }
 
     t_module::cycles(tap, &env);
+    t_module::adopted_at_load(tap, &env);
     t_listeners::survives_unload(tap, &env);
     t_listeners::unload_under_load(tap, &env);
     // Accept filters; last, since the stock accf modules it loads stay

@@ -886,6 +886,14 @@ pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
     Ok(&buf[..end])
 }
 
+// ---------------------------------------------------------------- users, jails
+
+/// setuid(2) (23).
+pub fn setuid(uid: u32) -> SysResult<()> {
+    // SAFETY: setuid takes no pointers.
+    unsafe { syscall6(23, uid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+}
+
 /// kenv(KENV_SET): sets a kernel environment variable, as kenv(1) and the
 /// loader do; a tunable read at module load sees it.
 pub fn kenv_set(name: &CStr, value: &CStr) -> SysResult<()> {
@@ -912,4 +920,54 @@ pub fn kenv_unset(name: &CStr) -> SysResult<()> {
     const KENV_UNSET: usize = 2;
     // SAFETY: name is NUL-terminated.
     unsafe { syscall6(nr::KENV, KENV_UNSET, name.as_ptr() as usize, 0, 0, 0, 0) }.map(|_| ())
+}
+
+/// jail(2) (338) with struct jail version 2 (sys/jail.h): creates a jail
+/// rooted at `path` with no IP addresses and attaches the calling process
+/// to it. Returns the jail id; the jail goes away with its last process.
+pub fn jail(path: &CStr, name: &CStr) -> SysResult<i32> {
+    // struct jail { uint32_t version; char *path, *hostname, *jailname;
+    //   uint32_t ip4s, ip6s; struct in_addr *ip4; struct in6_addr *ip6; }
+    let j: [usize; 7] = [
+        2,
+        path.as_ptr() as usize,
+        name.as_ptr() as usize,
+        name.as_ptr() as usize,
+        0, // ip4s = 0, ip6s = 0
+        0,
+        0,
+    ];
+    // SAFETY: j is a readable struct jail whose pointers are NUL-terminated
+    // strings alive for the call.
+    unsafe { syscall6(338, ptr(&j), 0, 0, 0, 0, 0) }.map(|v| v as i32)
+}
+
+/// jail_set(2) (507) with JAIL_CREATE | JAIL_ATTACH: a jail rooted at
+/// `path` with its own vnet (vnet=JAIL_SYS_NEW), the caller attached.
+/// Returns the jail id; the jail goes away with its last process.
+pub fn jail_vnet(path: &CStr, name: &CStr) -> SysResult<i32> {
+    const JAIL_CREATE: usize = 0x01;
+    const JAIL_ATTACH: usize = 0x04;
+    let new: i32 = 1; // JAIL_SYS_NEW
+    let p = path.to_bytes_with_nul();
+    let n = name.to_bytes_with_nul();
+    let iov: [[usize; 2]; 6] = [
+        [c"path".as_ptr() as usize, 5],
+        [p.as_ptr() as usize, p.len()],
+        [c"name".as_ptr() as usize, 5],
+        [n.as_ptr() as usize, n.len()],
+        [c"vnet".as_ptr() as usize, 5],
+        [ptr(&new), 4],
+    ];
+    // SAFETY: iov is an array of 6 readable struct iovec whose buffers are
+    // alive for the call.
+    unsafe { syscall6(507, ptr(&iov), 6, JAIL_CREATE | JAIL_ATTACH, 0, 0, 0) }.map(|v| v as i32)
+}
+
+/// kldunloadf(2) (444) with LINKER_UNLOAD_FORCE: `kldunload -f`, which
+/// skips MOD_QUIESCE.
+pub fn kldunload_force(fileid: i32) -> SysResult<()> {
+    const LINKER_UNLOAD_FORCE: usize = 1;
+    // SAFETY: kldunloadf takes no pointers.
+    unsafe { syscall6(444, fileid as usize, LINKER_UNLOAD_FORCE, 0, 0, 0, 0) }.map(|_| ())
 }

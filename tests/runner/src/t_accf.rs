@@ -968,21 +968,25 @@ fn beside_stock(tap: &mut Tap) {
         .and_then(|(l, sa)| au::table_row(au::addr_port(&sa)).map(|r| (l, r)));
     match r {
         Ok((_l, Some(row))) => {
-            let pass = row.filter() == b"-";
+            let pass = row.filter() == b"dataready" && row.held == -1;
             tap.ok(
                 pass,
-                "[stock+listenq] a dataready listener shows FILTER \"-\" in kern.ipc.listenq.listeners (stock's filter)",
+                "[stock+listenq] a dataready listener shows FILTER dataready, HELD - in kern.ipc.listenq.listeners (stock's filter)",
             );
             if !pass {
-                tap.diag(format_args!("  FILTER {}", Show(row.filter())));
+                tap.diag(format_args!(
+                    "  FILTER {} HELD {}",
+                    Show(row.filter()),
+                    row.held
+                ));
             }
         }
         Ok((_, None)) => {
-            tap.ok(false, "[stock+listenq] a dataready listener shows FILTER \"-\" in kern.ipc.listenq.listeners");
+            tap.ok(false, "[stock+listenq] a dataready listener shows FILTER dataready, HELD - in kern.ipc.listenq.listeners (stock's filter)");
             tap.diag(format_args!("  no row for the listener"));
         }
         Err(e) => {
-            tap.ok(false, "[stock+listenq] a dataready listener shows FILTER \"-\" in kern.ipc.listenq.listeners");
+            tap.ok(false, "[stock+listenq] a dataready listener shows FILTER dataready, HELD - in kern.ipc.listenq.listeners (stock's filter)");
             tap.diag(format_args!("  {}", e));
         }
     }

@@ -122,6 +122,9 @@ pub fn run(tap: &mut Tap, env: &Env) {
         ITERS, WARMUP
     ));
     let mut lq = [None; 5];
+    // The bench unloads listenq to measure stock: opt in (the tunable
+    // kldload reads; listenq(4) UNLOADING).
+    let _ = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1");
     match au::listenq_loaded() {
         Ok(id) => {
             tap.ok(true, "bench: kldload listenq");

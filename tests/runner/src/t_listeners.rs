@@ -10,7 +10,7 @@ use crate::net::SockAddr;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Fd};
 use crate::sysctl;
-use crate::table::{addr_text, find_row, Row, Writer};
+use crate::table::{self, addr_text, find_row, Row, Writer, COL_JID, COL_UID};
 use crate::tap::Tap;
 
 const TABLE: &str = "kern.ipc.listenq.listeners";
@@ -85,6 +85,11 @@ fn counters(tap: &mut Tap, kind: Kind) {
                 kind_proto(kind),
                 format_args!("[{}] listeners row: protocol column", label),
             );
+            tap.check(
+                (r.num(COL_UID), r.num(COL_JID)),
+                (Some(0), Some(0)),
+                format_args!("[{}] listeners row: UID 0, JID 0 (root on the host)", label),
+            );
         }
         None => {
             tap.ok(false, format_args!("[{}] listeners row present", label));
@@ -155,8 +160,21 @@ fn kind_proto(kind: Kind) -> &'static [u8] {
     }
 }
 
-/// struct xlistenq (policy/src/xlisten.rs; listenq(4)).
-const XL_SIZE: usize = 4 + 4 + 8 + 1 + 1 + 2 + 4 + 64 + 4 * 4 + 8 * 3 + 16 + 8 * 28;
+/// struct xlistenq v2 (listenq.h; policy/src/xlisten.rs).
+const XL_SIZE: usize = 384;
+const XL_VERSION: u32 = 2;
+const XO_GEN: usize = 8;
+const XO_PROTO: usize = 24;
+const XO_LPORT: usize = 26;
+const XO_BACKLOG: usize = 28;
+const XO_LADDR: usize = 32;
+const XO_QLIMIT: usize = 96;
+const XO_QLEN: usize = 100;
+const XO_ACCEPTED: usize = 112;
+const XO_OVERFLOWS: usize = 120;
+const XO_UID: usize = 152;
+const XO_JID: usize = 156;
+const XO_LAT: usize = 160;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
@@ -184,32 +202,34 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
     let mut found = None;
     let mut off = 0;
     let mut sizes_ok = n % XL_SIZE == 0;
+    let mut gens_same = true;
     while off + XL_SIZE <= n {
         let e = &buf[off..off + XL_SIZE];
-        sizes_ok &= u32_at(e, 0) as usize == XL_SIZE && u32_at(e, 4) == 1;
-        let lport = u16::from_ne_bytes([e[18], e[19]]);
-        if e[16] == 1 && lport == port && e[24..28] == [127, 0, 0, 1] {
+        sizes_ok &= u32_at(e, 0) as usize == XL_SIZE && u32_at(e, 4) == XL_VERSION;
+        gens_same &= u64_at(e, XO_GEN) == u64_at(&buf[..XL_SIZE], XO_GEN);
+        let lport = u16::from_ne_bytes([e[XO_LPORT], e[XO_LPORT + 1]]);
+        if e[XO_PROTO] == 1 && lport == port && e[XO_LADDR..XO_LADDR + 4] == [127, 0, 0, 1] {
             found = Some(off);
         }
         off += XL_SIZE;
     }
     tap.ok(
-        sizes_ok,
+        sizes_ok && gens_same,
         format_args!(
-            "{}: entries are struct xlistenq v1 of {} bytes",
-            XTABLE, XL_SIZE
+            "{}: entries are struct xlistenq v{} of {} bytes (listenq.h), one xl_gen",
+            XTABLE, XL_VERSION, XL_SIZE
         ),
     );
     match found {
         Some(o) => {
             let e = &buf[o..o + XL_SIZE];
-            let backlog = i32::from_ne_bytes([e[20], e[21], e[22], e[23]]);
+            let backlog = u32_at(e, XO_BACKLOG) as i32;
             let got = (
                 backlog,
-                u32_at(e, 88),
-                u32_at(e, 92),
-                u64_at(e, 104),
-                u64_at(e, 112),
+                u32_at(e, XO_QLIMIT),
+                u32_at(e, XO_QLEN),
+                u64_at(e, XO_ACCEPTED),
+                u64_at(e, XO_OVERFLOWS),
             );
             tap.check(
                 got,
@@ -219,11 +239,19 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
                     XTABLE
                 ),
             );
-            let lat: u64 = (0..28).map(|i| u64_at(e, 144 + 8 * i)).sum();
+            let lat: u64 = (0..28).map(|i| u64_at(e, XO_LAT + 8 * i)).sum();
             tap.check(
                 lat,
                 7,
                 format_args!("{}: latency histogram counts the 7 accepts", XTABLE),
+            );
+            tap.check(
+                (u32_at(e, XO_UID), u32_at(e, XO_JID) as i32),
+                (0, 0),
+                format_args!(
+                    "{}: xl_uid 0, xl_jid 0 for root's listener on the host",
+                    XTABLE
+                ),
             );
         }
         None => {
@@ -291,9 +319,43 @@ fn backlog_columns(tap: &mut Tap) {
     }
 }
 
+/// The header: one word per column, netstat-style names.
+fn header(tap: &mut Tap) {
+    // SAFETY: single-threaded runner.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let want: [&[u8]; table::COLUMNS] = [
+        b"LOCAL",
+        b"PROTO",
+        b"BACKLOG",
+        b"LIMIT",
+        b"QLEN",
+        b"INCQLEN",
+        b"ACCEPTED",
+        b"OVERFLOWS",
+        b"FILTER",
+        b"HELD",
+        b"EVICTED",
+        b"LAT_P50",
+        b"LAT_P99",
+        b"UID",
+        b"JID",
+    ];
+    let pass = match sysctl::read_string(TABLE, buf) {
+        Ok(t) => {
+            table::header(t).is_some_and(|h| (0..table::COLUMNS).all(|i| h.text(i) == want[i]))
+        }
+        Err(_) => false,
+    };
+    tap.ok(
+        pass,
+        "listeners table header: 15 one-word columns LOCAL PROTO ... UID JID",
+    );
+}
+
 pub fn run(tap: &mut Tap, env: &Env) {
     let text = sysctl::exists(TABLE);
     tap.check(text, Ok(true), format_args!("sysctl {} exists", TABLE));
+    header(tap);
     for k in [Kind::Tcp4, Kind::Tcp6, Kind::UnixStream] {
         if let Some(why) = env.unusable(k) {
             tap.skip(
@@ -305,6 +367,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
         counters(tap, k);
     }
     backlog_columns(tap);
+    crate::t_visible::run(tap, env);
 }
 
 /// A listener created while listenq was loaded keeps working after

@@ -2,15 +2,19 @@
 //! version and allocation sysctls, a refused second load, kldunload, and
 //! repeated load/use/unload cycles.
 
+use crate::accf_util as au;
 use crate::env::{Env, KO_NAME, KO_PATH, MOD_NAME};
 use crate::kld;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::sysctl;
+use crate::table;
 use crate::tap::Tap;
 
 pub const VERSION: &str = "kern.ipc.listenq.version";
 pub const ALLOCS: &str = "kern.ipc.listenq.allocs";
+pub const UNLOADABLE: &str = "kern.ipc.listenq.unloadable";
+const TABLE: &str = "kern.ipc.listenq.listeners";
 const CYCLES: u32 = 50;
 const CYCLES_NAME: &str =
     "50 cycles of kldload, listen, connect, accept, close, allocs == 0, kldunload";
@@ -97,13 +101,83 @@ pub fn load(tap: &mut Tap, env: &Env) -> Option<i32> {
     }
     tap.check(sysctl::read_u64(ALLOCS), Ok(0), LOADED_TESTS[4]);
     tap.check(kld::load(KO_PATH), Err(Errno::EEXIST), LOADED_TESTS[5]);
+    refused_by_default(tap, id);
     Some(id)
 }
 
-const UNLOADED_TESTS: [&str; 3] = [
+static mut TABLE_BUF: [u8; 32768] = [0; 32768];
+
+/// Whether the table has a row for this TCP listener; returns its
+/// (QLEN, LIMIT) columns.
+fn tcp_row(sa: &crate::net::SockAddr) -> Option<(Option<i64>, Option<i64>)> {
+    let mut a = [0u8; 96];
+    let n = table::addr_text(Kind::Tcp4, sa, &mut a);
+    // SAFETY: single-threaded runner; only used here.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let t = sysctl::read_string(TABLE, buf).ok()?;
+    table::find_row(t, &a[..n]).map(|r| (r.num(4), r.num(3)))
+}
+
+/// listen, connect, accept on a fresh TCP listener, and its table row.
+fn works() -> Result<(), &'static str> {
+    let (l, sa) = sock::listener(Kind::Tcp4, 5).map_err(|_| "listen")?;
+    let c = sock::connect(Kind::Tcp4, &sa).map_err(|_| "connect")?;
+    let _ = sock::wait_qlen(l.raw(), 1, 1000);
+    if tcp_row(&sa).is_none() {
+        return Err("no table row");
+    }
+    let a = sock::accept(l.raw()).map_err(|_| "accept")?;
+    drop(a);
+    drop(c);
+    Ok(())
+}
+
+/// Unloading is opt-in (kern.ipc.listenq.unloadable, like stock's
+/// net.inet.accf.unloadable): refused by default, with the module still
+/// working. Then the runner opts in, for this module and (through the
+/// kernel environment, a loader tunable) for every later kldload.
+fn refused_by_default(tap: &mut Tap, id: i32) {
+    tap.check(
+        sysctl::read_int(UNLOADABLE),
+        Ok(0),
+        "sysctl kern.ipc.listenq.unloadable is 0 by default",
+    );
+    tap.check(
+        kld::unload(id),
+        Err(Errno::EOPNOTSUPP),
+        "kldunload listenq with unloadable=0 fails with EOPNOTSUPP",
+    );
+    tap.check(
+        sys::kldunload_force(id),
+        Err(Errno::EOPNOTSUPP),
+        "kldunload -f (LINKER_UNLOAD_FORCE) with unloadable=0 fails with EOPNOTSUPP too",
+    );
+    let still = kld::find(KO_NAME) == Ok(id) && kld::modfind(MOD_NAME).is_ok();
+    let w = works();
+    tap.ok(
+        still && w.is_ok(),
+        "after the refused kldunload the module is loaded and works (listen, table row, accept)",
+    );
+    if let Err(e) = w {
+        tap.diag(format_args!("  {}", e));
+    }
+    tap.check(
+        sysctl::write_int(UNLOADABLE, 1),
+        Ok(()),
+        "sysctl kern.ipc.listenq.unloadable=1",
+    );
+    tap.check(
+        sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1"),
+        Ok(()),
+        "kenv kern.ipc.listenq.unloadable=1 (the tunable, for later kldloads)",
+    );
+}
+
+const UNLOADED_TESTS: [&str; 4] = [
     "kldfind(listenq.ko) fails with ENOENT after unload",
     "modfind(listenq) fails with ENOENT after unload",
     "sysctl kern.ipc.listenq.version is gone after unload",
+    "no accept filter name attaches after unload: dataready, httpready, dnsready, tlsready and lq:<each> give ENOENT",
 ];
 
 /// Unloads the module and checks that nothing of it is left. Returns
@@ -131,7 +205,77 @@ pub fn unload(tap: &mut Tap, id: Option<i32>) -> bool {
         Err(Errno::ENOENT),
         UNLOADED_TESTS[2],
     );
+    names_gone(tap, UNLOADED_TESTS[3]);
     true
+}
+
+/// uipc_accf.c keeps every entry forever: listenq's must not be reachable
+/// under any name once it is gone (its old "lq:" renames included).
+fn names_gone(tap: &mut Tap, name: &str) {
+    let mut pass = true;
+    for f in ["dataready", "httpready", "dnsready", "tlsready"] {
+        let mut lq = [0u8; 16];
+        lq[..3].copy_from_slice(b"lq:");
+        lq[3..3 + f.len()].copy_from_slice(f.as_bytes());
+        let lq = core::str::from_utf8(&lq[..3 + f.len()]).unwrap_or("lq:");
+        for n in [f, lq] {
+            let r = au::listener(5).and_then(|(l, _)| au::set_filter(l.raw(), n, ""));
+            if r != Err(Errno::ENOENT) {
+                pass = false;
+                tap.diag(format_args!("  SO_ACCEPTFILTER {}: {:?}", n, r));
+            }
+        }
+    }
+    tap.ok(pass, name);
+}
+
+/// TCP listeners that exist before kldload are in the table at once.
+pub fn adopted_at_load(tap: &mut Tap, env: &Env) {
+    let name = "a TCP listener from before kldload is in the table at load (QLEN 1, LIMIT 5)";
+    if let Err(e) = env.ko {
+        tap.skip(name, format_args!("listenq.ko not in image ({})", e));
+        return;
+    }
+    if let Err(e) = env.v4 {
+        tap.skip(name, format_args!("127.0.0.1 unusable ({})", e));
+        return;
+    }
+    let r = (|| -> Result<_, &'static str> {
+        let (l, sa) = sock::listener(Kind::Tcp4, 5).map_err(|_| "listen")?;
+        let c = sock::connect(Kind::Tcp4, &sa).map_err(|_| "connect")?;
+        let _ = sock::wait_qlen(l.raw(), 1, 1000);
+        let id = kld::load(KO_PATH).map_err(|_| "kldload")?;
+        let unloadable = sysctl::read_int(UNLOADABLE);
+        let row = tcp_row(&sa);
+        let a = sock::accept(l.raw()).is_ok();
+        drop(c);
+        drop(l);
+        let un = kld::unload(id);
+        Ok((row, a, unloadable, un))
+    })();
+    match r {
+        Ok((row, a, unloadable, un)) => {
+            tap.check(row, Some((Some(1), Some(5))), name);
+            tap.ok(
+                a && unloadable == Ok(1) && un.is_ok(),
+                "the tunable kern.ipc.listenq.unloadable=1 applies at kldload; the adopted listener accepts; kldunload",
+            );
+            if !(a && unloadable == Ok(1) && un.is_ok()) {
+                tap.diag(format_args!(
+                    "  accept {} unloadable {:?} kldunload {:?}",
+                    a, unloadable, un
+                ));
+            }
+        }
+        Err(e) => {
+            tap.ok(false, name);
+            tap.ok(false, "the tunable kern.ipc.listenq.unloadable=1 applies at kldload; the adopted listener accepts; kldunload");
+            tap.diag(format_args!("  {}", e));
+            if let Ok(id) = kld::find(KO_NAME) {
+                let _ = kld::unload(id);
+            }
+        }
+    }
 }
 
 /// Where a cycle failed: the step and its errno, or the allocations still

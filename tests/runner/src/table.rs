@@ -1,13 +1,18 @@
 //! Reading `sysctl kern.ipc.listenq.listeners`, the text table: one row per
-//! listener, 13 blank-separated columns (LOCAL ADDRESS is one), after an
-//! empty first line and the header (listenq(4)).
+//! listener, 15 blank-separated columns (every header is one word), after
+//! an empty first line and the header (listenq(4)).
 
 /// Columns of one table row, as text.
 use crate::net::SockAddr;
 use crate::sock::Kind;
 
+/// Columns of a row, and of the header.
+pub const COLUMNS: usize = 15;
+pub const COL_UID: usize = 13;
+pub const COL_JID: usize = 14;
+
 pub struct Row<'a> {
-    cols: [&'a [u8]; 13],
+    cols: [&'a [u8]; COLUMNS],
 }
 
 impl<'a> Row<'a> {
@@ -37,26 +42,36 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// The table's row whose first column is `addr`.
-pub fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
-    // The text starts with an empty line, then the header.
-    for line in table.split(|&c| c == b'\n').skip(2) {
-        let mut cols: [&[u8]; 13] = [&[]; 13];
-        let mut n = 0;
-        for w in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
-            if n < 13 {
-                cols[n] = w;
-            }
-            n += 1;
+fn split(line: &[u8]) -> Option<Row<'_>> {
+    let mut cols: [&[u8]; COLUMNS] = [&[]; COLUMNS];
+    let mut n = 0;
+    for w in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
+        if n < COLUMNS {
+            cols[n] = w;
         }
-        if n == 13 && cols[0] == addr {
-            return Some(Row { cols });
-        }
+        n += 1;
     }
-    None
+    (n == COLUMNS).then_some(Row { cols })
 }
 
-/// The text a row starts with for this listener.
+/// The header line, split like a row (None unless it has COLUMNS words).
+pub fn header(table: &[u8]) -> Option<Row<'_>> {
+    // The text starts with an empty line, then the header.
+    table.split(|&c| c == b'\n').nth(1).and_then(split)
+}
+
+/// Every row of the table.
+pub fn rows(table: &[u8]) -> impl Iterator<Item = Row<'_>> {
+    table.split(|&c| c == b'\n').skip(2).filter_map(split)
+}
+
+/// The table's row whose first column is `addr`.
+pub fn find_row<'a>(table: &'a [u8], addr: &[u8]) -> Option<Row<'a>> {
+    rows(table).find(|r| r.cols[0] == addr)
+}
+
+/// The text a row starts with for this listener: the address as
+/// netstat(1) writes it (`127.0.0.1.8080`, `::1.8080`, a path).
 pub fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
     let b = sa.bytes();
     let mut w = Writer { buf: out, len: 0 };
@@ -65,17 +80,16 @@ pub fn addr_text(kind: Kind, sa: &SockAddr, out: &mut [u8; 96]) -> usize {
             let port = u16::from_be_bytes([b[2], b[3]]);
             let _ = core::fmt::write(
                 &mut w,
-                format_args!("{}.{}.{}.{}:{}", b[4], b[5], b[6], b[7], port),
+                format_args!("{}.{}.{}.{}.{}", b[4], b[5], b[6], b[7], port),
             );
         }
         Kind::Tcp6 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
-            let _ = core::fmt::write(&mut w, format_args!("[::1]:{}", port));
+            let _ = core::fmt::write(&mut w, format_args!("::1.{}", port));
         }
         Kind::UnixStream | Kind::UnixSeqpacket => {
             let path = &b[2..];
             let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
-            let _ = core::fmt::write(&mut w, format_args!("local:"));
             for &c in &path[..end] {
                 let _ = core::fmt::write(&mut w, format_args!("{}", c as char));
             }

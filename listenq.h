@@ -1,0 +1,51 @@
+/*
+ * listenq.h: the public interface of listenq(4).
+ *
+ * sysctl kern.ipc.listenq.xlisteners returns an array of struct xlistenq,
+ * one per listener the reader may see (the rules of netstat(1) and
+ * sockstat(1)). Check xl_len and xl_version before using a row: a newer
+ * module may append fields (xl_len grows) or change the layout
+ * (xl_version changes). Installed as /usr/local/include/listenq.h.
+ */
+#ifndef _LISTENQ_H_
+#define	_LISTENQ_H_
+
+#include <stdint.h>
+
+#define	XLISTENQ_VERSION	2
+#define	XLISTENQ_NBUCKETS	28
+
+/* xl_proto */
+#define	XL_PROTO_TCP4		1
+#define	XL_PROTO_TCP6		2
+#define	XL_PROTO_STREAM		3	/* local (AF_UNIX) SOCK_STREAM */
+#define	XL_PROTO_SEQPACKET	4	/* local (AF_UNIX) SOCK_SEQPACKET */
+
+/* xl_flags */
+#define	XL_F_KFILTER		0x01	/* filter run by another module */
+
+struct xlistenq {
+	uint32_t	xl_len;		/* sizeof(struct xlistenq) */
+	uint32_t	xl_version;	/* XLISTENQ_VERSION */
+	uint64_t	xl_gen;		/* table generation when read */
+	uint64_t	xl_id;		/* listenq's id for the listener */
+	uint8_t		xl_proto;	/* XL_PROTO_* */
+	uint8_t		xl_flags;	/* XL_F_* */
+	uint16_t	xl_lport;	/* local port, host byte order */
+	int32_t		xl_backlog;	/* backlog given to listen(2) */
+	uint8_t		xl_laddr[64];	/* in_addr, in6_addr or sun_path */
+	uint32_t	xl_qlimit;	/* effective limit (sol_qlimit) */
+	uint32_t	xl_qlen;	/* completed queue length */
+	uint32_t	xl_incqlen;	/* incomplete queue length */
+	uint32_t	xl_held;	/* held by a listenq accept filter */
+	uint64_t	xl_accepted;	/* connections accept(2) returned */
+	uint64_t	xl_overflows;	/* refused: completed queue full */
+	uint64_t	xl_evicted;	/* held connections evicted/dropped */
+	char		xl_filter[16];	/* accept filter name, or "" */
+	uint32_t	xl_uid;		/* owner's user id (so_cred) */
+	int32_t		xl_jid;		/* owner's jail id, 0 for the host */
+	/* accept latency: bucket 0 counts < 1 us, bucket i [2^(i-1), 2^i) us */
+	uint64_t	xl_lat[XLISTENQ_NBUCKETS];
+};
+
+#endif /* !_LISTENQ_H_ */
