@@ -521,7 +521,7 @@ mod tests {
     #[test]
     fn newest_completed_follows_records_and_forgets_accepted() {
         let mut r = Registry::new();
-        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4))
+        r.listen(1, Proto::Tcp4, Local::Unknown, 4, q(0, 4), Owner::default())
             .unwrap();
         assert_eq!(r.newest_completed(1), 0);
         r.completed(1, 10, 0, q(1, 4));
