@@ -894,34 +894,6 @@ pub fn setuid(uid: u32) -> SysResult<()> {
     unsafe { syscall6(23, uid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
 }
 
-/// kenv(KENV_SET): sets a kernel environment variable, as kenv(1) and the
-/// loader do; a tunable read at module load sees it.
-pub fn kenv_set(name: &CStr, value: &CStr) -> SysResult<()> {
-    const KENV_SET: usize = 1;
-    let v = value.to_bytes_with_nul();
-    // SAFETY: name and value are NUL-terminated; the length counts the NUL
-    // as kenv(2) wants.
-    unsafe {
-        syscall6(
-            nr::KENV,
-            KENV_SET,
-            name.as_ptr() as usize,
-            v.as_ptr() as usize,
-            v.len(),
-            0,
-            0,
-        )
-    }
-    .map(|_| ())
-}
-
-/// kenv(KENV_UNSET).
-pub fn kenv_unset(name: &CStr) -> SysResult<()> {
-    const KENV_UNSET: usize = 2;
-    // SAFETY: name is NUL-terminated.
-    unsafe { syscall6(nr::KENV, KENV_UNSET, name.as_ptr() as usize, 0, 0, 0, 0) }.map(|_| ())
-}
-
 /// jail(2) (338) with struct jail version 2 (sys/jail.h): creates a jail
 /// rooted at `path` with no IP addresses and attaches the calling process
 /// to it. Returns the jail id; the jail goes away with its last process.
