@@ -66,6 +66,21 @@ host_layer() {
 	fi
 }
 
+# The VM judge's console patterns, against sample console text: a pattern
+# that never matches would let WITNESS/INVARIANTS complaints through.
+console_judge() {
+	echo "== host: VM console judge self-test"
+	if ! command -v bash >/dev/null 2>&1; then
+		echo "skip console judge self-test: no bash"; skipped=$((skipped + 1)); return
+	fi
+	if bash tests/vm/console-check-test.sh >"$log" 2>&1; then
+		echo "ok - console judge flags every WITNESS/INVARIANTS/panic sample and passes a clean boot ($(grep -c '^ok' "$log") cases)"
+		passed=$((passed + 1))
+	else
+		cat "$log"; fail "console judge self-test"
+	fi
+}
+
 kernel_layer() {
 	echo "== kernel: listenq.ko against SYSDIR=$SYSDIR"
 	LISTENQ_SKIP_OK=1 sh kmod/build-ko.sh
@@ -117,6 +132,7 @@ vm_layer() {
 
 if [ "$mode" != bench ]; then
 	host_layer
+	console_judge
 fi
 if [ "$mode" != host ]; then
 	kernel_layer

@@ -16,10 +16,15 @@
 # --bench    run only the accept filter benchmark (kernel env listenq.bench=1;
 #            default timeout 300)
 #
-# Linux: QEMU TCG, -M microvm, PVH -kernel (LISTENQ_QEMU_ACCEL=kvm tries KVM;
-# LISTENQ_QEMU overrides the qemu binary). FreeBSD: bhyveload + bhyve
-# (untested, see tests/vm/README.md).
-# Exit 0 only when every test passed; prints "vm: N passed, 0 failed".
+# LISTENQ_VM_CPUS  vCPUs (default 2; 1 for a uniprocessor run). --bench
+#                  always uses 1 vCPU with instruction-counted time.
+# Linux: QEMU TCG (multi-threaded with more than one vCPU), -M microvm, PVH
+# -kernel (LISTENQ_QEMU_ACCEL=kvm tries KVM; LISTENQ_QEMU overrides the qemu
+# binary). FreeBSD: bhyveload + bhyve (untested, see tests/vm/README.md).
+# The kernel environment the harness passes makes any FIRECRACKER-derived
+# kernel boot (see KENV below); a panic reboots it at once.
+# Exit 0 only when every test passed and the console shows no panic, WITNESS
+# or INVARIANTS complaint (console-check.sh); prints "vm: N passed, 0 failed".
 # A bash script: `sh run-vm.sh` (as tests/run-all.sh calls it) re-runs it in bash.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -uo pipefail
@@ -30,7 +35,7 @@ kernel= ko= modules= timeout_s= runner= log= bench=
 default_modules=/var/lib/listenq/modules
 
 die() { echo "run-vm: $*" >&2; exit 2; }
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -46,7 +51,33 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -z "$timeout_s" ]; then if [ -n "$bench" ]; then timeout_s=300; else timeout_s=120; fi; fi
+if [ -z "$timeout_s" ]; then if [ -n "$bench" ]; then timeout_s=300; else timeout_s=240; fi; fi
+cpus=${LISTENQ_VM_CPUS:-2}
+[[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "LISTENQ_VM_CPUS wants a positive number of vCPUs"
+# The benchmark counts instructions as time, which needs one vCPU.
+[ -z "$bench" ] || cpus=1
+
+# Kernel environment for any kernel built from FreeBSD's FIRECRACKER config
+# (../../README.md, "What it needs"; the facts behind each line are in the
+# kernel notes the README refers to):
+#  - FIRECRACKER sets machdep.disable_tsc_calibration=1, and TCG's CPUID has
+#    no TSC frequency: without calibration the lapic timer code panics
+#    "TSC not initialized";
+#  - without a hints file the i8254 (attimer) never attaches, and with more
+#    than one CPU the TSC gets a negative quality: the kernel stays on the
+#    "dummy" timecounter and every sleep hangs. smp_tsc/invariant_tsc keep
+#    the TSC usable (they rely on the early-clock fix the README lists);
+#  - a panic must not sit in ddb waiting for a key (FIRECRACKER has KDB and
+#    DDB): reboot at once, which ends QEMU (-no-reboot); the console keeps
+#    the panic message and the backtrace (KDB_TRACE).
+KENV=(
+    vfs.root.mountfrom=ufs:/dev/vtbd0
+    machdep.disable_tsc_calibration=0
+    hint.attimer.0.at=isa hint.attimer.0.port=0x40 hint.attimer.0.irq=0
+    kern.timecounter.smp_tsc=1 kern.timecounter.invariant_tsc=1
+    debug.debugger_on_panic=0 kern.panic_reboot_wait_time=0
+)
+[ -z "$bench" ] || KENV+=(listenq.bench=1)
 [ -n "$kernel" ] || die "--kernel PATH is required"
 [ -f "$kernel" ] || die "kernel not found: $kernel"
 [ -z "$ko" ] || [ -f "$ko" ] || die "listenq.ko not found: $ko"
@@ -106,9 +137,8 @@ autoboot_delay="0"
 beastie_disable="YES"
 console="comconsole"
 boot_serial="YES"
-vfs.root.mountfrom="ufs:/dev/vtbd0"
 EOF
-    [ -z "$bench" ] || echo 'listenq.bench="1"' >>"$stage/boot/loader.conf"
+    for v in "${KENV[@]}"; do echo "${v%%=*}=\"${v#*=}\""; done >>"$stage/boot/loader.conf"
 fi
 # Twice the contents plus 8 MiB (makefs's own size estimate can come out
 # too small for UFS1); the root stays read-only, /tmp is a tmpfs.
@@ -118,6 +148,31 @@ makefs -t ffs -o version=1 -s "${size_k}k" "$img" "$stage" >"$work/makefs.log" 2
 
 # ---------------------------------------------------------------- boot
 now() { if [ -n "${EPOCHREALTIME:-}" ]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
+
+# Runs the VM command in the background with the console going to $log,
+# ends it at the timeout, and ends it early when the console shows a panic
+# or a fatal trap (the kernel reboots by itself, debugger_on_panic=0; the
+# grace period lets the backtrace out and covers a panic that hangs).
+# Sets rc: the command's status, 124 on timeout.
+panicked=
+watch_vm() {
+    timeout -k 5 "$timeout_s" "$@" </dev/null >>"$log" 2>"$work/vm.out" &
+    local pid=$! grace=0
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ -z "$panicked" ] && grep -qE 'panic: |Fatal trap [0-9]' "$log"; then
+            panicked=1
+        fi
+        if [ -n "$panicked" ]; then
+            grace=$((grace + 1))
+            # 5 s after the panic line: stop waiting for the reboot.
+            [ "$grace" -le 25 ] || { kill "$pid" 2>/dev/null; break; }
+        fi
+        sleep 0.2
+    done
+    wait "$pid"
+    rc=$?
+}
+
 start=$(now)
 rc=0
 if [ "$host" = FreeBSD ]; then
@@ -130,10 +185,9 @@ if [ "$host" = FreeBSD ]; then
         tail -n 60 "$log"
         die "bhyveload failed"
     fi
-    timeout -k 5 "$timeout_s" bhyve -c 1 -m 512M -H -A -P \
+    watch_vm bhyve -c "$cpus" -m 512M -H -A -P \
         -s 0:0,hostbridge -s 1:0,lpc -s 2:0,virtio-blk,"$img" \
-        -l com1,stdio "$vm" </dev/null >>"$log" 2>&1
-    rc=$?
+        -l com1,stdio "$vm"
     bhyvectl --destroy --vm="$vm" >/dev/null 2>&1 || true
     # bhyve exits 0 when the guest rebooted (our runner's last act).
     ok_exit=0
@@ -142,7 +196,19 @@ else
     command -v "$qemu" >/dev/null 2>&1 || die "$qemu not found (apt-get install qemu-system-x86)"
     accel=${LISTENQ_QEMU_ACCEL:-tcg}
     case "$accel" in
-        tcg) accel_args=(-accel tcg) ;;
+        tcg)
+            if [ -n "$bench" ]; then
+                # Guest time = executed instructions (1 ns each): figures
+                # repeat exactly from boot to boot. Single-threaded TCG.
+                accel_args=(-accel tcg -icount shift=0,sleep=off)
+            elif [ "$cpus" -gt 1 ]; then
+                # One host thread per vCPU; thread=single does not boot
+                # FreeBSD with 2 vCPUs.
+                accel_args=(-accel tcg,thread=multi)
+            else
+                accel_args=(-accel tcg)
+            fi
+            ;;
         kvm) accel_args=(-accel kvm -cpu host) ;;
         *) die "LISTENQ_QEMU_ACCEL must be tcg or kvm" ;;
     esac
@@ -151,17 +217,14 @@ else
     # not append virtio_mmio.device=... and there is no vtbd0). -nographic
     # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
     # QEMU exits 0 after a reboot and after a panic alike.
-    # Kernel environment: comma-separated variables (README.txt of the kernel).
-    kenv="vfs.root.mountfrom=ufs:/dev/vtbd0,machdep.disable_tsc_calibration=0"
-    [ -z "$bench" ] || kenv="$kenv,listenq.bench=1"
-    timeout -k 5 "$timeout_s" "$qemu" \
-        -M microvm,x-option-roms=off,acpi=off -smp "${LISTENQ_VM_CPUS:-1}" -m 512 \
+    # Kernel environment: comma-separated variables.
+    kenv=$(IFS=,; echo "${KENV[*]}")
+    watch_vm "$qemu" \
+        -M microvm,x-option-roms=off,acpi=off -smp "$cpus" -m 512 \
         "${accel_args[@]}" \
         -nographic -no-reboot -kernel "$kernel" \
         -append "$kenv" \
-        -drive "id=d0,file=$img,format=raw,if=none" -device virtio-blk-device,drive=d0 \
-        </dev/null >"$log" 2>"$work/qemu.out"
-    rc=$?
+        -drive "id=d0,file=$img,format=raw,if=none" -device virtio-blk-device,drive=d0
     ok_exit=0
 fi
 end=$(now)
@@ -178,15 +241,20 @@ nnot=$(grep -cE '^not ok [0-9]+( |$)' "$clean")
 nres=$((nok + nnot))
 
 reasons=()
-if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+if [ -n "$panicked" ]; then
+    : # the console-check lines below say what happened
+elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     reasons+=("timeout after ${timeout_s} s")
 elif [ "$rc" != "$ok_exit" ]; then
     reasons+=("VM exited with status $rc")
-    [ -s "$work/qemu.out" ] && reasons+=("qemu: $(head -c 300 "$work/qemu.out" | tr '\n' ' ')")
+    [ -s "$work/vm.out" ] && reasons+=("vm: $(head -c 300 "$work/vm.out" | tr '\n' ' ')")
 fi
 [ "$nnot" -eq 0 ] || reasons+=("$nnot test(s) not ok")
 grep -q '^Bail out!' "$clean" && reasons+=("Bail out!: $(grep -m1 '^Bail out!' "$clean")")
-grep -qE 'panic:|Fatal trap' "$clean" && reasons+=("kernel trouble: $(grep -m1 -E 'panic:|Fatal trap' "$clean")")
+# Panics, fatal traps, WITNESS and INVARIANTS complaints.
+if ! trouble=$(bash "$here/console-check.sh" "$clean"); then
+    while IFS= read -r t; do reasons+=("kernel trouble at console line $t"); done <<<"$trouble"
+fi
 if [ -z "$plan" ]; then
     reasons+=("no TAP plan (1..N) on the console")
 else
