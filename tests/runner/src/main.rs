@@ -23,6 +23,7 @@ mod t_defaults;
 mod t_listen;
 mod t_listeners;
 mod t_module;
+mod t_stress;
 mod t_sysctl;
 mod t_visible;
 mod table;
@@ -251,6 +252,8 @@ fn run(argc: usize) -> bool {
     t_accf::run(tap, &env);
     // Per-filter defaults: loads listenq itself (tunables come first).
     t_defaults::run(tap, &env);
+    // Last: forked processes at once, and unload rounds under that load.
+    t_stress::run(tap, &env);
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();

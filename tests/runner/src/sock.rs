@@ -91,6 +91,12 @@ impl Kind {
 
 static UNIX_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// A forked child calls this with a number of its own, so its socket paths
+/// (numbered per process) cannot collide with its siblings'.
+pub fn unix_paths_from(base: u32) {
+    UNIX_SEQ.store(base, Ordering::Relaxed);
+}
+
 /// A fresh socket path: /tmp/lq.<pid>.<n>.
 fn unix_path() -> SockAddr {
     let n = UNIX_SEQ.fetch_add(1, Ordering::Relaxed);

@@ -37,6 +37,7 @@ mod nr {
     pub const SENDMSG: usize = 28;
     pub const SENDTO: usize = 133;
     pub const SHUTDOWN: usize = 134;
+    pub const SOCKETPAIR: usize = 135;
     pub const GETRLIMIT: usize = 194;
     pub const SETRLIMIT: usize = 195;
     pub const POLL: usize = 209;
@@ -506,6 +507,24 @@ pub fn socket(domain: i32, ty: i32, proto: i32) -> SysResult<Fd> {
         )
     }
     .map(|fd| Fd(fd as i32))
+}
+
+/// socketpair(2).
+pub fn socketpair(domain: i32, ty: i32) -> SysResult<(Fd, Fd)> {
+    let mut sv = [-1i32; 2];
+    // SAFETY: sv is a writable int[2].
+    unsafe {
+        syscall6(
+            nr::SOCKETPAIR,
+            domain as usize,
+            ty as usize,
+            0,
+            mptr(&mut sv),
+            0,
+            0,
+        )
+    }
+    .map(|_| (Fd(sv[0]), Fd(sv[1])))
 }
 
 /// bind(2); `addr` holds the bytes of a struct sockaddr_*.
