@@ -12,9 +12,11 @@
 #                   listenq.ko.debug, kldxref, PREFIX/share/man/man4
 #   make load | unload | reload
 #   make test       host tests, then the kernel layer, then the VM layer
+#                   (2 vCPUs; LISTENQ_VM_CPUS=1 for one)
 #   make bench | fuzz
 
 LISTENQ_KERNEL?=	/var/lib/listenq/kernel
+LISTENQ_VM_CPUS?=	2
 
 .if make(test) || make(host-test) || make(bench) || make(fuzz)
 # The test layers find out for themselves what they can run (a missing
@@ -61,7 +63,8 @@ _listenq_maninstall: listenq.4.gz .PHONY
 .endif
 
 test: .PHONY
-	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} sh tests/run-all.sh
+	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} \
+	    LISTENQ_VM_CPUS=${LISTENQ_VM_CPUS} sh tests/run-all.sh
 
 host-test: .PHONY
 	@cd ${.CURDIR} && sh tests/run-all.sh --host-only

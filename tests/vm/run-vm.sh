@@ -18,6 +18,7 @@
 #
 # LISTENQ_VM_CPUS  vCPUs (default 2; 1 for a uniprocessor run). --bench
 #                  always uses 1 vCPU with instruction-counted time.
+# LISTENQ_VM_KENV  more kernel environment, comma-separated.
 # Linux: QEMU TCG (multi-threaded with more than one vCPU), -M microvm, PVH
 # -kernel (LISTENQ_QEMU_ACCEL=kvm tries KVM; LISTENQ_QEMU overrides the qemu
 # binary). FreeBSD: bhyveload + bhyve (untested, see tests/vm/README.md).
@@ -35,7 +36,7 @@ kernel= ko= modules= timeout_s= runner= log= bench=
 default_modules=/var/lib/listenq/modules
 
 die() { echo "run-vm: $*" >&2; exit 2; }
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -78,6 +79,12 @@ KENV=(
     debug.debugger_on_panic=0 kern.panic_reboot_wait_time=0
 )
 [ -z "$bench" ] || KENV+=(listenq.bench=1)
+# More, comma-separated (e.g. listenq.panic=1: the runner panics the kernel,
+# to see that a panic fails the run fast).
+if [ -n "${LISTENQ_VM_KENV:-}" ]; then
+    IFS=, read -r -a extra <<<"$LISTENQ_VM_KENV"
+    KENV+=("${extra[@]}")
+fi
 [ -n "$kernel" ] || die "--kernel PATH is required"
 [ -f "$kernel" ] || die "kernel not found: $kernel"
 [ -z "$ko" ] || [ -f "$ko" ] || die "listenq.ko not found: $ko"

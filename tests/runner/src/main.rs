@@ -184,6 +184,14 @@ fn run(argc: usize) -> bool {
     let env = setup(tap);
     let t0 = sys::now_ms();
 
+    // Kernel env listenq.panic=1 (LISTENQ_VM_KENV): panic the kernel, so
+    // the harness's panic handling can be seen to work.
+    let mut b = [0u8; 8];
+    if matches!(sys::kenv_get(c"listenq.panic", &mut b), Ok(v) if v == b"1") {
+        tap.diag(format_args!("listenq.panic=1: sysctl debug.kdb.panic=1"));
+        let _ = sysctl::write_int("debug.kdb.panic", 1);
+    }
+
     // run-vm.sh --bench (kernel env listenq.bench=1): only the benchmark.
     if t_bench::wanted() {
         t_bench::run(tap, &env);
