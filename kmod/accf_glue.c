@@ -312,6 +312,7 @@ struct lq_work {
 	struct socket	*w_head;
 	struct socket	*w_so;
 	int		 w_deliver;
+	int		 w_detached;	/* lq_work_evict_now(): only soabort() left */
 };
 
 static volatile u_int lq_work_pending;
@@ -348,6 +349,22 @@ lq_work_run(void *arg, int pending __unused)
 
 	CURVNET_SET(head->so_vnet);
 	if (so == NULL) {
+		sorele(head);
+		goto out;
+	}
+	if (w->w_detached) {
+		/*
+		 * Off the queue already (counted then); the references are
+		 * the ones the queue held: soabort() consumes the socket's,
+		 * the listener's goes last.
+		 */
+		SOCK_LOCK(so);
+		SOCK_RECVBUF_LOCK(so);
+		if (so->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback)
+			soupcall_clear(so, SO_RCV);
+		SOCK_RECVBUF_UNLOCK(so);
+		SOCK_UNLOCK(so);
+		soabort(so);
 		sorele(head);
 		goto out;
 	}
@@ -418,6 +435,57 @@ lq_work_schedule(struct lq_work *w, struct socket *head, struct socket *so,
 	TASK_INIT(&w->w_task, 0, lq_work_run, w);
 	taskqueue_enqueue(taskqueue_thread, &w->w_task);
 	return (so != NULL ? 0 : ESRCH);
+}
+
+/*
+ * Evicts a held connection at once, from the accept filter upcall that
+ * admits a newer one: that upcall runs inside soisconnected() with the
+ * listener locked, so the connection can leave sol_incomp right there, as
+ * solisten_enqueue() does with the oldest incomplete one. Then the
+ * incomplete queue never holds more than the hold queue admits once
+ * soisconnected() is done, however many CPUs feed it; deferring the whole
+ * eviction left it on the queue until the task ran on another CPU.
+ * soabort() needs the listener unlocked, so only that is deferred, with
+ * `w' (the connection's own item: no allocation here); the task inherits
+ * the references the queue held (on `so', which soabort() consumes, and on
+ * the listener), so a close of the listener meanwhile finds nothing of
+ * listenq's on its queues and cannot free either socket under the task.
+ *
+ * The upcall also holds the new connection's receive-buffer lock and
+ * listenq's registry lock, both taken after socket locks everywhere else,
+ * so `so' can only be try-locked here; when that fails, or the listener is
+ * not locked by this thread, the whole eviction is deferred as before
+ * (lq_work_schedule). Returns 1 when `so' left the queue now (the caller
+ * counts it: the registry lock it holds is the one the task would take),
+ * 0 otherwise (counted by the task if it still finds it, or the kernel
+ * already took it away). `w' is always consumed. `head' and `so' are live
+ * for the reason given at lq_work_schedule().
+ */
+int
+lq_work_evict_now(struct lq_work *w, struct socket *head, struct socket *so)
+{
+	if (!mtx_owned(SOCK_MTX(head)) || !mtx_trylock(SOCK_MTX(so))) {
+		(void)lq_work_schedule(w, head, so, 0);
+		return (0);
+	}
+	if (so->so_listen != head || so->so_qstate != SQ_INCOMP) {
+		SOCK_UNLOCK(so);
+		free(w, M_LISTENQ);
+		return (0);
+	}
+	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
+	head->sol_incqlen--;
+	so->so_qstate = SQ_NONE;
+	so->so_listen = NULL;
+	SOCK_UNLOCK(so);
+	w->w_head = head;
+	w->w_so = so;
+	w->w_deliver = 0;
+	w->w_detached = 1;
+	atomic_add_int(&lq_work_pending, 1);
+	TASK_INIT(&w->w_task, 0, lq_work_run, w);
+	taskqueue_enqueue(taskqueue_thread, &w->w_task);
+	return (1);
 }
 
 /*

@@ -40,6 +40,8 @@ void	lq_work_free(struct lq_work *w);
 /* Consumes `w'; ESRCH if a socket is already being freed. */
 int	lq_work_schedule(struct lq_work *w, struct socket *head,
 	    struct socket *so, int deliver);
+int	lq_work_evict_now(struct lq_work *w, struct socket *head,
+	    struct socket *so);
 u_int	lq_work_pending_count(void);
 u_int	lq_accf_release_all(struct socket *head);
 /* ppsratecheck(9) for console lines users can cause: 1 to print. */

@@ -6,9 +6,11 @@
 //!
 //! Locking: the callback runs with the connection's receive-buffer lock
 //! (and, on the first call from soisconnected(), its socket lock and the
-//! listener's lock); REGISTRY is taken after those. Terminating or
-//! delivering a held connection needs the listener lock first, so it is
-//! deferred to a task (accf_glue.c) that holds references on both sockets.
+//! listener's lock); REGISTRY is taken after those. An evicted connection
+//! leaves the incomplete queue in the upcall that admits its successor;
+//! soabort(), timeouts and deliveries need the listener lock first, so they
+//! are deferred to a task (accf_glue.c) that holds references on both
+//! sockets.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -147,13 +149,33 @@ fn callback(s: Socket, head: usize) -> i32 {
             fed: 0,
             work,
         };
-        // Evicted connections leave the queue with their own work items:
-        // each is queued at once, whatever happens to this admission.
-        // SAFETY (both schedules): REGISTRY is held and the victim was in
+        // Evicted connections leave the queue with their own work items,
+        // at once, whatever happens to this admission: off the incomplete
+        // queue right here (the listener is locked), so neither queue
+        // passes its limit on any number of CPUs; only soabort() waits.
+        // Those that left now are counted here: the task would need
+        // REGISTRY, which this thread holds.
+        let mut gone_now = 0u64;
+        // SAFETY (both evictions): REGISTRY is held and the victim was in
         // the hold queue, so its destructor has not run.
-        let admitted = f.holdq.admit(key, now, state, |v| unsafe {
-            v.state.work.schedule(head, v.key, false)
+        let admitted = f.holdq.admit(key, now, state, |v| {
+            // SAFETY: as just said.
+            if unsafe { v.state.work.evict_now(head, v.key) } {
+                gone_now += 1;
+            }
         });
+        let admitted = match admitted {
+            Admit::HeldEvicting(v) => {
+                // SAFETY: see admit() above.
+                if unsafe { v.state.work.evict_now(head, v.key) } {
+                    gone_now += 1;
+                }
+                Admit::Held
+            }
+            a => a,
+        };
+        f.evicted = f.evicted.saturating_add(gone_now);
+        st.reg.stats.evicted = st.reg.stats.evicted.saturating_add(gone_now);
         match admitted {
             Admit::NoMemory => {
                 // SAFETY: SOCK_LOCK(so) is held, as for tag_locked above.
@@ -169,10 +191,6 @@ fn callback(s: Socket, head: usize) -> i32 {
                 work.free();
             }
             Admit::Held | Admit::HeldEvicting(_) => {
-                if let Admit::HeldEvicting(v) = admitted {
-                    // SAFETY: see admit() above.
-                    unsafe { v.state.work.schedule(head, v.key, false) };
-                }
                 st.accf.tagged += 1;
                 bump(&mut st.reg.stats.held);
             }

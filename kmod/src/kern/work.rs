@@ -45,4 +45,20 @@ impl Work {
             )
         };
     }
+
+    /// Evicts `so`, held on `head`, from the upcall that admits a newer
+    /// connection: it leaves the incomplete queue now and only soabort()
+    /// waits for the task (accf_glue.c lq_work_evict_now). True when it
+    /// left the queue now, which the caller counts; otherwise the task
+    /// counts it when it runs (the same as `schedule`). Consumes the item.
+    ///
+    /// # Safety
+    /// As for `schedule`.
+    pub unsafe fn evict_now(self, head: usize, so: usize) -> bool {
+        // SAFETY: the contract above; the C side only try-locks `so` and
+        // defers everything when this thread does not hold the listener.
+        unsafe {
+            sys::lq_work_evict_now(self.0, head as *mut sys::socket, so as *mut sys::socket) != 0
+        }
+    }
 }

@@ -459,6 +459,16 @@ pub fn now_ms() -> u64 {
     }
 }
 
+/// Sleeps for `us` microseconds (one nanosleep; see sleep_ms()).
+pub fn sleep_us(us: u64) {
+    let ts = Timespec {
+        sec: (us / 1_000_000) as i64,
+        nsec: ((us % 1_000_000) * 1000) as i64,
+    };
+    // SAFETY: ts is a readable struct timespec; rmtp is NULL.
+    let _ = unsafe { syscall6(nr::NANOSLEEP, ptr(&ts), 0, 0, 0, 0, 0) };
+}
+
 /// Sleeps for `ms` milliseconds (one nanosleep; an interruption just ends
 /// the sleep early, which every caller tolerates).
 pub fn sleep_ms(ms: u64) {
