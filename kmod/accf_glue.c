@@ -253,11 +253,40 @@ lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len)
 	return (lq_sb_data(&so->so_rcv, off, buf, len));
 }
 
-/* Held sockets carry this destructor so listenq learns when they go. */
+/*
+ * Takes listenq's receive upcall off `so' if it has it, returning its
+ * argument (the listener state it names, which the upcall kept alive),
+ * NULL if it had another or none.
+ */
+static void *
+lq_so_upcall_take(struct socket *so)
+{
+	void *arg = NULL;
+
+	SOCK_RECVBUF_LOCK_ASSERT(so);
+	if (so->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback) {
+		arg = so->so_rcv.sb_upcallarg;
+		soupcall_clear(so, SO_RCV);
+	}
+	return (arg);
+}
+
+/*
+ * Held sockets carry this destructor so listenq learns when they go. A
+ * socket taken off its listener's queue by soclose() of the listener (or
+ * aborted while evicted) still has listenq's upcall: nothing else clears
+ * it, and the listener state it names lives until this says it is gone.
+ * sofree() calls it with no lock held and the buffers still set up.
+ */
 static void
 lq_so_dtor(struct socket *so)
 {
-	listenq_rs_held_gone(so);
+	void *arg;
+
+	SOCK_RECVBUF_LOCK(so);
+	arg = lq_so_upcall_take(so);
+	SOCK_RECVBUF_UNLOCK(so);
+	listenq_rs_held_gone(so, arg);
 }
 
 int
@@ -278,8 +307,14 @@ lq_so_untag_locked(struct socket *so)
 		so->so_dtor = NULL;
 }
 
+/*
+ * An accepted socket: off with listenq's destructor, and with its upcall
+ * if it still has it (accepted between the upcall's SU_ISCONNECTED and
+ * soisconnected(), or any path listenq did not foresee), which would
+ * otherwise keep its listener state alive with no destructor to free it.
+ */
 int
-lq_so_untag(struct socket *so)
+lq_so_untag(struct socket *so, void **upcall_arg)
 {
 	int was = 0;
 
@@ -288,6 +323,9 @@ lq_so_untag(struct socket *so)
 		so->so_dtor = NULL;
 		was = 1;
 	}
+	SOCK_RECVBUF_LOCK(so);
+	*upcall_arg = lq_so_upcall_take(so);
+	SOCK_RECVBUF_UNLOCK(so);
 	SOCK_UNLOCK(so);
 	return (was);
 }
@@ -314,6 +352,9 @@ struct lq_work {
 	int		 w_deliver;
 	int		 w_detached;	/* lq_work_evict_now(): only soabort() left */
 };
+
+/* One malloc(9) bucket of 64 bytes per held connection: listenq(4) MEMORY. */
+CTASSERT(sizeof(struct lq_work) <= 64);
 
 static volatile u_int lq_work_pending;
 
@@ -345,6 +386,7 @@ lq_work_run(void *arg, int pending __unused)
 {
 	struct lq_work *w = arg;
 	struct socket *head = w->w_head, *so = w->w_so;
+	void *uarg, *harg;
 	bool ours;
 
 	CURVNET_SET(head->so_vnet);
@@ -360,10 +402,11 @@ lq_work_run(void *arg, int pending __unused)
 		 */
 		SOCK_LOCK(so);
 		SOCK_RECVBUF_LOCK(so);
-		if (so->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback)
-			soupcall_clear(so, SO_RCV);
+		uarg = lq_so_upcall_take(so);
 		SOCK_RECVBUF_UNLOCK(so);
 		SOCK_UNLOCK(so);
+		if (uarg != NULL)
+			listenq_rs_upcall_gone(uarg, so);
 		soabort(so);
 		sorele(head);
 		goto out;
@@ -373,8 +416,7 @@ lq_work_run(void *arg, int pending __unused)
 	ours = so->so_listen == head && so->so_qstate == SQ_INCOMP;
 	if (ours) {
 		SOCK_RECVBUF_LOCK(so);
-		if (so->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback)
-			soupcall_clear(so, SO_RCV);
+		uarg = lq_so_upcall_take(so);
 		SOCK_RECVBUF_UNLOCK(so);
 		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
 		head->sol_incqlen--;
@@ -382,8 +424,15 @@ lq_work_run(void *arg, int pending __unused)
 		 * Counted here, where it happens, and before anyone can see
 		 * it: a connection the kernel took away in the meantime
 		 * (aborted, or moved by filter removal) is not listenq's doing.
+		 * The listener's own state, if it still has a listenq filter,
+		 * is alive while its lock is held (accf_destroy needs it).
 		 */
-		listenq_rs_work_done(head, w->w_deliver);
+		harg = NULL;
+		if (head->sol_accept_filter != NULL &&
+		    head->sol_accept_filter->accf_callback ==
+		    listenq_accf_callback)
+			harg = head->sol_accept_filter_arg;
+		listenq_rs_work_done(harg, uarg, so, w->w_deliver);
 	}
 	if (ours && w->w_deliver) {
 		/* What soisconnected() does once a filter is satisfied. */
@@ -496,22 +545,30 @@ lq_work_evict_now(struct lq_work *w, struct socket *head, struct socket *so)
  * waiting for data forever).
  */
 u_int
-lq_accf_release_all(struct socket *head)
+lq_accf_release_all(struct socket *head, void **argp)
 {
 	struct socket *sp;
+	void *arg;
 	u_int n = 0;
 
 	SOLISTEN_LOCK_ASSERT(head);
+	*argp = head->sol_accept_filter_arg;
 	TAILQ_FOREACH(sp, &head->sol_incomp, so_list) {
 		SOCK_LOCK(sp);
 		SOCK_RECVBUF_LOCK(sp);
-		if (sp->so_rcv.sb_upcall == (so_upcall_t *)listenq_accf_callback) {
-			soupcall_clear(sp, SO_RCV);
+		arg = lq_so_upcall_take(sp);
+		if (arg != NULL)
 			sp->so_options |= SO_ACCEPTFILTER;
-			n++;
-		}
 		SOCK_RECVBUF_UNLOCK(sp);
 		SOCK_UNLOCK(sp);
+		/*
+		 * Every upcall on this queue names this listener's state;
+		 * one that did not (none should) is given back on its own.
+		 */
+		if (arg == *argp)
+			n++;
+		else if (arg != NULL)
+			listenq_rs_upcall_gone(arg, sp);
 	}
 	return (n);
 }

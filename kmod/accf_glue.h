@@ -32,7 +32,8 @@ u_int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
 /* Installs listenq's so_dtor; 0 if the socket already has another. */
 int	lq_so_tag(struct socket *so);
 void	lq_so_untag_locked(struct socket *so);
-int	lq_so_untag(struct socket *so);
+/* 1 if it had listenq's destructor; *upcall_arg: see lq_so_upcall_take. */
+int	lq_so_untag(struct socket *so, void **upcall_arg);
 int	lq_so_ref_if_alive(struct socket *so);
 /* The work item a held connection is admitted with (NULL: no memory). */
 struct lq_work *lq_work_alloc(void);
@@ -43,7 +44,12 @@ int	lq_work_schedule(struct lq_work *w, struct socket *head,
 int	lq_work_evict_now(struct lq_work *w, struct socket *head,
 	    struct socket *so);
 u_int	lq_work_pending_count(void);
-u_int	lq_accf_release_all(struct socket *head);
+/*
+ * Clears listenq's upcall on every connection of `head''s incomplete
+ * queue and flags it for release; *argp gets the listener's filter state.
+ * Returns how many had that state as their upcall argument.
+ */
+u_int	lq_accf_release_all(struct socket *head, void **argp);
 /* ppsratecheck(9) for console lines users can cause: 1 to print. */
 int	lq_log_ratecheck(void);
 void	lq_tick_start(int ms);
@@ -55,8 +61,10 @@ extern int lq_hold_timeout_drop;
 int	listenq_accf_callback(struct socket *so, void *arg, int waitflag);
 void	*listenq_accf_create(struct socket *so, char *arg);
 void	listenq_accf_destroy(struct socket *so);
-void	listenq_rs_held_gone(struct socket *so);
-void	listenq_rs_work_done(struct socket *head, int delivered);
+void	listenq_rs_held_gone(struct socket *so, void *upcall_arg);
+void	listenq_rs_upcall_gone(void *upcall_arg, struct socket *so);
+void	listenq_rs_work_done(void *head_arg, void *upcall_arg,
+	    struct socket *so, int delivered);
 void	listenq_rs_tick(void);
 
 #endif

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::hooks::InFlight;
+use crate::kern::filter_arg::FilterArg;
 use crate::kern::socket::Socket;
 use crate::kern::time;
 use crate::kern::work::Work;
@@ -26,7 +27,7 @@ use listenq_accf::{
 };
 use listenq_bindings as sys;
 use listenq_policy::backlog;
-use listenq_policy::holdq::{Admit, HoldQueue};
+use listenq_policy::holdq::{self, Admit, HoldQueue};
 use listenq_policy::registry::{FilterInfo, Row, Stats};
 
 /// A held connection's parser state, how many bytes it has consumed, and
@@ -39,62 +40,135 @@ pub struct ConnState {
     work: Work,
 }
 
-/// One listener with a listenq filter attached.
+/// What one held connection costs the listener's hold queue (its slab
+/// slot, 56 bytes, and two index buckets), listenq(4) MEMORY; its work item
+/// is counted in accf_glue.c. Checked here so that a change shows.
+const _: () = assert!(holdq::bytes_per_entry::<ConnState>() == 64);
+
+/// One listener with a listenq filter attached: its own state, on the
+/// heap, reached from the kernel's filter argument (State below).
+///
+/// Lifetime: attached from accf_create to accf_destroy, and after that
+/// until `upcalls` reaches zero. `upcalls` counts the connections whose
+/// receive upcall is listenq's with this state as its argument: the kernel
+/// may call each of them (and it is what an evicted connection awaiting
+/// its task, or one the listener's close took off the queue, still has),
+/// so the state lives until the last of them is cleared. Each is cleared
+/// exactly once, and counted then: by the upcall returning SU_ISCONNECTED,
+/// by filter removal (lq_accf_release_all), by the deferred work, by the
+/// socket's destructor or by its accept (accf_glue.c lq_so_upcall_take).
+/// Work items never name the state: they find it from the upcall they
+/// clear, or from the listener they lock.
 pub struct ListenerFilter {
     head: usize,
     cfg: Config,
     holdq: HoldQueue<ConnState>,
     evicted: u64,
+    upcalls: usize,
+    /// Index in Filters::list while attached.
+    slot: Option<usize>,
 }
 
+type State = FilterArg<ListenerFilter>;
+
 pub struct Filters {
-    list: Vec<ListenerFilter>,
+    /// Attached listeners, for the tick, the tables and unload; nothing on
+    /// a per-connection path looks here.
+    list: Vec<State>,
+    /// Detached, kept for upcalls that still name them.
+    detached: usize,
     /// Sockets carrying listenq's destructor (held, or released and not
     /// yet accepted): unload must wait for them.
     tagged: usize,
 }
 
+// SAFETY (every `get()` in this file): a State is only dereferenced with
+// REGISTRY held (Filters lives in it, and the guard is alive in each
+// function that calls get()), one reference at a time, and while it is
+// live: attached (in `list`, or named by the listener the kernel has
+// locked for the call), or named by an upcall that has not been cleared
+// (`upcalls` > 0 keeps it). It is freed only under REGISTRY, by
+// `release_upcall` or `destroy`, once neither holds.
+
 impl Filters {
     pub const fn new() -> Filters {
         Filters {
             list: Vec::new(),
+            detached: 0,
             tagged: 0,
         }
     }
 
     /// listen(2) again on a listener with a listenq filter: the hold limit
     /// follows the new queue limit (a smaller one takes effect at the next
-    /// admission, which evicts the oldest extras).
+    /// admission, which evicts the oldest extras). Not a per-connection
+    /// path: a walk of the filtered listeners.
     pub fn relisten(&mut self, head: usize, qlimit: u32) {
-        if let Some(f) = self.list.iter_mut().find(|f| f.head == head) {
-            f.holdq.set_capacity(backlog::hold_capacity(qlimit));
+        for a in self.list.iter() {
+            // SAFETY: attached; see "every get()" above.
+            let f = unsafe { a.get() };
+            if f.head == head {
+                f.holdq.set_capacity(backlog::hold_capacity(qlimit));
+                // Best effort: a failure only means admissions allocate.
+                let _ = f.holdq.reserve();
+                break;
+            }
         }
     }
 
     /// Frees everything (module unload, once nothing is in use).
     pub fn clear(&mut self) {
-        for mut f in core::mem::take(&mut self.list) {
-            for e in f.holdq.take_all() {
+        for a in core::mem::take(&mut self.list) {
+            // SAFETY: attached; nothing can reach it any more (unload).
+            let f = unsafe { a.get() };
+            for e in f.holdq.drain() {
                 e.state.work.free();
             }
+            // SAFETY: as just said; not used again.
+            unsafe { a.free() };
         }
     }
 
     pub fn in_use(&self) -> bool {
-        !self.list.is_empty() || self.tagged != 0
+        !self.list.is_empty() || self.tagged != 0 || self.detached != 0
     }
 
     /// Fills in a listeners-table row's filter columns.
     pub fn annotate(&self, row: &mut Row) {
-        if let Some(f) = self.list.iter().find(|f| f.head == row.so) {
+        for a in self.list.iter() {
+            // SAFETY: attached; see "every get()" above.
+            let f = unsafe { a.get() };
+            if f.head != row.so {
+                continue;
+            }
             let mut name = [0u8; 16];
             let n = f.cfg.kind.name().as_bytes();
-            name[..n.len()].copy_from_slice(n);
+            if let Some(d) = name.get_mut(..n.len()) {
+                d.copy_from_slice(n);
+            }
             row.filter = Some(FilterInfo {
                 name,
                 held: u32::try_from(f.holdq.len()).unwrap_or(u32::MAX),
             });
             row.evicted = f.evicted;
+            break;
+        }
+    }
+
+    /// One upcall naming `a` has been cleared (`key`'s): it lets go of
+    /// `key` if still held, and frees a detached state nothing names now.
+    fn release_upcall(&mut self, a: State, key: usize) {
+        // SAFETY: the upcall being given back kept it live.
+        let f = unsafe { a.get() };
+        if let Some(e) = f.holdq.remove(key) {
+            e.state.work.free();
+        }
+        f.upcalls = f.upcalls.saturating_sub(1);
+        if f.upcalls == 0 && f.slot.is_none() {
+            self.detached = self.detached.saturating_sub(1);
+            // SAFETY: detached and no upcall names it: nothing can reach
+            // it again.
+            unsafe { a.free() };
         }
     }
 }
@@ -105,7 +179,7 @@ fn bump(v: &mut u64) {
     *v = v.saturating_add(1);
 }
 
-fn callback(s: Socket, head: usize) -> i32 {
+fn callback(s: Socket, arg: State) -> i32 {
     let mut sb = sys::lq_sbstate::default();
     // SAFETY: accept filter callbacks run with the receive buffer locked.
     unsafe { sys::lq_sb_state(s.as_ptr(), &mut sb) };
@@ -115,10 +189,11 @@ fn callback(s: Socket, head: usize) -> i32 {
         return sys::SU_ISCONNECTED as i32;
     };
     let st = &mut *g;
-    let Some(f) = st.accf.list.iter_mut().find(|f| f.head == head) else {
-        // No state for this listener (filter being removed): pass it on.
-        return sys::SU_ISCONNECTED as i32;
-    };
+    // SAFETY: REGISTRY is held; live because the kernel calls the upcall
+    // that names it (not yet cleared: clearing takes this buffer's lock),
+    // or, on the first call, because it is the listener's, locked here.
+    let f = unsafe { arg.get() };
+    let head = f.head;
     if !f.holdq.contains(key) {
         if sb.sock_locked == 0 {
             // Not the first call, and not held: evicted or timed out, with
@@ -154,19 +229,19 @@ fn callback(s: Socket, head: usize) -> i32 {
         // queue right here (the listener is locked), so neither queue
         // passes its limit on any number of CPUs; only soabort() waits.
         // Those that left now are counted here: the task would need
-        // REGISTRY, which this thread holds.
+        // REGISTRY, which this thread holds. Their upcalls stay counted
+        // in `upcalls` until the task clears them.
         let mut gone_now = 0u64;
-        // SAFETY (both evictions): REGISTRY is held and the victim was in
-        // the hold queue, so its destructor has not run.
         let admitted = f.holdq.admit(key, now, state, |v| {
-            // SAFETY: as just said.
+            // SAFETY: REGISTRY is held and the victim was in the hold
+            // queue, so its destructor (which takes REGISTRY) has not run.
             if unsafe { v.state.work.evict_now(head, v.key) } {
                 gone_now += 1;
             }
         });
         let admitted = match admitted {
             Admit::HeldEvicting(v) => {
-                // SAFETY: see admit() above.
+                // SAFETY: as for the extra victims above.
                 if unsafe { v.state.work.evict_now(head, v.key) } {
                     gone_now += 1;
                 }
@@ -189,8 +264,11 @@ fn callback(s: Socket, head: usize) -> i32 {
                 // SAFETY: as above.
                 unsafe { s.untag_locked() };
                 work.free();
+                return sys::SU_ISCONNECTED as i32;
             }
             Admit::Held | Admit::HeldEvicting(_) => {
+                // soisconnected() set the upcall naming this state.
+                f.upcalls += 1;
                 st.accf.tagged += 1;
                 bump(&mut st.reg.stats.held);
             }
@@ -224,10 +302,10 @@ fn callback(s: Socket, head: usize) -> i32 {
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
     if ready || sb.full != 0 || sb.eof != 0 {
-        if let Some(e) = f.holdq.remove(key) {
-            e.state.work.free();
-        }
         bump(&mut st.reg.stats.released);
+        // The kernel clears the upcall on SU_ISCONNECTED, under the
+        // buffer lock this thread holds: nothing calls it again.
+        st.accf.release_upcall(arg, key);
         return sys::SU_ISCONNECTED as i32;
     }
     sys::SU_OK as i32
@@ -242,7 +320,13 @@ pub extern "C" fn listenq_accf_callback(
     let _f = InFlight::enter();
     // SAFETY: the kernel calls the upcall with a live socket.
     let s = unsafe { Socket::from_raw(so) };
-    callback(s, arg as usize)
+    // SAFETY: the kernel passes back what create() returned (the first
+    // call, from the listener) or what soisconnected() copied from it into
+    // the upcall; see ListenerFilter for why it is still live.
+    match unsafe { State::from_token(arg) } {
+        Some(a) => callback(s, a),
+        None => sys::SU_ISCONNECTED as i32,
+    }
 }
 
 fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut cty::c_void {
@@ -282,14 +366,26 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
         bump(&mut st.reg.stats.nomem);
         return core::ptr::null_mut();
     }
-    st.accf.list.push(ListenerFilter {
+    let mut holdq = HoldQueue::new(backlog::hold_capacity(qlimit));
+    // Sized for the backlog now, so admissions do not allocate; if memory
+    // is short it grows as it admits instead.
+    let _ = holdq.reserve();
+    let slot = st.accf.list.len();
+    let Some(a) = State::new(ListenerFilter {
         head: s.key(),
         cfg,
-        holdq: HoldQueue::new(backlog::hold_capacity(qlimit)),
+        holdq,
         evicted: 0,
-    });
-    // The token the kernel hands back to every callback: the listener.
-    so.cast()
+        upcalls: 0,
+        slot: Some(slot),
+    }) else {
+        bump(&mut st.reg.stats.nomem);
+        return core::ptr::null_mut();
+    };
+    // Reserved above: does not allocate.
+    st.accf.list.push(a);
+    // The token the kernel hands back to every callback.
+    a.token()
 }
 
 macro_rules! creator {
@@ -310,50 +406,92 @@ creator!(listenq_accf_create_tls, FilterKind::Tls);
 #[no_mangle]
 pub extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
     let _f = InFlight::enter();
+    let mut token = core::ptr::null_mut();
     // SAFETY: the listener is locked and live; the helper walks its
     // incomplete queue, which the lock protects.
-    let n = unsafe { sys::lq_accf_release_all(so) };
-    if let Some(mut g) = REGISTRY.lock() {
-        let st = &mut *g;
-        if let Some(i) = st.accf.list.iter().position(|f| f.head == so as usize) {
-            let mut f = st.accf.list.swap_remove(i);
-            if st.accf.list.is_empty() {
-                st.accf.list = Vec::new();
-            }
-            for e in f.holdq.take_all() {
-                e.state.work.free();
-            }
+    let n = unsafe { sys::lq_accf_release_all(so, &mut token) };
+    // SAFETY: the listener's own filter argument, from create(); live
+    // until this function frees it.
+    let Some(a) = (unsafe { State::from_token(token) }) else {
+        return;
+    };
+    let Some(mut g) = REGISTRY.lock() else { return };
+    let st = &mut *g;
+    // SAFETY: REGISTRY held; still attached.
+    let f = unsafe { a.get() };
+    if let Some(i) = f.slot.take() {
+        st.accf.list.swap_remove(i);
+        if let Some(m) = st.accf.list.get(i) {
+            // SAFETY: attached, and a different state than `f`: the one
+            // swap_remove() moved into slot i.
+            unsafe { m.get() }.slot = Some(i);
         }
-        // Released: exactly those accept_filt_setopt() is about to move to
-        // the completed queue. None when the listener is being freed
-        // (soclose() has taken its queues away and aborts them).
-        st.reg.stats.released = st.reg.stats.released.saturating_add(u64::from(n));
+        if st.accf.list.is_empty() {
+            st.accf.list = Vec::new();
+        }
     }
+    for e in f.holdq.drain() {
+        e.state.work.free();
+    }
+    // The hold queue's memory goes now; a detached state keeps only the
+    // count that frees it.
+    f.holdq = HoldQueue::new(1);
+    // Those upcalls are cleared; the others still name it.
+    f.upcalls = f.upcalls.saturating_sub(n as usize);
+    if f.upcalls == 0 {
+        // SAFETY: detached and no upcall names it.
+        unsafe { a.free() };
+    } else {
+        st.accf.detached += 1;
+    }
+    // Released: exactly those accept_filt_setopt() is about to move to
+    // the completed queue. None when the listener is being freed
+    // (soclose() has taken its queues away and aborts them).
+    st.reg.stats.released = st.reg.stats.released.saturating_add(u64::from(n));
 }
 
-/// so_dtor of a tagged socket: it is being freed.
+/// so_dtor of a tagged socket: it is being freed. `upcall_arg`: the
+/// listener state its upcall still named (just cleared), or null.
 #[no_mangle]
-pub extern "C" fn listenq_rs_held_gone(so: *mut sys::socket) {
+pub extern "C" fn listenq_rs_held_gone(so: *mut sys::socket, upcall_arg: *mut cty::c_void) {
     let _f = InFlight::enter();
     if let Some(mut g) = REGISTRY.lock() {
-        let st = &mut *g;
-        for f in st.accf.list.iter_mut() {
-            if let Some(e) = f.holdq.remove(so as usize) {
-                // Aborted by the kernel (or its listener closed): neither
-                // released nor evicted by listenq.
-                e.state.work.free();
-                break;
-            }
+        // SAFETY: the cleared upcall kept it live (ListenerFilter).
+        if let Some(a) = unsafe { State::from_token(upcall_arg) } {
+            // Aborted by the kernel (or its listener closed): neither
+            // released nor evicted by listenq.
+            g.accf.release_upcall(a, so as usize);
         }
-        st.accf.tagged = st.accf.tagged.saturating_sub(1);
+        g.accf.tagged = g.accf.tagged.saturating_sub(1);
     }
 }
 
-/// From lq_work_run, with `head` and the connection locked: the deferred
-/// work found the connection still held on `head` and now delivers it to
-/// the completed queue or terminates it.
+/// An upcall naming `upcall_arg` was cleared on `so` (deferred eviction,
+/// filter removal).
 #[no_mangle]
-pub extern "C" fn listenq_rs_work_done(head: *mut sys::socket, delivered: i32) {
+pub extern "C" fn listenq_rs_upcall_gone(upcall_arg: *mut cty::c_void, so: *mut sys::socket) {
+    let _f = InFlight::enter();
+    // SAFETY: the cleared upcall kept it live (ListenerFilter).
+    let Some(a) = (unsafe { State::from_token(upcall_arg) }) else {
+        return;
+    };
+    if let Some(mut g) = REGISTRY.lock() {
+        g.accf.release_upcall(a, so as usize);
+    }
+}
+
+/// From lq_work_run, with the listener and the connection `so` locked:
+/// the deferred work found the connection still held and now delivers it
+/// to the completed queue or terminates it. `head_arg`: the listener's
+/// listenq filter state, if it has one (live: the listener is locked);
+/// `upcall_arg`: the state the connection's upcall named (just cleared).
+#[no_mangle]
+pub extern "C" fn listenq_rs_work_done(
+    head_arg: *mut cty::c_void,
+    upcall_arg: *mut cty::c_void,
+    so: *mut sys::socket,
+    delivered: i32,
+) {
     let _f = InFlight::enter();
     if let Some(mut g) = REGISTRY.lock() {
         let st = &mut *g;
@@ -361,19 +499,35 @@ pub extern "C" fn listenq_rs_work_done(head: *mut sys::socket, delivered: i32) {
             bump(&mut st.reg.stats.released);
         } else {
             bump(&mut st.reg.stats.evicted);
-            if let Some(f) = st.accf.list.iter_mut().find(|f| f.head == head as usize) {
-                bump(&mut f.evicted);
+            // SAFETY: attached to the listener this thread has locked.
+            if let Some(a) = unsafe { State::from_token(head_arg) } {
+                // SAFETY: as just said.
+                bump(&mut unsafe { a.get() }.evicted);
             }
+        }
+        // SAFETY: the cleared upcall kept it live (ListenerFilter).
+        if let Some(a) = unsafe { State::from_token(upcall_arg) } {
+            st.accf.release_upcall(a, so as usize);
         }
     }
 }
 
-/// An accepted socket no longer needs listenq's destructor.
+/// An accepted socket no longer needs listenq's destructor (nor, should
+/// it still have it, its upcall).
 pub fn untag(s: Socket) {
+    let mut upcall_arg = core::ptr::null_mut();
     // SAFETY: pr_accept runs with the new socket live and unlocked.
-    if unsafe { sys::lq_so_untag(s.as_ptr()) } != 0 {
-        if let Some(mut g) = REGISTRY.lock() {
+    let was = unsafe { sys::lq_so_untag(s.as_ptr(), &mut upcall_arg) } != 0;
+    if !was && upcall_arg.is_null() {
+        return;
+    }
+    if let Some(mut g) = REGISTRY.lock() {
+        if was {
             g.accf.tagged = g.accf.tagged.saturating_sub(1);
+        }
+        // SAFETY: the cleared upcall kept it live (ListenerFilter).
+        if let Some(a) = unsafe { State::from_token(upcall_arg) } {
+            g.accf.release_upcall(a, s.key());
         }
     }
 }
@@ -397,7 +551,9 @@ pub extern "C" fn listenq_rs_tick() {
     let Some(mut g) = REGISTRY.lock() else { return };
     let st = &mut *g;
     let stats: &mut Stats = &mut st.reg.stats;
-    for f in st.accf.list.iter_mut() {
+    for a in st.accf.list.iter() {
+        // SAFETY: attached; see "every get()" above.
+        let f = unsafe { a.get() };
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
             continue;
         };

@@ -132,11 +132,7 @@ impl<T: Copy> HoldQueue<T> {
         let Some(buckets) = n.checked_mul(2).and_then(usize::checked_next_power_of_two) else {
             return false;
         };
-        if n > self.slots.capacity()
-            && self
-                .slots
-                .try_reserve_exact(n - self.slots.len())
-                .is_err()
+        if n > self.slots.capacity() && self.slots.try_reserve_exact(n - self.slots.len()).is_err()
         {
             return false;
         }

@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod defaults;
 pub mod errno;
+pub mod filter_arg;
 pub mod mtx;
 pub mod print;
 pub mod protosw;
