@@ -353,8 +353,8 @@ struct lq_work {
 	int		 w_detached;	/* lq_work_evict_now(): only soabort() left */
 };
 
-/* One malloc(9) bucket of 64 bytes per held connection: listenq(4) MEMORY. */
-CTASSERT(sizeof(struct lq_work) <= 64);
+/* 56 bytes, a 64-byte malloc(9) bucket per held connection: listenq(4). */
+CTASSERT(sizeof(struct lq_work) == 56);
 
 static volatile u_int lq_work_pending;
 
