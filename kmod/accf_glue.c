@@ -318,14 +318,16 @@ lq_so_untag(struct socket *so, void **upcall_arg)
 {
 	int was = 0;
 
+	*upcall_arg = NULL;
 	SOCK_LOCK(so);
+	/* Only a held socket gets the upcall, and it is tagged then. */
 	if (so->so_dtor == lq_so_dtor) {
 		so->so_dtor = NULL;
 		was = 1;
+		SOCK_RECVBUF_LOCK(so);
+		*upcall_arg = lq_so_upcall_take(so);
+		SOCK_RECVBUF_UNLOCK(so);
 	}
-	SOCK_RECVBUF_LOCK(so);
-	*upcall_arg = lq_so_upcall_take(so);
-	SOCK_RECVBUF_UNLOCK(so);
 	SOCK_UNLOCK(so);
 	return (was);
 }

@@ -72,9 +72,11 @@ pub struct ListenerFilter {
 type State = FilterArg<ListenerFilter>;
 
 pub struct Filters {
-    /// Attached listeners, for the tick, the tables and unload; nothing on
-    /// a per-connection path looks here.
-    list: Vec<State>,
+    /// Attached listeners (the listener's key, its state), for the tick,
+    /// the tables and unload; nothing on a per-connection path looks
+    /// here. The key is kept beside the pointer so that finding a listener
+    /// for a table row reads one array instead of every state.
+    list: Vec<(usize, State)>,
     /// Detached, kept for upcalls that still name them.
     detached: usize,
     /// Sockets carrying listenq's destructor (held, or released and not
@@ -104,21 +106,18 @@ impl Filters {
     /// admission, which evicts the oldest extras). Not a per-connection
     /// path: a walk of the filtered listeners.
     pub fn relisten(&mut self, head: usize, qlimit: u32) {
-        for a in self.list.iter() {
+        if let Some((_, a)) = self.list.iter().find(|(h, _)| *h == head) {
             // SAFETY: attached; see "every get()" above.
             let f = unsafe { a.get() };
-            if f.head == head {
-                f.holdq.set_capacity(backlog::hold_capacity(qlimit));
-                // Best effort: a failure only means admissions allocate.
-                let _ = f.holdq.reserve();
-                break;
-            }
+            f.holdq.set_capacity(backlog::hold_capacity(qlimit));
+            // Best effort: a failure only means admissions allocate.
+            let _ = f.holdq.reserve();
         }
     }
 
     /// Frees everything (module unload, once nothing is in use).
     pub fn clear(&mut self) {
-        for a in core::mem::take(&mut self.list) {
+        for (_, a) in core::mem::take(&mut self.list) {
             // SAFETY: attached; nothing can reach it any more (unload).
             let f = unsafe { a.get() };
             for e in f.holdq.drain() {
@@ -135,12 +134,9 @@ impl Filters {
 
     /// Fills in a listeners-table row's filter columns.
     pub fn annotate(&self, row: &mut Row) {
-        for a in self.list.iter() {
+        if let Some((_, a)) = self.list.iter().find(|(h, _)| *h == row.so) {
             // SAFETY: attached; see "every get()" above.
             let f = unsafe { a.get() };
-            if f.head != row.so {
-                continue;
-            }
             let mut name = [0u8; 16];
             let n = f.cfg.kind.name().as_bytes();
             if let Some(d) = name.get_mut(..n.len()) {
@@ -151,7 +147,6 @@ impl Filters {
                 held: u32::try_from(f.holdq.len()).unwrap_or(u32::MAX),
             });
             row.evicted = f.evicted;
-            break;
         }
     }
 
@@ -383,7 +378,7 @@ fn create(kind: FilterKind, so: *mut sys::socket, arg: *mut cty::c_char) -> *mut
         return core::ptr::null_mut();
     };
     // Reserved above: does not allocate.
-    st.accf.list.push(a);
+    st.accf.list.push((s.key(), a));
     // The token the kernel hands back to every callback.
     a.token()
 }
@@ -421,7 +416,7 @@ pub extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
     let f = unsafe { a.get() };
     if let Some(i) = f.slot.take() {
         st.accf.list.swap_remove(i);
-        if let Some(m) = st.accf.list.get(i) {
+        if let Some((_, m)) = st.accf.list.get(i) {
             // SAFETY: attached, and a different state than `f`: the one
             // swap_remove() moved into slot i.
             unsafe { m.get() }.slot = Some(i);
@@ -551,7 +546,7 @@ pub extern "C" fn listenq_rs_tick() {
     let Some(mut g) = REGISTRY.lock() else { return };
     let st = &mut *g;
     let stats: &mut Stats = &mut st.reg.stats;
-    for a in st.accf.list.iter() {
+    for (_, a) in st.accf.list.iter() {
         // SAFETY: attached; see "every get()" above.
         let f = unsafe { a.get() };
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
