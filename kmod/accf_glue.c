@@ -245,6 +245,16 @@ lq_sb_state(struct socket *so, struct lq_sbstate *out)
 	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
 	out->sock_locked = mtx_owned(SOCK_MTX(so));
 	out->readable = soreadable(so);
+	/*
+	 * so_qstate is SOCK_LOCK's (b), which cannot be taken under the
+	 * receive-buffer lock; socketvar.h allows such unlocked reads with
+	 * care. What matters is read right: the kernel takes a connection off
+	 * the incomplete queue (soclose() of the listener, solisten_enqueue()
+	 * dropping the oldest) before it aborts it in the same thread, and the
+	 * abort is what calls the upcall one last time (soisdisconnected()).
+	 */
+	out->queued = atomic_load_int((volatile u_int *)&so->so_qstate) ==
+	    SQ_INCOMP;
 }
 
 u_int

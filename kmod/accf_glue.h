@@ -17,6 +17,7 @@ struct lq_sbstate {
 	int	eof;		/* SBS_CANTRCVMORE */
 	int	sock_locked;	/* SOCK_LOCK held: called from soisconnected() */
 	int	readable;	/* soreadable(): sb_lowat bytes, an error or EOF */
+	int	queued;		/* on its listener's incomplete queue (SQ_INCOMP) */
 };
 
 int	lq_accf_register(const char *name, lq_accf_cb_t *cb,
