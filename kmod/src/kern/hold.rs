@@ -14,14 +14,18 @@ pub struct SocketHold(NonNull<sys::socket>);
 // any thread (with no locks held, which the type's users keep to).
 unsafe impl Send for SocketHold {}
 
-impl SocketHold {
-    pub(super) fn new(s: SocketRef<'_>) -> SocketHold {
-        // SAFETY: `s` is live for the call, so its count is non-zero and
-        // soref(9) may add to it.
-        unsafe { sys::lq_soref(s.as_ptr()) };
-        SocketHold(s.as_non_null())
+impl SocketRef<'_> {
+    /// soref(9): an owned reference that keeps the socket from being freed
+    /// until it is dropped.
+    pub fn hold(self) -> SocketHold {
+        // SAFETY: `self` is live for the call, so its count is non-zero
+        // and soref(9) may add to it.
+        unsafe { sys::lq_soref(self.as_ptr()) };
+        SocketHold(self.as_non_null())
     }
+}
 
+impl SocketHold {
     /// The socket, live for as long as this reference is borrowed.
     pub fn socket(&self) -> SocketRef<'_> {
         // SAFETY: the reference this value owns keeps the socket live for

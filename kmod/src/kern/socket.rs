@@ -1,9 +1,9 @@
 //! `struct socket` as the safe layer sees it:
 //!
-//! - [`SocketRef`]: borrowed for the duration of a kernel call into
+//! - `SocketRef`: borrowed for the duration of a kernel call into
 //!   listenq (a protocol-switch entry, an upcall) or of a [`SocketHold`];
 //!   the lifetime keeps it from outliving what keeps the socket live.
-//! - [`SocketHold`] (hold.rs): an owned reference, soref(9) on creation
+//! - `SocketHold` (hold.rs): an owned reference, soref(9) on creation
 //!   and sorele(9) on drop.
 //! - [`Socket`]: the older `Copy` handle with no lifetime, kept only for
 //!   accf.rs until it moves to `SocketRef` (issue 9).
@@ -11,7 +11,6 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use crate::kern::hold::SocketHold;
 use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::overflow::Stamp;
@@ -156,12 +155,6 @@ impl<'a> SocketRef<'a> {
     pub fn visible_to(self, req: &SysctlReq<'_>) -> bool {
         // SAFETY: live; `req` is the live request of a running handler.
         unsafe { sys::lq_so_visible(self.as_ptr(), req.as_ptr()) != 0 }
-    }
-
-    /// soref(9): an owned reference that keeps the socket from being freed
-    /// until it is dropped.
-    pub fn hold(self) -> SocketHold {
-        SocketHold::new(self)
     }
 }
 
