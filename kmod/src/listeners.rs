@@ -86,6 +86,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
                     st.reg.stats.listens = st.reg.stats.listens.saturating_add(1);
                 }
                 st.reg.stats.nomem = st.reg.stats.nomem.saturating_add(1);
+                spare = Some(hold);
                 Err(NoMemory)
             } else {
                 let done = match backlog {

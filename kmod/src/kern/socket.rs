@@ -1,11 +1,11 @@
 //! `struct socket` as the safe layer sees it:
 //!
 //! - `SocketRef`: borrowed for the duration of a kernel call into
-//!   listenq (a protocol-switch entry, an upcall) or of a [`SocketHold`];
+//!   listenq (a protocol-switch entry, an upcall) or of a `SocketHold`;
 //!   the lifetime keeps it from outliving what keeps the socket live.
 //! - `SocketHold` (hold.rs): an owned reference, soref(9) on creation
 //!   and sorele(9) on drop.
-//! - [`Socket`]: the older `Copy` handle with no lifetime, kept only for
+//! - `Socket`: the older `Copy` handle with no lifetime, kept only for
 //!   accf.rs until it moves to `SocketRef` (issue 9).
 
 use core::marker::PhantomData;
