@@ -305,12 +305,6 @@ lq_so_untag(struct socket *so)
 	return (was);
 }
 
-int
-lq_so_ref_if_alive(struct socket *so)
-{
-	return (refcount_acquire_if_not_zero(&so->so_count));
-}
-
 /*
  * Deferred work: terminate or deliver one held connection.
  *

@@ -34,7 +34,6 @@ u_int	lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len);
 int	lq_so_tag(struct socket *so);
 void	lq_so_untag_locked(struct socket *so);
 int	lq_so_untag(struct socket *so);
-int	lq_so_ref_if_alive(struct socket *so);
 /* The work item a held connection is admitted with (NULL: no memory). */
 struct lq_work *lq_work_alloc(void);
 void	lq_work_free(struct lq_work *w);
@@ -54,7 +53,6 @@ extern int lq_hold_timeout_drop;
 
 /* Rust. */
 int	listenq_accf_callback(struct socket *so, void *arg, int waitflag);
-void	*listenq_accf_create(struct socket *so, char *arg);
 void	listenq_accf_destroy(struct socket *so);
 void	listenq_rs_held_gone(struct socket *so);
 void	listenq_rs_work_done(struct socket *head, int delivered);
