@@ -22,6 +22,7 @@ use crate::kern::protosw;
 use crate::kern::socket::{HeldSocket, Socket};
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time;
+use crate::kern::walk;
 use listenq_bindings as sys;
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Listener, Proto, QueueSample, Row};
@@ -80,25 +81,28 @@ pub fn on_listen(s: Socket, proto: Proto, backlog: i32) {
     register(s, proto, Some(backlog));
 }
 
-/// From lq_tcp_listeners_foreach() at load: a TCP listener that existed
-/// before listenq. The inpcb is read-locked (lock order: inpcb, socket,
-/// REGISTRY), so the socket is attached and live.
+/// From the walks at load (kern::walk): a listener that existed before
+/// listenq. lq_tcp_listeners_foreach() holds the inpcb read-locked (lock
+/// order: inpcb, socket, REGISTRY), lq_local_listeners_foreach() a
+/// reference on a file of the socket and no lock, so either way the
+/// socket is attached and live. A socket seen twice (several descriptors)
+/// keeps its one row.
 #[no_mangle]
 pub extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
     let _f = InFlight::enter();
-    // SAFETY: the caller holds the inpcb lock of this listening socket.
+    // SAFETY: the caller keeps this listening socket live (see above).
     let s = unsafe { Socket::from_raw(so) };
     if let Some(o) = protosw::originals(s.proto()) {
         register(s, o.proto, None);
     }
 }
 
-/// Adopts every TCP listener that already exists. Local sockets cannot
-/// be: uipc_usrreq.c keeps its pcb lists static; they appear at their next
-/// listen(2).
+/// Adopts every listener that already exists: TCP through the pcb lists,
+/// local sockets through the processes' descriptor tables (their pcb
+/// lists are static to uipc_usrreq.c).
 pub fn adopt_existing() {
-    // SAFETY: module load context (may sleep); no locks held.
-    unsafe { sys::lq_tcp_listeners_foreach() };
+    walk::tcp_listeners();
+    walk::local_listeners();
 }
 
 /// Gives back the reference a row owned, and the listen upcall with it.

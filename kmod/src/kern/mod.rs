@@ -11,4 +11,5 @@ pub mod protosw;
 pub mod socket;
 pub mod sysctl;
 pub mod time;
+pub mod walk;
 pub mod work;

@@ -278,6 +278,138 @@ pub fn adopted_at_load(tap: &mut Tap, env: &Env) {
     }
 }
 
+/// How many rows of the table have `addr` as LOCAL, and the PROTO and
+/// LIMIT of the first.
+fn local_rows(kind: Kind, sa: &crate::net::SockAddr) -> Option<(usize, [u8; 16], Option<i64>)> {
+    let mut a = [0u8; 96];
+    let n = table::addr_text(kind, sa, &mut a);
+    // SAFETY: single-threaded runner (a forked child never reads it).
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let t = sysctl::read_string(TABLE, buf).ok()?;
+    let mut count = 0;
+    let mut proto = [0u8; 16];
+    let mut limit = None;
+    for r in table::rows(t).filter(|r| r.text(0) == &a[..n]) {
+        if count == 0 {
+            let p = r.text(1);
+            let m = p.len().min(proto.len());
+            proto[..m].copy_from_slice(&p[..m]);
+            limit = r.num(3);
+        }
+        count += 1;
+    }
+    Some((count, proto, limit))
+}
+
+fn proto16(p: &[u8]) -> [u8; 16] {
+    let mut o = [0u8; 16];
+    o[..p.len()].copy_from_slice(p);
+    o
+}
+
+const LOCAL_ADOPT_TESTS: [&str; 3] = [
+    "a local stream listener from before kldload (descriptors in 2 processes) is in the table at load, once (stream, LIMIT 5)",
+    "a local seqpacket listener from before kldload (descriptor in another process only) is in the table at load, once (seqpacket, LIMIT 7)",
+    "the adopted local listeners leave the table when their last descriptors close; kldunload",
+];
+
+/// Local (AF_LOCAL) listeners that exist before kldload are in the table
+/// at once: found through the processes' descriptor tables. The stream
+/// listener has a descriptor in this process and in a forked child (one
+/// row, not two); the seqpacket one only in the child, so it is found in
+/// another process's table.
+pub fn local_adopted_at_load(tap: &mut Tap, env: &Env) {
+    if let Err(e) = env.ko {
+        for n in LOCAL_ADOPT_TESTS {
+            tap.skip(n, format_args!("listenq.ko not in image ({})", e));
+        }
+        return;
+    }
+    if let Some(u) = env.unusable(Kind::UnixStream) {
+        for n in LOCAL_ADOPT_TESTS {
+            tap.skip(n, &u);
+        }
+        return;
+    }
+    let setup = (|| -> Result<_, (&'static str, Errno)> {
+        let s = sock::listener(Kind::UnixStream, 5).map_err(|e| ("stream listener", e))?;
+        let q = sock::listener(Kind::UnixSeqpacket, 7).map_err(|e| ("seqpacket listener", e))?;
+        let (p0, p1) = sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM)
+            .map_err(|e| ("socketpair", e))?;
+        Ok((s, q, p0, p1))
+    })();
+    let ((ls, sa_s), (lq, sa_q), p0, p1) = match setup {
+        Ok(v) => v,
+        Err((what, e)) => {
+            for n in LOCAL_ADOPT_TESTS {
+                tap.ok(false, n);
+            }
+            tap.diag(format_args!("  {}: {}", what, e));
+            return;
+        }
+    };
+    let pid = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            // Holds both listeners (inherited) until the parent writes or
+            // goes away.
+            drop(p0);
+            let mut b = [0u8; 1];
+            let _ = sys::read(p1.raw(), &mut b);
+            sys::exit(0)
+        }
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            for n in LOCAL_ADOPT_TESTS {
+                tap.ok(false, n);
+            }
+            tap.diag(format_args!("  fork: {}", e));
+            return;
+        }
+    };
+    drop(p1);
+    // The seqpacket listener is the child's alone from here.
+    drop(lq);
+    let loaded = kld::load(KO_PATH);
+    let (stream, seqpacket) = match loaded {
+        Ok(_) => (local_rows(Kind::UnixStream, &sa_s), local_rows(Kind::UnixSeqpacket, &sa_q)),
+        Err(_) => (None, None),
+    };
+    // Close every descriptor: this process's, then the child's (exit).
+    drop(ls);
+    let _ = sys::write(p0.raw(), b"x");
+    drop(p0);
+    let waited = sys::wait4(pid);
+    let after = (
+        local_rows(Kind::UnixStream, &sa_s).map(|r| r.0),
+        local_rows(Kind::UnixSeqpacket, &sa_q).map(|r| r.0),
+    );
+    let un = match loaded {
+        Ok(id) => kld::unload(id),
+        Err(e) => Err(e),
+    };
+    tap.check(
+        stream,
+        Some((1, proto16(b"stream"), Some(5))),
+        LOCAL_ADOPT_TESTS[0],
+    );
+    tap.check(
+        seqpacket,
+        Some((1, proto16(b"seqpacket"), Some(7))),
+        LOCAL_ADOPT_TESTS[1],
+    );
+    let gone = after == (Some(0), Some(0)) && waited.is_ok() && un.is_ok();
+    tap.ok(gone, LOCAL_ADOPT_TESTS[2]);
+    if !gone {
+        tap.diag(format_args!(
+            "  rows after close {:?}, wait4 {:?}, kldload {:?}, kldunload {:?}",
+            after,
+            waited.map(|_| ()),
+            loaded.map(|_| ()),
+            un
+        ));
+    }
+}
+
 /// Where a cycle failed: the step and its errno, or the allocations still
 /// live when the count did not return to 0.
 enum CycleErr {
