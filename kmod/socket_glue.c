@@ -9,6 +9,10 @@
 #include <sys/lock.h>
 #include <sys/mutex.h>
 #include <sys/proc.h>
+#include <sys/file.h>
+#include <sys/sbuf.h>
+#include <sys/sx.h>
+#include <sys/user.h>
 #include <sys/refcount.h>
 #include <sys/socket.h>
 #include <sys/socketvar.h>
@@ -205,6 +209,128 @@ lq_tcp_listeners_foreach(void)
 		CURVNET_RESTORE();
 	}
 	VNET_LIST_RUNLOCK();
+}
+
+/*
+ * Local sockets: uipc_usrreq.c keeps its pcb lists static, and the file
+ * table walk of kern.file uses fdhold()/fddrop(), static as well. What the
+ * kernel exports for modules is the walk procstat(1) reads,
+ * kern_proc_filedesc_out(), and fget_remote(). So, per process:
+ * kern_proc_filedesc_out() writes one kinfo_file per descriptor into an
+ * sbuf whose drain (lq_adopt_drain) picks the AF_LOCAL stream/seqpacket
+ * sockets; fget_remote() then takes a reference on that descriptor's file
+ * (the socket cannot be closed while it is held), and the socket itself
+ * is checked again before listenq_rs_adopt(), which takes the row's
+ * soref(9). A kinfo_file only says where to look, never what to trust.
+ *
+ * Locks: kern_proc_filedesc_out() calls the sbuf (and so the drain) only
+ * with the process and file table unlocked (export_file_to_sb() and
+ * export_vnode_to_sb() drop FILEDESC_SLOCK/PWDDESC_XLOCK around it), and
+ * the walk holds nothing else, so fget_remote() can take PROC_LOCK and
+ * FILEDESC_SLOCK, listenq_rs_adopt() the socket lock and the registry, and
+ * fdrop() even the last reference (soclose()) as in any system call. The
+ * process is held (PHOLD) across its walk, so fget_remote() never sees it
+ * freed; an exiting one (P_WEXIT) is skipped, its descriptors are going.
+ *
+ * A socket reached through several descriptors or processes is adopted
+ * once: the registry keys rows by socket, and listenq_rs_adopt() of a
+ * known socket drops the extra reference. TCP is left to the pcb walk.
+ * Missed: a listener no descriptor holds at that moment (in flight in an
+ * SCM_RIGHTS message, or moved between descriptors during the walk); it
+ * appears at its next listen(2).
+ */
+struct lq_adopt_walk {
+	struct thread	*td;
+	struct proc	*p;
+};
+
+static int
+lq_adopt_drain(void *arg, const char *data, int len)
+{
+	struct lq_adopt_walk *w = arg;
+	const struct kinfo_file *kif;
+	struct file *fp;
+	struct socket *so;
+	int off, type;
+
+	/*
+	 * Without KERN_FILEDESC_PACK_KINFO every record is a whole struct
+	 * (a multiple of 8 bytes), the buffer (malloc(9), so aligned) holds
+	 * exactly one, and sbuf_drain() always passes the buffer's start:
+	 * each call gets one aligned record.
+	 */
+	CTASSERT(sizeof(*kif) % sizeof(uint64_t) == 0);
+	for (off = 0; len - off >= (int)sizeof(*kif); off += sizeof(*kif)) {
+		kif = (const struct kinfo_file *)(const void *)(data + off);
+		type = kif->kf_un.kf_sock.kf_sock_type0;
+		if (kif->kf_type != KF_TYPE_SOCKET ||
+		    kif->kf_un.kf_sock.kf_sock_domain0 != AF_LOCAL ||
+		    (type != SOCK_STREAM && type != SOCK_SEQPACKET))
+			continue;
+		if (fget_remote(w->td, w->p, kif->kf_fd, &fp) != 0)
+			continue;
+		if (fp->f_type == DTYPE_SOCKET) {
+			so = fp->f_data;
+			if (so->so_proto->pr_domain->dom_family == AF_LOCAL &&
+			    SOLISTENING(so))
+				listenq_rs_adopt(so);
+		}
+		fdrop(fp, w->td);
+	}
+	/* Never less than everything: 0 would stop the walk (EDEADLK). */
+	return (len);
+}
+
+void
+lq_local_listeners_foreach(void)
+{
+	struct lq_adopt_walk w;
+	struct sbuf sb;
+	struct proc *p;
+	pid_t *pids;
+	char *buf;
+	int cap, i, n, tries;
+
+	/* Load time, nothing locked: M_WAITOK. */
+	buf = malloc(sizeof(struct kinfo_file) + 1, M_TEMP, M_WAITOK);
+	pids = NULL;
+	n = cap = 0;
+	/*
+	 * The pids first (allproc_lock is not held while files are
+	 * dropped); processes forked meanwhile inherit descriptors of ones
+	 * already counted, and a fork storm only costs its newest.
+	 */
+	for (tries = 0; tries < 4 && (pids == NULL || n > cap); tries++) {
+		free(pids, M_TEMP);
+		cap = MAX(n, nprocs) + 32;
+		pids = malloc(cap * sizeof(*pids), M_TEMP, M_WAITOK);
+		n = 0;
+		sx_slock(&allproc_lock);
+		FOREACH_PROC_IN_SYSTEM(p) {
+			if (n < cap)
+				pids[n] = p->p_pid;
+			n++;
+		}
+		sx_sunlock(&allproc_lock);
+	}
+	n = MIN(n, cap);
+	w.td = curthread;
+	for (i = 0; i < n; i++) {
+		if (pget(pids[i], PGET_HOLD | PGET_NOTWEXIT, &p) != 0)
+			continue;
+		w.p = p;
+		sbuf_new(&sb, buf, sizeof(struct kinfo_file) + 1,
+		    SBUF_FIXEDLEN);
+		sbuf_set_drain(&sb, lq_adopt_drain, &w);
+		PROC_LOCK(p);
+		/* Returns with the process unlocked. */
+		(void)kern_proc_filedesc_out(p, &sb, -1, 0);
+		(void)sbuf_finish(&sb);
+		sbuf_delete(&sb);
+		PRELE(p);
+	}
+	free(pids, M_TEMP);
+	free(buf, M_TEMP);
 }
 
 static int

@@ -55,10 +55,15 @@ int	lq_so_visible(struct socket *so, struct sysctl_req *req);
 
 /*
  * Every TCP listener of every vnet, for listenq_rs_adopt(); called with
- * the inpcb read-locked. Local sockets cannot be walked: uipc_usrreq.c
- * keeps its lists static.
+ * the inpcb read-locked.
  */
 void	lq_tcp_listeners_foreach(void);
+/*
+ * Every local stream/seqpacket listener a process holds a descriptor of,
+ * for listenq_rs_adopt(); called with a reference on the descriptor's file
+ * and no lock held. Module load only (sleeps).
+ */
+void	lq_local_listeners_foreach(void);
 
 /*
  * The listen upcall: listenq sets it on listeners nobody else claimed, to

@@ -119,16 +119,19 @@ pub fn on_listen(s: SocketRef<'_>, proto: Proto, backlog: i32) {
     register(s, proto, Some(backlog));
 }
 
-/// A TCP listener that existed before listenq (adopt_existing()).
+/// A listener that existed before listenq (adopt_existing()): TCP from
+/// the pcb walk, local ones from the descriptor tables; a socket seen
+/// twice (several descriptors) keeps its one row.
 pub fn adopt(s: SocketRef<'_>, proto: Proto) {
     register(s, proto, None);
 }
 
-/// Adopts every TCP listener that already exists. Local sockets cannot
-/// be: uipc_usrreq.c keeps its pcb lists static; they appear at their next
-/// listen(2).
+/// Adopts every listener that already exists: TCP through the pcb lists,
+/// local sockets through the processes' descriptor tables (their pcb
+/// lists are static to uipc_usrreq.c).
 pub fn adopt_existing() {
     listen::adopt_tcp_listeners();
+    listen::adopt_local_listeners();
 }
 
 /// Gives back the reference a row owned, and the listen upcall with it.

@@ -1,6 +1,6 @@
 //! The listen upcall (socket_glue.c lq_sol_upcall) that shows listenq each
-//! connection reaching a completed queue, and the walk over the TCP
-//! listeners that existed before listenq.
+//! connection reaching a completed queue, and the walks over the TCP and
+//! local listeners that existed before listenq.
 
 use crate::kern::socket::SocketRef;
 use listenq_bindings as sys;
@@ -30,4 +30,13 @@ pub fn upcalls_close(closed: bool) {
 pub fn adopt_tcp_listeners() {
     // SAFETY: module load context (may sleep); no locks held.
     unsafe { sys::lq_tcp_listeners_foreach() };
+}
+
+/// Calls entry::upcall::listenq_rs_adopt for every local stream/seqpacket
+/// listener some process holds a descriptor of (uipc_usrreq.c keeps its pcb
+/// lists static), each with a reference on that descriptor's file and no
+/// lock held. Module load only: it may sleep (M_WAITOK).
+pub fn adopt_local_listeners() {
+    // SAFETY: module load context (may sleep); no locks held.
+    unsafe { sys::lq_local_listeners_foreach() };
 }

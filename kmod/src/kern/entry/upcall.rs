@@ -7,17 +7,19 @@ use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
 
-/// From lq_tcp_listeners_foreach() at load: a TCP listener that existed
-/// before listenq. The inpcb is read-locked (lock order: inpcb, socket,
-/// REGISTRY), so the socket is attached and live.
+/// From the walks at load: a listener that existed before listenq.
+/// lq_tcp_listeners_foreach() holds the inpcb read-locked (lock order:
+/// inpcb, socket, REGISTRY), lq_local_listeners_foreach() a reference on a
+/// file of the socket and no lock, so either way the socket is attached
+/// and live.
 ///
 /// # Safety
-/// `so` is a live socket whose inpcb the caller holds locked.
+/// `so` is a live socket the caller keeps so (inpcb lock or file reference).
 #[no_mangle]
 pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
     let _f = InFlight::enter();
-    // SAFETY: the caller holds the inpcb lock of this listening socket
-    // until the call returns.
+    // SAFETY: the caller keeps this listening socket live until the call
+    // returns (see above).
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return;
     };
