@@ -26,7 +26,7 @@ SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
 
 /*
  * Unloading is opt-in, as for the stock accept filters
- * (net.inet.accf.unloadable): see listenq(4) UNLOADING and module.rs for
+ * (net.accf.unloadable): see listenq(4) UNLOADING and module.rs for
  * why the kernel cannot prove that no thread is about to enter the module.
  */
 int lq_unloadable = 0;

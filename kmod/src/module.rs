@@ -17,7 +17,7 @@
 //! module, needs code that outlives the module, i.e. a kernel change.
 //!
 //! So listenq follows FreeBSD's own precedent for accept filters
-//! (net.inet.accf.unloadable, uipc_accf.c): kldunload is refused with
+//! (net.accf.unloadable, uipc_accf.c): kldunload is refused with
 //! EOPNOTSUPP, as stock accf modules refuse it, unless the administrator
 //! sets kern.ipc.listenq.unloadable=1 and accepts that residual window
 //! (listenq(4), UNLOADING). Everything else unload does is safe by

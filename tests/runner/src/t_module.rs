@@ -133,7 +133,7 @@ fn works() -> Result<(), &'static str> {
 }
 
 /// Unloading is opt-in (kern.ipc.listenq.unloadable, like stock's
-/// net.inet.accf.unloadable): refused by default, with the module still
+/// net.accf.unloadable): refused by default, with the module still
 /// working. Then the runner opts in, for this module and (through the
 /// kernel environment, a loader tunable) for every later kldload.
 fn refused_by_default(tap: &mut Tap, id: i32) {
