@@ -28,7 +28,8 @@ SYSDIR?=	/usr/src/sys
 .endif
 
 KMOD=		listenq
-SRCS=		glue.c accf_glue.c defaults_glue.c
+SRCS=		module_glue.c sysctl_glue.c socket_glue.c accf_glue.c \
+		defaults_glue.c
 OBJS+=		listenq_rs.o
 .PATH:		${.CURDIR}/kmod
 

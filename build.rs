@@ -21,8 +21,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-env-changed=LISTENQ_NO_GLUE");
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
-    println!("cargo:rerun-if-changed=kmod/glue.c");
     println!("cargo:rerun-if-changed=kmod/glue.h");
+    for f in ["module", "sysctl", "socket"] {
+        println!("cargo:rerun-if-changed=kmod/{f}_glue.c");
+        println!("cargo:rerun-if-changed=kmod/{f}_glue.h");
+    }
     println!("cargo:rerun-if-changed=kmod/accf_glue.c");
     println!("cargo:rerun-if-changed=kmod/accf_glue.h");
     println!("cargo:rerun-if-changed=kmod/defaults_glue.c");
@@ -55,15 +58,13 @@ fn main() {
         // Keep the surface small: what kmod/src/kern wraps, and no more.
         .allowlist_function("lq_.*")
         .allowlist_function("pffindproto")
-        .allowlist_function("accept_filt_(add|del|get)")
-        .allowlist_function("soupcall_(set|clear)")
         .allowlist_type("protosw")
-        .allowlist_type("accept_filter")
-        .allowlist_type("accept_filter_arg")
         .allowlist_type("mtx")
         .allowlist_type("lq_.*")
         .allowlist_var("lq_.*|LQ_.*")
-        .allowlist_var("SU_OK|SU_ISCONNECTED|SO_RCV|SO_SND|SOCK_STREAM|SOCK_SEQPACKET|PF_INET|PF_INET6|AF_UNIX|IPPROTO_TCP")
+        .allowlist_var(
+            "SU_OK|SU_ISCONNECTED|SOCK_STREAM|SOCK_SEQPACKET|PF_INET|PF_INET6|AF_UNIX|IPPROTO_TCP",
+        )
         .allowlist_var("E[A-Z0-9]+")
         .opaque_type("socket")
         .opaque_type("thread")
@@ -85,7 +86,9 @@ fn main() {
     glue.compiler(&clang)
         .no_default_flags(true)
         .cargo_warnings(true)
-        .file(top.join("kmod/glue.c"))
+        .file(top.join("kmod/module_glue.c"))
+        .file(top.join("kmod/sysctl_glue.c"))
+        .file(top.join("kmod/socket_glue.c"))
         .file(top.join("kmod/accf_glue.c"))
         .file(top.join("kmod/defaults_glue.c"))
         .define(

@@ -137,25 +137,28 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 		return (0);
 	}
 
+	/*
+	 * A stock tombstone (a stock accf module unloaded with
+	 * net.accf.unloadable=1: callback NULL, create and destroy still
+	 * pointing into the unloaded module): accept_filt_add() below copies
+	 * only our callback into it, under its lock. Its create and destroy
+	 * become ours first, so that no setsockopt(2) finding the entry from
+	 * then on can call into the unloaded module through them.
+	 */
+	if (p != NULL) {
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
+		    (uintptr_t)create);
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_destroy,
+		    (uintptr_t)destroy);
+	}
+
 	/* Like accept_filt_generic_mod_event(): the list keeps this forever. */
 	mine = malloc(sizeof(*mine), M_ACCF, M_WAITOK | M_ZERO);
 	strlcpy(mine->accf_name, name, sizeof(mine->accf_name));
 	mine->accf_callback = cb;
 	mine->accf_create = create;
 	mine->accf_destroy = destroy;
-	error = accept_filt_add(mine);
-	if (error != 0)
-		return (error);
-	/*
-	 * A stock tombstone (callback NULL) of the same name absorbs ours:
-	 * accept_filt_add() copies only the callback and frees our struct.
-	 */
-	p = accept_filt_get(__DECONST(char *, name));
-	if (p != NULL && p->accf_callback == cb) {
-		p->accf_create = create;
-		p->accf_destroy = destroy;
-	}
-	return (0);
+	return (accept_filt_add(mine));
 }
 
 /*
@@ -242,6 +245,16 @@ lq_sb_state(struct socket *so, struct lq_sbstate *out)
 	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
 	out->sock_locked = mtx_owned(SOCK_MTX(so));
 	out->readable = soreadable(so);
+	/*
+	 * so_qstate is SOCK_LOCK's (b), which cannot be taken under the
+	 * receive-buffer lock; socketvar.h allows such unlocked reads with
+	 * care. What matters is read right: the kernel takes a connection off
+	 * the incomplete queue (soclose() of the listener, solisten_enqueue()
+	 * dropping the oldest) before it aborts it in the same thread, and the
+	 * abort is what calls the upcall one last time (soisdisconnected()).
+	 */
+	out->queued = atomic_load_int((volatile u_int *)&so->so_qstate) ==
+	    SQ_INCOMP;
 }
 
 u_int
@@ -330,12 +343,6 @@ lq_so_untag(struct socket *so, void **upcall_arg)
 	}
 	SOCK_UNLOCK(so);
 	return (was);
-}
-
-int
-lq_so_ref_if_alive(struct socket *so)
-{
-	return (refcount_acquire_if_not_zero(&so->so_count));
 }
 
 /*

@@ -17,6 +17,7 @@ struct lq_sbstate {
 	int	eof;		/* SBS_CANTRCVMORE */
 	int	sock_locked;	/* SOCK_LOCK held: called from soisconnected() */
 	int	readable;	/* soreadable(): sb_lowat bytes, an error or EOF */
+	int	queued;		/* on its listener's incomplete queue (SQ_INCOMP) */
 };
 
 int	lq_accf_register(const char *name, lq_accf_cb_t *cb,
@@ -34,7 +35,6 @@ int	lq_so_tag(struct socket *so);
 void	lq_so_untag_locked(struct socket *so);
 /* 1 if it had listenq's destructor; *upcall_arg: see lq_so_upcall_take. */
 int	lq_so_untag(struct socket *so, void **upcall_arg);
-int	lq_so_ref_if_alive(struct socket *so);
 /* The work item a held connection is admitted with (NULL: no memory). */
 struct lq_work *lq_work_alloc(void);
 void	lq_work_free(struct lq_work *w);
@@ -59,7 +59,6 @@ extern int lq_hold_timeout_drop;
 
 /* Rust. */
 int	listenq_accf_callback(struct socket *so, void *arg, int waitflag);
-void	*listenq_accf_create(struct socket *so, char *arg);
 void	listenq_accf_destroy(struct socket *so);
 void	listenq_rs_held_gone(struct socket *so, void *upcall_arg);
 void	listenq_rs_upcall_gone(void *upcall_arg, struct socket *so);

@@ -49,6 +49,18 @@ host_layer() {
 		else
 			cat "$log"; fail "clippy"
 		fi
+		# kmod needs the bindings, so a kernel source tree, but not the
+		# kernel target: clippy checks it for the host.
+		if [ -f "${SYSDIR:-/usr/src/sys}/sys/socketvar.h" ]; then
+			if SYSDIR=${SYSDIR:-/usr/src/sys} cargo clippy --quiet -p listenq \
+			    --target-dir target/clippy-kmod -- -D warnings >"$log" 2>&1; then
+				echo "ok - clippy clean (kmod)"; passed=$((passed + 1))
+			else
+				grep -v '^warning: listenq-bindings@' "$log"; fail "clippy (kmod)"
+			fi
+		else
+			echo "skip clippy (kmod): no kernel source at SYSDIR"; skipped=$((skipped + 1))
+		fi
 	else
 		echo "skip clippy: not installed (rustup component add clippy)"; skipped=$((skipped + 1))
 	fi

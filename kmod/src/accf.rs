@@ -178,6 +178,14 @@ fn callback(s: Socket, arg: State) -> i32 {
     let mut sb = sys::lq_sbstate::default();
     // SAFETY: accept filter callbacks run with the receive buffer locked.
     unsafe { sys::lq_sb_state(s.as_ptr(), &mut sb) };
+    if sb.queued == 0 {
+        // The kernel took it off the incomplete queue (its listener closed,
+        // or solisten_enqueue() dropped it) and is aborting it: this is the
+        // abort's last upcall. Neither released nor evicted by listenq; its
+        // destructor forgets it. (Counting it `released` here made the
+        // counters drift whenever the listener outlived its close.)
+        return sys::SU_OK as i32;
+    }
     let key = s.key();
     let now = time::uptime_us() / 1000;
     let Some(mut g) = REGISTRY.lock() else {

@@ -5,8 +5,9 @@
 //! while holding REGISTRY, so work that needs both first collects sockets
 //! (with a reference) under REGISTRY, drops it, then locks each socket.
 //!
-//! Every row owns a reference on its socket (soref(9), taken when the row
-//! is created, given back when it goes, always without REGISTRY held). So
+//! Every row owns a reference on its socket (a SocketHold in `State::held`,
+//! taken when the row is created, dropped when it goes, always without
+//! REGISTRY held). So
 //! a row can never name freed memory, whichever way its socket was closed:
 //! through listenq's pr_close (the row goes at once), or through the
 //! kernel's own entry while listenq is being loaded or unloaded (the
@@ -15,31 +16,50 @@
 
 use alloc::vec::Vec;
 
-use crate::hooks::InFlight;
 use crate::kern::errno::{Errno, KResult};
+use crate::kern::hold::SocketHold;
+use crate::kern::listen;
 use crate::kern::mtx::KMutex;
-use crate::kern::protosw;
-use crate::kern::socket::{HeldSocket, Socket};
+use crate::kern::socket::SocketRef;
+use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time;
-use listenq_bindings as sys;
 use listenq_policy::registry::{Listened, NoMemory, Registry};
-use listenq_policy::registry::{Listener, Proto, QueueSample, Row};
+use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
 use listenq_policy::xlisten::XListenq;
 
 /// Everything listenq tracks, under one mutex.
 pub struct State {
     pub reg: Registry,
+    /// The reference each row of `reg` owns on its socket: one entry per
+    /// row, added and removed with it.
+    held: Vec<SocketHold>,
     pub accf: crate::accf::Filters,
     /// False once unload has taken the listeners: nothing registers again.
     pub open: bool,
+}
+
+impl State {
+    /// Forgets the row of `so` and hands over its reference, to be dropped
+    /// once REGISTRY is.
+    fn close(&mut self, so: usize) -> Option<SocketHold> {
+        self.reg.close(so)?;
+        let i = self.held.iter().position(|h| h.key() == so)?;
+        let h = self.held.swap_remove(i);
+        if self.held.is_empty() {
+            // As the registry: idle means no allocation at all.
+            self.held = Vec::new();
+        }
+        Some(h)
+    }
 }
 
 pub static REGISTRY: KMutex<State> = KMutex::new(
     c"listenq registry",
     State {
         reg: Registry::new(),
+        held: Vec::new(),
         accf: crate::accf::Filters::new(),
         open: true,
     },
@@ -47,71 +67,81 @@ pub static REGISTRY: KMutex<State> = KMutex::new(
 
 /// Registers `s` (listen(2) when `backlog` is given, adoption at load
 /// otherwise) and claims its listen upcall.
-fn register(s: Socket, proto: Proto, backlog: Option<i32>) {
+fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
     let Some(q) = s.sample() else { return };
     let local = s.local();
     let owner = s.owner();
-    // The row's reference; the caller's keeps the socket live until then.
-    let held = s.hold();
+    // The row's reference, taken before REGISTRY (sorele(9) must not run
+    // under it, and soref(9) need not).
+    let hold = s.hold();
+    let mut spare = None;
     let done: Result<Listened, NoMemory> = match REGISTRY.lock() {
-        Some(mut r) if r.open => match backlog {
-            Some(b) => {
-                r.accf.relisten(s.key(), q.qlimit);
-                r.reg.listen(s.key(), proto, local, b, q, owner)
-            }
-            None => r.reg.adopt(s.key(), proto, local, q, owner),
-        },
-        _ => Err(NoMemory),
-    };
-    match done {
-        Ok(l) => {
-            if l.new {
-                let _ = held.into_owned_ref();
+        Some(mut r) if r.open => {
+            let st = &mut *r;
+            // Room for the reference of a new row first: once the row is
+            // in, keeping its reference must not need memory. Counted as
+            // the registry counts its own failure to add a row.
+            if st.reg.get(s.key()).is_none() && st.held.try_reserve(1).is_err() {
+                if backlog.is_some() {
+                    st.reg.stats.listens = st.reg.stats.listens.saturating_add(1);
+                }
+                st.reg.stats.nomem = st.reg.stats.nomem.saturating_add(1);
+                spare = Some(hold);
+                Err(NoMemory)
             } else {
-                drop(held); // the row has its reference already
+                let done = match backlog {
+                    Some(b) => {
+                        st.accf.relisten(s.key(), q.qlimit);
+                        st.reg.listen(s.key(), proto, local, b, q, owner)
+                    }
+                    None => st.reg.adopt(s.key(), proto, local, q, owner),
+                };
+                match done {
+                    Ok(l) if l.new => st.held.push(hold),
+                    // The row has its reference already.
+                    _ => spare = Some(hold),
+                }
+                done
             }
-            s.install_listen_upcall();
         }
-        Err(_) => drop(held),
+        _ => {
+            spare = Some(hold);
+            Err(NoMemory)
+        }
+    };
+    drop(spare); // sorele(9), with REGISTRY released
+    if done.is_ok() {
+        s.install_listen_upcall();
     }
 }
 
-pub fn on_listen(s: Socket, proto: Proto, backlog: i32) {
+pub fn on_listen(s: SocketRef<'_>, proto: Proto, backlog: i32) {
     register(s, proto, Some(backlog));
 }
 
-/// From lq_tcp_listeners_foreach() at load: a TCP listener that existed
-/// before listenq. The inpcb is read-locked (lock order: inpcb, socket,
-/// REGISTRY), so the socket is attached and live.
-#[no_mangle]
-pub extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
-    let _f = InFlight::enter();
-    // SAFETY: the caller holds the inpcb lock of this listening socket.
-    let s = unsafe { Socket::from_raw(so) };
-    if let Some(o) = protosw::originals(s.proto()) {
-        register(s, o.proto, None);
-    }
+/// A listener that existed before listenq (adopt_existing()): TCP from
+/// the pcb walk, local ones from the descriptor tables; a socket seen
+/// twice (several descriptors) keeps its one row.
+pub fn adopt(s: SocketRef<'_>, proto: Proto) {
+    register(s, proto, None);
 }
 
-/// Adopts every TCP listener that already exists. Local sockets cannot
-/// be: uipc_usrreq.c keeps its pcb lists static; they appear at their next
-/// listen(2).
+/// Adopts every listener that already exists: TCP through the pcb lists,
+/// local sockets through the processes' descriptor tables (their pcb
+/// lists are static to uipc_usrreq.c).
 pub fn adopt_existing() {
-    // SAFETY: module load context (may sleep); no locks held.
-    unsafe { sys::lq_tcp_listeners_foreach() };
+    listen::adopt_tcp_listeners();
+    listen::adopt_local_listeners();
 }
 
 /// Gives back the reference a row owned, and the listen upcall with it.
 /// No locks may be held: sorele(9) may free the socket.
-fn release(l: &Listener) {
-    // SAFETY: a row owns a reference on its socket (see register()), and
-    // the row was just taken out of the registry, so it is given back once.
-    let h = unsafe { HeldSocket::from_owned_ref(Socket::from_raw(l.row.so as *mut sys::socket)) };
+fn release(h: SocketHold) {
     h.socket().remove_listen_upcall();
     drop(h);
 }
 
-pub fn on_close(s: Socket) {
+pub fn on_close(s: SocketRef<'_>) {
     // Last look at the kernel's overflow counter before the socket goes.
     let q = s.sample();
     let gone = match REGISTRY.lock() {
@@ -119,12 +149,12 @@ pub fn on_close(s: Socket) {
             if let Some(q) = q {
                 r.reg.sample(s.key(), q);
             }
-            r.reg.close(s.key())
+            r.close(s.key())
         }
         None => None,
     };
-    if let Some(l) = gone {
-        release(&l);
+    if let Some(h) = gone {
+        release(h);
     }
 }
 
@@ -132,65 +162,51 @@ pub fn on_close(s: Socket) {
 /// over (without allocating, so this cannot fail). Each listener then gets
 /// its upcall taken back and its reference released.
 pub fn close_all() {
-    // SAFETY: sets an atomic flag (see glue.c: lq_upcalls_closed).
-    unsafe { sys::lq_listen_upcalls_close(1) };
+    listen::upcalls_close(true);
     let taken = match REGISTRY.lock() {
         Some(mut r) => {
             r.open = false;
-            r.reg.take_all()
+            drop(r.reg.take_all());
+            core::mem::take(&mut r.held)
         }
         None => Vec::new(),
     };
-    for l in taken.iter() {
-        release(l);
+    for h in taken {
+        release(h);
     }
 }
 
-pub fn on_accept(child: Socket) {
-    crate::accf::untag(child);
+pub fn on_accept(child: SocketRef<'_>) {
     let now = time::uptime_us();
     if let Some(mut r) = REGISTRY.lock() {
         r.reg.accepted(child.key(), now);
     }
 }
 
-/// From the listen upcall: `child` reached the completed queue of `head`.
-/// SOLISTEN_LOCK(head) is held.
-#[no_mangle]
-pub extern "C" fn listenq_rs_completed(head: *mut sys::socket, child: *mut sys::socket) {
-    let _f = InFlight::enter();
-    // SAFETY: the upcall runs with the listener locked and live.
-    let h = unsafe { Socket::from_raw(head) };
-    // SAFETY: the caller holds SOLISTEN_LOCK(head).
-    let q = unsafe { h.sample_locked() };
+/// From the listen upcall: `child` reached the completed queue of `head`,
+/// whose state then was `q`.
+pub fn completed(head: usize, child: usize, q: QueueSample) {
     let now = time::uptime_us();
     if let Some(mut r) = REGISTRY.lock() {
-        r.reg.completed(h.key(), child as usize, now, q);
+        r.reg.completed(head, child, now, q);
     }
 }
 
-/// From the listen upcall: the connection recorded last for `head` and
-/// still on its completed queue (NULL if none); the upcall records every
-/// one behind it. SOLISTEN_LOCK(head) is held.
-#[no_mangle]
-pub extern "C" fn listenq_rs_newest_completed(head: *mut sys::socket) -> *mut sys::socket {
-    let _f = InFlight::enter();
+/// The connection recorded last for `head` (0 if none).
+pub fn newest_completed(head: usize) -> usize {
     match REGISTRY.lock() {
-        Some(r) => r.reg.newest_completed(head as usize) as *mut sys::socket,
-        None => core::ptr::null_mut(),
+        Some(r) => r.reg.newest_completed(head),
+        None => 0,
     }
 }
 
 /// Takes a reference on every registered listener, so they can be locked
 /// one by one without REGISTRY. None when memory runs out.
-pub fn hold_all() -> Option<Vec<HeldSocket>> {
+fn hold_all() -> Option<Vec<SocketHold>> {
     let mut out = Vec::new();
     let r = REGISTRY.lock()?;
-    out.try_reserve(r.reg.len()).ok()?;
-    for l in r.reg.iter() {
-        // SAFETY: the row owns a reference on its socket, so it is live.
-        out.push(unsafe { Socket::from_raw(l.row.so as *mut sys::socket) }.hold());
-    }
+    out.try_reserve(r.held.len()).ok()?;
+    out.extend(r.held.iter().cloned());
     drop(r);
     Some(out)
 }
@@ -205,7 +221,7 @@ struct Seen {
 /// Refreshes every listener's queue lengths and overflow count, forgets
 /// listeners closed behind listenq's back, and says which the reader of
 /// `req` may see.
-fn refresh(req: Option<&SysctlReq>) -> KResult<Vec<Seen>> {
+fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
     let held = hold_all().ok_or(Errno::ENOMEM)?;
     let mut samples: Vec<(usize, QueueSample)> = Vec::new();
     let mut seen: Vec<Seen> = Vec::new();
@@ -232,30 +248,30 @@ fn refresh(req: Option<&SysctlReq>) -> KResult<Vec<Seen>> {
             kfilter: s.filter_name(),
         });
     }
-    let mut gone: Vec<Listener> = Vec::new();
+    let mut gone: Vec<SocketHold> = Vec::new();
+    // Reserved before REGISTRY: pushing never allocates under the lock.
+    if gone.try_reserve(closed.len()).is_err() {
+        closed.clear();
+    }
     if let Some(mut r) = REGISTRY.lock() {
         for (so, q) in samples.iter() {
             r.reg.sample(*so, *q);
         }
-        // Capacity was reserved for every held socket: pushing never
-        // allocates under the lock.
-        if gone.try_reserve(closed.len()).is_ok() {
-            for so in closed.iter() {
-                if let Some(l) = r.reg.close(*so) {
-                    gone.push(l);
-                }
+        for so in closed.iter() {
+            if let Some(h) = r.close(*so) {
+                gone.push(h);
             }
         }
     }
-    for l in gone.iter() {
-        release(l);
+    for h in gone {
+        release(h);
     }
     drop(held); // sorele(9), with no locks held
     Ok(seen)
 }
 
 /// The rows `req`'s reader may see, and the table's generation.
-fn snapshot(req: &SysctlReq) -> KResult<(Vec<Row>, u64)> {
+fn snapshot(req: &SysctlReq<'_>) -> KResult<(Vec<Row>, u64)> {
     let seen = refresh(Some(req))?;
     let mut rows = Vec::new();
     let gen = match REGISTRY.lock() {
@@ -280,7 +296,7 @@ fn snapshot(req: &SysctlReq) -> KResult<(Vec<Row>, u64)> {
     Ok((rows, gen))
 }
 
-fn sysctl_listeners(req: &mut SysctlReq) -> KResult<()> {
+pub fn sysctl_listeners(req: &mut SysctlReq<'_>) -> KResult<()> {
     let (rows, _) = snapshot(req)?;
     // Start on a new line, so `sysctl kern.ipc.listenq.listeners` shows the
     // header under the name, as FreeBSD's other table sysctls do.
@@ -296,7 +312,7 @@ fn sysctl_listeners(req: &mut SysctlReq) -> KResult<()> {
     req.out(b"\0")
 }
 
-fn sysctl_xlisteners(req: &mut SysctlReq) -> KResult<()> {
+pub fn sysctl_xlisteners(req: &mut SysctlReq<'_>) -> KResult<()> {
     let (rows, gen) = snapshot(req)?;
     for r in rows.iter() {
         req.out(&XListenq::from_row(r, gen).as_bytes())?;
@@ -304,56 +320,33 @@ fn sysctl_xlisteners(req: &mut SysctlReq) -> KResult<()> {
     Ok(())
 }
 
-#[no_mangle]
-pub extern "C" fn listenq_rs_sysctl_listeners(req: *mut sys::sysctl_req) -> i32 {
-    let _f = InFlight::enter();
-    // SAFETY: called from the sysctl handler with its request.
-    let mut req = unsafe { SysctlReq::from_raw(req) };
-    crate::kern::errno::to_c(sysctl_listeners(&mut req))
-}
-
-#[no_mangle]
-pub extern "C" fn listenq_rs_sysctl_xlisteners(req: *mut sys::sysctl_req) -> i32 {
-    let _f = InFlight::enter();
-    // SAFETY: called from the sysctl handler with its request.
-    let mut req = unsafe { SysctlReq::from_raw(req) };
-    crate::kern::errno::to_c(sysctl_xlisteners(&mut req))
-}
-
-#[no_mangle]
-pub extern "C" fn listenq_rs_sysctl_stat(req: *mut sys::sysctl_req, which: i32) -> i32 {
-    let _f = InFlight::enter();
-    // SAFETY: called from the sysctl handler with its request.
-    let mut req = unsafe { SysctlReq::from_raw(req) };
+pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
     // The counters sum every listener of the host: a reader that cannot
     // see all of them (jailed, or see_other_uids/gids=0) reads none.
     if !req.sees_all() {
-        return Errno::EPERM.0;
+        return Err(Errno::EPERM);
     }
-    if which == 4 {
+    if which == Stat::Overflows {
         // The overflow total is folded in lazily from the kernel counters.
-        if let Err(e) = refresh(None) {
-            return e.0;
-        }
+        refresh(None)?;
     }
     let v = match REGISTRY.lock() {
         Some(r) => {
             let s = &r.reg.stats;
             match which {
-                0 => s.listens,
-                1 => s.closes,
-                2 => s.completed,
-                3 => s.accepted,
-                4 => s.overflows,
-                5 => s.held,
-                6 => s.released,
-                7 => s.evicted,
-                8 => s.timeouts,
-                9 => s.nomem,
-                _ => return Errno::EINVAL.0,
+                Stat::Listens => s.listens,
+                Stat::Closes => s.closes,
+                Stat::Completed => s.completed,
+                Stat::Accepted => s.accepted,
+                Stat::Overflows => s.overflows,
+                Stat::Held => s.held,
+                Stat::Released => s.released,
+                Stat::Evicted => s.evicted,
+                Stat::Timeouts => s.timeouts,
+                Stat::Nomem => s.nomem,
             }
         }
-        None => return Errno::ENOENT.0,
+        None => return Err(Errno::ENOENT),
     };
-    crate::kern::errno::to_c(req.out(&v.to_ne_bytes()))
+    req.out(&v.to_ne_bytes())
 }

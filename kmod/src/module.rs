@@ -6,7 +6,7 @@
 //! the protocol switches (pr_listen, pr_accept, pr_close), listen upcalls,
 //! accept filters (accf_create, accf_callback) and sysctl handlers. Unload
 //! takes every pointer back and then waits until no thread is counted
-//! inside the module (hooks::InFlight). What it cannot see is a thread
+//! inside the module (kern::inflight::InFlight). What it cannot see is a thread
 //! that has already loaded one of those pointers but not yet executed the
 //! module's first instruction (preempted between the load and the call in
 //! soclose(), solisten(), accept_filt_setopt(), ...). The kernel keeps no
@@ -17,25 +17,23 @@
 //! module, needs code that outlives the module, i.e. a kernel change.
 //!
 //! So listenq follows FreeBSD's own precedent for accept filters
-//! (net.inet.accf.unloadable, uipc_accf.c): kldunload is refused with
+//! (net.accf.unloadable, uipc_accf.c): kldunload is refused with
 //! EOPNOTSUPP, as stock accf modules refuse it, unless the administrator
 //! sets kern.ipc.listenq.unloadable=1 and accepts that residual window
 //! (listenq(4), UNLOADING). Everything else unload does is safe by
 //! construction, as the comments below argue.
 
 use crate::accf;
-use crate::hooks;
-use crate::kern::errno::{to_c, Errno, KResult};
-use crate::kern::protosw;
+use crate::kern::entry;
+use crate::kern::errno::{Errno, KResult};
+use crate::kern::{inflight, listen, protosw, sysctl};
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
-use listenq_bindings as sys;
 
-fn load() -> KResult<()> {
+pub fn load() -> KResult<()> {
     REGISTRY.init();
-    // SAFETY: clears an atomic flag.
-    unsafe { sys::lq_listen_upcalls_close(0) };
-    let n = hooks::install();
+    listen::upcalls_close(false);
+    let n = entry::protosw::install();
     if n == 0 {
         REGISTRY.destroy();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
@@ -47,19 +45,13 @@ fn load() -> KResult<()> {
     // reference either way).
     listeners::adopt_existing();
     let f = accf::register();
-    // SAFETY: module load context; detached in unload().
-    unsafe { sys::lq_sysctl_attach() };
+    sysctl::attach();
     kprintln!(
         "loaded: {} protocol switches hooked, {} accept filters registered",
         n,
         f
     );
     Ok(())
-}
-
-fn unloadable() -> bool {
-    // SAFETY: reads an int sysctl variable.
-    unsafe { core::ptr::read_volatile(&raw const sys::lq_unloadable) != 0 }
 }
 
 fn refuse_unloadable() -> Errno {
@@ -69,8 +61,8 @@ fn refuse_unloadable() -> Errno {
     Errno::EOPNOTSUPP
 }
 
-fn unload() -> KResult<()> {
-    if !unloadable() {
+pub fn unload() -> KResult<()> {
+    if !sysctl::unloadable() {
         return Err(refuse_unloadable());
     }
     // Held connections carry listenq's upcall and destructor: while any
@@ -82,8 +74,7 @@ fn unload() -> KResult<()> {
     }
     // sysctl_ctx_free() waits for handlers already running; after it no
     // handler of listenq's can start.
-    // SAFETY: module unload context, no locks held.
-    if unsafe { sys::lq_sysctl_detach() } != 0 {
+    if sysctl::detach().is_err() {
         accf::register();
         kprintln!("unload refused: its sysctls could not be removed");
         return Err(Errno::EBUSY);
@@ -94,7 +85,7 @@ fn unload() -> KResult<()> {
     // without allocating, so no row can be left naming a freed listener
     // (one that closed through the kernel's pr_close after restore()
     // below is simply released here or kept alive until its reference is
-    // dropped). Upcalls: see lq_upcalls_closed in glue.c.
+    // dropped). Upcalls: see lq_upcalls_closed in socket_glue.c.
     listeners::close_all();
     // Nothing registers any more (the registry is closed, no filter can
     // be created): free what is left while the lock still works.
@@ -107,7 +98,7 @@ fn unload() -> KResult<()> {
     // registry refuses lockers from now on, and every thread already
     // counted leaves in bounded time.
     REGISTRY.retire();
-    hooks::drain_all();
+    inflight::drain_all();
     // The residual window (see the top of this file): not a proof, only a
     // margin for a thread preempted between a pointer load and the call.
     crate::kern::time::pause_ms(20);
@@ -117,32 +108,14 @@ fn unload() -> KResult<()> {
     Ok(())
 }
 
-#[no_mangle]
-pub extern "C" fn listenq_rs_load() -> i32 {
-    to_c(load())
-}
-
 /// MOD_QUIESCE cannot refuse with EOPNOTSUPP (module_quiesce() reads it
 /// as "no opinion"), so the unloadable check is MOD_UNLOAD's alone, as in
 /// stock's accept_filt_generic_mod_event(); that also covers
 /// `kldunload -f`, which skips MOD_QUIESCE.
-#[no_mangle]
-pub extern "C" fn listenq_rs_quiesce() -> i32 {
-    if !unloadable() {
-        0
-    } else if accf::busy() {
-        Errno::EBUSY.0
+pub fn quiesce() -> KResult<()> {
+    if sysctl::unloadable() && accf::busy() {
+        Err(Errno::EBUSY)
     } else {
-        0
+        Ok(())
     }
-}
-
-#[no_mangle]
-pub extern "C" fn listenq_rs_unload() -> i32 {
-    to_c(unload())
-}
-
-#[no_mangle]
-pub extern "C" fn listenq_rs_allocs() -> u64 {
-    crate::kern::alloc::live()
 }

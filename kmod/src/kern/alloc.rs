@@ -17,6 +17,9 @@ pub fn live() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
+// SAFETY: alloc() returns null or a block of at least `layout.size()`
+// bytes aligned to `layout.align()` (lq_malloc's contract), and dealloc()
+// frees only what alloc() returned.
 unsafe impl GlobalAlloc for KernelMalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: lq_malloc takes any size and a power-of-two alignment,

@@ -1,15 +1,23 @@
-//! The safe wrapper layer over the kernel: the only place besides the
-//! bindings crate where `unsafe` talks to FreeBSD. Everything above it works
-//! with these types and the pure policy crates.
+//! The safe wrapper layer over the kernel, and the only FFI: everything
+//! that touches the bindings or holds `unsafe` is here (except accf.rs,
+//! issue 9). Kernel objects cross into the rest of the module as types
+//! whose lifetimes say what keeps them live: a borrowed `SocketRef<'a>`,
+//! an owned `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`.
+//! entry/ holds the functions the kernel and the C glue call.
 
 pub mod alloc;
 pub mod defaults;
+pub mod entry;
 pub mod errno;
 pub mod filter_arg;
+pub mod hold;
+pub mod inflight;
+pub mod listen;
 pub mod mtx;
 pub mod print;
 pub mod protosw;
 pub mod socket;
+pub mod stat;
 pub mod sysctl;
 pub mod time;
 pub mod work;

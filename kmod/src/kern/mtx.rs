@@ -47,7 +47,7 @@ impl<T> KMutex<T> {
 
     /// From now on lock() returns None. A thread that got the lock before
     /// keeps it until it drops its guard: callers count themselves in
-    /// (hooks::InFlight) *before* lock(), and unload waits for that count
+    /// (kern::inflight::InFlight) *before* lock(), and unload waits for that count
     /// to reach zero after retire() and before destroy(). With both sides
     /// SeqCst, a thread either sees `ready` false or is counted.
     pub fn retire(&self) {

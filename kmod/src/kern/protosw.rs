@@ -36,12 +36,14 @@ struct Slot {
     close: AtomicUsize,
 }
 
-const EMPTY: Slot = Slot {
-    pr: AtomicPtr::new(core::ptr::null_mut()),
-    listen: AtomicUsize::new(0),
-    accept: AtomicUsize::new(0),
-    close: AtomicUsize::new(0),
-};
+const fn empty() -> Slot {
+    Slot {
+        pr: AtomicPtr::new(core::ptr::null_mut()),
+        listen: AtomicUsize::new(0),
+        accept: AtomicUsize::new(0),
+        close: AtomicUsize::new(0),
+    }
+}
 
 /// What listenq serves: (family, type, protocol) for pffindproto(9).
 const SERVED: [(Proto, i32, i32, i32); 4] = [
@@ -71,7 +73,7 @@ const SERVED: [(Proto, i32, i32, i32); 4] = [
     ),
 ];
 
-static SLOTS: [Slot; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
+static SLOTS: [Slot; 4] = [empty(), empty(), empty(), empty()];
 
 /// Installs the hooks on every served protocol the kernel has; returns how
 /// many protocol switches were hooked.

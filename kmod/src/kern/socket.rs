@@ -1,56 +1,83 @@
-//! A borrowed `struct socket *` with the accessors listenq needs. The
-//! pointer is only valid while the kernel guarantees it (during a protocol
-//! switch call or an upcall, or while listenq holds a reference), which is
-//! what the unsafe constructor asks the caller to promise.
+//! `struct socket` as the safe layer sees it:
+//!
+//! - `SocketRef`: borrowed for the duration of a kernel call into
+//!   listenq (a protocol-switch entry, an upcall) or of a `SocketHold`;
+//!   the lifetime keeps it from outliving what keeps the socket live.
+//! - `SocketHold` (hold.rs): an owned reference, soref(9) on creation
+//!   and sorele(9) on drop.
+//! - `Socket`: the older `Copy` handle with no lifetime, kept only for
+//!   accf.rs until it moves to `SocketRef` (issue 9).
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::overflow::Stamp;
 use listenq_policy::registry::{Local, Owner, QueueSample};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Socket(*mut sys::socket);
-
-// SAFETY: a socket is a shared kernel object; this is only its address,
-// and every access goes through functions that take the right locks.
-unsafe impl Send for Socket {}
+/// A live socket, borrowed for `'a`.
+#[derive(Clone, Copy)]
+pub struct SocketRef<'a> {
+    so: NonNull<sys::socket>,
+    _live: PhantomData<&'a sys::socket>,
+}
 
 const AF_INET: i32 = 2;
 const AF_LOCAL: i32 = 1;
 const AF_INET6: i32 = 28;
 
-impl Socket {
+impl<'a> SocketRef<'a> {
     /// # Safety
-    /// `so` must point to a live socket for as long as this value is used.
-    pub unsafe fn from_raw(so: *mut sys::socket) -> Socket {
-        Socket(so)
+    /// `so` points to a socket that stays live for `'a`: the kernel call
+    /// that handed it over has not returned, or a reference is held.
+    pub unsafe fn from_raw(so: *mut sys::socket) -> Option<SocketRef<'a>> {
+        Some(SocketRef {
+            so: NonNull::new(so)?,
+            _live: PhantomData,
+        })
     }
 
-    pub fn as_ptr(self) -> *mut sys::socket {
-        self.0
+    /// # Safety
+    /// As for `from_raw`.
+    pub(super) unsafe fn from_non_null(so: NonNull<sys::socket>) -> SocketRef<'a> {
+        SocketRef {
+            so,
+            _live: PhantomData,
+        }
     }
 
-    /// The key listenq files the socket under.
+    pub(super) fn as_non_null(self) -> NonNull<sys::socket> {
+        self.so
+    }
+
+    pub(super) fn as_ptr(self) -> *mut sys::socket {
+        self.so.as_ptr()
+    }
+
+    /// The key listenq files the socket under (its address; never turned
+    /// back into a pointer by safe code).
     pub fn key(self) -> usize {
-        self.0 as usize
+        self.so.as_ptr() as usize
     }
 
+    /// The protocol switch, as an identity to look the hooks up by.
     pub fn proto(self) -> *mut sys::protosw {
-        // SAFETY: live socket (constructor contract); so_proto never changes.
-        unsafe { sys::lq_so_proto(self.0) }
+        // SAFETY: live for 'a; so_proto never changes.
+        unsafe { sys::lq_so_proto(self.as_ptr()) }
     }
 
     pub fn is_listening(self) -> bool {
-        // SAFETY: live socket; SOLISTENING reads one option bit.
-        unsafe { sys::lq_so_listening(self.0) != 0 }
+        // SAFETY: live; SOLISTENING reads one option bit.
+        unsafe { sys::lq_so_listening(self.as_ptr()) != 0 }
     }
 
     /// Queue state; takes and drops the listen lock. `None` if the socket
     /// is not listening.
     pub fn sample(self) -> Option<QueueSample> {
         let mut q = sys::lq_qsample::default();
-        // SAFETY: live socket; `q` is a valid out-pointer for the call.
-        let rc = unsafe { sys::lq_solisten_sample(self.0, &mut q) };
+        // SAFETY: live; `q` is a valid out-pointer for the call.
+        let rc = unsafe { sys::lq_solisten_sample(self.as_ptr(), &mut q) };
         (rc == 0).then(|| from_c(&q))
     }
 
@@ -61,14 +88,14 @@ impl Socket {
     pub unsafe fn sample_locked(self) -> QueueSample {
         let mut q = sys::lq_qsample::default();
         // SAFETY: live, listening and locked per the contract.
-        unsafe { sys::lq_solisten_sample_locked(self.0, &mut q) };
+        unsafe { sys::lq_solisten_sample_locked(self.as_ptr(), &mut q) };
         from_c(&q)
     }
 
     pub fn local(self) -> Local {
         let mut l = sys::lq_local::default();
-        // SAFETY: live socket; `l` is a valid out-pointer.
-        unsafe { sys::lq_so_local(self.0, &mut l) };
+        // SAFETY: live; `l` is a valid out-pointer.
+        unsafe { sys::lq_so_local(self.as_ptr(), &mut l) };
         let n = usize::from(l.len);
         match l.family {
             AF_INET => {
@@ -95,6 +122,92 @@ impl Socket {
         }
     }
 
+    /// The credential the socket was created with: user and jail.
+    pub fn owner(self) -> Owner {
+        let mut o = sys::lq_owner::default();
+        // SAFETY: live; so_cred never changes; `o` is an out-pointer.
+        unsafe { sys::lq_so_owner(self.as_ptr(), &mut o) };
+        Owner {
+            uid: o.uid,
+            jid: o.jid,
+        }
+    }
+
+    /// Nothing but listenq's own `ours` references keeps it: soclose()
+    /// has run (through the kernel's pr_close, or listenq would have
+    /// forgotten it) and no descriptor can reach it again.
+    pub fn orphaned(self, ours: u32) -> bool {
+        // SAFETY: live; reads a count.
+        unsafe { sys::lq_so_orphaned(self.as_ptr(), ours) != 0 }
+    }
+
+    /// The name of the accept filter set on the listener, whichever module
+    /// runs it; all zero when none.
+    pub fn filter_name(self) -> [u8; 16] {
+        let mut n = [0 as cty::c_char; 16];
+        // SAFETY: live; `n` has the 16 bytes the helper writes.
+        unsafe { sys::lq_so_filter_name(self.as_ptr(), n.as_mut_ptr()) };
+        n.map(|c| c as u8)
+    }
+
+    /// Whether the process reading `req` may see this socket (the rules
+    /// netstat(1) and sockstat(1) follow).
+    pub fn visible_to(self, req: &SysctlReq<'_>) -> bool {
+        // SAFETY: live; `req` is the live request of a running handler.
+        unsafe { sys::lq_so_visible(self.as_ptr(), req.as_ptr()) != 0 }
+    }
+}
+
+fn from_c(q: &sys::lq_qsample) -> QueueSample {
+    QueueSample {
+        qlen: q.qlen,
+        incqlen: q.incqlen,
+        qlimit: q.qlimit,
+        overcount: q.overcount,
+        lastover: Stamp {
+            sec: q.lastover_sec,
+            usec: q.lastover_usec,
+        },
+    }
+}
+
+/// A `struct socket *` with no lifetime: nothing ties a copy to what keeps
+/// the socket live, so every SAFETY comment on its use has to argue that
+/// anew. TODO(issue 9): only accf.rs still uses it; move accf.rs to
+/// `SocketRef` and delete this.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Socket(*mut sys::socket);
+
+// SAFETY: only an address; every access goes through functions that take
+// the right locks.
+unsafe impl Send for Socket {}
+
+impl Socket {
+    /// # Safety
+    /// `so` must point to a live socket for as long as this value is used.
+    pub unsafe fn from_raw(so: *mut sys::socket) -> Socket {
+        Socket(so)
+    }
+
+    pub fn as_ptr(self) -> *mut sys::socket {
+        self.0
+    }
+
+    /// The key listenq files the socket under.
+    pub fn key(self) -> usize {
+        self.0 as usize
+    }
+
+    /// # Safety
+    /// The caller holds SOLISTEN_LOCK(self).
+    pub unsafe fn sample_locked(self) -> QueueSample {
+        let mut q = sys::lq_qsample::default();
+        // SAFETY: live (constructor contract), listening and locked per the
+        // contract.
+        unsafe { sys::lq_solisten_sample_locked(self.0, &mut q) };
+        from_c(&q)
+    }
+
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
     /// freed; false if it already has another destructor.
     ///
@@ -112,103 +225,5 @@ impl Socket {
     pub unsafe fn untag_locked(self) {
         // SAFETY: live and locked per the contract.
         unsafe { sys::lq_so_untag_locked(self.0) }
-    }
-
-    /// The credential the socket was created with: user and jail.
-    pub fn owner(self) -> Owner {
-        let mut o = sys::lq_owner::default();
-        // SAFETY: live socket; so_cred never changes; `o` is an out-pointer.
-        unsafe { sys::lq_so_owner(self.0, &mut o) };
-        Owner {
-            uid: o.uid,
-            jid: o.jid,
-        }
-    }
-
-    /// Nothing but listenq's own `ours` references keeps it: soclose()
-    /// has run (through the kernel's pr_close, or listenq would have
-    /// forgotten it) and no descriptor can reach it again.
-    pub fn orphaned(self, ours: u32) -> bool {
-        // SAFETY: live socket (the caller holds references); reads a count.
-        unsafe { sys::lq_so_orphaned(self.0, ours) != 0 }
-    }
-
-    /// The name of the accept filter set on the listener, whichever module
-    /// runs it; all zero when none.
-    pub fn filter_name(self) -> [u8; 16] {
-        let mut n = [0 as cty::c_char; 16];
-        // SAFETY: live socket; `n` has the 16 bytes the helper writes.
-        unsafe { sys::lq_so_filter_name(self.0, n.as_mut_ptr()) };
-        n.map(|c| c as u8)
-    }
-
-    /// Whether the process reading `req` may see this socket (the rules
-    /// netstat(1) and sockstat(1) follow).
-    pub fn visible_to(self, req: &SysctlReq) -> bool {
-        // SAFETY: live socket; `req` is the live request of a handler.
-        unsafe { sys::lq_so_visible(self.0, req.as_ptr()) != 0 }
-    }
-
-    /// soref(9): keeps the socket from being freed until `release`.
-    pub fn hold(self) -> HeldSocket {
-        // SAFETY: live socket, so its refcount is non-zero.
-        unsafe { sys::lq_soref(self.0) };
-        HeldSocket(self)
-    }
-
-    /// Claims the listen upcall if nobody else has (see glue.h).
-    pub fn install_listen_upcall(self) {
-        // SAFETY: live socket; the helper takes the listen lock.
-        unsafe { sys::lq_listen_upcall_install(self.0) }
-    }
-
-    pub fn remove_listen_upcall(self) {
-        // SAFETY: live socket; the helper takes the listen lock.
-        unsafe { sys::lq_listen_upcall_remove(self.0) }
-    }
-}
-
-/// A socket listenq holds a reference on; dropping it calls sorele(9),
-/// which may free the socket, so it must be dropped without locks held.
-pub struct HeldSocket(Socket);
-
-impl HeldSocket {
-    pub fn socket(&self) -> Socket {
-        self.0
-    }
-
-    /// Keeps the reference without the handle (a registry row owns it);
-    /// `from_owned_ref` gives it back.
-    pub fn into_owned_ref(self) -> Socket {
-        let s = self.0;
-        core::mem::forget(self);
-        s
-    }
-
-    /// # Safety
-    /// `s` carries a reference given up by `into_owned_ref` and not yet
-    /// taken back.
-    pub unsafe fn from_owned_ref(s: Socket) -> HeldSocket {
-        HeldSocket(s)
-    }
-}
-
-impl Drop for HeldSocket {
-    fn drop(&mut self) {
-        // SAFETY: the reference taken in hold() keeps it live until here.
-        unsafe { sys::lq_sorele(self.0.as_ptr()) }
-    }
-}
-
-fn from_c(q: &sys::lq_qsample) -> QueueSample {
-    QueueSample {
-        qlen: q.qlen,
-        incqlen: q.incqlen,
-        qlimit: q.qlimit,
-        overcount: q.overcount,
-        lastover: Stamp {
-            sec: q.lastover_sec,
-            usec: q.lastover_usec,
-        },
     }
 }

@@ -253,6 +253,8 @@ fn run(argc: usize) -> bool {
 
     t_module::cycles(tap, &env);
     t_module::adopted_at_load(tap, &env);
+    t_module::local_adopted_at_load(tap, &env);
+    t_module::vnet_tcp_adopted_at_load(tap, &env);
     t_listeners::survives_unload(tap, &env);
     t_listeners::unload_under_load(tap, &env);
     // Accept filters; last, since the stock accf modules it loads stay

@@ -133,7 +133,7 @@ fn works() -> Result<(), &'static str> {
 }
 
 /// Unloading is opt-in (kern.ipc.listenq.unloadable, like stock's
-/// net.inet.accf.unloadable): refused by default, with the module still
+/// net.accf.unloadable): refused by default, with the module still
 /// working. Then the runner opts in, for this module and (through the
 /// kernel environment, a loader tunable) for every later kldload.
 fn refused_by_default(tap: &mut Tap, id: i32) {
@@ -275,6 +275,234 @@ pub fn adopted_at_load(tap: &mut Tap, env: &Env) {
                 let _ = kld::unload(id);
             }
         }
+    }
+}
+
+/// How many rows of the table have `addr` as LOCAL, and the PROTO and
+/// LIMIT of the first.
+fn local_rows(kind: Kind, sa: &crate::net::SockAddr) -> Option<(usize, &'static str, Option<i64>)> {
+    let mut a = [0u8; 96];
+    let n = table::addr_text(kind, sa, &mut a);
+    // SAFETY: single-threaded runner (a forked child never reads it).
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let t = sysctl::read_string(TABLE, buf).ok()?;
+    let mut count = 0;
+    let mut proto = "";
+    let mut limit = None;
+    for r in table::rows(t).filter(|r| r.text(0) == &a[..n]) {
+        if count == 0 {
+            proto = match r.text(1) {
+                b"stream" => "stream",
+                b"seqpacket" => "seqpacket",
+                _ => "other",
+            };
+            limit = r.num(3);
+        }
+        count += 1;
+    }
+    Some((count, proto, limit))
+}
+
+const LOCAL_ADOPT_TESTS: [&str; 3] = [
+    "a local stream listener from before kldload (descriptors in 2 processes) is in the table at load, once (stream, LIMIT 5)",
+    "a local seqpacket listener from before kldload (descriptor in another process only) is in the table at load, once (seqpacket, LIMIT 7)",
+    "the adopted local listeners leave the table when their last descriptors close; kldunload",
+];
+
+/// Local (AF_LOCAL) listeners that exist before kldload are in the table
+/// at once: found through the processes' descriptor tables. The stream
+/// listener has a descriptor in this process and in a forked child (one
+/// row, not two); the seqpacket one only in the child, so it is found in
+/// another process's table.
+pub fn local_adopted_at_load(tap: &mut Tap, env: &Env) {
+    if let Err(e) = env.ko {
+        for n in LOCAL_ADOPT_TESTS {
+            tap.skip(n, format_args!("listenq.ko not in image ({})", e));
+        }
+        return;
+    }
+    if let Some(u) = env.unusable(Kind::UnixStream) {
+        for n in LOCAL_ADOPT_TESTS {
+            tap.skip(n, &u);
+        }
+        return;
+    }
+    let setup = (|| -> Result<_, (&'static str, Errno)> {
+        let s = sock::listener(Kind::UnixStream, 5).map_err(|e| ("stream listener", e))?;
+        let q = sock::listener(Kind::UnixSeqpacket, 7).map_err(|e| ("seqpacket listener", e))?;
+        let (p0, p1) = sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM)
+            .map_err(|e| ("socketpair", e))?;
+        Ok((s, q, p0, p1))
+    })();
+    let ((ls, sa_s), (lq, sa_q), p0, p1) = match setup {
+        Ok(v) => v,
+        Err((what, e)) => {
+            for n in LOCAL_ADOPT_TESTS {
+                tap.ok(false, n);
+            }
+            tap.diag(format_args!("  {}: {}", what, e));
+            return;
+        }
+    };
+    let pid = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            // Holds both listeners (inherited) until the parent writes or
+            // goes away.
+            drop(p0);
+            let mut b = [0u8; 1];
+            let _ = sys::read(p1.raw(), &mut b);
+            sys::exit(0)
+        }
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            for n in LOCAL_ADOPT_TESTS {
+                tap.ok(false, n);
+            }
+            tap.diag(format_args!("  fork: {}", e));
+            return;
+        }
+    };
+    drop(p1);
+    // The seqpacket listener is the child's alone from here.
+    drop(lq);
+    let loaded = kld::load(KO_PATH);
+    let (stream, seqpacket) = match loaded {
+        Ok(_) => (
+            local_rows(Kind::UnixStream, &sa_s),
+            local_rows(Kind::UnixSeqpacket, &sa_q),
+        ),
+        Err(_) => (None, None),
+    };
+    // Close every descriptor: this process's, then the child's (exit).
+    drop(ls);
+    let _ = sys::write(p0.raw(), b"x");
+    drop(p0);
+    let waited = sys::wait4(pid);
+    let after = (
+        local_rows(Kind::UnixStream, &sa_s).map(|r| r.0),
+        local_rows(Kind::UnixSeqpacket, &sa_q).map(|r| r.0),
+    );
+    let un = match loaded {
+        Ok(id) => kld::unload(id),
+        Err(e) => Err(e),
+    };
+    tap.check(stream, Some((1, "stream", Some(5))), LOCAL_ADOPT_TESTS[0]);
+    tap.check(
+        seqpacket,
+        Some((1, "seqpacket", Some(7))),
+        LOCAL_ADOPT_TESTS[1],
+    );
+    // Only rows that were there can leave.
+    let were = matches!(stream, Some((1, ..))) && matches!(seqpacket, Some((1, ..)));
+    let gone = were && after == (Some(0), Some(0)) && waited.is_ok() && un.is_ok();
+    tap.ok(gone, LOCAL_ADOPT_TESTS[2]);
+    if !gone {
+        tap.diag(format_args!(
+            "  rows before close {:?}, after {:?}, wait4 {:?}, kldload {:?}, kldunload {:?}",
+            (stream.map(|r| r.0), seqpacket.map(|r| r.0)),
+            after,
+            waited.map(|_| ()),
+            loaded.map(|_| ()),
+            un
+        ));
+    }
+}
+
+const VNET_ADOPT_PORT: u16 = 47003;
+const VNET_ADOPT_TEST: &str =
+    "a TCP listener of a vnet jail from before kldload is in that vnet's table at load (LIMIT 6)";
+
+/// A TCP listener in another vnet before kldload: the pcb walk goes
+/// through every vnet, and the row is listed to readers in that vnet
+/// (in_pcblist's rule), so the jailed child reads the table itself.
+pub fn vnet_tcp_adopted_at_load(tap: &mut Tap, env: &Env) {
+    if let Err(e) = env.ko {
+        tap.skip(
+            VNET_ADOPT_TEST,
+            format_args!("listenq.ko not in image ({})", e),
+        );
+        return;
+    }
+    let (p0, p1) = match sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM) {
+        Ok(p) => p,
+        Err(e) => {
+            tap.ok(false, VNET_ADOPT_TEST);
+            tap.diag(format_args!("  socketpair: {}", e));
+            return;
+        }
+    };
+    let pid = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            drop(p0);
+            sys::exit(vnet_adopt_child(tap, p1.raw()))
+        }
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            tap.ok(false, VNET_ADOPT_TEST);
+            tap.diag(format_args!("  fork: {}", e));
+            return;
+        }
+    };
+    drop(p1);
+    let mut b = [0u8; 1];
+    // 0 bytes: the child gave up before listening (its exit code says why).
+    let ready = matches!(sys::read(p0.raw(), &mut b), Ok(1));
+    let loaded = if ready {
+        Some(kld::load(KO_PATH))
+    } else {
+        None
+    };
+    let _ = sys::write(p0.raw(), b"l");
+    let status = sys::wait4(pid);
+    drop(p0);
+    let code = match status {
+        Ok(s) if s & 0x7f == 0 => Some((s >> 8) & 0xff),
+        _ => None,
+    };
+    let un = match loaded {
+        Some(Ok(id)) => Some(kld::unload(id)),
+        _ => None,
+    };
+    let pass = code == Some(0) && matches!(loaded, Some(Ok(_))) && matches!(un, Some(Ok(())));
+    tap.ok(pass, VNET_ADOPT_TEST);
+    if !pass {
+        tap.diag(format_args!(
+            "  child exit {:?} (1 no row, 2 wrong LIMIT, 0x40.. setup), kldload {:?}, kldunload {:?}",
+            code,
+            loaded.map(|r| r.map(|_| ())),
+            un
+        ));
+    }
+}
+
+/// In a new vnet jail: a TCP listener, "r" to the parent, wait for its
+/// "l" (kldload done), then look for the row. Returns the exit code.
+fn vnet_adopt_child(tap: &mut Tap, p1: i32) -> i32 {
+    if !matches!(sys::jail_vnet(c"/", c"lqadopt"), Ok(j) if j > 0) {
+        return 0x40;
+    }
+    // A new vnet has its own lo0, down and without an address.
+    if crate::net::setup_loopback(tap).v4.is_err() {
+        return 0x41;
+    }
+    let sa = crate::net::SockAddr::inet(crate::net::LOOPBACK4, VNET_ADOPT_PORT);
+    let l = Kind::Tcp4.socket().and_then(|s| {
+        sys::bind(s.raw(), sa.bytes())?;
+        sys::listen(s.raw(), 6)?;
+        Ok(s)
+    });
+    let Ok(_l) = l else { return 0x42 };
+    if !matches!(sys::write(p1, b"r"), Ok(1)) {
+        return 0x43;
+    }
+    let mut b = [0u8; 1];
+    if !matches!(sys::read(p1, &mut b), Ok(1)) {
+        return 0x44;
+    }
+    match tcp_row(&sa) {
+        Some((_, Some(6))) => 0,
+        Some(_) => 2,
+        None => 1,
     }
 }
 

@@ -1,0 +1,133 @@
+/*
+ * listenq C glue: the module itself (DECLARE_MODULE, its malloc type) and
+ * the kernel services the Rust half uses everywhere: printf(9), panic(9),
+ * malloc(9), mtx(9), time. See module_glue.h.
+ */
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/malloc.h>
+#include <sys/module.h>
+#include <sys/lock.h>
+#include <sys/mutex.h>
+#include <sys/fail.h>
+#include <sys/time.h>
+
+#include "module_glue.h"
+
+MALLOC_DEFINE(M_LISTENQ, "listenq", "listenq listen queues and accept filters");
+
+/*
+ * Anchors ld -r: kmod/build-ko.sh pulls this object out of the Rust
+ * staticlib by this name. A function, not a string: a string could be
+ * merged with a module name in mod_metadata, and link_elf_obj reads module
+ * metadata before it resolves relocations against global symbols.
+ */
+void
+listenq_glue_anchor(void)
+{
+}
+
+void
+lq_log(const char *msg, size_t len)
+{
+	printf("listenq: %.*s\n", (int)len, msg);
+}
+
+void
+lq_panic(const char *msg, size_t len)
+{
+	panic("listenq: %.*s", (int)len, msg);
+}
+
+void *
+lq_malloc(size_t size, size_t align)
+{
+	/*
+	 * Every allocation Rust makes (upcalls, hooks, the tick) comes here,
+	 * so debug.fail_point.listenq_malloc fails any of them (fail(9)).
+	 */
+	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_malloc,
+	    FAIL_POINT_NONSLEEPABLE, return (NULL));
+	/*
+	 * malloc(9) aligns power-of-2 sizes to their size and everything to at
+	 * least 16 bytes; only larger alignments need malloc_aligned(9).
+	 */
+	if (align <= 16)
+		return (malloc(size, M_LISTENQ, M_NOWAIT));
+	if (align > PAGE_SIZE)
+		return (NULL);
+	return (malloc_aligned(size, align, M_LISTENQ, M_NOWAIT));
+}
+
+void
+lq_free(void *p)
+{
+	free(p, M_LISTENQ);
+}
+
+void
+lq_mtx_init(struct mtx *m, const char *name)
+{
+	mtx_init(m, name, NULL, MTX_DEF);
+}
+
+void
+lq_mtx_destroy(struct mtx *m)
+{
+	mtx_destroy(m);
+}
+
+void
+lq_mtx_lock(struct mtx *m)
+{
+	mtx_lock(m);
+}
+
+void
+lq_mtx_unlock(struct mtx *m)
+{
+	mtx_unlock(m);
+}
+
+uint64_t
+lq_uptime_us(void)
+{
+	struct bintime bt;
+	struct timeval tv;
+
+	getbinuptime(&bt);
+	bintime2timeval(&bt, &tv);
+	return ((uint64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+}
+
+void
+lq_pause_ms(int ms)
+{
+	pause("lqdrain", MAX(1, (ms * hz) / 1000));
+}
+
+static int
+listenq_modevent(module_t mod __unused, int what, void *arg __unused)
+{
+	switch (what) {
+	case MOD_LOAD:
+		return (listenq_rs_load());
+	case MOD_QUIESCE:
+		return (listenq_rs_quiesce());
+	case MOD_UNLOAD:
+		return (listenq_rs_unload());
+	case MOD_SHUTDOWN:
+		return (0);
+	default:
+		return (EOPNOTSUPP);
+	}
+}
+
+static moduledata_t listenq_mod = {
+	"listenq",
+	listenq_modevent,
+	NULL
+};
+DECLARE_MODULE(listenq, listenq_mod, SI_SUB_PROTO_END, SI_ORDER_ANY);
+MODULE_VERSION(listenq, 1);

@@ -1,0 +1,395 @@
+/*
+ * listenq C glue: sockets. Accessors standing in for the socket macros,
+ * references, the walk over existing TCP listeners, and the listen upcall.
+ * See socket_glue.h.
+ */
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/lock.h>
+#include <sys/mutex.h>
+#include <sys/proc.h>
+#include <sys/file.h>
+#include <sys/sbuf.h>
+#include <sys/sx.h>
+#include <sys/user.h>
+#include <sys/refcount.h>
+#include <sys/socket.h>
+#include <sys/socketvar.h>
+#include <sys/protosw.h>
+#include <sys/domain.h>
+#include <sys/selinfo.h>
+#include <sys/event.h>
+#include <sys/sysctl.h>
+#include <sys/un.h>
+#include <sys/unpcb.h>
+#include <sys/jail.h>
+#include <sys/ucred.h>
+#include <net/vnet.h>
+#include <netinet/in.h>
+#include <netinet/in_pcb.h>
+#include <netinet/tcp_var.h>
+
+#include "socket_glue.h"
+
+struct protosw *
+lq_so_proto(struct socket *so)
+{
+	return (so->so_proto);
+}
+
+int
+lq_so_listening(struct socket *so)
+{
+	return (SOLISTENING(so));
+}
+
+void
+lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out)
+{
+	SOLISTEN_LOCK_ASSERT(so);
+	out->qlen = so->sol_qlen;
+	out->incqlen = so->sol_incqlen;
+	out->qlimit = so->sol_qlimit;
+	out->overcount = so->sol_overcount;
+	out->lastover_sec = so->sol_lastover.tv_sec;
+	out->lastover_usec = so->sol_lastover.tv_usec;
+}
+
+int
+lq_solisten_sample(struct socket *so, struct lq_qsample *out)
+{
+	SOCK_LOCK(so);
+	if (!SOLISTENING(so)) {
+		SOCK_UNLOCK(so);
+		return (EINVAL);
+	}
+	lq_solisten_sample_locked(so, out);
+	SOCK_UNLOCK(so);
+	return (0);
+}
+
+void
+lq_so_local(struct socket *so, struct lq_local *out)
+{
+	int family = so->so_proto->pr_domain->dom_family;
+
+	bzero(out, sizeof(*out));
+	switch (family) {
+	case AF_INET:
+	case AF_INET6: {
+		/* A listener's bound address does not change while it listens. */
+		struct inpcb *inp = sotoinpcb(so);
+
+		if (inp == NULL)
+			break;
+		if (inp->inp_vflag & INP_IPV6) {
+			out->family = AF_INET6;
+			out->len = sizeof(struct in6_addr);
+			memcpy(out->addr, &inp->inp_inc.inc6_laddr, out->len);
+		} else {
+			out->family = AF_INET;
+			out->len = sizeof(struct in_addr);
+			memcpy(out->addr, &inp->inp_inc.inc_laddr, out->len);
+		}
+		out->port = ntohs(inp->inp_inc.inc_lport);
+		break;
+	}
+	case AF_LOCAL: {
+		struct unpcb *unp = sotounpcb(so);
+		size_t n;
+
+		out->family = AF_LOCAL;
+		if (unp == NULL || unp->unp_addr == NULL)
+			break;
+		n = unp->unp_addr->sun_len - offsetof(struct sockaddr_un,
+		    sun_path);
+		n = MIN(n, sizeof(out->addr));
+		memcpy(out->addr, unp->unp_addr->sun_path, n);
+		out->len = strnlen((const char *)out->addr, n);
+		break;
+	}
+	}
+}
+
+void
+lq_soref(struct socket *so)
+{
+	soref(so);
+}
+
+void
+lq_sorele(struct socket *so)
+{
+	CURVNET_SET(so->so_vnet);
+	sorele(so);
+	CURVNET_RESTORE();
+}
+
+void
+lq_so_owner(struct socket *so, struct lq_owner *out)
+{
+	/* so_cred is set at creation and never changes. */
+	out->uid = so->so_cred->cr_uid;
+	out->jid = so->so_cred->cr_prison->pr_id;
+}
+
+/*
+ * soclose() releases the descriptor's reference and those of the queued
+ * connections; no flag says it ran. A socket that only listenq's own
+ * references (`ours') keep alive has no descriptor left: it is closed for
+ * good.
+ */
+int
+lq_so_orphaned(struct socket *so, u_int ours)
+{
+	return (refcount_load(&so->so_count) <= ours);
+}
+
+void
+lq_so_filter_name(struct socket *so, char out[16])
+{
+	const char *name;
+
+	memset(out, 0, 16);
+	SOCK_LOCK(so);
+	if (SOLISTENING(so) && so->sol_accept_filter != NULL) {
+		name = so->sol_accept_filter->accf_name;
+		memcpy(out, name, strnlen(name, 15));
+	}
+	SOCK_UNLOCK(so);
+}
+
+/*
+ * The rules netstat(1) and sockstat(1) get from the kernel: in_pcblist()
+ * lists only the reader's vnet (V_tcbinfo) and asks cr_canseeinpcb(),
+ * unp_pcblist() asks cr_canseesocket(). cr_canseesocket() covers what
+ * cr_canseeinpcb() does for a socket's credential: prison_check() (a jail
+ * sees its own and its children's sockets), MAC, and
+ * security.bsd.see_other_uids/see_other_gids/see_jail_proc.
+ */
+int
+lq_so_visible(struct socket *so, struct sysctl_req *req)
+{
+	int family = so->so_proto->pr_domain->dom_family;
+
+	if ((family == AF_INET || family == AF_INET6) &&
+	    so->so_vnet != TD_TO_VNET(req->td))
+		return (0);
+	return (cr_canseesocket(req->td->td_ucred, so) == 0);
+}
+
+/*
+ * The walk of in_pcb.c's own users (e.g. tcp_pcblist()): inp_next() with
+ * an INP_ALL_ITERATOR returns each inpcb read-locked, so its socket stays
+ * attached while listenq_rs_adopt() looks at it. Lock order: inpcb, then
+ * socket, then listenq's registry, as tcp_usr_listen() takes them. A
+ * dropped inpcb (INP_DROPPED: its socket was closed) is skipped.
+ */
+void
+lq_tcp_listeners_foreach(void)
+{
+	VNET_ITERATOR_DECL(vnet_iter);
+	struct inpcb *inp;
+	struct socket *so;
+
+	VNET_LIST_RLOCK();
+	VNET_FOREACH(vnet_iter) {
+		CURVNET_SET(vnet_iter);
+		struct inpcb_iterator inpi = INP_ALL_ITERATOR(&V_tcbinfo,
+		    INPLOOKUP_RLOCKPCB);
+
+		while ((inp = inp_next(&inpi)) != NULL) {
+			so = inp->inp_socket;
+			if (so == NULL || (inp->inp_flags & INP_DROPPED) != 0 ||
+			    !SOLISTENING(so))
+				continue;
+			listenq_rs_adopt(so);
+		}
+		CURVNET_RESTORE();
+	}
+	VNET_LIST_RUNLOCK();
+}
+
+/*
+ * Local sockets: uipc_usrreq.c keeps its pcb lists static, and the file
+ * table walk of kern.file uses fdhold()/fddrop(), static as well. What the
+ * kernel exports for modules is the walk procstat(1) reads,
+ * kern_proc_filedesc_out(), and fget_remote(). So, per process:
+ * kern_proc_filedesc_out() writes one kinfo_file per descriptor into an
+ * sbuf whose drain (lq_adopt_drain) picks the AF_LOCAL stream/seqpacket
+ * sockets; fget_remote() then takes a reference on that descriptor's file
+ * (the socket cannot be closed while it is held), and the socket itself
+ * is checked again before listenq_rs_adopt(), which takes the row's
+ * soref(9). A kinfo_file only says where to look, never what to trust.
+ *
+ * Locks: kern_proc_filedesc_out() calls the sbuf (and so the drain) only
+ * with the process and file table unlocked (export_file_to_sb() and
+ * export_vnode_to_sb() drop FILEDESC_SLOCK/PWDDESC_XLOCK around it), and
+ * the walk holds nothing else, so fget_remote() can take PROC_LOCK and
+ * FILEDESC_SLOCK, listenq_rs_adopt() the socket lock and the registry, and
+ * fdrop() even the last reference (soclose()) as in any system call. The
+ * process is held (PHOLD) across its walk, so fget_remote() never sees it
+ * freed; an exiting one (P_WEXIT) is skipped, its descriptors are going.
+ *
+ * A socket reached through several descriptors or processes is adopted
+ * once: the registry keys rows by socket, and listenq_rs_adopt() of a
+ * known socket drops the extra reference. TCP is left to the pcb walk.
+ * Missed: a listener no descriptor holds at that moment (in flight in an
+ * SCM_RIGHTS message, or moved between descriptors during the walk); it
+ * appears at its next listen(2).
+ */
+struct lq_adopt_walk {
+	struct thread	*td;
+	struct proc	*p;
+};
+
+static int
+lq_adopt_drain(void *arg, const char *data, int len)
+{
+	struct lq_adopt_walk *w = arg;
+	const struct kinfo_file *kif;
+	struct file *fp;
+	struct socket *so;
+	int off, type;
+
+	/*
+	 * Without KERN_FILEDESC_PACK_KINFO every record is a whole struct
+	 * (a multiple of 8 bytes), the buffer (malloc(9), so aligned) holds
+	 * exactly one, and sbuf_drain() always passes the buffer's start:
+	 * each call gets one aligned record.
+	 */
+	CTASSERT(sizeof(*kif) % sizeof(uint64_t) == 0);
+	for (off = 0; len - off >= (int)sizeof(*kif); off += sizeof(*kif)) {
+		kif = (const struct kinfo_file *)(const void *)(data + off);
+		type = kif->kf_un.kf_sock.kf_sock_type0;
+		if (kif->kf_type != KF_TYPE_SOCKET ||
+		    kif->kf_un.kf_sock.kf_sock_domain0 != AF_LOCAL ||
+		    (type != SOCK_STREAM && type != SOCK_SEQPACKET))
+			continue;
+		if (fget_remote(w->td, w->p, kif->kf_fd, &fp) != 0)
+			continue;
+		if (fp->f_type == DTYPE_SOCKET) {
+			so = fp->f_data;
+			if (so->so_proto->pr_domain->dom_family == AF_LOCAL &&
+			    SOLISTENING(so))
+				listenq_rs_adopt(so);
+		}
+		fdrop(fp, w->td);
+	}
+	/* Never less than everything: 0 would stop the walk (EDEADLK). */
+	return (len);
+}
+
+void
+lq_local_listeners_foreach(void)
+{
+	struct lq_adopt_walk w;
+	struct sbuf sb;
+	struct proc *p;
+	pid_t *pids;
+	char *buf;
+	int cap, i, n, tries;
+
+	/* Load time, nothing locked: M_WAITOK. */
+	buf = malloc(sizeof(struct kinfo_file) + 1, M_TEMP, M_WAITOK);
+	pids = NULL;
+	n = cap = 0;
+	/*
+	 * The pids first (allproc_lock is not held while files are
+	 * dropped); processes forked meanwhile inherit descriptors of ones
+	 * already counted, and a fork storm only costs its newest.
+	 */
+	for (tries = 0; tries < 4 && (pids == NULL || n > cap); tries++) {
+		free(pids, M_TEMP);
+		cap = MAX(n, nprocs) + 32;
+		pids = malloc(cap * sizeof(*pids), M_TEMP, M_WAITOK);
+		n = 0;
+		sx_slock(&allproc_lock);
+		FOREACH_PROC_IN_SYSTEM(p) {
+			if (n < cap)
+				pids[n] = p->p_pid;
+			n++;
+		}
+		sx_sunlock(&allproc_lock);
+	}
+	n = MIN(n, cap);
+	w.td = curthread;
+	for (i = 0; i < n; i++) {
+		if (pget(pids[i], PGET_HOLD | PGET_NOTWEXIT, &p) != 0)
+			continue;
+		w.p = p;
+		sbuf_new(&sb, buf, sizeof(struct kinfo_file) + 1,
+		    SBUF_FIXEDLEN);
+		sbuf_set_drain(&sb, lq_adopt_drain, &w);
+		PROC_LOCK(p);
+		/* Returns with the process unlocked. */
+		(void)kern_proc_filedesc_out(p, &sb, -1, 0);
+		(void)sbuf_finish(&sb);
+		sbuf_delete(&sb);
+		PRELE(p);
+	}
+	free(pids, M_TEMP);
+	free(buf, M_TEMP);
+}
+
+static int
+lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
+{
+	struct socket *so, *first, *newest;
+
+	SOLISTEN_LOCK_ASSERT(head);
+	/*
+	 * Not only TAILQ_LAST: accept_filt_setopt() moves every connection
+	 * a removed filter held in one go, then wakes up once. Sockets join
+	 * sol_comp at its tail and leave it at its head (accept), so all
+	 * those behind the one listenq recorded last are new.
+	 */
+	newest = listenq_rs_newest_completed(head);
+	first = NULL;
+	TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue, so_list) {
+		if (so == newest)
+			break;
+		first = so;
+	}
+	for (so = first; so != NULL; so = TAILQ_NEXT(so, so_list))
+		listenq_rs_completed(head, so);
+	/* What solisten_wakeup() does when no upcall is set. */
+	selwakeuppri(&head->so_rdsel, PSOCK);
+	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);
+	return (SU_OK);
+}
+
+/*
+ * Set before unload takes the upcalls back, and read under the listener's
+ * lock: a pr_listen that registered a listener just before unload took
+ * the registry installs its upcall either before unload's removal (which
+ * then takes it off, under the same lock) or after it, and then sees the
+ * flag, since the flag was set before that lock was taken.
+ */
+static volatile u_int lq_upcalls_closed;
+
+void
+lq_listen_upcalls_close(int closed)
+{
+	atomic_store_rel_int(&lq_upcalls_closed, closed != 0);
+}
+
+void
+lq_listen_upcall_install(struct socket *so)
+{
+	SOCK_LOCK(so);
+	if (SOLISTENING(so) && so->sol_upcall == NULL &&
+	    atomic_load_acq_int(&lq_upcalls_closed) == 0)
+		solisten_upcall_set(so, lq_sol_upcall, NULL);
+	SOCK_UNLOCK(so);
+}
+
+void
+lq_listen_upcall_remove(struct socket *so)
+{
+	SOCK_LOCK(so);
+	if (SOLISTENING(so) && so->sol_upcall == lq_sol_upcall)
+		solisten_upcall_set(so, NULL, NULL);
+	SOCK_UNLOCK(so);
+}

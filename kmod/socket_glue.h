@@ -1,0 +1,83 @@
+/*
+ * Sockets: accessors standing in for the socket macros and inline
+ * functions, references, the walk over existing TCP listeners, and the
+ * listen upcall.
+ */
+#ifndef LISTENQ_SOCKET_GLUE_H
+#define LISTENQ_SOCKET_GLUE_H
+
+#include <sys/types.h>
+
+struct socket;
+struct sysctl_req;
+struct protosw;
+
+/* A listener's queue state, read under its lock. */
+struct lq_qsample {
+	u_int	qlen;
+	u_int	incqlen;
+	u_int	qlimit;
+	int	overcount;
+	int64_t	lastover_sec;
+	int64_t	lastover_usec;
+};
+
+/* A socket's local address, for the listeners table. */
+struct lq_local {
+	int	family;		/* AF_INET, AF_INET6, AF_LOCAL or 0 */
+	uint16_t port;		/* host byte order */
+	uint8_t	len;		/* bytes of addr used */
+	uint8_t	addr[64];	/* in_addr, in6_addr or sun_path */
+};
+
+/* A listener's owner (so_cred): user id and jail id. */
+struct lq_owner {
+	uint32_t uid;
+	int32_t	jid;
+};
+
+struct protosw *lq_so_proto(struct socket *so);
+int	lq_so_listening(struct socket *so);
+/* Queue state of a listening socket; takes and drops SOLISTEN_LOCK. */
+int	lq_solisten_sample(struct socket *so, struct lq_qsample *out);
+/* Queue state of a listening socket whose lock the caller holds. */
+void	lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out);
+void	lq_so_local(struct socket *so, struct lq_local *out);
+void	lq_soref(struct socket *so);
+void	lq_sorele(struct socket *so);
+void	lq_so_owner(struct socket *so, struct lq_owner *out);
+/* Only `ours' references left: soclose() has run, no descriptor is left. */
+int	lq_so_orphaned(struct socket *so, u_int ours);
+/* The name of the accept filter on a listener (any module's), or "". */
+void	lq_so_filter_name(struct socket *so, char out[16]);
+/* Whether the reader of `req' may see `so' (netstat/sockstat rules). */
+int	lq_so_visible(struct socket *so, struct sysctl_req *req);
+
+/*
+ * Every TCP listener of every vnet, for listenq_rs_adopt(); called with
+ * the inpcb read-locked.
+ */
+void	lq_tcp_listeners_foreach(void);
+/*
+ * Every local stream/seqpacket listener a process holds a descriptor of,
+ * for listenq_rs_adopt(); called with a reference on the descriptor's file
+ * and no lock held. Module load only (sleeps).
+ */
+void	lq_local_listeners_foreach(void);
+
+/*
+ * The listen upcall: listenq sets it on listeners nobody else claimed, to
+ * see each connection reach the completed queue. It does the wakeups
+ * solisten_wakeup() skips when an upcall is present.
+ */
+void	lq_listen_upcall_install(struct socket *so);
+void	lq_listen_upcall_remove(struct socket *so);
+/* While closed (unload), lq_listen_upcall_install() installs nothing. */
+void	lq_listen_upcalls_close(int closed);
+
+/* Rust (kmod/src/kern/entry/upcall.rs). */
+void	listenq_rs_completed(struct socket *head, struct socket *child);
+struct socket *listenq_rs_newest_completed(struct socket *head);
+void	listenq_rs_adopt(struct socket *so);
+
+#endif

@@ -1,0 +1,26 @@
+//! The default_arg sysctl handler's (defaults_glue.c) call into Rust.
+
+use crate::kern::defaults::LEN;
+use crate::kern::errno::{to_c, Errno};
+use crate::kern::inflight::InFlight;
+
+/// Called by the sysctl handler (also for the loader tunable) before a new
+/// value is stored: 0 to store it, EINVAL to refuse it.
+#[no_mangle]
+pub extern "C" fn listenq_rs_default_arg_check(
+    filter: i32,
+    arg: *const cty::c_char,
+    len: usize,
+) -> i32 {
+    let _f = InFlight::enter();
+    if arg.is_null() || len >= LEN {
+        return Errno::EINVAL.0;
+    }
+    // SAFETY: the handler passes its own buffer of LEN bytes and the
+    // length of the string in it, which is below LEN (checked above).
+    let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), len) };
+    to_c(crate::defaults::check(
+        usize::try_from(filter).unwrap_or(usize::MAX),
+        bytes,
+    ))
+}

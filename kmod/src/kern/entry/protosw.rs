@@ -1,0 +1,92 @@
+//! listenq's protocol-switch entries: listen, accept and close for TCP over
+//! IPv4/IPv6 and local stream/seqpacket sockets. Each one calls the kernel's
+//! original, so errors and queue behaviour stay exactly stock, and tells
+//! listeners.rs what happened.
+
+use crate::kern::errno::Errno;
+use crate::kern::inflight::InFlight;
+use crate::kern::protosw::{self, Hooks};
+use crate::kern::socket::{Socket, SocketRef};
+use crate::listeners;
+use listenq_bindings as sys;
+
+const HOOKS: Hooks = Hooks {
+    listen: lq_pr_listen,
+    accept: lq_pr_accept,
+    close: lq_pr_close,
+};
+
+/// Installs the hooks on every served protocol the kernel has; returns how
+/// many protocol switches were hooked.
+pub fn install() -> usize {
+    protosw::install(HOOKS)
+}
+
+/// pr_listen: the kernel's entry gets the backlog as given, and its
+/// solisten_proto() clamps it to kern.ipc.soacceptqueue as stock does; the
+/// row records the backlog asked for and the limit read back from the
+/// socket. (Reading the sysctl here took the sysctl lock on every
+/// listen(2), for a clamp the kernel does anyway.) No VM test can tell the
+/// two apart: the limit is the same by construction, and what went is a
+/// lock acquisition; the listen(2) suite run with and without listenq
+/// (t_listen, compared observation by observation) shows the limits.
+unsafe extern "C" fn lq_pr_listen(
+    so: *mut sys::socket,
+    backlog_arg: i32,
+    td: *mut sys::thread,
+) -> i32 {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_listen, live until it
+    // returns.
+    let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
+        return Errno::EINVAL.0;
+    };
+    let Some(orig) = protosw::originals(s.proto()) else {
+        return Errno::EINVAL.0;
+    };
+    // SAFETY: the kernel's own entry, called with the arguments it was
+    // given.
+    let rc = unsafe { (orig.listen)(so, backlog_arg, td) };
+    if rc == 0 {
+        listeners::on_listen(s, orig.proto, backlog_arg);
+    }
+    rc
+}
+
+/// pr_accept runs on the new socket right after accept(2) took it off the
+/// completed queue: that is where accept latency ends.
+unsafe extern "C" fn lq_pr_accept(so: *mut sys::socket, nam: *mut *mut sys::sockaddr) -> i32 {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_accept.
+    let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
+        return Errno::EINVAL.0;
+    };
+    let Some(orig) = protosw::originals(s.proto()) else {
+        return Errno::EINVAL.0;
+    };
+    // SAFETY: the kernel's own entry with the kernel's arguments.
+    let rc = unsafe { (orig.accept)(so, nam) };
+    // TODO(issue 9): accf.rs still takes the lifetime-less Socket.
+    // SAFETY: live and unlocked for the rest of this call, which is all
+    // untag() uses it for.
+    crate::accf::untag(unsafe { Socket::from_raw(so) });
+    listeners::on_accept(s);
+    rc
+}
+
+/// pr_close runs first thing in soclose(): a listener leaves the registry
+/// before its queues are torn down and long before it is freed.
+unsafe extern "C" fn lq_pr_close(so: *mut sys::socket) {
+    let _f = InFlight::enter();
+    // SAFETY: the kernel passes a live socket to pr_close.
+    let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
+        return;
+    };
+    if s.is_listening() {
+        listeners::on_close(s);
+    }
+    if let Some(close) = protosw::originals(s.proto()).and_then(|o| o.close) {
+        // SAFETY: the kernel's own entry with the kernel's argument.
+        unsafe { close(so) };
+    }
+}

@@ -1,0 +1,42 @@
+//! The listen upcall (socket_glue.c lq_sol_upcall) that shows listenq each
+//! connection reaching a completed queue, and the walks over the TCP and
+//! local listeners that existed before listenq.
+
+use crate::kern::socket::SocketRef;
+use listenq_bindings as sys;
+
+impl SocketRef<'_> {
+    /// Claims the listen upcall if nobody else has (see socket_glue.h).
+    pub fn install_listen_upcall(self) {
+        // SAFETY: live socket; the helper takes the listen lock.
+        unsafe { sys::lq_listen_upcall_install(self.as_ptr()) }
+    }
+
+    pub fn remove_listen_upcall(self) {
+        // SAFETY: live socket; the helper takes the listen lock.
+        unsafe { sys::lq_listen_upcall_remove(self.as_ptr()) }
+    }
+}
+
+/// While closed (unload), install_listen_upcall() installs nothing.
+pub fn upcalls_close(closed: bool) {
+    // SAFETY: stores an atomic flag.
+    unsafe { sys::lq_listen_upcalls_close(i32::from(closed)) };
+}
+
+/// Calls entry::upcall::listenq_rs_adopt for every TCP listener of every
+/// vnet, each with its inpcb read-locked. Module load only: it may sleep,
+/// and no locks may be held.
+pub fn adopt_tcp_listeners() {
+    // SAFETY: module load context (may sleep); no locks held.
+    unsafe { sys::lq_tcp_listeners_foreach() };
+}
+
+/// Calls entry::upcall::listenq_rs_adopt for every local stream/seqpacket
+/// listener some process holds a descriptor of (uipc_usrreq.c keeps its pcb
+/// lists static), each with a reference on that descriptor's file and no
+/// lock held. Module load only: it may sleep (M_WAITOK).
+pub fn adopt_local_listeners() {
+    // SAFETY: module load context (may sleep); no locks held.
+    unsafe { sys::lq_local_listeners_foreach() };
+}

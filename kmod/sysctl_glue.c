@@ -1,0 +1,165 @@
+/*
+ * listenq C glue: the kern.ipc.listenq sysctl tree (the static node and
+ * knobs, the dynamic OIDs whose handlers run Rust) and SYSCTL_OUT. See
+ * sysctl_glue.h.
+ */
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/lock.h>
+#include <sys/mutex.h>
+#include <sys/proc.h>
+#include <sys/jail.h>
+#include <sys/priv.h>
+#include <sys/ucred.h>
+#include <sys/sysctl.h>
+
+#include "sysctl_glue.h"
+
+static char listenq_version[] = LISTENQ_VERSION;
+
+SYSCTL_DECL(_kern_ipc);
+SYSCTL_NODE(_kern_ipc, OID_AUTO, listenq, CTLFLAG_RD | CTLFLAG_MPSAFE, 0,
+    "listenq: listen queues and accept filters in Rust");
+SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
+    listenq_version, 0, "listenq version");
+
+/*
+ * Unloading is opt-in, as for the stock accept filters
+ * (net.accf.unloadable): see listenq(4) UNLOADING and module.rs for
+ * why the kernel cannot prove that no thread is about to enter the module.
+ */
+int lq_unloadable = 0;
+SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, unloadable, CTLFLAG_RWTUN,
+    &lq_unloadable, 0,
+    "Allow kldunload of listenq (not recommended, see listenq(4))");
+
+/*
+ * The global counters sum every listener of the host, so only a reader
+ * that could see every socket may read them: not jailed, and allowed to
+ * see other users' and groups' sockets (see_other_uids/gids, or the
+ * privilege to override them).
+ */
+int
+lq_sysctl_sees_all(struct sysctl_req *req)
+{
+	struct ucred *cred = req->td->td_ucred;
+	int uids = 1, gids = 1;
+	size_t len = sizeof(int);
+
+	if (jailed(cred))
+		return (0);
+	if (priv_check_cred(cred, PRIV_SEEOTHERUIDS) != 0 &&
+	    (kernel_sysctlbyname(req->td, "security.bsd.see_other_uids", &uids,
+	    &len, NULL, 0, NULL, 0) != 0 || uids == 0))
+		return (0);
+	len = sizeof(int);
+	if (priv_check_cred(cred, PRIV_SEEOTHERGIDS) != 0 &&
+	    (kernel_sysctlbyname(req->td, "security.bsd.see_other_gids", &gids,
+	    &len, NULL, 0, NULL, 0) != 0 || gids == 0))
+		return (0);
+	return (1);
+}
+
+int
+lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len)
+{
+	return (SYSCTL_OUT(req, p, len));
+}
+
+/*
+ * Handlers that run module code hang off dynamic OIDs: a static OID's
+ * handler runs without the sysctl lock and nothing counts it, so it could
+ * still be inside listenq while unload destroys the registry (or after
+ * the linker freed the module). sysctl_ctx_free() waits for every running
+ * handler of a dynamic OID (oid_running) and no new one can start after.
+ */
+static struct sysctl_ctx_list lq_sysctl_ctx;
+
+static int
+sysctl_allocs(SYSCTL_HANDLER_ARGS)
+{
+	uint64_t n;
+
+	/* It grows with every listener of the host: a global total. */
+	if (!lq_sysctl_sees_all(req))
+		return (EPERM);
+	n = listenq_rs_allocs();
+	return (sysctl_handle_64(oidp, &n, 0, req));
+}
+
+static int
+sysctl_listeners(SYSCTL_HANDLER_ARGS)
+{
+	return (listenq_rs_sysctl_listeners(req));
+}
+
+static int
+sysctl_xlisteners(SYSCTL_HANDLER_ARGS)
+{
+	return (listenq_rs_sysctl_xlisteners(req));
+}
+
+static int
+sysctl_stat(SYSCTL_HANDLER_ARGS)
+{
+	return (listenq_rs_sysctl_stat(req, arg2));
+}
+
+/* kern.ipc.listenq.stats.*, by enum lq_stat (the sysctl's arg2). */
+static const struct {
+	const char	*name;
+	const char	*descr;
+} lq_stats[LQ_NSTATS] = {
+	[LQ_STAT_LISTENS] = { "listens", "Successful listen(2) calls seen" },
+	[LQ_STAT_CLOSES] = { "closes", "Listeners closed" },
+	[LQ_STAT_COMPLETED] = { "completed",
+	    "Connections that reached a completed queue" },
+	[LQ_STAT_ACCEPTED] = { "accepted", "Connections returned by accept(2)" },
+	[LQ_STAT_OVERFLOWS] = { "overflows",
+	    "Connections refused because a completed queue was full" },
+	[LQ_STAT_HELD] = { "held",
+	    "Connections held by a listenq accept filter" },
+	[LQ_STAT_RELEASED] = { "released",
+	    "Held connections released to the completed queue" },
+	[LQ_STAT_EVICTED] = { "evicted",
+	    "Held connections terminated to make room (oldest first)" },
+	[LQ_STAT_TIMEOUTS] = { "timeouts",
+	    "Held connections that reached the hold timeout" },
+	[LQ_STAT_NOMEM] = { "nomem",
+	    "Times listenq could not allocate and fell back to stock behaviour" },
+};
+
+void
+lq_sysctl_attach(void)
+{
+	struct sysctl_oid_list *top = SYSCTL_STATIC_CHILDREN(_kern_ipc_listenq);
+	struct sysctl_oid *stats;
+	u_int i;
+
+	sysctl_ctx_init(&lq_sysctl_ctx);
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "allocs",
+	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs,
+	    "QU", "Live allocations made by listenq");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "listeners",
+	    CTLTYPE_STRING | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0,
+	    sysctl_listeners, "A",
+	    "Listening sockets seen by listenq (table)");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "xlisteners",
+	    CTLTYPE_OPAQUE | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0,
+	    sysctl_xlisteners, "S,xlistenq",
+	    "Listening sockets seen by listenq (struct xlistenq[], listenq.h)");
+	stats = SYSCTL_ADD_NODE(&lq_sysctl_ctx, top, OID_AUTO, "stats",
+	    CTLFLAG_RD | CTLFLAG_MPSAFE, 0, "listenq global counters");
+	for (i = 0; i < nitems(lq_stats); i++)
+		SYSCTL_ADD_PROC(&lq_sysctl_ctx, SYSCTL_CHILDREN(stats),
+		    OID_AUTO, lq_stats[i].name,
+		    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, i,
+		    sysctl_stat, "QU", lq_stats[i].descr);
+}
+
+int
+lq_sysctl_detach(void)
+{
+	return (sysctl_ctx_free(&lq_sysctl_ctx));
+}

@@ -1,0 +1,49 @@
+/*
+ * The kern.ipc.listenq sysctl tree: the static node and knobs, and the
+ * dynamic OIDs whose handlers run module code (removing them waits for
+ * running handlers).
+ */
+#ifndef LISTENQ_SYSCTL_GLUE_H
+#define LISTENQ_SYSCTL_GLUE_H
+
+#include <sys/types.h>
+
+struct sysctl_req;
+
+/*
+ * kern.ipc.listenq.stats.*: numbered here only. The SYSCTL declarations
+ * pass the number as arg2 and Rust reads it through bindgen
+ * (kmod/src/kern/stat.rs).
+ */
+enum lq_stat {
+	LQ_STAT_LISTENS,
+	LQ_STAT_CLOSES,
+	LQ_STAT_COMPLETED,
+	LQ_STAT_ACCEPTED,
+	LQ_STAT_OVERFLOWS,
+	LQ_STAT_HELD,
+	LQ_STAT_RELEASED,
+	LQ_STAT_EVICTED,
+	LQ_STAT_TIMEOUTS,
+	LQ_STAT_NOMEM,
+	LQ_NSTATS
+};
+
+/* kern.ipc.listenq.unloadable */
+extern int lq_unloadable;
+
+void	lq_sysctl_attach(void);
+int	lq_sysctl_detach(void);
+
+/* SYSCTL_OUT. */
+int	lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len);
+/* Whether the reader may see every socket of the host (global counters). */
+int	lq_sysctl_sees_all(struct sysctl_req *req);
+
+/* Rust (kmod/src/kern/entry/sysctl.rs). */
+int	listenq_rs_sysctl_listeners(struct sysctl_req *req);
+int	listenq_rs_sysctl_xlisteners(struct sysctl_req *req);
+int	listenq_rs_sysctl_stat(struct sysctl_req *req, int which);
+uint64_t listenq_rs_allocs(void);
+
+#endif
