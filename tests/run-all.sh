@@ -123,7 +123,9 @@ kernel_layer() {
 }
 
 vm_layer() {
-	echo "== vm: FreeBSD kernel LISTENQ_KERNEL=$LISTENQ_KERNEL, ${LISTENQ_VM_CPUS:-2} vCPU(s)"
+	cpus=${LISTENQ_VM_CPUS:-2}
+	[ "$mode" = bench ] && cpus="1 (--bench)"
+	echo "== vm: FreeBSD kernel LISTENQ_KERNEL=$LISTENQ_KERNEL, $cpus vCPU(s)"
 	if [ ! -f "$LISTENQ_KERNEL" ]; then
 		echo "skip vm layer: no FreeBSD test kernel at LISTENQ_KERNEL=$LISTENQ_KERNEL (see README: a FreeBSD 14 amd64 kernel with XENHVM, INVARIANTS, WITNESS)"
 		skipped=$((skipped + 1)); return

@@ -8,8 +8,18 @@
 //! time), after WARMUP untimed rounds.
 //!
 //! Order: listenq loaded: dataready, httpready, dnsready, tlsready, no
-//! filter; listenq unloaded, stock accf_data/http/dns loaded: dataready,
-//! httpready, dnsready, no filter.
+//! filter, then the scaling rows; listenq unloaded, stock
+//! accf_data/http/dns loaded: dataready, httpready, dnsready, no filter,
+//! then the same scaling rows.
+//!
+//! Scaling rows (ROUNDS timed rounds each, same round as above):
+//! - held=N: httpready on a listener (backlog N + 64) that holds N silent
+//!   connections (connected, never sent anything), complete requests
+//!   through it; listenq against stock accf_http;
+//! - idle=M: no filter, one listener accepting while M other listeners
+//!   (listen(8), never connected to) exist; listenq loaded against not;
+//! - with 2000 idle listeners and listenq loaded: the guest time of one
+//!   read of kern.ipc.listenq.listeners.
 
 use crate::accf_util as au;
 use crate::env::Env;
@@ -17,6 +27,7 @@ use crate::kld;
 use crate::net::SockAddr;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
+use crate::sysctl;
 use crate::tap::Tap;
 
 const ITERS: u64 = 1000;
@@ -56,15 +67,239 @@ fn measure(filter: Option<&str>, req: &[u8]) -> Result<(u64, u64), (&'static str
     if let Some(f) = filter {
         au::set_filter(l.raw(), f, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
     }
+    timed(l.raw(), &sa, req, ITERS)
+}
+
+/// WARMUP untimed rounds, then `iters` timed ones: (conns/s, microseconds).
+fn timed(
+    l: i32,
+    sa: &SockAddr,
+    req: &[u8],
+    iters: u64,
+) -> Result<(u64, u64), (&'static str, Errno)> {
     for _ in 0..WARMUP {
-        one(l.raw(), &sa, req)?;
+        one(l, sa, req)?;
     }
     let t0 = sys::now_us();
-    for _ in 0..ITERS {
-        one(l.raw(), &sa, req)?;
+    for _ in 0..iters {
+        one(l, sa, req)?;
     }
     let us = sys::now_us().saturating_sub(t0).max(1);
-    Ok((ITERS * 1_000_000 / us, us))
+    Ok((iters * 1_000_000 / us, us))
+}
+
+/// Rounds per held-N and idle-M measurement (each costs its setup too).
+const ROUNDS: u64 = 300;
+/// Silent connections held by httpready while complete requests go through.
+const HELD: [usize; 4] = [0, 1000, 4000, 16000];
+/// Idle listeners that exist while one listener accepts.
+const IDLE: [usize; 3] = [0, 500, 2000];
+/// Reads of kern.ipc.listenq.listeners timed with 2000 idle listeners.
+const TABLE_READS: u64 = 10;
+const MAX_FDS: usize = 16000;
+
+/// Descriptors of the held clients or idle listeners (single-threaded).
+static mut FDS: [i32; MAX_FDS] = [-1; MAX_FDS];
+static mut TABLE_BUF: [u8; 1 << 20] = [0; 1 << 20];
+
+/// Closes FDS[..n], with RST so nothing lingers in TIME_WAIT.
+fn close_fds(fds: &mut [i32]) {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&1i32.to_ne_bytes());
+    for fd in fds.iter_mut() {
+        if *fd >= 0 {
+            let _ = sys::setsockopt(*fd, crate::sock::SOL_SOCKET, au::SO_LINGER, &b);
+            let _ = sys::close(*fd);
+            *fd = -1;
+        }
+    }
+}
+
+/// Limits for 16000 held clients: the kernel env (run-vm.sh --bench) raises
+/// kern.maxfiles and kern.ipc.maxsockets; here the per-process limit and
+/// the listen queue cap.
+fn raise_limits(tap: &Tap) {
+    let want = (MAX_FDS + 4096) as i32;
+    let _ = sysctl::write_int("kern.maxfilesperproc", want);
+    let _ = sys::setrlimit(sys::RLIMIT_NOFILE, want as u64, want as u64);
+    let _ = sysctl::write_int("kern.ipc.soacceptqueue", (MAX_FDS + 1024) as i32);
+    tap.diag(format_args!(
+        "bench limits: RLIMIT_NOFILE {:?}, kern.maxfiles {:?}, kern.ipc.maxsockets {:?}, kern.ipc.soacceptqueue {:?}",
+        sys::getrlimit(sys::RLIMIT_NOFILE),
+        sysctl::read_int("kern.maxfiles"),
+        sysctl::read_int("kern.ipc.maxsockets"),
+        sysctl::read_uint("kern.ipc.soacceptqueue")
+    ));
+}
+
+/// Accept rate of complete HTTP requests through httpready on a listener
+/// that holds `n` silent connections (listen backlog n + 64).
+fn held(tap: &Tap, n: usize) -> Result<(u64, u64), (&'static str, Errno)> {
+    let (l, sa) = au::listener((n + 64) as i32).map_err(|e| ("listener", e))?;
+    au::set_filter(l.raw(), "httpready", "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
+    // SAFETY: the runner is single-threaded; FDS is only used here and in idle().
+    let fds = unsafe { &mut *core::ptr::addr_of_mut!(FDS) };
+    let n = n.min(MAX_FDS);
+    let mut r = Ok((0, 0));
+    for fd in fds[..n].iter_mut() {
+        match sock::connect(Kind::Tcp4, &sa) {
+            Ok(c) => *fd = c.into_raw(),
+            Err(e) => {
+                r = Err(("connect a silent client", e));
+                break;
+            }
+        }
+    }
+    if r.is_ok() {
+        let inc = sock::incqlen(l.raw()).unwrap_or(-1);
+        if inc != n as i32 {
+            tap.diag(format_args!("  held {}: SO_LISTENINCQLEN {}", n, inc));
+        }
+        r = timed(l.raw(), &sa, GET, ROUNDS);
+    }
+    close_fds(&mut fds[..n]);
+    r
+}
+
+/// Accept rate (no filter) on one listener while `m` idle listeners exist;
+/// with `table`, also the microseconds one read of the listeners sysctl takes.
+fn idle(
+    tap: &Tap,
+    m: usize,
+    table: bool,
+) -> Result<((u64, u64), Option<u64>), (&'static str, Errno)> {
+    // SAFETY: the runner is single-threaded; FDS is only used here and in held().
+    let fds = unsafe { &mut *core::ptr::addr_of_mut!(FDS) };
+    let m = m.min(MAX_FDS);
+    let mut r = Ok(((0, 0), None));
+    for fd in fds[..m].iter_mut() {
+        match au::listener(8) {
+            Ok((l, _)) => *fd = l.into_raw(),
+            Err(e) => {
+                r = Err(("idle listener", e));
+                break;
+            }
+        }
+    }
+    if r.is_ok() {
+        r = au::listener(128)
+            .map_err(|e| ("listener", e))
+            .and_then(|(l, sa)| timed(l.raw(), &sa, b"x", ROUNDS))
+            .map(|x| (x, None));
+    }
+    if let (true, Ok((_, t))) = (table, r.as_mut()) {
+        // SAFETY: the runner is single-threaded; the buffer is only used here.
+        let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+        let t0 = sys::now_us();
+        let mut len = 0;
+        for _ in 0..TABLE_READS {
+            match sysctl::read_opaque(au::TABLE, buf) {
+                Ok(l) => len = l,
+                Err(e) => {
+                    tap.diag(format_args!("  {}: {}", au::TABLE, e));
+                    break;
+                }
+            }
+        }
+        let us = sys::now_us().saturating_sub(t0);
+        if len > 0 {
+            tap.diag(format_args!("  {} is {} bytes", au::TABLE, len));
+            *t = Some(us / TABLE_READS);
+        }
+    }
+    close_fds(&mut fds[..m]);
+    r
+}
+
+/// The held-N and idle-M rows for one side ("listenq" or "stock").
+fn scaling(
+    tap: &mut Tap,
+    who: &str,
+    held_cps: &mut [Option<u64>; 4],
+    idle_cps: &mut [Option<u64>; 3],
+) {
+    for (i, n) in HELD.iter().enumerate() {
+        let r = held(tap, *n);
+        held_cps[i] = report_n(tap, "held", *n, who, r);
+    }
+    for (i, m) in IDLE.iter().enumerate() {
+        let r = idle(tap, *m, who == "listenq" && *m == 2000);
+        let r = match r {
+            Ok((x, Some(us))) => {
+                tap.diag(format_args!(
+                    "bench listeners-sysctl {} idle listeners: {} us per read",
+                    m, us
+                ));
+                crate::tap::print(format_args!("# bench sysctl-read {} {}", m, us));
+                Ok(x)
+            }
+            Ok((x, None)) => Ok(x),
+            Err(e) => Err(e),
+        };
+        idle_cps[i] = report_n(tap, "idle", *m, who, r);
+    }
+}
+
+fn report_n(
+    tap: &mut Tap,
+    what: &str,
+    n: usize,
+    who: &str,
+    r: Result<(u64, u64), (&'static str, Errno)>,
+) -> Option<u64> {
+    match r {
+        Ok((cps, us)) => {
+            tap.ok(
+                true,
+                format_args!(
+                    "bench {}={} {}: {} conns/s ({} connections in {} ms)",
+                    what,
+                    n,
+                    who,
+                    cps,
+                    ROUNDS,
+                    us / 1000
+                ),
+            );
+            crate::tap::print(format_args!("# bench {}={} {} {}", what, n, who, cps));
+            Some(cps)
+        }
+        Err((step, e)) => {
+            tap.ok(false, format_args!("bench {}={} {}", what, n, who));
+            tap.diag(format_args!("  {}: {}", step, e));
+            None
+        }
+    }
+}
+
+/// x/y with four decimals.
+fn frac(x: u64, y: u64) -> (u64, u64) {
+    let r = x * 10000 / y.max(1);
+    (r / 10000, r % 10000)
+}
+
+fn scaling_ratios(
+    tap: &Tap,
+    what: &str,
+    ns: &[usize],
+    lq: &[Option<u64>],
+    st: &[Option<u64>],
+    base: &str,
+) {
+    let (Some(lq0), Some(st0)) = (lq[0], st[0]) else {
+        return;
+    };
+    for (i, n) in ns.iter().enumerate() {
+        if let (Some(a), Some(b)) = (lq[i], st[i]) {
+            let (la, lb) = frac(a, lq0);
+            let (sa, sb) = frac(b, st0);
+            let (ra, rb) = frac(a, b);
+            tap.diag(format_args!(
+                "bench ratio {}={}: listenq {}.{:04} of its {}=0, {} {}.{:04}; listenq/{} {}.{:04}",
+                what, n, la, lb, what, base, sa, sb, base, ra, rb
+            ));
+        }
+    }
 }
 
 fn report(
@@ -100,12 +335,10 @@ fn report(
 fn ratio(tap: &Tap, filter: &str, a: Option<u64>, b: Option<u64>) {
     if let (Some(a), Some(b)) = (a, b) {
         if b > 0 {
-            let r = a * 100 / b;
+            let (i, f) = frac(a, b);
             tap.diag(format_args!(
-                "bench ratio {} listenq/stock {}.{:02}",
-                filter,
-                r / 100,
-                r % 100
+                "bench ratio {} listenq/stock {}.{:04}",
+                filter, i, f
             ));
         }
     }
@@ -122,6 +355,9 @@ pub fn run(tap: &mut Tap, env: &Env) {
         ITERS, WARMUP
     ));
     let mut lq = [None; 5];
+    let (mut lq_held, mut lq_idle, mut st_held, mut st_idle) =
+        ([None; 4], [None; 3], [None; 4], [None; 3]);
+    raise_limits(tap);
     // The bench unloads listenq to measure stock: opt in (the tunable
     // kldload reads; listenq(4) UNLOADING).
     let _ = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1");
@@ -132,6 +368,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
                 lq[i] = report(tap, f, "listenq", measure(Some(f), req));
             }
             lq[4] = report(tap, "none", "listenq", measure(None, b"x"));
+            scaling(tap, "listenq", &mut lq_held, &mut lq_idle);
             let settled = au::allocs_settle(2000);
             let un = kld::unload(id);
             tap.ok(
@@ -166,11 +403,14 @@ pub fn run(tap: &mut Tap, env: &Env) {
             }
         }
         st[3] = report(tap, "none", "stock", measure(None, b"x"));
+        scaling(tap, "stock", &mut st_held, &mut st_idle);
     }
     for (i, (f, _)) in FILTERS.iter().take(3).enumerate() {
         ratio(tap, f, lq[i], st[i]);
     }
     ratio(tap, "none", lq[4], st[3]);
+    scaling_ratios(tap, "held", &HELD, &lq_held, &st_held, "stock");
+    scaling_ratios(tap, "idle", &IDLE, &lq_idle, &st_idle, "bare");
     tap.diag(format_args!(
         "bench took {} ms (guest clock)",
         sys::now_ms() - t0
