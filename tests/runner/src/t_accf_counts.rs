@@ -83,6 +83,15 @@ impl Stats {
         timeouts: 0,
         nomem: 0,
     };
+
+    /// One listener whose one connection was held, released and accepted.
+    pub const ONE_HELD_PASSED: Stats = Stats {
+        held: 1,
+        released: 1,
+        completed: 1,
+        accepted: 1,
+        ..Stats::ONE_LISTENER
+    };
 }
 
 /// ACCEPTED, HELD and EVICTED of the listener on 127.0.0.1:`port`.
@@ -172,13 +181,7 @@ fn satisfied(tap: &mut Tap) {
         tap,
         format_args!("[counts] dataready satisfied: listens, held, released, completed, accepted, closes +1, nothing else"),
         r,
-        Stats {
-            held: 1,
-            released: 1,
-            completed: 1,
-            accepted: 1,
-            ..Stats::ONE_LISTENER
-        },
+        Stats::ONE_HELD_PASSED,
     );
 }
 
@@ -356,13 +359,7 @@ fn timeout_options(tap: &mut Tap) {
         tap,
         format_args!("[timeout] timeout=0 with hold_timeout_ms=300: still held after 800 ms, released by data"),
         r,
-        Stats {
-            held: 1,
-            released: 1,
-            completed: 1,
-            accepted: 1,
-            ..Stats::ONE_LISTENER
-        },
+        Stats::ONE_HELD_PASSED,
     );
 
     let mut row = None;

@@ -169,13 +169,7 @@ fn admit_without_queue_memory(tap: &mut Tap) {
         tap,
         format_args!("[nomem] listenq_malloc failing at admission: a silent dataready client is still held (nothing to allocate), accepted after data; held +1, released +1, nomem +0"),
         r,
-        Stats {
-            held: 1,
-            released: 1,
-            completed: 1,
-            accepted: 1,
-            ..Stats::ONE_LISTENER
-        },
+        Stats::ONE_HELD_PASSED,
     );
 }
 
