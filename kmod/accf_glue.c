@@ -552,6 +552,17 @@ lq_work_evict_now(struct lq_work *w, struct socket *head, struct socket *so)
  * the completed queue. Flagging every socket listenq holds makes that loop
  * release them too (stock leaves a socket that has already seen its filter
  * waiting for data forever).
+ *
+ * A flagged socket listenq does not hold has not been through
+ * soisconnected() yet (its filter branch clears the flag), and may be
+ * inside it right now: when soisconnected() cannot try-lock the listener
+ * it unlocks the socket, waits for the listener lock (held here) and then
+ * re-checks only so_listen. Moved to sol_comp meanwhile, it would be taken
+ * off sol_incomp, which it is no longer on, and sol_comp corrupted ("Bad
+ * tailq NEXT(...) != NULL"; stock accf_data does it under load, see
+ * t_stress.rs removal_race). Unflagged, it stays on sol_incomp and
+ * soisconnected(), which TCP (TF_SONOTCONN), local sockets and SCTP all
+ * call once connected, moves it as for a listener without a filter.
  */
 u_int
 lq_accf_release_all(struct socket *head, void **argp)
@@ -568,6 +579,8 @@ lq_accf_release_all(struct socket *head, void **argp)
 		arg = lq_so_upcall_take(sp);
 		if (arg != NULL)
 			sp->so_options |= SO_ACCEPTFILTER;
+		else
+			sp->so_options &= ~SO_ACCEPTFILTER;
 		SOCK_RECVBUF_UNLOCK(sp);
 		SOCK_UNLOCK(sp);
 		/*

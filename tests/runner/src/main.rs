@@ -192,6 +192,23 @@ fn run(argc: usize) -> bool {
         let _ = sysctl::write_int("debug.kdb.panic", 1);
     }
 
+    // Kernel env listenq.race=stock or =listenq: only the filter removal
+    // race (t_stress::removal_race), against stock accf_data (which trips
+    // over FreeBSD 14's own race) or listenq's dataready.
+    let mut race = [0u8; 16];
+    if let Ok(v) = sys::kenv_get(c"listenq.race", &mut race) {
+        let loaded = match v {
+            b"stock" => kld::load(accf_util::ACCF_DATA).map(|_| "stock accf_data"),
+            _ => accf_util::listenq_loaded().map(|_| "listenq dataready"),
+        };
+        match loaded {
+            Ok(label) => t_stress::removal_race(tap, label),
+            Err(e) => tap.diag(format_args!("kldload: {}", e)),
+        }
+        tap.finish();
+        return tap.failed() > 0;
+    }
+
     // run-vm.sh --bench (kernel env listenq.bench=1): only the benchmark.
     if t_bench::wanted() {
         t_bench::run(tap, &env);

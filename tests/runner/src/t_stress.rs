@@ -451,6 +451,13 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let (k, nk) = kinds(env);
     let kinds = &k[..nk];
     batch_release_counts(tap);
+    match au::listenq_loaded() {
+        Ok(_) => removal_race(tap, "listenq dataready"),
+        Err(e) => {
+            tap.ok(false, "[stress] listenq dataready: filter removal race");
+            tap.diag(format_args!("  kldload: {}", e));
+        }
+    }
     let t0 = sys::now_ms();
     exact_counters(tap, kinds);
     tap.diag(format_args!(
@@ -865,4 +872,97 @@ fn wait_held(want: u64, ms: u64) -> bool {
         sys::sleep_ms(2);
     }
     false
+}
+
+// ---------------------------------------------------------------- removal race
+
+const RACE_CONNECTORS: usize = 2;
+const RACE_CONNECTS: usize = 250;
+const RACE_MS: u64 = 8000;
+
+/// Filter removal racing connection setup. A connection that TCP queued
+/// with SO_ACCEPTFILTER set reaches soisconnected() a moment later; when
+/// soisconnected() cannot try-lock the listener it drops the connection's
+/// lock to take the listener's, and FreeBSD 14's accept_filt_setopt() can
+/// move the connection to the completed queue meanwhile. soisconnected()
+/// only re-checks so_listen, so it then takes the connection off the
+/// incomplete queue it is no longer on and corrupts sol_comp ("Bad tailq
+/// NEXT(...) != NULL" on the next insert). listenq's filters leave such a
+/// connection to soisconnected() (lq_accf_release_all in accf_glue.c).
+///
+/// Two children connect, send a byte and close, as fast as they can; the
+/// parent sets and removes `filter` over and over and accepts whatever is
+/// complete in between. Every connection must be accepted. `filter` is
+/// listenq's, or with LISTENQ_VM_KENV=listenq.race=stock (then nothing
+/// else runs) stock accf_data's, to see the kernel's own race.
+pub fn removal_race(tap: &mut Tap, label: &str) {
+    let r = (|| -> Result<(u64, u64, u64, i32), Errno> {
+        let (l, sa) = au::listener(1024)?;
+        let mut pids = [0i32; RACE_CONNECTORS];
+        for p in pids.iter_mut() {
+            match sys::fork()? {
+                sys::Forked::Child => {
+                    let _ = sys::close(l.raw());
+                    let mut bad = 0;
+                    for _ in 0..RACE_CONNECTS {
+                        match au::client(&sa) {
+                            Ok(c) => {
+                                if au::send_all(c.raw(), b"x").is_err() {
+                                    bad += 1;
+                                }
+                            }
+                            Err(_) => bad += 1,
+                        }
+                    }
+                    sys::exit(if bad == 0 { 0 } else { 1 })
+                }
+                sys::Forked::Parent(pid) => *p = pid,
+            }
+        }
+        let want = (RACE_CONNECTORS * RACE_CONNECTS) as u64;
+        let (mut accepted, mut toggles) = (0u64, 0u64);
+        let start = sys::now_ms();
+        let drain = |accepted: &mut u64| {
+            while let Ok(a) = au::try_accept(l.raw()) {
+                drop(a);
+                *accepted += 1;
+            }
+        };
+        while accepted < want && sys::now_ms() - start < RACE_MS {
+            if au::set_filter(l.raw(), "dataready", "").is_ok() {
+                toggles += 1;
+            }
+            drain(&mut accepted);
+            au::remove_filter(l.raw())?;
+            drain(&mut accepted);
+        }
+        let mut bad_children = 0;
+        for p in pids {
+            match sys::wait4(p) {
+                Ok(0) => {}
+                _ => bad_children += 1,
+            }
+        }
+        while accepted < want && sys::now_ms() - start < RACE_MS + 3000 {
+            match au::accept_within(l.raw(), 100) {
+                Ok(_) => accepted += 1,
+                Err(_) => {}
+            }
+        }
+        let inc = sock::incqlen(l.raw()).unwrap_or(-1);
+        Ok((accepted, want, toggles, bad_children * 1000 + inc))
+    })();
+    let ok = matches!(r, Ok((a, w, t, 0)) if a == w && t > 0);
+    tap.ok(
+        ok,
+        format_args!(
+            "[stress] {}: filter set and removed while {} clients connect: every connection accepted, none left on the queues",
+            label,
+            RACE_CONNECTORS * RACE_CONNECTS
+        ),
+    );
+    tap.diag(format_args!(
+        "  (accepted, connections, filter set, bad children * 1000 + incqlen) = {:?}",
+        r
+    ));
 }
