@@ -18,6 +18,8 @@
 
 use alloc::vec::Vec;
 
+use crate::keymap::bucket;
+
 /// A held connection: `key` identifies the socket, `since_ms` is when it
 /// started to be held, `state` is the filter's parser state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +75,6 @@ pub struct HoldQueue<T> {
     newest: u32,
     len: usize,
     capacity: usize,
-}
-
-fn bucket(key: usize, mask: usize) -> usize {
-    // Fibonacci hashing: socket addresses share their low bits (alignment)
-    // and often their high ones; the product's top bits mix all of them.
-    let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) as usize ^ (h as usize)) & mask
 }
 
 impl<T: Copy> HoldQueue<T> {

@@ -2,11 +2,14 @@
 //!
 //! Everything here runs under one kernel mutex taken after the socket locks,
 //! so the operations are short, allocate only fallibly and never call back.
+//! What a connection causes (its completion, its accept) finds its listener
+//! through socket-keyed indexes: O(1) however many listeners exist.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::backlog;
+use crate::keymap::KeyMap;
 use crate::latency::Histogram;
 use crate::overflow::{OverflowCounter, Stamp};
 
@@ -106,6 +109,9 @@ pub struct Listener {
     /// Sockets join a completed queue only at its tail and leave it only
     /// at its head (accept(2)), so every one behind this one is new.
     newest: usize,
+    /// `newest` is not in the registry's child index (memory was short):
+    /// its accept is then looked for among these listeners.
+    newest_unindexed: bool,
 }
 
 /// One listener's row of the table; copied out under the lock and
@@ -156,6 +162,12 @@ pub struct Listened {
 #[derive(Debug, Default)]
 pub struct Registry {
     listeners: Vec<Listener>,
+    /// A listener's socket to its index in `listeners`.
+    by_so: KeyMap,
+    /// A connection in some listener's `pending` to that listener's socket.
+    by_child: KeyMap,
+    /// Listeners whose `newest_unindexed` is set.
+    unindexed: usize,
     next_id: u64,
     /// Bumped whenever a listener comes or goes (struct xlistenq xl_gen).
     gen: u64,
@@ -166,6 +178,9 @@ impl Registry {
     pub const fn new() -> Self {
         Registry {
             listeners: Vec::new(),
+            by_so: KeyMap::new(),
+            by_child: KeyMap::new(),
+            unindexed: 0,
             next_id: 1,
             gen: 0,
             stats: Stats::ZERO,
@@ -185,11 +200,13 @@ impl Registry {
     }
 
     pub fn get(&self, so: usize) -> Option<&Listener> {
-        self.listeners.iter().find(|l| l.row.so == so)
+        let i = self.by_so.get(so)?;
+        self.listeners.get(i).filter(|l| l.row.so == so)
     }
 
     pub fn get_mut(&mut self, so: usize) -> Option<&mut Listener> {
-        self.listeners.iter_mut().find(|l| l.row.so == so)
+        let i = self.by_so.get(so)?;
+        self.listeners.get_mut(i).filter(|l| l.row.so == so)
     }
 
     /// A successful listen(2): registers the socket, or updates the backlog
@@ -247,10 +264,12 @@ impl Registry {
                 new: false,
             });
         }
-        if self.listeners.try_reserve(1).is_err() {
+        if so == 0 || self.listeners.try_reserve(1).is_err() || !self.by_so.reserve(1) {
             self.stats.nomem = self.stats.nomem.saturating_add(1);
             return Err(NoMemory);
         }
+        // Both reserved: neither push nor insert can fail now.
+        self.by_so.insert(so, self.listeners.len());
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.listeners.push(Listener {
@@ -274,6 +293,7 @@ impl Registry {
             overflow: OverflowCounter::new(q.overcount, q.lastover),
             pending: VecDeque::new(),
             newest: 0,
+            newest_unindexed: false,
         });
         self.gen = self.gen.wrapping_add(1);
         Ok(Listened { id, new: true })
@@ -281,9 +301,22 @@ impl Registry {
 
     /// The listener is closing: forget it (and its pending accepts).
     pub fn close(&mut self, so: usize) -> Option<Listener> {
-        let i = self.listeners.iter().position(|l| l.row.so == so)?;
+        let i = self.by_so.get(so)?;
+        if self.listeners.get(i).map(|l| l.row.so) != Some(so) {
+            return None;
+        }
+        self.by_so.remove(so);
         self.stats.closes = self.stats.closes.saturating_add(1);
         let l = self.listeners.swap_remove(i);
+        if let Some(moved) = self.listeners.get(i) {
+            self.by_so.set(moved.row.so, i);
+        }
+        for &(child, _) in &l.pending {
+            self.forget_child(child, so);
+        }
+        if l.newest_unindexed {
+            self.unindexed = self.unindexed.saturating_sub(1);
+        }
         self.gen = self.gen.wrapping_add(1);
         if self.listeners.is_empty() {
             // Idle means no allocation at all (kern.ipc.listenq.allocs is
@@ -310,13 +343,23 @@ impl Registry {
         self.get(so).map_or(0, |l| l.newest)
     }
 
+    /// Drops `child` from the child index if it stands for `head` there
+    /// (a stale entry's address may have come back for another listener).
+    fn forget_child(&mut self, child: usize, head: usize) {
+        if self.by_child.get(child) == Some(head) {
+            self.by_child.remove(child);
+        }
+    }
+
     /// A connection reached the completed queue of `so` at `now_us`.
     pub fn completed(&mut self, so: usize, child: usize, now_us: u64, q: QueueSample) {
         self.sample(so, q);
-        let Some(l) = self.get_mut(so) else { return };
+        let Some(i) = self.by_so.get(so) else { return };
+        let Some(l) = self.listeners.get_mut(i).filter(|l| l.row.so == so) else {
+            return;
+        };
         l.newest = child;
         self.stats.completed = self.stats.completed.saturating_add(1);
-        let Some(l) = self.get_mut(so) else { return };
         // The completed queue never holds more than its capacity, so more
         // pending entries than that are stale (a child that left the queue
         // without accept(2)): the oldest go first.
@@ -324,41 +367,62 @@ impl Registry {
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         while l.pending.len() >= bound {
-            l.pending.pop_front();
+            let Some((stale, _)) = l.pending.pop_front() else { break };
+            if self.by_child.get(stale) == Some(so) {
+                self.by_child.remove(stale);
+            }
         }
-        if l.pending.try_reserve(1).is_ok() {
+        let indexed = l.pending.try_reserve(1).is_ok() && self.by_child.insert(child, so);
+        if indexed {
             l.pending.push_back((child, now_us));
         } else {
             // Its accept will not be matched: accepted and the latency
             // leave it out, and this says so.
             self.stats.nomem = self.stats.nomem.saturating_add(1);
         }
+        if indexed == l.newest_unindexed {
+            l.newest_unindexed = !indexed;
+            if indexed {
+                self.unindexed = self.unindexed.saturating_sub(1);
+            } else {
+                self.unindexed = self.unindexed.saturating_add(1);
+            }
+        }
     }
 
     /// accept(2) returned `child`; records latency against its listener.
     /// Returns whether the child was known.
     pub fn accepted(&mut self, child: usize, now_us: u64) -> bool {
-        // Once accepted, its address may come back as a new socket: it
-        // must not stand for "already recorded" any more.
-        for l in self.listeners.iter_mut().filter(|l| l.newest == child) {
+        let Some(head) = self.by_child.remove(child) else {
+            // Not seen complete (memory was short then, or it completed
+            // before listenq knew its listener). Once accepted, its address
+            // may come back as a new socket: it must not stand for "already
+            // recorded" any more; only an unindexed `newest` can be it.
+            if self.unindexed > 0 {
+                for l in self.listeners.iter_mut() {
+                    if l.newest_unindexed && l.newest == child {
+                        l.newest = 0;
+                        l.newest_unindexed = false;
+                        self.unindexed = self.unindexed.saturating_sub(1);
+                    }
+                }
+            }
+            return false;
+        };
+        let Some(l) = self.get_mut(head) else {
+            return false;
+        };
+        if l.newest == child {
             l.newest = 0;
         }
         // accept(2) takes the head of the completed queue, so the front of
-        // some listener's pending list matches almost always.
-        let hit = self
-            .listeners
-            .iter()
-            .position(|l| l.pending.front().map(|p| p.0) == Some(child))
-            .or_else(|| {
-                self.listeners
-                    .iter()
-                    .position(|l| l.pending.iter().any(|p| p.0 == child))
-            });
-        let Some(i) = hit else { return false };
-        let Some(l) = self.listeners.get_mut(i) else {
-            return false;
+        // the pending list matches almost always.
+        let j = if l.pending.front().map(|p| p.0) == Some(child) {
+            Some(0)
+        } else {
+            l.pending.iter().position(|p| p.0 == child)
         };
-        let Some(j) = l.pending.iter().position(|p| p.0 == child) else {
+        let Some(j) = j else {
             return false;
         };
         let Some((_, t)) = l.pending.remove(j) else {
@@ -385,6 +449,9 @@ impl Registry {
     /// Forgets every listener and frees all memory (module unload).
     pub fn clear(&mut self) {
         self.listeners = Vec::new();
+        self.by_so.clear();
+        self.by_child.clear();
+        self.unindexed = 0;
     }
 
     /// Hands every listener over to the caller, without allocating (module
@@ -393,6 +460,9 @@ impl Registry {
         if !self.listeners.is_empty() {
             self.gen = self.gen.wrapping_add(1);
         }
+        self.by_so.clear();
+        self.by_child.clear();
+        self.unindexed = 0;
         core::mem::take(&mut self.listeners)
     }
 }
@@ -582,5 +652,140 @@ mod tests {
             0,
             "an idle registry holds no memory"
         );
+    }
+
+    #[test]
+    fn stale_entries_leave_the_child_index() {
+        let mut r = Registry::new();
+        r.listen(1, Proto::Tcp4, Local::Unknown, 0, q(0, 0), Owner::default())
+            .unwrap();
+        for child in 0..100usize {
+            r.completed(1, 1000 + child, 0, q(1, 0));
+        }
+        assert_eq!(r.by_child.len(), r.get(1).unwrap().pending_len());
+        assert!(r.close(1).is_some());
+        assert!(r.by_child.is_empty() && r.by_so.is_empty());
+    }
+
+    #[test]
+    fn accepts_find_their_listener_after_others_close() {
+        let mut r = Registry::new();
+        for so in 1..=50usize {
+            r.listen(so * 64, Proto::Tcp4, Local::Unknown, 8, q(0, 8), Owner::default())
+                .unwrap();
+            r.completed(so * 64, so * 64 + 1, 0, q(1, 8));
+        }
+        // swap_remove moves the last listener into each hole.
+        for so in (1..=50usize).step_by(3) {
+            assert!(r.close(so * 64).is_some());
+        }
+        for so in 1..=50usize {
+            let open = (so - 1) % 3 != 0;
+            assert_eq!(r.accepted(so * 64 + 1, 9), open, "child of listener {}", so);
+            if open {
+                assert_eq!(r.get(so * 64).map(|l| l.row.accepted), Some(1));
+            }
+        }
+        assert!(r.by_child.is_empty());
+    }
+
+    /// The model: the registry as it was before its indexes, which scanned
+    /// every listener on each completion and accept.
+    #[derive(Default)]
+    struct Scanned {
+        listeners: std::vec::Vec<(usize, u32, VecDeque<usize>, usize, u64)>,
+    }
+
+    impl Scanned {
+        fn listen(&mut self, so: usize, qlimit: u32) {
+            match self.listeners.iter_mut().find(|l| l.0 == so) {
+                Some(l) => l.1 = qlimit,
+                None => self.listeners.push((so, qlimit, VecDeque::new(), 0, 0)),
+            }
+        }
+        fn close(&mut self, so: usize) -> bool {
+            let Some(i) = self.listeners.iter().position(|l| l.0 == so) else {
+                return false;
+            };
+            self.listeners.swap_remove(i);
+            true
+        }
+        fn completed(&mut self, so: usize, child: usize) {
+            let Some(l) = self.listeners.iter_mut().find(|l| l.0 == so) else { return };
+            l.3 = child;
+            let bound = backlog::completed_queue_capacity(l.1) as usize + 1;
+            while l.2.len() >= bound {
+                l.2.pop_front();
+            }
+            l.2.push_back(child);
+        }
+        fn accepted(&mut self, child: usize) -> bool {
+            for l in self.listeners.iter_mut().filter(|l| l.3 == child) {
+                l.3 = 0;
+            }
+            let Some(l) = self.listeners.iter_mut().find(|l| l.2.contains(&child)) else {
+                return false;
+            };
+            let j = l.2.iter().position(|&c| c == child).unwrap();
+            l.2.remove(j);
+            l.4 += 1;
+            true
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Listen(usize, u32),
+        Close(usize),
+        Completed(usize, usize),
+        Accepted(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Listeners and children from small, disjoint sets of addresses,
+        // so that operations meet the same ones (and reused ones) often.
+        let so = (1usize..8).prop_map(|s| s * 0x1000);
+        let child = (1usize..24).prop_map(|c| c * 0x40 + 0x10_0000);
+        prop_oneof![
+            (so.clone(), 0u32..4).prop_map(|(s, l)| Op::Listen(s, l)),
+            so.clone().prop_map(Op::Close),
+            (so, child.clone()).prop_map(|(s, c)| Op::Completed(s, c)),
+            child.prop_map(Op::Accepted),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn indexed_registry_matches_the_scanning_one(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut r = Registry::new();
+            let mut m = Scanned::default();
+            for o in ops {
+                match o {
+                    Op::Listen(so, l) => {
+                        r.listen(so, Proto::Tcp4, Local::Unknown, l as i32, q(0, l), Owner::default()).unwrap();
+                        m.listen(so, l);
+                    }
+                    Op::Close(so) => proptest::prop_assert_eq!(r.close(so).is_some(), m.close(so)),
+                    Op::Completed(so, c) => {
+                        // A connection sits on one completed queue at a time.
+                        if m.listeners.iter().any(|l| l.2.contains(&c)) {
+                            continue;
+                        }
+                        let l = m.listeners.iter().find(|l| l.0 == so).map_or(0, |l| l.1);
+                        r.completed(so, c, 0, q(1, l));
+                        m.completed(so, c);
+                    }
+                    Op::Accepted(c) => proptest::prop_assert_eq!(r.accepted(c, 1), m.accepted(c)),
+                }
+                for l in &m.listeners {
+                    let got = r.get(l.0).map(|x| (x.row.accepted, x.newest, x.pending_len()));
+                    proptest::prop_assert_eq!(got, Some((l.4, l.3, l.2.len())));
+                }
+                proptest::prop_assert_eq!(r.len(), m.listeners.len());
+                let pending: usize = m.listeners.iter().map(|l| l.2.len()).sum();
+                proptest::prop_assert_eq!(r.by_child.len(), pending);
+            }
+        }
     }
 }

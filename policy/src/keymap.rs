@@ -1,0 +1,282 @@
+//! A map keyed by socket address, for the lookups a connection causes: a
+//! listener from its socket, a completed connection's listener from the
+//! connection. Every operation is O(1) on average however many listeners
+//! exist: an idle listener must not slow down another's accept(2).
+//!
+//! Open addressing with linear probing and deletion by backward shift (no
+//! tombstones pile up), at most half full. Keys are socket addresses, so
+//! never 0: 0 marks an empty bucket. Growth is fallible (the callers run
+//! under a kernel mutex, where only M_NOWAIT memory exists), and an empty
+//! map holds no memory at all: an idle module allocates nothing.
+
+use alloc::vec::Vec;
+
+/// Fibonacci hashing: socket addresses share their low bits (alignment)
+/// and often their high ones; the product's top bits mix all of them.
+pub(crate) fn bucket(key: usize, mask: usize) -> usize {
+    let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) as usize ^ (h as usize)) & mask
+}
+
+#[derive(Debug, Default)]
+pub struct KeyMap {
+    /// (key, value); key 0 is an empty bucket. Length 0 or a power of two
+    /// at least twice `len`.
+    buckets: Vec<(usize, usize)>,
+    len: usize,
+}
+
+impl KeyMap {
+    pub const fn new() -> Self {
+        KeyMap {
+            buckets: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+
+    /// The bucket holding `key`.
+    fn find(&self, key: usize) -> Option<usize> {
+        if key == 0 || self.buckets.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = bucket(key, mask);
+        for _ in 0..self.buckets.len() {
+            let (k, _) = *self.buckets.get(i)?;
+            if k == key {
+                return Some(i);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    pub fn get(&self, key: usize) -> Option<usize> {
+        self.find(key)
+            .and_then(|i| self.buckets.get(i))
+            .map(|&(_, v)| v)
+    }
+
+    pub fn contains(&self, key: usize) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Changes the value of a key already present, without allocating.
+    /// False when `key` is absent.
+    pub fn set(&mut self, key: usize, val: usize) -> bool {
+        match self.find(key).and_then(|i| self.buckets.get_mut(i)) {
+            Some(b) => {
+                b.1 = val;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Room for `additional` more keys, so that inserting them cannot
+    /// fail. False when the memory is not there (nothing changes then).
+    pub fn reserve(&mut self, additional: usize) -> bool {
+        let Some(want) = self
+            .len
+            .checked_add(additional)
+            .and_then(|n| n.checked_mul(2))
+            .and_then(usize::checked_next_power_of_two)
+        else {
+            return false;
+        };
+        if want <= self.buckets.len() {
+            return true;
+        }
+        let mut fresh = Vec::new();
+        if fresh.try_reserve_exact(want.max(8)).is_err() {
+            return false;
+        }
+        fresh.resize(want.max(8), (0, 0));
+        let old = core::mem::replace(&mut self.buckets, fresh);
+        for (k, v) in old.into_iter().filter(|&(k, _)| k != 0) {
+            self.place(k, v);
+        }
+        true
+    }
+
+    /// Puts a key known to be absent into a table with room for it.
+    fn place(&mut self, key: usize, val: usize) {
+        let mask = self.mask();
+        let mut i = bucket(key, mask);
+        for _ in 0..self.buckets.len() {
+            match self.buckets.get_mut(i) {
+                Some(b) if b.0 == 0 => {
+                    *b = (key, val);
+                    return;
+                }
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Inserts or replaces. False when `key` is 0 or the table could not
+    /// grow (then nothing changes).
+    pub fn insert(&mut self, key: usize, val: usize) -> bool {
+        if key == 0 {
+            return false;
+        }
+        if self.set(key, val) {
+            return true;
+        }
+        if !self.reserve(1) {
+            return false;
+        }
+        self.place(key, val);
+        self.len += 1;
+        true
+    }
+
+    /// Removes `key`; its value, if it was there.
+    pub fn remove(&mut self, key: usize) -> Option<usize> {
+        let mut i = self.find(key)?;
+        let val = self.buckets.get(i)?.1;
+        let mask = self.mask();
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let k = match self.buckets.get(j) {
+                Some(&(k, _)) if k != 0 => k,
+                _ => break,
+            };
+            let home = bucket(k, mask);
+            // Movable unless its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                let moved = self.buckets.get(j).copied().unwrap_or((0, 0));
+                if let Some(b) = self.buckets.get_mut(i) {
+                    *b = moved;
+                }
+                i = j;
+            }
+        }
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b = (0, 0);
+        }
+        self.len -= 1;
+        if self.len == 0 {
+            self.buckets = Vec::new();
+        }
+        Some(val)
+    }
+
+    /// Forgets everything and frees the table.
+    pub fn clear(&mut self) {
+        self.buckets = Vec::new();
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn empty_map_holds_no_memory() {
+        let mut m = KeyMap::new();
+        assert!(m.insert(0x1000, 1));
+        assert!(m.buckets.capacity() > 0);
+        assert_eq!(m.remove(0x1000), Some(1));
+        assert_eq!(m.buckets.capacity(), 0);
+        assert_eq!(m.get(0x1000), None);
+    }
+
+    #[test]
+    fn zero_is_never_a_key() {
+        let mut m = KeyMap::new();
+        assert!(!m.insert(0, 5));
+        assert_eq!(m.get(0), None);
+        assert_eq!(m.remove(0), None);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn socket_like_keys_collide_and_are_still_found() {
+        // Addresses 256 bytes apart in one slab page, as sockets are.
+        let mut m = KeyMap::new();
+        for i in 0..2000usize {
+            assert!(m.insert(0xffff_f800_0200_0000 + i * 256, i));
+        }
+        for i in (0..2000usize).step_by(3) {
+            assert_eq!(m.remove(0xffff_f800_0200_0000 + i * 256), Some(i));
+        }
+        for i in 0..2000usize {
+            let want = (i % 3 != 0).then_some(i);
+            assert_eq!(m.get(0xffff_f800_0200_0000 + i * 256), want);
+        }
+        assert!(m.buckets.len() >= 2 * m.len());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, usize),
+        Remove(usize),
+        Set(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few distinct keys, so operations meet the same ones often.
+        let key = (0usize..48).prop_map(|k| k * 64);
+        prop_oneof![
+            (key.clone(), any::<usize>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            key.clone().prop_map(Op::Remove),
+            (key, any::<usize>()).prop_map(|(k, v)| Op::Set(k, v)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_btreemap(ops in proptest::collection::vec(op(), 0..300)) {
+            let mut m = KeyMap::new();
+            let mut model = BTreeMap::new();
+            for o in ops {
+                match o {
+                    Op::Insert(k, v) => {
+                        prop_assert_eq!(m.insert(k, v), k != 0);
+                        if k != 0 {
+                            model.insert(k, v);
+                        }
+                    }
+                    Op::Remove(k) => prop_assert_eq!(m.remove(k), model.remove(&k)),
+                    Op::Set(k, v) => {
+                        let had = model.contains_key(&k);
+                        prop_assert_eq!(m.set(k, v), had);
+                        if had {
+                            model.insert(k, v);
+                        }
+                    }
+                }
+                prop_assert_eq!(m.len(), model.len());
+                for k in (0usize..48).map(|k| k * 64) {
+                    prop_assert_eq!(m.get(k), model.get(&k).copied());
+                }
+            }
+            prop_assert_eq!(m.buckets.capacity() == 0, model.is_empty());
+        }
+    }
+}
