@@ -367,7 +367,9 @@ impl Registry {
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         while l.pending.len() >= bound {
-            let Some((stale, _)) = l.pending.pop_front() else { break };
+            let Some((stale, _)) = l.pending.pop_front() else {
+                break;
+            };
             if self.by_child.get(stale) == Some(so) {
                 self.by_child.remove(stale);
             }
@@ -671,8 +673,15 @@ mod tests {
     fn accepts_find_their_listener_after_others_close() {
         let mut r = Registry::new();
         for so in 1..=50usize {
-            r.listen(so * 64, Proto::Tcp4, Local::Unknown, 8, q(0, 8), Owner::default())
-                .unwrap();
+            r.listen(
+                so * 64,
+                Proto::Tcp4,
+                Local::Unknown,
+                8,
+                q(0, 8),
+                Owner::default(),
+            )
+            .unwrap();
             r.completed(so * 64, so * 64 + 1, 0, q(1, 8));
         }
         // swap_remove moves the last listener into each hole.
@@ -711,7 +720,9 @@ mod tests {
             true
         }
         fn completed(&mut self, so: usize, child: usize) {
-            let Some(l) = self.listeners.iter_mut().find(|l| l.0 == so) else { return };
+            let Some(l) = self.listeners.iter_mut().find(|l| l.0 == so) else {
+                return;
+            };
             l.3 = child;
             let bound = backlog::completed_queue_capacity(l.1) as usize + 1;
             while l.2.len() >= bound {
