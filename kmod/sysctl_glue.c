@@ -7,14 +7,19 @@
 #include <sys/systm.h>
 #include <sys/kernel.h>
 #include <sys/lock.h>
+#include <sys/malloc.h>
 #include <sys/mutex.h>
+#include <sys/pcpu.h>
 #include <sys/proc.h>
 #include <sys/jail.h>
 #include <sys/priv.h>
 #include <sys/ucred.h>
+#include <sys/smp.h>
 #include <sys/sysctl.h>
 
 #include "sysctl_glue.h"
+
+MALLOC_DECLARE(M_LISTENQ);
 
 static char listenq_version[] = LISTENQ_VERSION;
 
@@ -88,6 +93,30 @@ sysctl_allocs(SYSCTL_HANDLER_ARGS)
 	return (sysctl_handle_64(oidp, &n, 0, req));
 }
 
+/*
+ * Bytes of malloc(9) memory type M_LISTENQ in use: what vmstat -m shows as
+ * listenq's MemUse (every allocation, Rust's and the C glue's work items,
+ * counted at its malloc(9) bucket size), read without kern.malloc_stats'
+ * MAXCPU-sized records.
+ */
+static int
+sysctl_memuse(SYSCTL_HANDLER_ARGS)
+{
+	struct malloc_type_stats *mts;
+	uint64_t alloced = 0, freed = 0, n;
+	int i;
+
+	if (!lq_sysctl_sees_all(req))
+		return (EPERM);
+	CPU_FOREACH(i) {
+		mts = zpcpu_get_cpu(M_LISTENQ->ks_mti.mti_stats, i);
+		alloced += mts->mts_memalloced;
+		freed += mts->mts_memfreed;
+	}
+	n = alloced >= freed ? alloced - freed : 0;
+	return (sysctl_handle_64(oidp, &n, 0, req));
+}
+
 static int
 sysctl_listeners(SYSCTL_HANDLER_ARGS)
 {
@@ -141,6 +170,9 @@ lq_sysctl_attach(void)
 	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "allocs",
 	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs,
 	    "QU", "Live allocations made by listenq");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "memuse",
+	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_memuse,
+	    "QU", "Bytes of memory listenq has allocated (vmstat -m MemUse)");
 	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "listeners",
 	    CTLTYPE_STRING | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0,
 	    sysctl_listeners, "A",

@@ -245,17 +245,42 @@ pub fn allocs() -> SysResult<u64> {
     sysctl::read_u64(ALLOCS)
 }
 
-/// Waits (bounded) for kern.ipc.listenq.allocs to reach 0; the last value
-/// read otherwise.
-pub fn allocs_settle(ms: u64) -> Result<(), u64> {
+/// Waits (bounded) for kern.ipc.listenq.allocs and .memuse to reach 0;
+/// the last values read otherwise.
+pub fn allocs_settle(ms: u64) -> Result<(), Live> {
     let start = sys::now_ms();
     loop {
-        match allocs() {
-            Ok(0) => return Ok(()),
-            Ok(n) if sys::now_ms().saturating_sub(start) >= ms => return Err(n),
-            Err(_) if sys::now_ms().saturating_sub(start) >= ms => return Err(u64::MAX),
-            _ => sys::sleep_ms(10),
+        let live = Live {
+            allocs: allocs().unwrap_or(u64::MAX),
+            memuse: sysctl::read_u64("kern.ipc.listenq.memuse").unwrap_or(u64::MAX),
+        };
+        if live
+            == (Live {
+                allocs: 0,
+                memuse: 0,
+            })
+        {
+            return Ok(());
         }
+        if sys::now_ms().saturating_sub(start) >= ms {
+            return Err(live);
+        }
+        sys::sleep_ms(10);
+    }
+}
+
+/// What listenq still has allocated: kern.ipc.listenq.allocs (Rust's
+/// allocations) and kern.ipc.listenq.memuse (bytes of every allocation of
+/// its malloc type, the C glue's work items included); u64::MAX: unreadable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub allocs: u64,
+    pub memuse: u64,
+}
+
+impl core::fmt::Display for Live {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} allocations, {} bytes", self.allocs, self.memuse)
     }
 }
 

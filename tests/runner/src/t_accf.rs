@@ -794,7 +794,7 @@ fn unload_busy(tap: &mut Tap, id: i32) -> bool {
         "[listenq] the held connection is accepted after its data arrives (module still loaded)",
         "[listenq] kldunload while a released connection waits for accept(): EBUSY",
         "[listenq] the released connection is accepted",
-        "[listenq] kern.ipc.listenq.allocs is 0 before unloading",
+        "[listenq] kern.ipc.listenq.allocs and memuse are 0 before unloading",
         "[listenq] kldunload succeeds once nothing uses its filters",
     ];
     match r {
@@ -1105,7 +1105,7 @@ fn beside_stock(tap: &mut Tap) {
     let pass = settled.is_ok() && un.is_ok();
     tap.ok(
         pass,
-        "[stock+listenq] allocs 0 and kldunload listenq (accf_data stays)",
+        "[stock+listenq] allocs and memuse 0 and kldunload listenq (accf_data stays)",
     );
     if !pass {
         tap.diag(format_args!("  allocs {:?}, kldunload {:?}", settled, un));
@@ -1209,7 +1209,7 @@ fn phase_c(tap: &mut Tap) {
     tap.check(
         settled,
         Ok(()),
-        "[listenq] kern.ipc.listenq.allocs back to 0 after the accept filter tests",
+        "[listenq] kern.ipc.listenq.allocs and memuse back to 0 after the accept filter tests",
     );
     tap.check(
         kld::unload(id),
@@ -1476,7 +1476,7 @@ fn flood(tap: &mut Tap) {
         "[listenq] flood: every client older than the newest 64 was reset when closed",
         "[listenq] flood: kern.ipc.listenq.allocs stays bounded (< 64) mid-flood",
         "[listenq] flood: afterwards a client that sends data is accepted, and nothing silent was",
-        "[listenq] flood: kern.ipc.listenq.allocs back to 0 after closing everything",
+        "[listenq] flood: kern.ipc.listenq.allocs and memuse back to 0 after closing everything",
     ];
     if let Ok((cur, max)) = sys::getrlimit(sys::RLIMIT_NOFILE) {
         tap.diag(format_args!(

@@ -134,7 +134,8 @@ fn raise_limits(tap: &Tap) {
 
 /// Accept rate of complete HTTP requests through httpready on a listener
 /// that holds `n` silent connections (listen backlog n + 64).
-fn held(tap: &Tap, n: usize) -> Result<(u64, u64), (&'static str, Errno)> {
+fn held(tap: &mut Tap, n: usize, who: &str) -> Result<(u64, u64), (&'static str, Errno)> {
+    let mem0 = sysctl::read_u64("kern.ipc.listenq.memuse");
     let (l, sa) = au::listener((n + 64) as i32).map_err(|e| ("listener", e))?;
     au::set_filter(l.raw(), "httpready", "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
     // SAFETY: the runner is single-threaded; FDS is only used here and in idle().
@@ -155,10 +156,49 @@ fn held(tap: &Tap, n: usize) -> Result<(u64, u64), (&'static str, Errno)> {
         if inc != n as i32 {
             tap.diag(format_args!("  held {}: SO_LISTENINCQLEN {}", n, inc));
         }
+        if who == "listenq" && n > 0 {
+            let mem1 = sysctl::read_u64("kern.ipc.listenq.memuse");
+            memory(tap, n, mem0, mem1);
+        }
         r = timed(l.raw(), &sa, GET, ROUNDS);
     }
     close_fds(&mut fds[..n]);
     r
+}
+
+/// What listenq's memory grew by while a listener with backlog n + 64 and
+/// httpready came to hold `n` silent connections (kern.ipc.listenq.memuse,
+/// vmstat -m's MemUse of type listenq), per held connection. listenq(4)
+/// "The secondary queue" says what it is made of: 56-byte queue entries
+/// and 4-byte index buckets (a power of two, at least two per entry)
+/// reserved for the whole backlog, and one 64-byte work item per held
+/// connection; the listener's own state adds a little (at most 16 KiB
+/// here, with malloc(9)'s page rounding of the large arrays).
+fn memory(tap: &mut Tap, n: usize, before: Result<u64, Errno>, after: Result<u64, Errno>) {
+    let cap = (n + 64) as u64;
+    let want = 56 * cap + 4 * (2 * cap).next_power_of_two() + 64 * n as u64;
+    let got = match (before, after) {
+        (Ok(b), Ok(a)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    let ok = got.is_some_and(|g| g >= want && g <= want + 16384);
+    tap.ok(
+        ok,
+        format_args!(
+            "bench memory held={} listenq: {:?} bytes, listenq(4) says {} (+ at most 16 KiB)",
+            n, got, want
+        ),
+    );
+    if let Some(g) = got {
+        let per = g * 10 / n as u64;
+        tap.diag(format_args!(
+            "bench memory held={}: {}.{} bytes per held connection",
+            n,
+            per / 10,
+            per % 10
+        ));
+        crate::tap::print(format_args!("# bench memory {} {}", n, g));
+    }
 }
 
 /// Accept rate (no filter) on one listener while `m` idle listeners exist;
@@ -219,7 +259,7 @@ fn scaling(
     idle_cps: &mut [Option<u64>; 3],
 ) {
     for (i, n) in HELD.iter().enumerate() {
-        let r = held(tap, *n);
+        let r = held(tap, *n, who);
         held_cps[i] = report_n(tap, "held", *n, who, r);
     }
     for (i, m) in IDLE.iter().enumerate() {
@@ -373,7 +413,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
             let un = kld::unload(id);
             tap.ok(
                 settled.is_ok() && un.is_ok(),
-                "bench: allocs 0 and kldunload listenq",
+                "bench: allocs and memuse 0 and kldunload listenq",
             );
             if settled.is_err() || un.is_err() {
                 tap.diag(format_args!("  allocs {:?}, kldunload {:?}", settled, un));

@@ -32,7 +32,7 @@ const LOADED_TESTS: [&str; 6] = [
     "kldstat reports name listenq.ko",
     "modfind(listenq) finds the module",
     "sysctl kern.ipc.listenq.version is a string starting with listenq",
-    "sysctl kern.ipc.listenq.allocs is 0 while idle",
+    "sysctl kern.ipc.listenq.allocs and memuse are 0 while idle",
     "second kldload of listenq.ko fails with EEXIST",
 ];
 
@@ -99,7 +99,14 @@ pub fn load(tap: &mut Tap, env: &Env) -> Option<i32> {
             tap.diag(format_args!("  {}: {}", VERSION, e));
         }
     }
-    tap.check(sysctl::read_u64(ALLOCS), Ok(0), LOADED_TESTS[4]);
+    tap.check(
+        (
+            sysctl::read_u64(ALLOCS),
+            sysctl::read_u64("kern.ipc.listenq.memuse"),
+        ),
+        (Ok(0), Ok(0)),
+        LOADED_TESTS[4],
+    );
     tap.check(kld::load(KO_PATH), Err(Errno::EEXIST), LOADED_TESTS[5]);
     refused_by_default(tap, id);
     Some(id)

@@ -512,7 +512,7 @@ fn exact_counters(tap: &mut Tap, kinds: &[Kind]) {
         "[stress] afterwards stats.accepted and stats.completed equal the accepts the workers counted",
         "[stress] afterwards stats.listens and stats.closes equal the listen() calls and listener closes done",
         "[stress] afterwards stats.evicted = flood clients - 16 still held, and held = released + evicted + held at close",
-        "[stress] afterwards no overflow, timeout or allocation failure was counted, and kern.ipc.listenq.allocs is back to 0",
+        "[stress] afterwards no overflow, timeout or allocation failure was counted, and kern.ipc.listenq.allocs and memuse are back to 0",
     ];
     if let Err(e) = au::listenq_loaded() {
         for n in names {
@@ -716,7 +716,7 @@ fn unload_rounds(tap: &mut Tap, kinds: &[Kind]) {
     const ROUNDS: usize = 12;
     let names = [
         "[stress] 12 kldunload/kldload rounds under the same load (filters in use for the first 1.5 s only): unload says EBUSY or succeeds, at least once, load always succeeds, the load sees no error",
-        "[stress] after the rounds, with everything closed: kern.ipc.listenq.allocs is 0 and kldunload succeeds",
+        "[stress] after the rounds, with everything closed: kern.ipc.listenq.allocs and memuse are 0 and kldunload succeeds",
     ];
     let mut id = au::listenq_loaded().ok();
     let mut sfds: [Option<Fd>; 3] = [None, None, None];
