@@ -332,6 +332,17 @@ lq_so_untag(struct socket *so, void **upcall_arg)
 	int was = 0;
 
 	*upcall_arg = NULL;
+	/*
+	 * Most accepted sockets were never held: a first look without the
+	 * socket lock spares them a lock round trip on every accept(2). It
+	 * cannot miss a tag: listenq tags a socket only in the accept filter
+	 * call from soisconnected(), under its socket lock, while it is on
+	 * sol_incomp, before it ever reaches sol_comp; solisten_dequeue()
+	 * took the socket off sol_comp under both locks afterwards, so this
+	 * thread sees the store. Nothing tags it after that.
+	 */
+	if (atomic_load_ptr(&so->so_dtor) != lq_so_dtor)
+		return (0);
 	SOCK_LOCK(so);
 	/* Only a held socket gets the upcall, and it is tagged then. */
 	if (so->so_dtor == lq_so_dtor) {

@@ -333,27 +333,36 @@ lq_local_listeners_foreach(void)
 	free(buf, M_TEMP);
 }
 
-static int
-lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
+/*
+ * Not only TAILQ_LAST: accept_filt_setopt() moves every connection a
+ * removed filter held in one go, then wakes up once. Sockets join sol_comp
+ * at its tail and leave it at its head (accept), so all those behind the
+ * one listenq recorded last are new.
+ */
+u_int
+lq_sol_comp_since(struct socket *head, struct socket *newest,
+    struct socket **out, u_int max)
 {
-	struct socket *so, *first, *newest;
+	struct socket *so, *first;
+	u_int n = 0;
 
 	SOLISTEN_LOCK_ASSERT(head);
-	/*
-	 * Not only TAILQ_LAST: accept_filt_setopt() moves every connection
-	 * a removed filter held in one go, then wakes up once. Sockets join
-	 * sol_comp at its tail and leave it at its head (accept), so all
-	 * those behind the one listenq recorded last are new.
-	 */
-	newest = listenq_rs_newest_completed(head);
 	first = NULL;
 	TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue, so_list) {
 		if (so == newest)
 			break;
 		first = so;
 	}
-	for (so = first; so != NULL; so = TAILQ_NEXT(so, so_list))
-		listenq_rs_completed(head, so);
+	for (so = first; so != NULL && n < max; so = TAILQ_NEXT(so, so_list))
+		out[n++] = so;
+	return (n);
+}
+
+static int
+lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
+{
+	SOLISTEN_LOCK_ASSERT(head);
+	listenq_rs_sol_upcall(head);
 	/* What solisten_wakeup() does when no upcall is set. */
 	selwakeuppri(&head->so_rdsel, PSOCK);
 	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);

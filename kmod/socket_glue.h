@@ -75,9 +75,16 @@ void	lq_listen_upcall_remove(struct socket *so);
 /* While closed (unload), lq_listen_upcall_install() installs nothing. */
 void	lq_listen_upcalls_close(int closed);
 
+/*
+ * Up to `max' connections of head's completed queue behind `newest' (all
+ * of it when `newest' is not on it), oldest first, into `out'; how many.
+ * SOLISTEN_LOCK(head) held.
+ */
+u_int	lq_sol_comp_since(struct socket *head, struct socket *newest,
+	    struct socket **out, u_int max);
+
 /* Rust (kmod/src/kern/entry/upcall.rs). */
-void	listenq_rs_completed(struct socket *head, struct socket *child);
-struct socket *listenq_rs_newest_completed(struct socket *head);
+void	listenq_rs_sol_upcall(struct socket *head);
 void	listenq_rs_adopt(struct socket *so);
 
 #endif

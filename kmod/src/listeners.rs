@@ -183,20 +183,25 @@ pub fn on_accept(child: SocketRef<'_>) {
     }
 }
 
-/// From the listen upcall: `child` reached the completed queue of `head`,
-/// whose state then was `q`.
-pub fn completed(head: usize, child: usize, q: QueueSample) {
+/// From the listen upcall (SOLISTEN_LOCK(head) held): connections reached
+/// the completed queue of `head`, whose state then was `q`. `since(newest,
+/// out)` fills `out` with the connections behind `newest` on that queue,
+/// oldest first, and says how many; each is recorded, under one REGISTRY
+/// hold for all of them.
+pub fn completed(head: usize, q: QueueSample, mut since: impl FnMut(usize, &mut [usize]) -> usize) {
     let now = time::uptime_us();
-    if let Some(mut r) = REGISTRY.lock() {
-        r.reg.completed(head, child, now, q);
-    }
-}
-
-/// The connection recorded last for `head` (0 if none).
-pub fn newest_completed(head: usize) -> usize {
-    match REGISTRY.lock() {
-        Some(r) => r.reg.newest_completed(head),
-        None => 0,
+    let Some(mut r) = REGISTRY.lock() else { return };
+    let mut newest = r.reg.newest_completed(head);
+    let mut batch = [0usize; 16];
+    loop {
+        let n = since(newest, &mut batch);
+        for &child in batch.get(..n).unwrap_or(&[]) {
+            r.reg.completed(head, child, now, q);
+            newest = child;
+        }
+        if n < batch.len() {
+            break;
+        }
     }
 }
 

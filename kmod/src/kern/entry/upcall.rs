@@ -28,12 +28,14 @@ pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
     }
 }
 
-/// From the listen upcall: `child` reached the completed queue of `head`.
+/// The listen upcall: connections reached the completed queue of `head`
+/// (the ones behind the one recorded last). One call, so one REGISTRY
+/// round trip, however many arrived.
 ///
 /// # Safety
 /// `head` is a live listener whose SOLISTEN_LOCK the caller holds.
 #[no_mangle]
-pub unsafe extern "C" fn listenq_rs_completed(head: *mut sys::socket, child: *mut sys::socket) {
+pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket) {
     let _f = InFlight::enter();
     // SAFETY: the upcall runs with the listener locked and live.
     let Some(h) = (unsafe { SocketRef::from_raw(head) }) else {
@@ -41,15 +43,19 @@ pub unsafe extern "C" fn listenq_rs_completed(head: *mut sys::socket, child: *mu
     };
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
     let q = unsafe { h.sample_locked() };
-    listeners::completed(h.key(), child as usize, q);
-}
-
-/// From the listen upcall: the connection recorded last for `head` and
-/// still on its completed queue (NULL if none); the upcall records every
-/// one behind it. SOLISTEN_LOCK(head) is held.
-#[no_mangle]
-pub extern "C" fn listenq_rs_newest_completed(head: *mut sys::socket) -> *mut sys::socket {
-    let _f = InFlight::enter();
-    // Only compared with the queue's entries by the C side.
-    listeners::newest_completed(head as usize) as *mut sys::socket
+    listeners::completed(h.key(), q, |newest, out| {
+        let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        // SAFETY: SOLISTEN_LOCK(head) is still held (the walk runs inside
+        // this call), which the sol_comp walk needs; `out` has room for
+        // `max` pointers, and usize and a pointer have the same layout.
+        let n = unsafe {
+            sys::lq_sol_comp_since(
+                head,
+                newest as *mut sys::socket,
+                out.as_mut_ptr().cast(),
+                max,
+            )
+        };
+        (n as usize).min(out.len())
+    });
 }
