@@ -401,6 +401,10 @@ pub fn run(tap: &mut Tap, env: &Env) {
     // The bench unloads listenq to measure stock: opt in (the tunable
     // kldload reads; listenq(4) UNLOADING).
     let _ = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1");
+    // The plain kernel once before listenq too: "none" has two bare
+    // figures from one boot, whose difference is what a change of setup
+    // alone (ports, TIME_WAIT entries) moves a row by.
+    let bare0 = report(tap, "none", "bare-first", measure(None, b"x"));
     match au::listenq_loaded() {
         Ok(id) => {
             tap.ok(true, "bench: kldload listenq");
@@ -449,6 +453,14 @@ pub fn run(tap: &mut Tap, env: &Env) {
         ratio(tap, f, lq[i], st[i]);
     }
     ratio(tap, "none", lq[4], st[3]);
+    if let (Some(l), Some(b0), Some(b1)) = (lq[4], bare0, st[3]) {
+        let (li, lf) = frac(l, b0);
+        let (bi, bf) = frac(b0, b1);
+        tap.diag(format_args!(
+            "bench ratio none listenq/bare-first {}.{:04}; bare-first/bare-last {}.{:04} (setup alone)",
+            li, lf, bi, bf
+        ));
+    }
     scaling_ratios(tap, "held", &HELD, &lq_held, &st_held, "stock");
     scaling_ratios(tap, "idle", &IDLE, &lq_idle, &st_idle, "bare");
     tap.diag(format_args!(
