@@ -1,8 +1,8 @@
 //! listenq.ko: the FreeBSD listen queue and accept filters in Rust.
 //!
 //! kern/ is the thin safe layer over the kernel (the only FFI, and the only
-//! place `unsafe` is allowed); hooks, listeners and module are
-//! kernel-facing logic built on it; the policy and parsers live in the
+//! place `unsafe` is allowed); accf, filters, listeners, defaults and
+//! module are kernel-facing logic built on it; the policy and parsers live in the
 //! listenq-policy and listenq-accf crates, which know nothing of the
 //! kernel.
 #![no_std]
@@ -16,12 +16,9 @@ extern crate alloc;
 #[allow(unsafe_code)]
 pub mod kern;
 
-// TODO(issue 9): accf.rs still calls the bindings and uses the
-// lifetime-less `Socket`; move that into kern/ and drop this allowance.
-#[allow(unsafe_code)]
 mod accf;
 mod defaults;
-mod hooks;
+mod filters;
 mod listeners;
 mod module;
 

@@ -35,7 +35,7 @@ pub struct State {
     /// The reference each row of `reg` owns on its socket: one entry per
     /// row, added and removed with it.
     held: Vec<SocketHold>,
-    pub accf: crate::accf::Filters,
+    pub accf: crate::filters::Filters,
     /// False once unload has taken the listeners: nothing registers again.
     pub open: bool,
 }
@@ -60,7 +60,7 @@ pub static REGISTRY: KMutex<State> = KMutex::new(
     State {
         reg: Registry::new(),
         held: Vec::new(),
-        accf: crate::accf::Filters::new(),
+        accf: crate::filters::Filters::new(),
         open: true,
     },
 );

@@ -44,7 +44,7 @@ pub fn load() -> KResult<()> {
     // is pruned once only listenq's references are left; rows hold a
     // reference either way).
     listeners::adopt_existing();
-    let f = accf::register();
+    let f = accf::register(&entry::accf::CALLBACKS);
     sysctl::attach();
     kprintln!(
         "loaded: {} protocol switches hooked, {} accept filters registered",
@@ -68,14 +68,14 @@ pub fn unload() -> KResult<()> {
     // Held connections carry listenq's upcall and destructor: while any
     // listener uses a listenq filter, refuse rather than free that code.
     // From here on no listener can attach one (accf.rs unregister()).
-    if !accf::unregister() {
+    if !accf::unregister(&entry::accf::CALLBACKS) {
         kprintln!("unload refused: accept filters in use (remove them or close the listeners)");
         return Err(Errno::EBUSY);
     }
     // sysctl_ctx_free() waits for handlers already running; after it no
     // handler of listenq's can start.
     if sysctl::detach().is_err() {
-        accf::register();
+        accf::register(&entry::accf::CALLBACKS);
         kprintln!("unload refused: its sysctls could not be removed");
         return Err(Errno::EBUSY);
     }

@@ -1,10 +1,13 @@
 //! The safe wrapper layer over the kernel, and the only FFI: everything
-//! that touches the bindings or holds `unsafe` is here (except accf.rs,
-//! issue 9). Kernel objects cross into the rest of the module as types
-//! whose lifetimes say what keeps them live: a borrowed `SocketRef<'a>`,
-//! an owned `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`.
+//! that touches the bindings or holds `unsafe` is here. Kernel objects
+//! cross into the rest of the module as types whose lifetimes say what
+//! keeps them live or locked: a borrowed `SocketRef<'a>`, an owned
+//! `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`, a receive buffer
+//! `RcvLocked<'a>` and a listener `ListenLocked<'a>` whose locks the
+//! caller holds, an accept filter's state `Arg<'a, T>`.
 //! entry/ holds the functions the kernel and the C glue call.
 
+pub mod accf;
 pub mod alloc;
 pub mod defaults;
 pub mod entry;
@@ -16,6 +19,7 @@ pub mod listen;
 pub mod mtx;
 pub mod print;
 pub mod protosw;
+pub mod sockbuf;
 pub mod socket;
 pub mod stat;
 pub mod sysctl;

@@ -5,8 +5,8 @@
 //!   the lifetime keeps it from outliving what keeps the socket live.
 //! - `SocketHold` (hold.rs): an owned reference, soref(9) on creation
 //!   and sorele(9) on drop.
-//! - `Socket`: the older `Copy` handle with no lifetime, kept only for
-//!   accf.rs until it moves to `SocketRef` (issue 9).
+//! - with a lock held for the call: `RcvLocked` and `SockLocked`
+//!   (sockbuf.rs), `ListenLocked` (accf.rs).
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -168,62 +168,5 @@ fn from_c(q: &sys::lq_qsample) -> QueueSample {
             sec: q.lastover_sec,
             usec: q.lastover_usec,
         },
-    }
-}
-
-/// A `struct socket *` with no lifetime: nothing ties a copy to what keeps
-/// the socket live, so every SAFETY comment on its use has to argue that
-/// anew. TODO(issue 9): only accf.rs still uses it; move accf.rs to
-/// `SocketRef` and delete this.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Socket(*mut sys::socket);
-
-// SAFETY: only an address; every access goes through functions that take
-// the right locks.
-unsafe impl Send for Socket {}
-
-impl Socket {
-    /// # Safety
-    /// `so` must point to a live socket for as long as this value is used.
-    pub unsafe fn from_raw(so: *mut sys::socket) -> Socket {
-        Socket(so)
-    }
-
-    pub fn as_ptr(self) -> *mut sys::socket {
-        self.0
-    }
-
-    /// The key listenq files the socket under.
-    pub fn key(self) -> usize {
-        self.0 as usize
-    }
-
-    /// # Safety
-    /// The caller holds SOLISTEN_LOCK(self).
-    pub unsafe fn sample_locked(self) -> QueueSample {
-        let mut q = sys::lq_qsample::default();
-        // SAFETY: live (constructor contract), listening and locked per the
-        // contract.
-        unsafe { sys::lq_solisten_sample_locked(self.0, &mut q) };
-        from_c(&q)
-    }
-
-    /// Gives the socket listenq's so_dtor, so listenq learns when it is
-    /// freed; false if it already has another destructor.
-    ///
-    /// # Safety
-    /// The caller holds SOCK_LOCK(self) (so_dtor's locking key).
-    pub unsafe fn tag_locked(self) -> bool {
-        // SAFETY: live and locked per the contract.
-        unsafe { sys::lq_so_tag(self.0) != 0 }
-    }
-
-    /// Takes listenq's so_dtor back, if it is there.
-    ///
-    /// # Safety
-    /// The caller holds SOCK_LOCK(self).
-    pub unsafe fn untag_locked(self) {
-        // SAFETY: live and locked per the contract.
-        unsafe { sys::lq_so_untag_locked(self.0) }
     }
 }

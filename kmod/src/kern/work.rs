@@ -3,6 +3,7 @@
 //! A held connection owns one from admission on, so letting it go never
 //! needs memory: it is either freed or queued, exactly once.
 
+use crate::kern::filter_arg::Attached;
 use listenq_bindings as sys;
 
 #[derive(Clone, Copy)]
@@ -25,40 +26,50 @@ impl Work {
         unsafe { sys::lq_work_free(self.0) }
     }
 
-    /// Queues termination (or delivery) of `so`, held on `head`; consumes
-    /// the item. The C side takes its own socket references (ESRCH: one
-    /// is already being freed, nothing to do, and not a lack of memory).
-    /// The outcome is counted when the task runs, if it finds the
-    /// connection still held (accf::listenq_rs_work_done).
+    /// Queues termination (or delivery) of `so`, held on `on`'s listener;
+    /// consumes the item. The C side takes its own socket references
+    /// (ESRCH: one is already being freed, nothing to do, and not a lack
+    /// of memory). The outcome is counted when the task runs, if it finds
+    /// the connection still held (accf::work_done).
     ///
-    /// # Safety
-    /// `head` and `so` are live: the caller holds REGISTRY and `so` was in
-    /// a hold queue, so its destructor (which takes REGISTRY) has not run.
-    pub unsafe fn schedule(self, head: usize, so: usize, deliver: bool) {
-        // SAFETY: the contract above; the item is consumed.
+    /// `so` is a key just taken out of that listener's hold queue, with
+    /// the `on` borrow alive since: see `evict_now`.
+    pub fn schedule(self, on: Attached<'_>, so: usize, deliver: bool) {
+        // SAFETY: `on` says the listener is live and REGISTRY held; `so`
+        // is live as `evict_now` argues. The item is consumed.
         unsafe {
             sys::lq_work_schedule(
                 self.0,
-                head as *mut sys::socket,
+                on.head() as *mut sys::socket,
                 so as *mut sys::socket,
                 i32::from(deliver),
             )
         };
     }
 
-    /// Evicts `so`, held on `head`, from the upcall that admits a newer
-    /// connection: it leaves the incomplete queue now and only soabort()
-    /// waits for the task (accf_glue.c lq_work_evict_now). True when it
-    /// left the queue now, which the caller counts; otherwise the task
-    /// counts it when it runs (the same as `schedule`). Consumes the item.
+    /// Evicts `so`, held on `on`'s listener, from the upcall that admits
+    /// a newer connection: it leaves the incomplete queue now and only
+    /// soabort() waits for the task (accf_glue.c lq_work_evict_now). True
+    /// when it left the queue now, which the caller counts; otherwise the
+    /// task counts it when it runs (the same as `schedule`). Consumes the
+    /// item.
     ///
-    /// # Safety
-    /// As for `schedule`.
-    pub unsafe fn evict_now(self, head: usize, so: usize) -> bool {
-        // SAFETY: the contract above; the C side only try-locks `so` and
-        // defers everything when this thread does not hold the listener.
+    /// `so` is a key just taken out of that listener's hold queue, with
+    /// the `on` borrow alive since. A hold queue keys only connections
+    /// tagged with listenq's destructor (sockbuf.rs `SockLocked::tag`),
+    /// whose upcall names the state; the destructor takes REGISTRY and
+    /// gives the upcall back, which takes the key out (filters.rs
+    /// `release_upcall`) before sofree() goes on. So while REGISTRY is
+    /// held, a key in a hold queue names a socket whose memory is valid.
+    pub fn evict_now(self, on: Attached<'_>, so: usize) -> bool {
+        // SAFETY: as just said; the C side only try-locks `so` and defers
+        // everything when this thread does not hold the listener.
         unsafe {
-            sys::lq_work_evict_now(self.0, head as *mut sys::socket, so as *mut sys::socket) != 0
+            sys::lq_work_evict_now(
+                self.0,
+                on.head() as *mut sys::socket,
+                so as *mut sys::socket,
+            ) != 0
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::kern::errno::Errno;
 use crate::kern::inflight::InFlight;
 use crate::kern::protosw::{self, Hooks};
-use crate::kern::socket::{Socket, SocketRef};
+use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
 
@@ -66,10 +66,7 @@ unsafe extern "C" fn lq_pr_accept(so: *mut sys::socket, nam: *mut *mut sys::sock
     };
     // SAFETY: the kernel's own entry with the kernel's arguments.
     let rc = unsafe { (orig.accept)(so, nam) };
-    // TODO(issue 9): accf.rs still takes the lifetime-less Socket.
-    // SAFETY: live and unlocked for the rest of this call, which is all
-    // untag() uses it for.
-    crate::accf::untag(unsafe { Socket::from_raw(so) });
+    super::accf::accepted(s);
     listeners::on_accept(s);
     rc
 }

@@ -1,0 +1,102 @@
+//! The listeners with a listenq accept filter attached, and the
+//! connections each one holds (its secondary queue): the state accf.rs
+//! works on and listeners.rs shows in its tables. It lives in REGISTRY
+//! (listeners.rs State::accf).
+
+use crate::kern::filter_arg::{Arg, FilterArgs};
+use crate::kern::work::Work;
+use listenq_accf::{Config, Conn};
+use listenq_policy::backlog;
+use listenq_policy::holdq::{self, HoldQueue};
+use listenq_policy::registry::{FilterInfo, Row};
+
+/// A held connection's parser state, how many bytes it has consumed, and
+/// the work item that will terminate or deliver it: taken at admission, so
+/// letting a held connection go never needs memory.
+#[derive(Clone, Copy)]
+pub struct ConnState {
+    pub conn: Conn,
+    pub fed: u32,
+    pub work: Work,
+}
+
+/// What one held connection costs the listener's hold queue (its slab
+/// slot, 56 bytes, and two index buckets), listenq(4) "The secondary queue"; its work item
+/// is counted in accf_glue.c. Checked here so that a change shows.
+const _: () = assert!(holdq::bytes_per_entry::<ConnState>() == 64);
+
+/// One listener with a listenq filter attached: its own state, on the
+/// heap, reached from the kernel's filter argument. How long it lives:
+/// kern/filter_arg.rs.
+pub struct ListenerFilter {
+    pub cfg: Config,
+    pub holdq: HoldQueue<ConnState>,
+    pub evicted: u64,
+}
+
+pub struct Filters {
+    pub states: FilterArgs<ListenerFilter>,
+    /// Sockets carrying listenq's destructor (held, or released and not
+    /// yet accepted): unload must wait for them.
+    pub tagged: usize,
+}
+
+impl Filters {
+    pub const fn new() -> Filters {
+        Filters {
+            states: FilterArgs::new(),
+            tagged: 0,
+        }
+    }
+
+    /// listen(2) again on a listener with a listenq filter: the hold limit
+    /// follows the new queue limit (a smaller one takes effect at the next
+    /// admission, which evicts the oldest extras). Not a per-connection
+    /// path: a walk of the filtered listeners.
+    pub fn relisten(&mut self, head: usize, qlimit: u32) {
+        if let Some(f) = self.states.find_mut(head) {
+            f.holdq.set_capacity(backlog::hold_capacity(qlimit));
+            // Best effort: a failure only means admissions allocate.
+            let _ = f.holdq.reserve();
+        }
+    }
+
+    /// Frees everything (module unload, once nothing is in use).
+    pub fn clear(&mut self) {
+        self.states.clear(|f| {
+            for e in f.holdq.drain() {
+                e.state.work.free();
+            }
+        });
+    }
+
+    pub fn in_use(&self) -> bool {
+        !self.states.is_empty() || self.tagged != 0
+    }
+
+    /// Fills in a listeners-table row's filter columns.
+    pub fn annotate(&self, row: &mut Row) {
+        if let Some(f) = self.states.find(row.so) {
+            let mut name = [0u8; 16];
+            let n = f.cfg.kind.name().as_bytes();
+            if let Some(d) = name.get_mut(..n.len()) {
+                d.copy_from_slice(n);
+            }
+            row.filter = Some(FilterInfo {
+                name,
+                held: u32::try_from(f.holdq.len()).unwrap_or(u32::MAX),
+            });
+            row.evicted = f.evicted;
+        }
+    }
+
+    /// One upcall naming `a` has been cleared (`key`'s): it lets go of
+    /// `key` if still held, and frees a detached state nothing names now.
+    pub fn release_upcall(&mut self, a: Arg<'_, ListenerFilter>, key: usize) {
+        let f = self.states.get(&a);
+        if let Some(e) = f.holdq.remove(key) {
+            e.state.work.free();
+        }
+        self.states.release(a);
+    }
+}

@@ -1,0 +1,129 @@
+//! accept_filter(9) as listenq's filters use it (accf_glue.c): the
+//! registration of the entries in kern/entry/accf.rs, the listener as
+//! accf_create and accf_destroy get it, the accepted socket, the deferred
+//! work's count, and the hold-timeout clock and knobs.
+
+use core::ffi::CStr;
+
+use crate::kern::errno::{Errno, KResult};
+use crate::kern::socket::SocketRef;
+use listenq_accf::FilterKind;
+use listenq_bindings as sys;
+
+/// What an accept filter callback tells soisconnected() or the upcall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// SU_OK: keep the connection on the incomplete queue.
+    Wait,
+    /// SU_ISCONNECTED: the filter is satisfied (or gives up): on to the
+    /// completed queue, upcall cleared.
+    Connected,
+}
+
+impl Verdict {
+    pub(in crate::kern) fn to_c(self) -> i32 {
+        match self {
+            Verdict::Wait => sys::SU_OK as i32,
+            Verdict::Connected => sys::SU_ISCONNECTED as i32,
+        }
+    }
+}
+
+/// The entries uipc_accf.c calls, one creator per filter kind
+/// (kern/entry/accf.rs CALLBACKS).
+pub struct Callbacks {
+    pub(in crate::kern) callback: sys::lq_accf_cb_t,
+    pub(in crate::kern) destroy: sys::lq_accf_destroy_t,
+    pub(in crate::kern) create: fn(FilterKind) -> sys::lq_accf_create_t,
+}
+
+/// Adds accept filter `name` (of `kind`) with listenq's entries. Module
+/// load context (may sleep). EEXIST: someone else has the name.
+pub fn register(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
+    // SAFETY: module load context (may sleep); the functions live as long
+    // as the module, and unregister() removes them before unload.
+    Errno::check(unsafe {
+        sys::lq_accf_register(name.as_ptr(), cb.callback, (cb.create)(kind), cb.destroy)
+    })
+}
+
+/// Takes listenq's `name` off the accept filter list (burying it, see
+/// accf_glue.c). The caller has made sure no listener uses it and none can.
+pub fn unregister(cb: &Callbacks, name: &CStr) {
+    // SAFETY: the name and callback identify our own registration.
+    unsafe { sys::lq_accf_unregister(name.as_ptr(), cb.callback) };
+}
+
+/// Work items queued and not yet run.
+pub fn work_pending() -> u32 {
+    // SAFETY: reads an atomic counter.
+    unsafe { sys::lq_work_pending_count() }
+}
+
+/// Starts the module's hold-timeout callout (entry: listenq_rs_tick).
+pub fn tick_start(ms: i32) {
+    // SAFETY: module load; stopped by tick_stop() before unload.
+    unsafe { sys::lq_tick_start(ms) };
+}
+
+/// Stops the callout and waits for it; no locks may be held.
+pub fn tick_stop() {
+    // SAFETY: the callout was started; callers hold no locks.
+    unsafe { sys::lq_tick_stop() };
+}
+
+/// kern.ipc.listenq.hold_timeout_ms and hold_timeout_drop.
+pub fn hold_timeout() -> (u32, bool) {
+    // SAFETY: plain reads of integer sysctl variables.
+    unsafe { (sys::lq_hold_timeout_ms, sys::lq_hold_timeout_drop != 0) }
+}
+
+/// A listener whose SOLISTEN_LOCK this thread holds for `'a` (accf_create
+/// and accf_destroy run under it).
+pub struct ListenLocked<'a> {
+    so: SocketRef<'a>,
+}
+
+impl<'a> ListenLocked<'a> {
+    /// # Safety
+    /// `so` is a live listener and this thread holds its lock for `'a`.
+    pub(in crate::kern) unsafe fn from_raw(so: *mut sys::socket) -> Option<ListenLocked<'a>> {
+        // SAFETY: the contract above covers liveness.
+        let so = unsafe { SocketRef::from_raw(so) }?;
+        Some(ListenLocked { so })
+    }
+
+    pub fn key(&self) -> usize {
+        self.so.key()
+    }
+
+    /// The queue limit the backlog gave.
+    pub fn qlimit(&self) -> u32 {
+        // SAFETY: SOLISTEN_LOCK is held (the type's invariant).
+        unsafe { self.so.sample_locked() }.qlimit
+    }
+
+    /// Filter removal: clears listenq's upcall on every connection of the
+    /// incomplete queue (lq_accf_release_all). Returns how many named the
+    /// listener's filter state, and that state's token.
+    pub(in crate::kern) fn release_all(&self) -> (u32, *mut cty::c_void) {
+        let mut token = core::ptr::null_mut();
+        // SAFETY: the listener is locked and live; the helper walks its
+        // incomplete queue, which the lock protects.
+        let n = unsafe { sys::lq_accf_release_all(self.so.as_ptr(), &mut token) };
+        (n, token)
+    }
+}
+
+impl SocketRef<'_> {
+    /// An accepted socket (pr_accept: live and unlocked) no longer needs
+    /// listenq's destructor, nor, should it still have it, its upcall.
+    /// Returns whether it had the destructor, and the token the upcall
+    /// named (null if none).
+    pub(in crate::kern) fn untag_accepted(self) -> (bool, *mut cty::c_void) {
+        let mut upcall_arg = core::ptr::null_mut();
+        // SAFETY: live and unlocked; the helper takes the socket's locks.
+        let was = unsafe { sys::lq_so_untag(self.as_ptr(), &mut upcall_arg) } != 0;
+        (was, upcall_arg)
+    }
+}
