@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn memory_per_held_connection() {
-        // Printed for listenq(4); the kernel's state is bigger (accf.rs).
+        // Printed for listenq(4); the kernel's state is bigger (kmod/src/filters.rs).
         assert_eq!(bytes_per_entry::<()>(), 8 + 8 + 8 + 8);
     }
 
