@@ -16,14 +16,14 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::filters::{ConnState, ListenerFilter};
-use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Verdict};
+use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
 use crate::kern::errno::Errno;
-use crate::kern::filter_arg::{Arg, Token};
+use crate::kern::filter_arg::{self, Token};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::time;
 use crate::kern::work::Work;
 use crate::kprintln;
-use crate::listeners::{State as Registry, REGISTRY};
+use crate::listeners::{self, REGISTRY};
 use listenq_accf::{
     parse_af_arg, Config, Conn, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
 };
@@ -31,7 +31,8 @@ use listenq_policy::backlog;
 use listenq_policy::holdq::{Admit, HoldQueue};
 use listenq_policy::registry::Stats;
 
-type State<'a> = Arg<'a, ListenerFilter>;
+/// A listener's filter state as the kernel names it for one call.
+type Arg<'a> = filter_arg::Arg<'a, ListenerFilter>;
 
 static UNLOADING: AtomicBool = AtomicBool::new(false);
 
@@ -42,7 +43,7 @@ fn bump(v: &mut u64) {
 /// accf_callback: a connection of a listener with a listenq filter
 /// completed its handshake (first call, from soisconnected()), or a held
 /// one got data or an event (its receive upcall).
-pub fn callback(rcv: RcvLocked<'_>, arg: State<'_>) -> Verdict {
+pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     let sb = rcv.state();
     if !sb.queued {
         // The kernel took it off the incomplete queue (its listener closed,
@@ -50,19 +51,19 @@ pub fn callback(rcv: RcvLocked<'_>, arg: State<'_>) -> Verdict {
         // abort's last upcall. Neither released nor evicted by listenq; its
         // destructor forgets it. (Counting it `released` here made the
         // counters drift whenever the listener outlived its close.)
-        return Verdict::Wait;
+        return Upcall::Ok;
     }
     let key = rcv.key();
     let now = time::uptime_us() / 1000;
     let Some(mut g) = REGISTRY.lock() else {
-        return Verdict::Connected;
+        return Upcall::IsConnected;
     };
     let st = &mut *g;
     if !st.accf.states.get(&arg).holdq.contains(key) {
         let Some(so) = sb.sock_locked.as_ref() else {
             // Not the first call, and not held: evicted or timed out, with
             // the termination still queued. Keep it where it is.
-            return Verdict::Wait;
+            return Upcall::Ok;
         };
         if let Some(v) = admit(st, &arg, so, key, now) {
             return v;
@@ -75,7 +76,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: State<'_>) -> Verdict {
     // cannot tell.
     let by_readable = cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off;
     let Some(e) = f.holdq.get_mut(key).map(|h| &mut h.state) else {
-        return Verdict::Wait;
+        return Upcall::Ok;
     };
     let mut ready = if by_readable {
         sb.readable
@@ -102,26 +103,27 @@ pub fn callback(rcv: RcvLocked<'_>, arg: State<'_>) -> Verdict {
         // The kernel clears the upcall on SU_ISCONNECTED, under the
         // buffer lock this thread holds: nothing calls it again.
         st.accf.release_upcall(arg, key);
-        return Verdict::Connected;
+        return Upcall::IsConnected;
     }
-    Verdict::Wait
+    Upcall::Ok
 }
 
 /// The first call, from soisconnected() with SOCK_LOCK held: holds the
 /// connection `key` on the listener `arg` names, evicting the oldest if
-/// the hold queue is full. Some(verdict) when it is not held after all.
+/// the hold queue is full. Some(what the callback returns) when it is
+/// not held after all.
 fn admit(
-    st: &mut Registry,
-    arg: &State<'_>,
+    st: &mut listeners::State,
+    arg: &Arg<'_>,
     so: &SockLocked<'_>,
     key: usize,
     now: u64,
-) -> Option<Verdict> {
+) -> Option<Upcall> {
     // Everything holding it takes is taken before it is held; without
     // it, it passes as with no filter (counted in nomem).
     let Some(work) = Work::alloc() else {
         bump(&mut st.reg.stats.nomem);
-        return Some(Verdict::Connected);
+        return Some(Upcall::IsConnected);
     };
     if !so.tag() {
         // Someone else's destructor: listenq could not learn when it
@@ -131,7 +133,7 @@ fn admit(
         // No VM test reaches this: nothing in FreeBSD 14 calls
         // sodtor_set(), so only another module could.
         work.free();
-        return Some(Verdict::Connected);
+        return Some(Upcall::IsConnected);
     }
     let (f, on) = st.accf.states.get_attached(arg);
     let Some(on) = on else {
@@ -140,7 +142,7 @@ fn admit(
         // lock. Without a listener there is nothing to hold it on.
         so.untag();
         work.free();
-        return Some(Verdict::Connected);
+        return Some(Upcall::IsConnected);
     };
     let cfg = f.cfg;
     let state = ConnState {
@@ -177,13 +179,13 @@ fn admit(
             so.untag();
             work.free();
             bump(&mut st.reg.stats.nomem);
-            Some(Verdict::Connected)
+            Some(Upcall::IsConnected)
         }
         Admit::AlreadyHeld => {
             // Not reachable (contains() said no); keep nothing twice.
             so.untag();
             work.free();
-            Some(Verdict::Connected)
+            Some(Upcall::IsConnected)
         }
         Admit::Held | Admit::HeldEvicting(_) => {
             // soisconnected() set the upcall naming this state.
@@ -249,7 +251,7 @@ pub fn create(
 /// accf_destroy: filter removal (SO_ACCEPTFILTER with no value) or the
 /// listener being freed, with the listener locked. `n` of its incomplete
 /// connections had their upcall (naming `a`) just cleared.
-pub fn destroy(a: Option<State<'_>>, n: u32) {
+pub fn destroy(a: Option<Arg<'_>>, n: u32) {
     let Some(a) = a else {
         return;
     };
@@ -272,7 +274,7 @@ pub fn destroy(a: Option<State<'_>>, n: u32) {
 
 /// so_dtor of a tagged socket `so`: it is being freed. `a`: the listener
 /// state its upcall still named (just cleared), if any.
-pub fn held_gone(so: usize, a: Option<State<'_>>) {
+pub fn held_gone(so: usize, a: Option<Arg<'_>>) {
     if let Some(mut g) = REGISTRY.lock() {
         if let Some(a) = a {
             // Aborted by the kernel (or its listener closed): neither
@@ -285,7 +287,7 @@ pub fn held_gone(so: usize, a: Option<State<'_>>) {
 
 /// An upcall naming `a` was cleared on `so` (deferred eviction, filter
 /// removal).
-pub fn upcall_gone(so: usize, a: State<'_>) {
+pub fn upcall_gone(so: usize, a: Arg<'_>) {
     if let Some(mut g) = REGISTRY.lock() {
         g.accf.release_upcall(a, so);
     }
@@ -295,7 +297,7 @@ pub fn upcall_gone(so: usize, a: State<'_>) {
 /// completed queue or terminates it. `head`: the listener's listenq filter
 /// state, if it has one; `upcall`: the state the connection's upcall named
 /// (just cleared).
-pub fn work_done(head: Option<State<'_>>, upcall: Option<State<'_>>, so: usize, delivered: bool) {
+pub fn work_done(head: Option<Arg<'_>>, upcall: Option<Arg<'_>>, so: usize, delivered: bool) {
     if let Some(mut g) = REGISTRY.lock() {
         let st = &mut *g;
         if delivered {
@@ -314,7 +316,7 @@ pub fn work_done(head: Option<State<'_>>, upcall: Option<State<'_>>, so: usize, 
 
 /// An accepted socket `so` no longer needs listenq's destructor (`was`:
 /// it had it) nor, should it still have had it, its upcall (naming `a`).
-pub fn untag(so: usize, was: bool, a: Option<State<'_>>) {
+pub fn untag(so: usize, was: bool, a: Option<Arg<'_>>) {
     if !was && a.is_none() {
         return;
     }

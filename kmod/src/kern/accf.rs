@@ -10,21 +10,22 @@ use crate::kern::socket::SocketRef;
 use listenq_accf::FilterKind;
 use listenq_bindings as sys;
 
-/// What an accept filter callback tells soisconnected() or the upcall.
+/// What an accept filter callback returns to soisconnected() or the
+/// socket upcall (SU_OK, SU_ISCONNECTED).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Verdict {
-    /// SU_OK: keep the connection on the incomplete queue.
-    Wait,
+pub enum Upcall {
+    /// SU_OK: the connection stays on the incomplete queue.
+    Ok,
     /// SU_ISCONNECTED: the filter is satisfied (or gives up): on to the
     /// completed queue, upcall cleared.
-    Connected,
+    IsConnected,
 }
 
-impl Verdict {
+impl Upcall {
     pub(in crate::kern) fn to_c(self) -> i32 {
         match self {
-            Verdict::Wait => sys::SU_OK as i32,
-            Verdict::Connected => sys::SU_ISCONNECTED as i32,
+            Upcall::Ok => sys::SU_OK as i32,
+            Upcall::IsConnected => sys::SU_ISCONNECTED as i32,
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::accf;
 use crate::filters::ListenerFilter;
-use crate::kern::accf::{Callbacks, ListenLocked, Verdict};
+use crate::kern::accf::{Callbacks, ListenLocked, Upcall};
 use crate::kern::filter_arg::Arg;
 use crate::kern::inflight::InFlight;
 use crate::kern::sockbuf::RcvLocked;
@@ -18,7 +18,7 @@ use crate::kern::socket::SocketRef;
 use listenq_accf::FilterKind;
 use listenq_bindings as sys;
 
-type State<'a> = Arg<'a, ListenerFilter>;
+type FilterState<'a> = Arg<'a, ListenerFilter>;
 
 pub const CALLBACKS: Callbacks = Callbacks {
     callback: Some(listenq_accf_callback),
@@ -52,15 +52,15 @@ pub unsafe extern "C" fn listenq_accf_callback(
     // SAFETY: the kernel calls the upcall with a live socket whose
     // receive buffer it has locked until this returns.
     let Some(rcv) = (unsafe { RcvLocked::from_raw(so) }) else {
-        return Verdict::Connected.to_c();
+        return Upcall::IsConnected.to_c();
     };
     // SAFETY: what create() returned, passed back by the kernel on the
     // first call (from soisconnected(), the listener locked), or what
     // soisconnected() copied from it into the upcall (counted, and not
     // cleared: clearing takes the receive-buffer lock held here).
-    match unsafe { State::from_token(arg) } {
+    match unsafe { FilterState::from_token(arg) } {
         Some(a) => accf::callback(rcv, a).to_c(),
-        None => Verdict::Connected.to_c(),
+        None => Upcall::IsConnected.to_c(),
     }
 }
 
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
     let (n, token) = head.release_all();
     // SAFETY: the listener's own filter state, from create(); it is
     // attached until accf::destroy() detaches it.
-    let a = unsafe { State::from_token(token) };
+    let a = unsafe { FilterState::from_token(token) };
     accf::destroy(a, n);
 }
 
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
 pub unsafe extern "C" fn listenq_rs_held_gone(so: *mut sys::socket, upcall_arg: *mut cty::c_void) {
     let _f = InFlight::enter();
     // SAFETY: a cleared upcall's, given back by held_gone().
-    let a = unsafe { State::from_token(upcall_arg) };
+    let a = unsafe { FilterState::from_token(upcall_arg) };
     accf::held_gone(so as usize, a);
 }
 
@@ -155,7 +155,7 @@ pub unsafe extern "C" fn listenq_rs_upcall_gone(
 ) {
     let _f = InFlight::enter();
     // SAFETY: a cleared upcall's, given back by upcall_gone().
-    if let Some(a) = unsafe { State::from_token(upcall_arg) } {
+    if let Some(a) = unsafe { FilterState::from_token(upcall_arg) } {
         accf::upcall_gone(so as usize, a);
     }
 }
@@ -178,19 +178,19 @@ pub unsafe extern "C" fn listenq_rs_work_done(
 ) {
     let _f = InFlight::enter();
     // SAFETY: the listener's own, attached: this thread holds its lock.
-    let head = unsafe { State::from_token(head_arg) };
+    let head = unsafe { FilterState::from_token(head_arg) };
     // SAFETY: a cleared upcall's, given back by work_done().
-    let upcall = unsafe { State::from_token(upcall_arg) };
+    let upcall = unsafe { FilterState::from_token(upcall_arg) };
     accf::work_done(head, upcall, so as usize, delivered != 0);
 }
 
 /// From pr_accept (entry/protosw.rs), with the new socket live and
 /// unlocked.
-pub fn accepted(s: SocketRef<'_>) {
+pub(in crate::kern) fn accepted(s: SocketRef<'_>) {
     let (was, upcall_arg) = s.untag_accepted();
     // SAFETY: a cleared upcall's (lq_so_untag took it), given back by
     // untag().
-    let a = unsafe { State::from_token(upcall_arg) };
+    let a = unsafe { FilterState::from_token(upcall_arg) };
     accf::untag(s.key(), was, a);
 }
 
