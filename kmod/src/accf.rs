@@ -19,6 +19,7 @@ use crate::filters::{ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
 use crate::kern::errno::Errno;
 use crate::kern::filter_arg::{self, Token};
+use crate::kern::held::{Admitted, HeldConns};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::time;
 use crate::kern::work::Work;
@@ -28,7 +29,6 @@ use listenq_accf::{
     parse_af_arg, Config, Conn, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
 };
 use listenq_policy::backlog;
-use listenq_policy::holdq::{Admit, HoldQueue};
 use listenq_policy::registry::Stats;
 
 /// A listener's filter state as the kernel names it for one call.
@@ -65,7 +65,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
             // the termination still queued. Keep it where it is.
             return Upcall::Ok;
         };
-        if let Some(v) = admit(st, &arg, so, key, now) {
+        if let Some(v) = admit(st, &arg, so, now) {
             return v;
         }
     }
@@ -75,7 +75,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     // from the listener and passes on a pending error, which bytes alone
     // cannot tell.
     let by_readable = cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off;
-    let Some(e) = f.holdq.get_mut(key).map(|h| &mut h.state) else {
+    let Some(e) = f.holdq.get_mut(key) else {
         return Upcall::Ok;
     };
     let mut ready = if by_readable {
@@ -109,14 +109,13 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
 }
 
 /// The first call, from soisconnected() with SOCK_LOCK held: holds the
-/// connection `key` on the listener `arg` names, evicting the oldest if
+/// connection `so` on the listener `arg` names, evicting the oldest if
 /// the hold queue is full. Some(what the callback returns) when it is
 /// not held after all.
 fn admit(
     st: &mut listeners::State,
     arg: &Arg<'_>,
     so: &SockLocked<'_>,
-    key: usize,
     now: u64,
 ) -> Option<Upcall> {
     // Everything holding it takes is taken before it is held; without
@@ -125,30 +124,29 @@ fn admit(
         bump(&mut st.reg.stats.nomem);
         return Some(Upcall::IsConnected);
     };
-    if !so.tag() {
+    let Some(tagged) = so.tag() else {
         // Someone else's destructor: listenq could not learn when it
         // goes, so it must not hold it (nor count it in `tagged`,
         // which only the destructor or an accept brings back down:
         // counted without the destructor, unload was refused forever).
         // No VM test reaches this: nothing in FreeBSD 14 calls
         // sodtor_set(), so only another module could.
-        work.free();
+        drop(work);
         return Some(Upcall::IsConnected);
-    }
+    };
     let (f, on) = st.accf.states.get_attached(arg);
     let Some(on) = on else {
         // Not reached: soisconnected() reads the argument from the
         // listener it has locked, and accf_destroy detaches under that
         // lock. Without a listener there is nothing to hold it on.
-        so.untag();
-        work.free();
+        tagged.untag();
+        drop(work);
         return Some(Upcall::IsConnected);
     };
     let cfg = f.cfg;
     let state = ConnState {
         conn: Conn::new(&cfg),
         fed: 0,
-        work,
     };
     // Evicted connections leave the queue with their own work items,
     // at once, whatever happens to this admission: off the incomplete
@@ -157,37 +155,21 @@ fn admit(
     // Those that left now are counted here: the task would need
     // REGISTRY, which this thread holds. Their upcalls stay counted
     // until the task clears them.
-    let mut gone_now = 0u64;
-    let admitted = f.holdq.admit(key, now, state, |v| {
-        if v.state.work.evict_now(on, v.key) {
-            gone_now += 1;
-        }
-    });
-    let admitted = match admitted {
-        Admit::HeldEvicting(v) => {
-            if v.state.work.evict_now(on, v.key) {
-                gone_now += 1;
-            }
-            Admit::Held
-        }
-        a => a,
-    };
+    let (admitted, gone_now) = f.holdq.admit(on, &tagged, now, state, work);
     f.evicted = f.evicted.saturating_add(gone_now);
     st.reg.stats.evicted = st.reg.stats.evicted.saturating_add(gone_now);
     match admitted {
-        Admit::NoMemory => {
-            so.untag();
-            work.free();
+        Admitted::NoMemory => {
+            tagged.untag();
             bump(&mut st.reg.stats.nomem);
             Some(Upcall::IsConnected)
         }
-        Admit::AlreadyHeld => {
+        Admitted::AlreadyHeld => {
             // Not reachable (contains() said no); keep nothing twice.
-            so.untag();
-            work.free();
+            tagged.untag();
             Some(Upcall::IsConnected)
         }
-        Admit::Held | Admit::HeldEvicting(_) => {
+        Admitted::Held => {
             // soisconnected() set the upcall naming this state.
             st.accf.states.counted(arg);
             st.accf.tagged += 1;
@@ -230,7 +212,7 @@ pub fn create(
         bump(&mut st.reg.stats.nomem);
         return None;
     }
-    let mut holdq = HoldQueue::new(backlog::hold_capacity(qlimit));
+    let mut holdq = HeldConns::new(backlog::hold_capacity(qlimit));
     // Sized for the backlog now, so admissions do not allocate; if memory
     // is short it grows as it admits instead.
     let _ = holdq.reserve();
@@ -258,12 +240,10 @@ pub fn destroy(a: Option<Arg<'_>>, n: u32) {
     let Some(mut g) = REGISTRY.lock() else { return };
     let st = &mut *g;
     let f = st.accf.states.get(&a);
-    for e in f.holdq.drain() {
-        e.state.work.free();
-    }
+    f.holdq.clear();
     // The hold queue's memory goes now; a detached state keeps only the
     // count that frees it.
-    f.holdq = HoldQueue::new(1);
+    f.holdq = HeldConns::new(1);
     // Those upcalls are cleared; the others still name it.
     st.accf.states.detach(a, n as usize);
     // Released: exactly those accept_filt_setopt() is about to move to
@@ -351,13 +331,13 @@ pub fn tick() {
         };
         // Bounded work per tick; the rest waits for the next one.
         for _ in 0..64 {
-            let Some(e) = f.holdq.pop_expired(now, u64::from(ms)) else {
+            if !f
+                .holdq
+                .expire(on, now, u64::from(ms), action == TimeoutAction::Deliver)
+            {
                 break;
-            };
+            }
             bump(&mut stats.timeouts);
-            e.state
-                .work
-                .schedule(on, e.key, action == TimeoutAction::Deliver);
         }
     }
 }

@@ -4,33 +4,33 @@
 //! (listeners.rs State::accf).
 
 use crate::kern::filter_arg::{Arg, FilterArgs};
-use crate::kern::work::Work;
+use crate::kern::held::{self, HeldConns};
 use listenq_accf::{Config, Conn};
 use listenq_policy::backlog;
-use listenq_policy::holdq::{self, HoldQueue};
 use listenq_policy::registry::{FilterInfo, Row};
 
-/// A held connection's parser state, how many bytes it has consumed, and
-/// the work item that will terminate or deliver it: taken at admission, so
-/// letting a held connection go never needs memory.
+/// A held connection's parser state and how many bytes it has consumed.
+/// Its hold queue entry also has the work item that will terminate or
+/// deliver it (kern/held.rs): taken at admission, so letting a held
+/// connection go never needs memory.
 #[derive(Clone, Copy)]
 pub struct ConnState {
     pub conn: Conn,
     pub fed: u32,
-    pub work: Work,
 }
 
 /// What one held connection costs the listener's hold queue (its slab
-/// slot, 56 bytes, and two index buckets), listenq(4) "The secondary queue"; its work item
-/// is counted in accf_glue.c. Checked here so that a change shows.
-const _: () = assert!(holdq::bytes_per_entry::<ConnState>() == 64);
+/// slot, 56 bytes, and two index buckets), listenq(4) "The secondary
+/// queue"; its work item is counted in accf_glue.c. Checked here so that
+/// a change shows.
+const _: () = assert!(held::bytes_per_entry::<ConnState>() == 64);
 
 /// One listener with a listenq filter attached: its own state, on the
 /// heap, reached from the kernel's filter argument. How long it lives:
 /// kern/filter_arg.rs.
 pub struct ListenerFilter {
     pub cfg: Config,
-    pub holdq: HoldQueue<ConnState>,
+    pub holdq: HeldConns<ConnState>,
     pub evicted: u64,
 }
 
@@ -63,11 +63,7 @@ impl Filters {
 
     /// Frees everything (module unload, once nothing is in use).
     pub fn clear(&mut self) {
-        self.states.clear(|f| {
-            for e in f.holdq.drain() {
-                e.state.work.free();
-            }
-        });
+        self.states.clear(|f| f.holdq.clear());
     }
 
     pub fn in_use(&self) -> bool {
@@ -94,9 +90,7 @@ impl Filters {
     /// `key` if still held, and frees a detached state nothing names now.
     pub fn release_upcall(&mut self, a: Arg<'_, ListenerFilter>, key: usize) {
         let f = self.states.get(&a);
-        if let Some(e) = f.holdq.remove(key) {
-            e.state.work.free();
-        }
+        f.holdq.remove(key);
         self.states.release(a);
     }
 }

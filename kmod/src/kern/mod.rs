@@ -4,7 +4,8 @@
 //! keeps them live or locked: a borrowed `SocketRef<'a>`, an owned
 //! `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`, a receive buffer
 //! `RcvLocked<'a>` and a listener `ListenLocked<'a>` whose locks the
-//! caller holds, an accept filter's state `Arg<'a, T>`.
+//! caller holds, an accept filter's state `Arg<'a, T>`, a hold queue
+//! `HeldConns` whose keys are sockets listenq tagged (`Tagged<'a>`).
 //! entry/ holds the functions the kernel and the C glue call.
 
 pub mod accf;
@@ -13,6 +14,7 @@ pub mod defaults;
 pub mod entry;
 pub mod errno;
 pub mod filter_arg;
+pub mod held;
 pub mod hold;
 pub mod inflight;
 pub mod listen;

@@ -79,14 +79,27 @@ impl<'a> RcvLocked<'a> {
 
 impl SockLocked<'_> {
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
-    /// freed; false if it already has another destructor.
-    pub fn tag(&self) -> bool {
+    /// freed; None if it already has another destructor.
+    pub fn tag(&self) -> Option<Tagged<'_>> {
         // SAFETY: live, SOCK_LOCK held (so_dtor's locking key).
-        unsafe { sys::lq_so_tag(self.so.as_ptr()) != 0 }
+        let ok = unsafe { sys::lq_so_tag(self.so.as_ptr()) != 0 };
+        ok.then_some(Tagged { so: self.so })
+    }
+}
+
+/// A socket `SockLocked::tag` gave listenq's destructor, SOCK_LOCK still
+/// held: what a hold queue admits (held.rs).
+pub struct Tagged<'t> {
+    so: SocketRef<'t>,
+}
+
+impl Tagged<'_> {
+    pub fn key(&self) -> usize {
+        self.so.key()
     }
 
-    /// Takes listenq's so_dtor back, if it is there.
-    pub fn untag(&self) {
+    /// Takes listenq's so_dtor back: the socket is not held after all.
+    pub fn untag(self) {
         // SAFETY: live, SOCK_LOCK held.
         unsafe { sys::lq_so_untag_locked(self.so.as_ptr()) }
     }
