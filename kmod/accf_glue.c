@@ -1,8 +1,8 @@
 /*
  * listenq accept filters: the C half. Registration with uipc_accf.c, the
- * receive-buffer and queue manipulation that needs socket macros, and the
- * deferred work (terminate or deliver a held connection) that must run
- * without the locks an upcall holds. Decisions are made in Rust (accf.rs).
+ * tag (destructor) and upcall a held connection carries, and filter
+ * removal. The receive buffer is read in sockbuf_glue.c, held connections
+ * are let go in work_glue.c; decisions are made in Rust (accf.rs).
  */
 #include <sys/param.h>
 #include <sys/systm.h>
@@ -189,89 +189,11 @@ lq_accf_unregister(const char *name, lq_accf_cb_t *cb)
 }
 
 /*
- * The bytes a reader of the socket would get, in order, as soreceive()
- * hands them out over successive reads: record after record (m_nextpkt),
- * the mbufs of each record (m_next), without the sender's address
- * (MT_SONAME, first in every seqpacket record) and control messages
- * (MT_CONTROL, e.g. SCM_RIGHTS), and nothing from the first mbuf that is
- * not ready yet (M_NOTAVAIL: sendfile(2) pages still being read) on.
- *
- * sbavail() is no bound for these bytes: sballoc() counts address and
- * control mbufs in sb_acc too, and m_copydata() follows only m_next, so
- * copying sbavail() bytes from sb_mb ran off the first record's chain
- * ("m_copydata, length > size of mbuf chain") as soon as the buffer held
- * two. Only the chain itself bounds this walk.
- *
- * Skips `off' such bytes, then copies up to `len' into `buf' (counts them
- * when `buf' is NULL); returns how many it copied (or counted).
- */
-static u_int
-lq_sb_data(struct sockbuf *sb, u_int off, char *buf, u_int len)
-{
-	struct mbuf *rec, *m;
-	u_int n = 0, k;
-
-	SOCKBUF_LOCK_ASSERT(sb);
-	for (rec = sb->sb_mb; rec != NULL; rec = rec->m_nextpkt) {
-		for (m = rec; m != NULL; m = m->m_next) {
-			if ((m->m_flags & M_NOTAVAIL) != 0)
-				return (n);
-			if (m->m_type == MT_SONAME || m->m_type == MT_CONTROL ||
-			    m->m_len <= 0)
-				continue;
-			if (off >= (u_int)m->m_len) {
-				off -= m->m_len;
-				continue;
-			}
-			k = MIN((u_int)m->m_len - off, len - n);
-			/* One mbuf at a time: m_copydata() knows M_EXTPG. */
-			if (buf != NULL)
-				m_copydata(m, off, k, buf + n);
-			n += k;
-			off = 0;
-			if (n == len)
-				return (n);
-		}
-	}
-	return (n);
-}
-
-void
-lq_sb_state(struct socket *so, struct lq_sbstate *out)
-{
-	SOCK_RECVBUF_LOCK_ASSERT(so);
-	out->avail = lq_sb_data(&so->so_rcv, 0, NULL, UINT_MAX);
-	out->full = sbspace(&so->so_rcv) <= 0;
-	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
-	out->sock_locked = mtx_owned(SOCK_MTX(so));
-	out->readable = soreadable(so);
-	/*
-	 * so_qstate is SOCK_LOCK's (b), which cannot be taken under the
-	 * receive-buffer lock; socketvar.h allows such unlocked reads with
-	 * care. What matters is read right: the kernel takes a connection off
-	 * the incomplete queue (soclose() of the listener, solisten_enqueue()
-	 * dropping the oldest) before it aborts it in the same thread, and the
-	 * abort is what calls the upcall one last time (soisdisconnected()).
-	 */
-	out->queued = atomic_load_int((volatile u_int *)&so->so_qstate) ==
-	    SQ_INCOMP;
-}
-
-u_int
-lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len)
-{
-	SOCK_RECVBUF_LOCK_ASSERT(so);
-	if (buf == NULL)
-		return (0);
-	return (lq_sb_data(&so->so_rcv, off, buf, len));
-}
-
-/*
  * Takes listenq's receive upcall off `so' if it has it, returning its
  * argument (the listener state it names, which the upcall kept alive),
  * NULL if it had another or none.
  */
-static void *
+void *
 lq_so_upcall_take(struct socket *so)
 {
 	void *arg = NULL;
@@ -357,207 +279,6 @@ lq_so_untag(struct socket *so, void **upcall_arg)
 }
 
 /*
- * Deferred work: terminate or deliver one held connection.
- *
- * Each held connection gets its work item when it is admitted, so that
- * terminating or delivering it later never needs memory: a connection
- * listenq cannot give an item to is not held at all (it passes, as with
- * no filter), and one it holds can always be let go.
- */
-
-struct lq_work {
-	struct task	 w_task;
-	struct socket	*w_head;
-	struct socket	*w_so;
-	int		 w_deliver;
-	int		 w_detached;	/* lq_work_evict_now(): only soabort() left */
-};
-
-/* 56 bytes, a 64-byte malloc(9) bucket per held connection: listenq(4). */
-CTASSERT(sizeof(struct lq_work) == 56);
-
-static volatile u_int lq_work_pending;
-
-u_int
-lq_work_pending_count(void)
-{
-	return (atomic_load_int(&lq_work_pending));
-}
-
-struct lq_work *
-lq_work_alloc(void)
-{
-	struct lq_work *w;
-
-	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_work_alloc,
-	    FAIL_POINT_NONSLEEPABLE, return (NULL));
-	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
-	return (w);
-}
-
-void
-lq_work_free(struct lq_work *w)
-{
-	free(w, M_LISTENQ);
-}
-
-static void
-lq_work_run(void *arg, int pending __unused)
-{
-	struct lq_work *w = arg;
-	struct socket *head = w->w_head, *so = w->w_so;
-	void *uarg, *harg;
-	bool ours;
-
-	CURVNET_SET(head->so_vnet);
-	if (so == NULL) {
-		sorele(head);
-		goto out;
-	}
-	if (w->w_detached) {
-		/*
-		 * Off the queue already (counted then); the references are
-		 * the ones the queue held: soabort() consumes the socket's,
-		 * the listener's goes last.
-		 */
-		SOCK_LOCK(so);
-		SOCK_RECVBUF_LOCK(so);
-		uarg = lq_so_upcall_take(so);
-		SOCK_RECVBUF_UNLOCK(so);
-		SOCK_UNLOCK(so);
-		if (uarg != NULL)
-			listenq_rs_upcall_gone(uarg, so);
-		soabort(so);
-		sorele(head);
-		goto out;
-	}
-	SOLISTEN_LOCK(head);
-	SOCK_LOCK(so);
-	ours = so->so_listen == head && so->so_qstate == SQ_INCOMP;
-	if (ours) {
-		SOCK_RECVBUF_LOCK(so);
-		uarg = lq_so_upcall_take(so);
-		SOCK_RECVBUF_UNLOCK(so);
-		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-		head->sol_incqlen--;
-		/*
-		 * Counted here, where it happens, and before anyone can see
-		 * it: a connection the kernel took away in the meantime
-		 * (aborted, or moved by filter removal) is not listenq's doing.
-		 * The listener's own state, if it still has a listenq filter,
-		 * is alive while its lock is held (accf_destroy needs it).
-		 */
-		harg = NULL;
-		if (head->sol_accept_filter != NULL &&
-		    head->sol_accept_filter->accf_callback ==
-		    listenq_accf_callback)
-			harg = head->sol_accept_filter_arg;
-		listenq_rs_work_done(harg, uarg, so, w->w_deliver);
-	}
-	if (ours && w->w_deliver) {
-		/* What soisconnected() does once a filter is satisfied. */
-		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
-		head->sol_qlen++;
-		so->so_qstate = SQ_COMP;
-		SOCK_UNLOCK(so);
-		solisten_wakeup(head);	/* unlocks */
-	} else if (ours) {
-		/* What solisten_enqueue() does to the oldest incomplete one. */
-		so->so_qstate = SQ_NONE;
-		so->so_listen = NULL;
-		SOCK_UNLOCK(so);
-		sorele_locked(head);	/* the queue's reference; unlocks */
-		soabort(so);		/* consumes the queue's reference */
-	} else {
-		SOCK_UNLOCK(so);
-		SOLISTEN_UNLOCK(head);
-	}
-	sorele(so);
-	sorele(head);
-out:
-	CURVNET_RESTORE();
-	free(w, M_LISTENQ);
-	atomic_subtract_int(&lq_work_pending, 1);
-}
-
-/*
- * Queues `w' (always consumed), holding a reference on both sockets until
- * it has run. Callers hold listenq's registry lock, under which a held
- * socket cannot finish sofree() (its destructor needs that lock), so its
- * memory is valid here; a count already at zero means it is being freed:
- * leave it alone (ESRCH).
- */
-int
-lq_work_schedule(struct lq_work *w, struct socket *head, struct socket *so,
-    int deliver)
-{
-	if (!refcount_acquire_if_not_zero(&head->so_count)) {
-		free(w, M_LISTENQ);
-		return (ESRCH);
-	}
-	if (!refcount_acquire_if_not_zero(&so->so_count))
-		so = NULL;	/* the task only drops the head reference */
-	w->w_head = head;
-	w->w_so = so;
-	w->w_deliver = deliver;
-	atomic_add_int(&lq_work_pending, 1);
-	TASK_INIT(&w->w_task, 0, lq_work_run, w);
-	taskqueue_enqueue(taskqueue_thread, &w->w_task);
-	return (so != NULL ? 0 : ESRCH);
-}
-
-/*
- * Evicts a held connection at once, from the accept filter upcall that
- * admits a newer one: that upcall runs inside soisconnected() with the
- * listener locked, so the connection can leave sol_incomp right there, as
- * solisten_enqueue() does with the oldest incomplete one. Then the
- * incomplete queue never holds more than the hold queue admits once
- * soisconnected() is done, however many CPUs feed it; deferring the whole
- * eviction left it on the queue until the task ran on another CPU.
- * soabort() needs the listener unlocked, so only that is deferred, with
- * `w' (the connection's own item: no allocation here); the task inherits
- * the references the queue held (on `so', which soabort() consumes, and on
- * the listener), so a close of the listener meanwhile finds nothing of
- * listenq's on its queues and cannot free either socket under the task.
- *
- * The upcall also holds the new connection's receive-buffer lock and
- * listenq's registry lock, both taken after socket locks everywhere else,
- * so `so' can only be try-locked here; when that fails, or the listener is
- * not locked by this thread, the whole eviction is deferred as before
- * (lq_work_schedule). Returns 1 when `so' left the queue now (the caller
- * counts it: the registry lock it holds is the one the task would take),
- * 0 otherwise (counted by the task if it still finds it, or the kernel
- * already took it away). `w' is always consumed. `head' and `so' are live
- * for the reason given at lq_work_schedule().
- */
-int
-lq_work_evict_now(struct lq_work *w, struct socket *head, struct socket *so)
-{
-	if (!mtx_owned(SOCK_MTX(head)) || !mtx_trylock(SOCK_MTX(so))) {
-		(void)lq_work_schedule(w, head, so, 0);
-		return (0);
-	}
-	if (so->so_listen != head || so->so_qstate != SQ_INCOMP) {
-		SOCK_UNLOCK(so);
-		free(w, M_LISTENQ);
-		return (0);
-	}
-	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-	head->sol_incqlen--;
-	so->so_qstate = SQ_NONE;
-	so->so_listen = NULL;
-	SOCK_UNLOCK(so);
-	w->w_head = head;
-	w->w_so = so;
-	w->w_deliver = 0;
-	w->w_detached = 1;
-	atomic_add_int(&lq_work_pending, 1);
-	TASK_INIT(&w->w_task, 0, lq_work_run, w);
-	taskqueue_enqueue(taskqueue_thread, &w->w_task);
-	return (1);
-}
-
-/*
  * Filter removal. accf_destroy runs with the listener locked, before
  * accept_filt_setopt() moves the sockets still flagged SO_ACCEPTFILTER to
  * the completed queue. Flagging every socket listenq holds makes that loop
@@ -604,31 +325,6 @@ lq_accf_release_all(struct socket *head, void **argp)
 			listenq_rs_upcall_gone(arg, sp);
 	}
 	return (n);
-}
-
-/* The hold-timeout clock: one callout for the module. */
-static struct callout lq_tick_callout;
-static int lq_tick_ms;
-
-static void
-lq_tick(void *arg __unused)
-{
-	listenq_rs_tick();
-	callout_schedule(&lq_tick_callout, MAX(1, lq_tick_ms * hz / 1000));
-}
-
-void
-lq_tick_start(int ms)
-{
-	lq_tick_ms = ms;
-	callout_init(&lq_tick_callout, 1);
-	callout_reset(&lq_tick_callout, MAX(1, ms * hz / 1000), lq_tick, NULL);
-}
-
-void
-lq_tick_stop(void)
-{
-	callout_drain(&lq_tick_callout);
 }
 
 /* Console lines an unprivileged user can cause: at most a few a second. */

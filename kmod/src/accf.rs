@@ -10,7 +10,7 @@
 //! listener's lock); REGISTRY is taken after those. An evicted connection
 //! leaves the incomplete queue in the upcall that admits its successor;
 //! soabort(), timeouts and deliveries need the listener lock first, so they
-//! are deferred to a task (accf_glue.c) that holds references on both
+//! are deferred to a task (work_glue.c) that holds references on both
 //! sockets.
 
 use core::sync::atomic::{AtomicBool, Ordering};

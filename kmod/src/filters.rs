@@ -21,7 +21,7 @@ pub struct ConnState {
 
 /// What one held connection costs the listener's hold queue (its slab
 /// slot, 56 bytes, and two index buckets), listenq(4) "The secondary
-/// queue"; its work item is counted in accf_glue.c. Checked here so that
+/// queue"; its work item is counted in work_glue.c. Checked here so that
 /// a change shows.
 const _: () = assert!(held::bytes_per_entry::<ConnState>() == 64);
 

@@ -1,4 +1,4 @@
-//! The work item (accf_glue.c struct lq_work) that terminates or delivers
+//! The work item (work_glue.c struct lq_work) that terminates or delivers
 //! one held connection from a task, where the listener lock can be taken.
 //! A held connection owns one from admission on, so letting it go never
 //! needs memory: it is either freed or queued, exactly once.
@@ -78,7 +78,7 @@ impl RawWork {
 
     /// Evicts `so`, held on `head`, from the upcall that admits a newer
     /// connection: it leaves the incomplete queue now and only soabort()
-    /// waits for the task (accf_glue.c lq_work_evict_now). True when it
+    /// waits for the task (work_glue.c lq_work_evict_now). True when it
     /// left the queue now, which the caller counts; otherwise the task
     /// counts it when it runs (the same as `schedule`). Consumes the item.
     ///
