@@ -6,7 +6,10 @@
  *	module_glue.c	the module, malloc(9), printf(9), mtx(9), time
  *	sysctl_glue.c	the kern.ipc.listenq tree and SYSCTL_OUT
  *	socket_glue.c	socket accessors, references, the listen upcall
- *	accf_glue.c	accept filters, the receive buffer, deferred work
+ *	accf_glue.c	accept filter registration, held-socket tag and
+ *			upcall, filter removal
+ *	sockbuf_glue.c	a held connection's receive buffer
+ *	work_glue.c	deferred work on held connections, the timeout clock
  *	defaults_glue.c	per-filter default af_arg
  *
  * Every lq_* function is a thin translation; policy lives in Rust.

@@ -6,6 +6,7 @@
 #include <sys/param.h>
 #include <sys/systm.h>
 #include <sys/kernel.h>
+#include <sys/counter.h>
 #include <sys/lock.h>
 #include <sys/malloc.h>
 #include <sys/mutex.h>
@@ -80,6 +81,45 @@ lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len)
  * handler of a dynamic OID (oid_running) and no new one can start after.
  */
 static struct sysctl_ctx_list lq_sysctl_ctx;
+
+static counter_u64_t lq_counters[LQ_NSTATS];
+
+void
+lq_stats_init(void)
+{
+	u_int i;
+
+	for (i = 0; i < nitems(lq_counters); i++)
+		lq_counters[i] = counter_u64_alloc(M_WAITOK);
+}
+
+/* Module unload, once no thread of listenq's can run (InFlight drained). */
+void
+lq_stats_fini(void)
+{
+	u_int i;
+
+	for (i = 0; i < nitems(lq_counters); i++) {
+		if (lq_counters[i] != NULL)
+			counter_u64_free(lq_counters[i]);
+		lq_counters[i] = NULL;
+	}
+}
+
+void
+lq_stat_add(enum lq_stat which, uint64_t n)
+{
+	if ((u_int)which < nitems(lq_counters) && lq_counters[which] != NULL)
+		counter_u64_add(lq_counters[which], n);
+}
+
+uint64_t
+lq_stat_fetch(enum lq_stat which)
+{
+	if ((u_int)which >= nitems(lq_counters) || lq_counters[which] == NULL)
+		return (0);
+	return (counter_u64_fetch(lq_counters[which]));
+}
 
 static int
 sysctl_allocs(SYSCTL_HANDLER_ARGS)

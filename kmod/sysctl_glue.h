@@ -29,6 +29,17 @@ enum lq_stat {
 	LQ_NSTATS
 };
 
+/*
+ * counter(9) for the counters connections bump outside any global lock
+ * (accept filter events); a stat's value is the registry's count plus
+ * this one. lq_stats_init() sleeps (module load); lq_stat_add() is a no-op
+ * before it and after lq_stats_fini().
+ */
+void	lq_stats_init(void);
+void	lq_stats_fini(void);
+void	lq_stat_add(enum lq_stat which, uint64_t n);
+uint64_t lq_stat_fetch(enum lq_stat which);
+
 /* kern.ipc.listenq.unloadable */
 extern int lq_unloadable;
 

@@ -7,7 +7,10 @@
 //!
 //! Locking: the callback runs with the connection's receive-buffer lock
 //! (and, on the first call from soisconnected(), its socket lock and the
-//! listener's lock); REGISTRY is taken after those. An evicted connection
+//! listener's lock); it takes only its listener's filter state mutex
+//! after those (kern/filter_arg.rs), and counts in counter(9) (kern/stat.rs):
+//! no global lock on a connection's path. REGISTRY (the list of filtered
+//! listeners) is for create, destroy, the tick and unload. An evicted connection
 //! leaves the incomplete queue in the upcall that admits its successor;
 //! soabort(), timeouts and deliveries need the listener lock first, so they
 //! are deferred to a task (work_glue.c) that holds references on both
@@ -15,30 +18,26 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::filters::{ConnState, ListenerFilter};
+use crate::filters::{self, ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
 use crate::kern::errno::Errno;
-use crate::kern::filter_arg::{self, Token};
+use crate::kern::filter_arg::{self, Locked, Token};
 use crate::kern::held::{Admitted, HeldConns};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
+use crate::kern::stat::Stat;
 use crate::kern::time;
 use crate::kern::work::Work;
 use crate::kprintln;
-use crate::listeners::{self, REGISTRY};
+use crate::listeners::REGISTRY;
 use listenq_accf::{
     parse_af_arg, Config, Conn, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
 };
 use listenq_policy::backlog;
-use listenq_policy::registry::Stats;
 
 /// A listener's filter state as the kernel names it for one call.
 type Arg<'a> = filter_arg::Arg<'a, ListenerFilter>;
 
 static UNLOADING: AtomicBool = AtomicBool::new(false);
-
-fn bump(v: &mut u64) {
-    *v = v.saturating_add(1);
-}
 
 /// accf_callback: a connection of a listener with a listenq filter
 /// completed its handshake (first call, from soisconnected()), or a held
@@ -55,21 +54,18 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     }
     let key = rcv.key();
     let now = time::uptime_us() / 1000;
-    let Some(mut g) = REGISTRY.lock() else {
-        return Upcall::IsConnected;
-    };
-    let st = &mut *g;
-    if !st.accf.states.get(&arg).holdq.contains(key) {
+    let mut g = arg.lock();
+    if !g.get().holdq.contains(key) {
         let Some(so) = sb.sock_locked.as_ref() else {
             // Not the first call, and not held: evicted or timed out, with
             // the termination still queued. Keep it where it is.
             return Upcall::Ok;
         };
-        if let Some(v) = admit(st, &arg, so, now) {
+        if let Some(v) = admit(&mut g, so, now) {
             return v;
         }
     }
-    let f = st.accf.states.get(&arg);
+    let f = g.get();
     let cfg = f.cfg;
     // Stock dataready is soreadable(): it honours SO_RCVLOWAT inherited
     // from the listener and passes on a pending error, which bytes alone
@@ -99,10 +95,11 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
     if ready || sb.full || sb.eof {
-        bump(&mut st.reg.stats.released);
+        Stat::Released.bump();
         // The kernel clears the upcall on SU_ISCONNECTED, under the
         // buffer lock this thread holds: nothing calls it again.
-        st.accf.release_upcall(arg, key);
+        g.get().holdq.remove(key);
+        g.release();
         return Upcall::IsConnected;
     }
     Upcall::Ok
@@ -112,29 +109,24 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
 /// connection `so` on the listener `arg` names, evicting the oldest if
 /// the hold queue is full. Some(what the callback returns) when it is
 /// not held after all.
-fn admit(
-    st: &mut listeners::State,
-    arg: &Arg<'_>,
-    so: &SockLocked<'_>,
-    now: u64,
-) -> Option<Upcall> {
+fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u64) -> Option<Upcall> {
     // Everything holding it takes is taken before it is held; without
     // it, it passes as with no filter (counted in nomem).
     let Some(work) = Work::alloc() else {
-        bump(&mut st.reg.stats.nomem);
+        Stat::Nomem.bump();
         return Some(Upcall::IsConnected);
     };
     let Some(tagged) = so.tag() else {
         // Someone else's destructor: listenq could not learn when it
-        // goes, so it must not hold it (nor count it in `tagged`,
-        // which only the destructor or an accept brings back down:
-        // counted without the destructor, unload was refused forever).
+        // goes, so it must not hold it (nor count it as tagged, which
+        // only the destructor or an accept brings back down: counted
+        // without the destructor, unload was refused forever).
         // No VM test reaches this: nothing in FreeBSD 14 calls
         // sodtor_set(), so only another module could.
         drop(work);
         return Some(Upcall::IsConnected);
     };
-    let (f, on) = st.accf.states.get_attached(arg);
+    let (f, on) = g.get_attached();
     let Some(on) = on else {
         // Not reached: soisconnected() reads the argument from the
         // listener it has locked, and accf_destroy detaches under that
@@ -152,16 +144,16 @@ fn admit(
     // at once, whatever happens to this admission: off the incomplete
     // queue right here (the listener is locked), so neither queue
     // passes its limit on any number of CPUs; only soabort() waits.
-    // Those that left now are counted here: the task would need
-    // REGISTRY, which this thread holds. Their upcalls stay counted
+    // Those that left now are counted here: the task would need this
+    // state's mutex, which this thread holds. Their upcalls stay counted
     // until the task clears them.
     let (admitted, gone_now) = f.holdq.admit(on, &tagged, now, state, work);
     f.evicted = f.evicted.saturating_add(gone_now);
-    st.reg.stats.evicted = st.reg.stats.evicted.saturating_add(gone_now);
+    Stat::Evicted.add(gone_now);
     match admitted {
         Admitted::NoMemory => {
             tagged.untag();
-            bump(&mut st.reg.stats.nomem);
+            Stat::Nomem.bump();
             Some(Upcall::IsConnected)
         }
         Admitted::AlreadyHeld => {
@@ -171,9 +163,9 @@ fn admit(
         }
         Admitted::Held => {
             // soisconnected() set the upcall naming this state.
-            st.accf.states.counted(arg);
-            st.accf.tagged += 1;
-            bump(&mut st.reg.stats.held);
+            g.counted();
+            filters::tagged_add();
+            Stat::Held.bump();
             None
         }
     }
@@ -209,7 +201,7 @@ pub fn create(
     }
     let st = &mut *g;
     if !st.accf.states.try_reserve() {
-        bump(&mut st.reg.stats.nomem);
+        Stat::Nomem.bump();
         return None;
     }
     let mut holdq = HeldConns::new(backlog::hold_capacity(qlimit));
@@ -225,7 +217,7 @@ pub fn create(
     // kernel hands back to every callback.
     let t = st.accf.states.attach(head.key(), f);
     if t.is_none() {
-        bump(&mut st.reg.stats.nomem);
+        Stat::Nomem.bump();
     }
     t
 }
@@ -238,75 +230,65 @@ pub fn destroy(a: Option<Arg<'_>>, n: u32) {
         return;
     };
     let Some(mut g) = REGISTRY.lock() else { return };
-    let st = &mut *g;
-    let f = st.accf.states.get(&a);
-    f.holdq.clear();
-    // The hold queue's memory goes now; a detached state keeps only the
-    // count that frees it.
-    f.holdq = HeldConns::new(1);
-    // Those upcalls are cleared; the others still name it.
-    st.accf.states.detach(a, n as usize);
+    // Those upcalls are cleared; the others still name it. The hold
+    // queue's memory goes now; a detached state keeps only the count
+    // that frees it.
+    g.accf.states.detach(a, n as usize, |f| {
+        f.holdq.clear();
+        f.holdq = HeldConns::new(1);
+    });
+    drop(g);
     // Released: exactly those accept_filt_setopt() is about to move to
     // the completed queue. None when the listener is being freed
     // (soclose() has taken its queues away and aborts them).
-    st.reg.stats.released = st.reg.stats.released.saturating_add(u64::from(n));
+    Stat::Released.add(u64::from(n));
 }
 
 /// so_dtor of a tagged socket `so`: it is being freed. `a`: the listener
 /// state its upcall still named (just cleared), if any.
 pub fn held_gone(so: usize, a: Option<Arg<'_>>) {
-    if let Some(mut g) = REGISTRY.lock() {
-        if let Some(a) = a {
-            // Aborted by the kernel (or its listener closed): neither
-            // released nor evicted by listenq.
-            g.accf.release_upcall(a, so);
-        }
-        g.accf.tagged = g.accf.tagged.saturating_sub(1);
+    if let Some(a) = a {
+        // Aborted by the kernel (or its listener closed): neither
+        // released nor evicted by listenq.
+        filters::release_upcall(a, so);
     }
+    filters::tagged_sub();
 }
 
 /// An upcall naming `a` was cleared on `so` (deferred eviction, filter
 /// removal).
 pub fn upcall_gone(so: usize, a: Arg<'_>) {
-    if let Some(mut g) = REGISTRY.lock() {
-        g.accf.release_upcall(a, so);
-    }
+    filters::release_upcall(a, so);
 }
 
 /// The deferred work found `so` still held and now delivers it to the
 /// completed queue or terminates it. `head`: the listener's listenq filter
 /// state, if it has one; `upcall`: the state the connection's upcall named
-/// (just cleared).
+/// (just cleared). One state's mutex at a time.
 pub fn work_done(head: Option<Arg<'_>>, upcall: Option<Arg<'_>>, so: usize, delivered: bool) {
-    if let Some(mut g) = REGISTRY.lock() {
-        let st = &mut *g;
-        if delivered {
-            bump(&mut st.reg.stats.released);
-        } else {
-            bump(&mut st.reg.stats.evicted);
-            if let Some(h) = head {
-                bump(&mut st.accf.states.get(&h).evicted);
-            }
+    if delivered {
+        Stat::Released.bump();
+    } else {
+        Stat::Evicted.bump();
+        if let Some(h) = head {
+            let mut g = h.lock();
+            let f = g.get();
+            f.evicted = f.evicted.saturating_add(1);
         }
-        if let Some(u) = upcall {
-            st.accf.release_upcall(u, so);
-        }
+    }
+    if let Some(u) = upcall {
+        filters::release_upcall(u, so);
     }
 }
 
 /// An accepted socket `so` no longer needs listenq's destructor (`was`:
 /// it had it) nor, should it still have had it, its upcall (naming `a`).
 pub fn untag(so: usize, was: bool, a: Option<Arg<'_>>) {
-    if !was && a.is_none() {
-        return;
+    if was {
+        filters::tagged_sub();
     }
-    if let Some(mut g) = REGISTRY.lock() {
-        if was {
-            g.accf.tagged = g.accf.tagged.saturating_sub(1);
-        }
-        if let Some(a) = a {
-            g.accf.release_upcall(a, so);
-        }
+    if let Some(a) = a {
+        filters::release_upcall(a, so);
     }
 }
 
@@ -322,12 +304,10 @@ pub fn tick() {
             TimeoutAction::Deliver
         },
     };
-    let Some(mut g) = REGISTRY.lock() else { return };
-    let st = &mut *g;
-    let stats: &mut Stats = &mut st.reg.stats;
-    for (f, on) in st.accf.states.iter_attached() {
+    let Some(g) = REGISTRY.lock() else { return };
+    g.accf.states.for_each_attached(|f, on| {
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
-            continue;
+            return;
         };
         // Bounded work per tick; the rest waits for the next one.
         for _ in 0..64 {
@@ -337,9 +317,9 @@ pub fn tick() {
             {
                 break;
             }
-            bump(&mut stats.timeouts);
+            Stat::Timeouts.bump();
         }
-    }
+    });
 }
 
 pub const TICK_MS: i32 = 100;

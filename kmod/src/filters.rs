@@ -1,7 +1,10 @@
 //! The listeners with a listenq accept filter attached, and the
 //! connections each one holds (its secondary queue): the state accf.rs
-//! works on and listeners.rs shows in its tables. It lives in REGISTRY
-//! (listeners.rs State::accf).
+//! works on and listeners.rs shows in its tables. The list lives in
+//! REGISTRY (listeners.rs State::accf); each listener's state has its own
+//! mutex (kern/filter_arg.rs), which is all a connection's calls take.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kern::filter_arg::{Arg, FilterArgs};
 use crate::kern::held::{self, HeldConns};
@@ -36,16 +39,28 @@ pub struct ListenerFilter {
 
 pub struct Filters {
     pub states: FilterArgs<ListenerFilter>,
-    /// Sockets carrying listenq's destructor (held, or released and not
-    /// yet accepted): unload must wait for them.
-    pub tagged: usize,
+}
+
+/// Sockets carrying listenq's destructor (held, or released and not yet
+/// accepted): unload must wait for them. Counted up under the state's
+/// mutex while it is attached, so a count unload reads under REGISTRY
+/// after the last detach is complete.
+static TAGGED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn tagged_add() {
+    TAGGED.fetch_add(1, Ordering::SeqCst);
+}
+
+pub fn tagged_sub() {
+    let _ = TAGGED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(v.saturating_sub(1))
+    });
 }
 
 impl Filters {
     pub const fn new() -> Filters {
         Filters {
             states: FilterArgs::new(),
-            tagged: 0,
         }
     }
 
@@ -54,11 +69,11 @@ impl Filters {
     /// admission, which evicts the oldest extras). Not a per-connection
     /// path: a walk of the filtered listeners.
     pub fn relisten(&mut self, head: usize, qlimit: u32) {
-        if let Some(f) = self.states.find_mut(head) {
+        self.states.with(head, |f| {
             f.holdq.set_capacity(backlog::hold_capacity(qlimit));
             // Best effort: a failure only means admissions allocate.
             let _ = f.holdq.reserve();
-        }
+        });
     }
 
     /// Frees everything (module unload, once nothing is in use).
@@ -67,30 +82,35 @@ impl Filters {
     }
 
     pub fn in_use(&self) -> bool {
-        !self.states.is_empty() || self.tagged != 0
+        !self.states.is_empty() || TAGGED.load(Ordering::SeqCst) != 0
     }
 
     /// Fills in a listeners-table row's filter columns.
     pub fn annotate(&self, row: &mut Row) {
-        if let Some(f) = self.states.find(row.so) {
+        let got = self.states.with(row.so, |f| {
             let mut name = [0u8; 16];
             let n = f.cfg.kind.name().as_bytes();
             if let Some(d) = name.get_mut(..n.len()) {
                 d.copy_from_slice(n);
             }
-            row.filter = Some(FilterInfo {
+            let info = FilterInfo {
                 name,
                 held: u32::try_from(f.holdq.len()).unwrap_or(u32::MAX),
-            });
-            row.evicted = f.evicted;
+            };
+            (info, f.evicted)
+        });
+        if let Some((info, evicted)) = got {
+            row.filter = Some(info);
+            row.evicted = evicted;
         }
     }
+}
 
-    /// One upcall naming `a` has been cleared (`key`'s): it lets go of
-    /// `key` if still held, and frees a detached state nothing names now.
-    pub fn release_upcall(&mut self, a: Arg<'_, ListenerFilter>, key: usize) {
-        let f = self.states.get(&a);
-        f.holdq.remove(key);
-        self.states.release(a);
-    }
+/// One upcall naming `a` has been cleared (`key`'s): it lets go of `key`
+/// if still held, and frees a detached state nothing names now. Takes
+/// only that state's mutex.
+pub fn release_upcall(a: Arg<'_, ListenerFilter>, key: usize) {
+    let mut g = a.lock();
+    g.get().holdq.remove(key);
+    g.release();
 }

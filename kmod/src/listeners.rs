@@ -353,5 +353,7 @@ pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
         }
         None => return Err(Errno::ENOENT),
     };
+    // What connections counted without REGISTRY (accept filter events).
+    let v = v.saturating_add(which.fetch());
     req.out(&v.to_ne_bytes())
 }

@@ -26,16 +26,18 @@
 use crate::accf;
 use crate::kern::entry;
 use crate::kern::errno::{Errno, KResult};
-use crate::kern::{inflight, listen, protosw, sysctl};
+use crate::kern::{inflight, listen, protosw, stat, sysctl};
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
 
 pub fn load() -> KResult<()> {
+    stat::init();
     REGISTRY.init();
     listen::upcalls_close(false);
     let n = entry::protosw::install();
     if n == 0 {
         REGISTRY.destroy();
+        stat::fini();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
         return Err(Errno::ENOENT);
     }
@@ -104,6 +106,7 @@ pub fn unload() -> KResult<()> {
     crate::kern::time::pause_ms(20);
     protosw::clear();
     REGISTRY.destroy();
+    stat::fini();
     kprintln!("unloaded");
     Ok(())
 }

@@ -32,42 +32,71 @@
 //! to, and only then). That is the contract of `Arg::from_token`, which
 //! only kern/entry calls.
 //!
-//! # Exclusive access
+//! # Locking
 //!
-//! The module has one `FilterArgs` for its filters (filters.rs `Filters`,
-//! inside listeners.rs REGISTRY), and every token the kernel holds names
-//! one of its states. A state is reached only through a `&mut FilterArgs`:
-//! the borrow proves REGISTRY is held and that no other reference to a
-//! state exists meanwhile.
+//! Each state has its own mutex ("listenq filter"), so connections of
+//! different listeners never meet on a lock: a per-connection call locks
+//! only the state its token names (`Arg::lock`), and the value, its upcall
+//! count and whether it is attached are read and changed only under it.
+//! The list of attached states is the module's one `FilterArgs`
+//! (filters.rs `Filters`, inside listeners.rs REGISTRY): attach, detach,
+//! the tick and the tables reach states through it, REGISTRY first, then
+//! one state's mutex at a time. Nothing takes REGISTRY with a state's
+//! mutex held, and no thread holds two states' mutexes at once.
+//!
+//! Freeing: a state is freed once it is detached and no upcall names it,
+//! by whichever thread makes that true (the last `release`, or `detach`),
+//! after unlocking: by then no token names it and it is in no list, so no
+//! other thread can reach it.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
+use core::cell::UnsafeCell;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use listenq_bindings as sys;
 
 struct Node<T> {
+    /// This state's own mutex; initialized in `attach`, destroyed in `free`.
+    mtx: UnsafeCell<MaybeUninit<sys::mtx>>,
+    /// The listener it was created for (its key); never changes.
+    head: usize,
+    /// Under `mtx`.
+    inner: UnsafeCell<Inner<T>>,
+    /// Index in `FilterArgs::list` while attached; only touched through
+    /// `&mut FilterArgs` (REGISTRY).
+    slot: UnsafeCell<Option<usize>>,
+}
+
+struct Inner<T> {
     value: T,
     /// Upcalls naming this state, counted and not yet given back.
     upcalls: usize,
-    /// Index in `FilterArgs::list` while attached.
-    slot: Option<usize>,
+    /// Between attach and detach; the listener is live while this is true
+    /// and the mutex is held (detach, from the listener's accf_destroy,
+    /// needs the mutex).
+    attached: bool,
 }
+
+/// Detached states that upcalls still name (module-wide: there is one
+/// `FilterArgs`). Changed under the state's mutex.
+static DETACHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Every per-listener state of one kind, attached or detached.
 pub struct FilterArgs<T> {
-    /// Attached states (the listener's key, its state), for the tick,
-    /// the tables and unload; nothing on a per-connection path looks
-    /// here. The key is kept beside the pointer so that finding a listener
-    /// for a table row reads one array instead of every state.
+    /// Attached states, for the tick, the tables and unload; nothing on a
+    /// per-connection path looks here. The key is kept beside the pointer
+    /// so that finding a listener for a table row reads one array instead
+    /// of every state.
     list: Vec<(usize, NonNull<Node<T>>)>,
-    /// Detached, kept for upcalls that still name them.
-    detached: usize,
 }
 
-// SAFETY: the nodes are owned by this value and reached only through a
-// `&mut` of it (see "Exclusive access" above), so moving it to another
-// thread moves the only access to them.
+// SAFETY: the nodes are owned by this value or, once detached, by the
+// upcalls that name them; every access to a node's value is under its
+// mutex (Locking above), so the value may move between threads.
 unsafe impl<T: Send> Send for FilterArgs<T> {}
 
 /// A state as the kernel names it for one call into listenq (`'a`); see
@@ -77,13 +106,19 @@ pub struct Arg<'a, T> {
     _call: PhantomData<&'a mut T>,
 }
 
+/// A state whose mutex this thread holds, for the rest of the call (`'a`)
+/// at most; unlocks when dropped.
+pub struct Locked<'a, T> {
+    node: NonNull<Node<T>>,
+    _call: PhantomData<&'a mut T>,
+}
+
 /// What accf_create hands the kernel for a newly attached state.
 pub struct Token<T>(NonNull<Node<T>>);
 
 /// The listener a state is attached to: live for `'b`, because the state
-/// is attached (accf_destroy, which the listener's sofree() runs, detaches
-/// it under REGISTRY) and REGISTRY is held for `'b` (a `FilterArgs` is
-/// borrowed for it).
+/// is attached and its mutex held for `'b` (accf_destroy, which the
+/// listener's sofree() runs, detaches it under that mutex).
 #[derive(Clone, Copy)]
 pub struct Attached<'b> {
     head: usize,
@@ -103,7 +138,30 @@ impl<T> Token<T> {
     }
 }
 
-impl<T> Arg<'_, T> {
+/// # Safety
+/// `n` is a live node (attached, or named by a counted upcall).
+unsafe fn mtx_of<T>(n: NonNull<Node<T>>) -> *mut sys::mtx {
+    // SAFETY: live, as the caller says; the cell is the mutex's storage.
+    unsafe { (*n.as_ptr()).mtx.get().cast() }
+}
+
+/// Locks `n`'s mutex.
+///
+/// # Safety
+/// `n` is live for as long as the returned guard is used.
+unsafe fn lock<'a, T>(n: NonNull<Node<T>>) -> Locked<'a, T> {
+    // SAFETY: live (caller); initialized in attach(), destroyed only in
+    // free(), which nothing reaching a live node can race with. mtx_lock
+    // may block: every caller runs where an MTX_DEF mutex may be taken
+    // (socket and buffer locks held at most, both MTX_DEF, taken before).
+    unsafe { sys::lq_mtx_lock(mtx_of(n)) };
+    Locked {
+        node: n,
+        _call: PhantomData,
+    }
+}
+
+impl<'a, T> Arg<'a, T> {
     /// The state a token names; None for a null token.
     ///
     /// # Safety
@@ -116,6 +174,69 @@ impl<T> Arg<'_, T> {
             _call: PhantomData,
         })
     }
+
+    /// Takes the state's own mutex (no global lock).
+    pub fn lock(self) -> Locked<'a, T> {
+        // SAFETY: live for 'a (from_token's contract), and the guard
+        // cannot outlive 'a.
+        unsafe { lock(self.node) }
+    }
+}
+
+impl<T> Locked<'_, T> {
+    fn inner(&mut self) -> &mut Inner<T> {
+        // SAFETY: live (how the guard was made) and its mutex is held by
+        // this guard, so this is the only reference to the inner state.
+        unsafe { &mut *(*self.node.as_ptr()).inner.get() }
+    }
+
+    /// The state.
+    pub fn get(&mut self) -> &mut T {
+        &mut self.inner().value
+    }
+
+    /// The state, and its listener if it is attached.
+    pub fn get_attached(&mut self) -> (&mut T, Option<Attached<'_>>) {
+        // SAFETY: live; `head` never changes.
+        let head = unsafe { (*self.node.as_ptr()).head };
+        let inner = self.inner();
+        let on = inner.attached.then_some(Attached {
+            head,
+            _held: PhantomData,
+        });
+        (&mut inner.value, on)
+    }
+
+    /// The upcall of a connection listenq now holds names this state.
+    pub fn counted(&mut self) {
+        self.inner().upcalls += 1;
+    }
+
+    /// An upcall naming this state has been cleared and is given back: a
+    /// detached state nothing names any more is freed (after unlocking).
+    pub fn release(mut self) {
+        let inner = self.inner();
+        inner.upcalls = inner.upcalls.saturating_sub(1);
+        let last = inner.upcalls == 0 && !inner.attached;
+        if last {
+            DETACHED.fetch_sub(1, Ordering::Relaxed);
+        }
+        let node = self.node;
+        drop(self);
+        if last {
+            // SAFETY: detached (in no list) and no upcall names it: no
+            // other thread can reach it; this thread's last name of it
+            // (the guard) is gone.
+            unsafe { free(node) };
+        }
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: this guard locked it, and it is still live.
+        unsafe { sys::lq_mtx_unlock(mtx_of(self.node)) };
+    }
 }
 
 impl<T> Default for FilterArgs<T> {
@@ -126,10 +247,7 @@ impl<T> Default for FilterArgs<T> {
 
 impl<T> FilterArgs<T> {
     pub const fn new() -> Self {
-        FilterArgs {
-            list: Vec::new(),
-            detached: 0,
-        }
+        FilterArgs { list: Vec::new() }
     }
 
     /// Room for one more attached state; false when memory is short.
@@ -138,129 +256,106 @@ impl<T> FilterArgs<T> {
     }
 
     /// Moves `value` to the heap (M_NOWAIT) as the state of listener
-    /// `key`; None when memory is short. After `try_reserve`, the list
-    /// does not allocate.
+    /// `key`, with its own mutex; None when memory is short. After
+    /// `try_reserve`, the list does not allocate.
     pub fn attach(&mut self, key: usize, value: T) -> Option<Token<T>> {
         let layout = Layout::new::<Node<T>>();
-        // SAFETY: a Node has a non-zero size (it holds two usizes).
+        // SAFETY: a Node has a non-zero size (it holds a mutex).
         let p = NonNull::new(unsafe { alloc::alloc::alloc(layout) }.cast::<Node<T>>())?;
-        // SAFETY: freshly allocated for a Node<T>, properly aligned.
+        // SAFETY: freshly allocated for a Node<T>, properly aligned; the
+        // mutex is initialized in place, before anyone can reach it.
         unsafe {
             p.as_ptr().write(Node {
-                value,
-                upcalls: 0,
-                slot: Some(self.list.len()),
-            })
-        };
+                // mtx_init(9) wants zeroed storage (without MTX_NEW it
+                // reads LO_INITIALIZED, which freed memory may have set).
+                mtx: UnsafeCell::new(MaybeUninit::zeroed()),
+                head: key,
+                inner: UnsafeCell::new(Inner {
+                    value,
+                    upcalls: 0,
+                    attached: true,
+                }),
+                slot: UnsafeCell::new(Some(self.list.len())),
+            });
+            sys::lq_mtx_init(mtx_of(p), c"listenq filter".as_ptr());
+        }
         self.list.push((key, p));
         Some(Token(p))
     }
 
-    fn node(&mut self, a: &Arg<'_, T>) -> &mut Node<T> {
-        // SAFETY: live for the call (Arg's contract), and the only
-        // reference to it while `self` is borrowed (Exclusive access).
-        unsafe { &mut *a.node.as_ptr() }
-    }
-
-    /// The state `a` names.
-    pub fn get(&mut self, a: &Arg<'_, T>) -> &mut T {
-        &mut self.node(a).value
-    }
-
-    /// The state `a` names, and its listener if it is attached.
-    pub fn get_attached(&mut self, a: &Arg<'_, T>) -> (&mut T, Option<Attached<'_>>) {
-        let slot = self.node(a).slot;
-        let head = slot.and_then(|i| self.list.get(i)).map(|(k, _)| Attached {
-            head: *k,
-            _held: PhantomData,
-        });
-        (&mut self.node(a).value, head)
-    }
-
-    /// The listener `key`'s state, if attached.
-    pub fn find(&self, key: usize) -> Option<&T> {
+    /// Runs `f` on the listener `key`'s state, if attached, under its
+    /// mutex.
+    pub fn with<R>(&self, key: usize, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         let (_, p) = self.list.iter().find(|(k, _)| *k == key)?;
-        // SAFETY: attached, hence live; shared for as long as `self` is.
-        Some(unsafe { &(*p.as_ptr()).value })
+        // SAFETY: attached, hence live while `self` is borrowed (detach
+        // needs `&mut self`).
+        let mut g: Locked<'_, T> = unsafe { lock(*p) };
+        Some(f(g.get()))
     }
 
-    pub fn find_mut(&mut self, key: usize) -> Option<&mut T> {
-        let (_, p) = self.list.iter().find(|(k, _)| *k == key)?;
-        // SAFETY: attached, hence live; the only reference while `self`
-        // is borrowed.
-        Some(unsafe { &mut (*p.as_ptr()).value })
-    }
-
-    /// Every attached state, with its listener.
-    pub fn iter_attached(&mut self) -> impl Iterator<Item = (&mut T, Attached<'_>)> {
-        self.list.iter().map(|(k, p)| {
-            (
-                // SAFETY: attached, hence live; each node is in the list
-                // once, so the references do not alias, and `self` is
-                // borrowed for as long as they live.
-                unsafe { &mut (*p.as_ptr()).value },
-                Attached {
-                    head: *k,
-                    _held: PhantomData,
-                },
-            )
-        })
-    }
-
-    /// The upcall of a connection listenq now holds names `a`'s state.
-    pub fn counted(&mut self, a: &Arg<'_, T>) {
-        self.node(a).upcalls += 1;
-    }
-
-    /// An upcall naming `a`'s state has been cleared: a detached state
-    /// nothing names any more is freed.
-    pub fn release(&mut self, a: Arg<'_, T>) {
-        let n = self.node(&a);
-        n.upcalls = n.upcalls.saturating_sub(1);
-        if n.upcalls == 0 && n.slot.is_none() {
-            self.detached = self.detached.saturating_sub(1);
-            // SAFETY: detached and no upcall names it: nothing can reach
-            // it again, and `a`, the last name of it here, is consumed.
-            unsafe { free(a.node) };
+    /// Runs `f` on every attached state and its listener, one at a time,
+    /// each under its mutex.
+    pub fn for_each_attached(&self, mut f: impl FnMut(&mut T, Attached<'_>)) {
+        for (_, p) in self.list.iter() {
+            // SAFETY: attached, hence live while `self` is borrowed.
+            let mut g: Locked<'_, T> = unsafe { lock(*p) };
+            let (v, on) = g.get_attached();
+            if let Some(on) = on {
+                f(v, on);
+            }
         }
     }
 
-    /// accf_destroy: the listener no longer names `a`'s state, and
-    /// `cleared` upcalls naming it were cleared with it. Freed if no other
-    /// upcall names it.
-    pub fn detach(&mut self, a: Arg<'_, T>, cleared: usize) {
-        if let Some(i) = self.node(&a).slot.take() {
+    /// accf_destroy: the listener no longer names `a`'s state, `last`
+    /// sees it one more time, and `cleared` upcalls naming it were
+    /// cleared with it. Freed if no other upcall names it.
+    pub fn detach(&mut self, a: Arg<'_, T>, cleared: usize, last: impl FnOnce(&mut T)) {
+        let node = a.node;
+        // SAFETY: live (the listener's own, attached until now); `slot`
+        // is only touched through `&mut self`.
+        if let Some(i) = unsafe { (*(*node.as_ptr()).slot.get()).take() } {
             self.list.swap_remove(i);
             if let Some((_, m)) = self.list.get(i) {
                 // SAFETY: attached, and a different node than `a`'s: the
                 // one swap_remove() moved into slot i.
-                unsafe { (*m.as_ptr()).slot = Some(i) };
+                unsafe { *(*m.as_ptr()).slot.get() = Some(i) };
             }
             if self.list.is_empty() {
                 self.list = Vec::new();
             }
         }
-        let n = self.node(&a);
-        n.upcalls = n.upcalls.saturating_sub(cleared);
-        if n.upcalls == 0 {
-            // SAFETY: detached and no upcall names it; `a` is consumed.
-            unsafe { free(a.node) };
-        } else {
-            self.detached += 1;
+        let mut g = a.lock();
+        let inner = g.inner();
+        inner.attached = false;
+        last(&mut inner.value);
+        inner.upcalls = inner.upcalls.saturating_sub(cleared);
+        let free_now = inner.upcalls == 0;
+        if !free_now {
+            // Counted before the mutex is dropped: the last release,
+            // which takes it, then always finds it counted.
+            DETACHED.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(g);
+        if free_now {
+            // SAFETY: detached and no upcall names it: no other thread can
+            // reach it; `a` was consumed.
+            unsafe { free(node) };
         }
     }
 
     /// No state, attached or detached.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty() && self.detached == 0
+        self.list.is_empty() && DETACHED.load(Ordering::Relaxed) == 0
     }
 
     /// Frees every attached state, after `last` has seen it (module
     /// unload, once nothing can name any of them).
     pub fn clear(&mut self, mut last: impl FnMut(&mut T)) {
         for (_, p) in core::mem::take(&mut self.list) {
-            // SAFETY: attached, hence live; the only reference.
-            last(unsafe { &mut (*p.as_ptr()).value });
+            // SAFETY: attached, hence live.
+            let mut g: Locked<'_, T> = unsafe { lock(p) };
+            last(g.get());
+            drop(g);
             // SAFETY: unload: no listener and no upcall can name it any
             // more, and it has left the list.
             unsafe { free(p) };
@@ -269,8 +364,11 @@ impl<T> FilterArgs<T> {
 }
 
 /// # Safety
-/// `p` came from `attach`, is not freed yet, and is never used again.
+/// `p` came from `attach`, is not freed yet, nobody holds or will take
+/// its mutex, and it is never used again.
 unsafe fn free<T>(p: NonNull<Node<T>>) {
+    // SAFETY: initialized in attach(); unlocked and unreachable (caller).
+    unsafe { sys::lq_mtx_destroy(mtx_of(p)) };
     // SAFETY: allocated by the global allocator with Layout::new::<Node<T>>()
     // in attach(), which is what Box expects.
     drop(unsafe { Box::from_raw(p.as_ptr()) });

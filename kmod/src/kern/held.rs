@@ -5,12 +5,13 @@
 //! Why the sockets named by keys are live when a work item is queued for
 //! them: a key enters only through `admit`, from a `Tagged` socket, one
 //! that carries listenq's destructor and whose receive upcall names the
-//! listener's filter state. That destructor, and every other path that
-//! clears the upcall, gives the upcall back under REGISTRY, and giving it
-//! back takes the key out (filters.rs `release_upcall`, kern/entry/accf.rs
-//! for who calls it). So while REGISTRY is held, which `Attached` proves,
-//! every key in a hold queue names a socket sofree() has not finished
-//! with; and the listener is live because its state is attached.
+//! listener's filter state, the state whose hold queue it enters. That
+//! destructor, and every other path that clears the upcall, gives the
+//! upcall back under that state's mutex, and giving it back takes the key
+//! out (filters.rs `release_upcall`, kern/entry/accf.rs for who calls it).
+//! So while a state's mutex is held, which `Attached` proves, every key in
+//! its hold queue names a socket sofree() has not finished with; and the
+//! listener is live because its state is attached.
 
 use crate::kern::filter_arg::Attached;
 use crate::kern::sockbuf::Tagged;

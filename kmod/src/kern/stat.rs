@@ -32,12 +32,41 @@ impl Stat {
         Stat::Nomem,
     ];
 
+    /// Counts `n` events on this CPU's counter(9) (no lock).
+    pub fn add(self, n: u64) {
+        // SAFETY: lq_stat_add() checks `self` against the array and skips
+        // a counter not allocated (before load, after unload).
+        unsafe { sys::lq_stat_add(self as u32, n) };
+    }
+
+    pub fn bump(self) {
+        self.add(1);
+    }
+
+    /// The counter(9) sum over CPUs.
+    pub fn fetch(self) -> u64 {
+        // SAFETY: as add().
+        unsafe { sys::lq_stat_fetch(self as u32) }
+    }
+
     /// The counter a sysctl's arg2 names.
     pub fn from_c(which: i32) -> Option<Stat> {
         Stat::ALL
             .into_iter()
             .find(|s| *s as i64 == i64::from(which))
     }
+}
+
+/// counter(9) storage: allocated first at load (it sleeps), freed last at
+/// unload, once no thread can be inside listenq.
+pub fn init() {
+    // SAFETY: module load, a sleepable context; called once.
+    unsafe { sys::lq_stats_init() };
+}
+
+pub fn fini() {
+    // SAFETY: module unload after InFlight drained, or a failed load.
+    unsafe { sys::lq_stats_fini() };
 }
 
 // Every counter the C side declares has a name here.

@@ -45,7 +45,7 @@ impl Drop for Work {
 #[derive(Clone, Copy)]
 pub(in crate::kern) struct RawWork(*mut sys::lq_work);
 
-// SAFETY: as for Work; always reached under REGISTRY.
+// SAFETY: as for Work; always reached under its hold queue's state mutex.
 unsafe impl Send for RawWork {}
 
 impl RawWork {
