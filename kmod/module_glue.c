@@ -5,6 +5,7 @@
  */
 #include <sys/param.h>
 #include <sys/systm.h>
+#include <sys/pcpu.h>
 #include <sys/kernel.h>
 #include <sys/malloc.h>
 #include <sys/module.h>
@@ -99,6 +100,12 @@ lq_uptime_us(void)
 	getbinuptime(&bt);
 	bintime2timeval(&bt, &tv);
 	return ((uint64_t)tv.tv_sec * 1000000 + tv.tv_usec);
+}
+
+u_int
+lq_curcpu(void)
+{
+	return (curcpu);
 }
 
 void

@@ -1,32 +1,62 @@
 //! The count of threads inside listenq code reached from the kernel, which
 //! unload waits on after taking every entry point back.
+//!
+//! Counted per CPU, each count on its own cache line: every socket call on
+//! every CPU passes here, and one shared counter would be a cache line all
+//! CPUs write. A thread leaves the slot it entered (it may have migrated
+//! since), so no slot ever goes below zero, and the sum is zero exactly
+//! when no counted thread is inside.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kern::time;
+use listenq_bindings as sys;
 
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// More CPUs than slots share slots (still correct, only less spread).
+const SLOTS: usize = 64;
+
+#[repr(align(64))]
+struct Slot(AtomicUsize);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Slot = Slot(AtomicUsize::new(0));
+static IN_FLIGHT: [Slot; SLOTS] = [EMPTY; SLOTS];
 
 /// One thread counted in for as long as the value lives. Every entry point
 /// in kern/entry/ takes one before it calls into the module.
-pub struct InFlight;
+pub struct InFlight {
+    slot: &'static AtomicUsize,
+}
 
 impl InFlight {
     /// SeqCst: see KMutex::retire() for the pairing with unload.
     pub fn enter() -> InFlight {
-        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-        InFlight
+        // SAFETY: reads curcpu; no other effect.
+        let cpu = unsafe { sys::lq_curcpu() } as usize;
+        let slot = match IN_FLIGHT.get(cpu % SLOTS) {
+            Some(s) => &s.0,
+            None => &EMPTY_SLOT.0,
+        };
+        slot.fetch_add(1, Ordering::SeqCst);
+        InFlight { slot }
     }
 }
 
+/// Not reached (cpu % SLOTS < SLOTS); counted by in_flight() all the same.
+static EMPTY_SLOT: Slot = Slot(AtomicUsize::new(0));
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        self.slot.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::SeqCst)
+    IN_FLIGHT
+        .iter()
+        .chain(core::iter::once(&EMPTY_SLOT))
+        .map(|s| s.0.load(Ordering::SeqCst))
+        .fold(0usize, usize::wrapping_add)
 }
 
 /// Waits for every counted thread to leave listenq code. Called once
