@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use crate::keymap::bucket;
+use crate::keymap::{bucket, fills_hole};
 
 /// A held connection: `key` identifies the socket, `since_ms` is when it
 /// started to be held, `state` is the filter's parser state.
@@ -222,13 +222,7 @@ impl<T: Copy> HoldQueue<T> {
                 break;
             };
             let home = bucket(k, mask);
-            // Movable unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
+            if fills_hole(i, j, home) {
                 if let Some(b) = self.index.get_mut(i) {
                     *b = s;
                 }

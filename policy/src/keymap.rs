@@ -18,6 +18,19 @@ pub(crate) fn bucket(key: usize, mask: usize) -> usize {
     ((h >> 32) as usize ^ (h as usize)) & mask
 }
 
+/// Deletion by backward shift: after emptying bucket `hole`, the entry
+/// found at `j` further along the probe run, whose home bucket is `home`,
+/// moves into the hole unless its home lies cyclically in (hole, j] (it
+/// would no longer be found past the hole otherwise).
+pub(crate) fn fills_hole(hole: usize, j: usize, home: usize) -> bool {
+    let stays = if hole <= j {
+        hole < home && home <= j
+    } else {
+        hole < home || home <= j
+    };
+    !stays
+}
+
 #[derive(Debug, Default)]
 pub struct KeyMap {
     /// (key, value); key 0 is an empty bucket. Length 0 or a power of two
@@ -159,13 +172,7 @@ impl KeyMap {
                 _ => break,
             };
             let home = bucket(k, mask);
-            // Movable unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
+            if fills_hole(i, j, home) {
                 let moved = self.buckets.get(j).copied().unwrap_or((0, 0));
                 if let Some(b) = self.buckets.get_mut(i) {
                     *b = moved;
