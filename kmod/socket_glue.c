@@ -359,10 +359,10 @@ lq_sol_comp_since(struct socket *head, struct socket *newest,
 }
 
 static int
-lq_sol_upcall(struct socket *head, void *arg __unused, int waitflag __unused)
+lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 {
 	SOLISTEN_LOCK_ASSERT(head);
-	listenq_rs_sol_upcall(head);
+	listenq_rs_sol_upcall(head, arg);
 	/* What solisten_wakeup() does when no upcall is set. */
 	selwakeuppri(&head->so_rdsel, PSOCK);
 	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);
@@ -384,21 +384,32 @@ lq_listen_upcalls_close(int closed)
 	atomic_store_rel_int(&lq_upcalls_closed, closed != 0);
 }
 
-void
-lq_listen_upcall_install(struct socket *so)
+int
+lq_listen_upcall_install(struct socket *so, void *arg)
 {
+	int done = 0;
+
 	SOCK_LOCK(so);
 	if (SOLISTENING(so) && so->sol_upcall == NULL &&
-	    atomic_load_acq_int(&lq_upcalls_closed) == 0)
-		solisten_upcall_set(so, lq_sol_upcall, NULL);
+	    atomic_load_acq_int(&lq_upcalls_closed) == 0) {
+		solisten_upcall_set(so, lq_sol_upcall, arg);
+		done = 1;
+	}
 	SOCK_UNLOCK(so);
+	return (done);
 }
 
-void
-lq_listen_upcall_remove(struct socket *so)
+int
+lq_listen_upcall_remove(struct socket *so, void *arg)
 {
+	int done = 0;
+
 	SOCK_LOCK(so);
-	if (SOLISTENING(so) && so->sol_upcall == lq_sol_upcall)
+	if (SOLISTENING(so) && so->sol_upcall == lq_sol_upcall &&
+	    so->sol_upcallarg == arg) {
 		solisten_upcall_set(so, NULL, NULL);
+		done = 1;
+	}
 	SOCK_UNLOCK(so);
+	return (done);
 }

@@ -68,10 +68,15 @@ void	lq_local_listeners_foreach(void);
 /*
  * The listen upcall: listenq sets it on listeners nobody else claimed, to
  * see each connection reach the completed queue. It does the wakeups
- * solisten_wakeup() skips when an upcall is present.
+ * solisten_wakeup() skips when an upcall is present. Its argument is the
+ * listener's own state (kmod/src/kern/pending.rs), so the upcall finds it
+ * without a search. Install returns 1 if it set the upcall (nobody else
+ * had one); remove clears it only if it is listenq's with argument `arg',
+ * and returns 1 if it did. Both take the listen lock the upcall runs
+ * with, so no upcall runs with `arg' once remove returned.
  */
-void	lq_listen_upcall_install(struct socket *so);
-void	lq_listen_upcall_remove(struct socket *so);
+int	lq_listen_upcall_install(struct socket *so, void *arg);
+int	lq_listen_upcall_remove(struct socket *so, void *arg);
 /* While closed (unload), lq_listen_upcall_install() installs nothing. */
 void	lq_listen_upcalls_close(int closed);
 
@@ -84,7 +89,7 @@ u_int	lq_sol_comp_since(struct socket *head, struct socket *newest,
 	    struct socket **out, u_int max);
 
 /* Rust (kmod/src/kern/entry/upcall.rs). */
-void	listenq_rs_sol_upcall(struct socket *head);
+void	listenq_rs_sol_upcall(struct socket *head, void *arg);
 void	listenq_rs_adopt(struct socket *so);
 
 #endif

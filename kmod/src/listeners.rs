@@ -1,9 +1,18 @@
 //! The registry of listening sockets (policy::registry) as a kernel global,
 //! and the sysctls that show it.
 //!
-//! Lock order: socket locks, then REGISTRY. Nothing here takes a socket lock
-//! while holding REGISTRY, so work that needs both first collects sockets
-//! (with a reference) under REGISTRY, drops it, then locks each socket.
+//! Lock order: socket locks, then REGISTRY, then one listener's own mutex
+//! (kern/pending.rs), then a shard of the child index. Nothing here takes a
+//! socket lock while holding REGISTRY or a listener's mutex, so work that
+//! needs both first collects sockets (with a reference) under REGISTRY,
+//! drops it, then locks each socket.
+//!
+//! REGISTRY is taken on listen(2), close and sysctl reads, never for a
+//! connection: the listen upcall gets the listener's `Pending` as its
+//! argument, and accept(2) finds it through the child index (`completed`,
+//! `on_accept`). The one exception is an accept(2) the index does not
+//! know while some listener's newest completion could not be indexed
+//! (memory was short): `UNINDEXED`.
 //!
 //! Every row owns a reference on its socket (a SocketHold in `State::held`,
 //! taken when the row is created, dropped when it goes, always without
@@ -15,37 +24,47 @@
 //! references left, or unload takes every row).
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicIsize, Ordering};
 
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::hold::SocketHold;
 use crate::kern::listen;
 use crate::kern::mtx::KMutex;
+use crate::kern::pending::{self, PendingRef};
 use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time;
+use listenq_policy::pending::Pending;
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
 use listenq_policy::xlisten::XListenq;
 
+/// What a row owns: a reference on its socket, and one on its listener's
+/// `Pending` (the listen upcall and the child index hold their own).
+struct Tracked {
+    hold: SocketHold,
+    pending: PendingRef,
+}
+
 /// Everything listenq tracks, under one mutex.
 pub struct State {
     pub reg: Registry,
-    /// The reference each row of `reg` owns on its socket: one entry per
-    /// row, added and removed with it.
-    held: Vec<SocketHold>,
+    /// What each row of `reg` owns: one entry per row, added and removed
+    /// with it, in the same order.
+    held: Vec<Tracked>,
     pub accf: crate::filters::Filters,
     /// False once unload has taken the listeners: nothing registers again.
     pub open: bool,
 }
 
 impl State {
-    /// Forgets the row of `so` and hands over its reference, to be dropped
-    /// once REGISTRY is.
-    fn close(&mut self, so: usize) -> Option<SocketHold> {
+    /// Forgets the row of `so` and hands over its references, to be
+    /// released once REGISTRY is.
+    fn close(&mut self, so: usize) -> Option<Tracked> {
         self.reg.close(so)?;
-        let i = self.held.iter().position(|h| h.key() == so)?;
+        let i = self.held.iter().position(|t| t.hold.key() == so)?;
         let h = self.held.swap_remove(i);
         if self.held.is_empty() {
             // As the registry: idle means no allocation at all.
@@ -65,53 +84,89 @@ pub static REGISTRY: KMutex<State> = KMutex::new(
     },
 );
 
+/// Listeners whose newest completion is not in the child index (memory
+/// was short when it completed): while there are any, an accept(2) the
+/// index does not know looks through them (`on_accept`).
+static UNINDEXED: AtomicIsize = AtomicIsize::new(0);
+
+fn unindexed(delta: i8) {
+    if delta != 0 {
+        UNINDEXED.fetch_add(isize::from(delta), Ordering::Relaxed);
+    }
+}
+
 /// Registers `s` (listen(2) when `backlog` is given, adoption at load
 /// otherwise) and claims its listen upcall.
 fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
     let Some(q) = s.sample() else { return };
     let local = s.local();
     let owner = s.owner();
-    // The row's reference, taken before REGISTRY (sorele(9) must not run
-    // under it, and soref(9) need not).
-    let hold = s.hold();
-    let mut spare = None;
-    let done: Result<Listened, NoMemory> = match REGISTRY.lock() {
-        Some(mut r) if r.open => {
-            let st = &mut *r;
-            // Room for the reference of a new row first: once the row is
-            // in, keeping its reference must not need memory. Counted as
-            // the registry counts its own failure to add a row.
-            if st.reg.get(s.key()).is_none() && st.held.try_reserve(1).is_err() {
-                if backlog.is_some() {
-                    st.reg.stats.listens = st.reg.stats.listens.saturating_add(1);
+    // The row's references, taken before REGISTRY (sorele(9) must not run
+    // under it, and neither soref(9) nor the allocation need it). Whatever
+    // is not used is dropped after REGISTRY.
+    let mut hold = Some(s.hold());
+    let mut fresh = PendingRef::new(Pending::new(q.overcount, q.lastover));
+    // A reference to the row's `Pending`, for the upcall.
+    let mut upcall: Option<PendingRef> = None;
+    let mut grew = 0;
+    if let Some(mut r) = REGISTRY.lock().filter(|r| r.open) {
+        let st = &mut *r;
+        let known = st.reg.get(s.key()).is_some();
+        // Room for the references of a new row first: once the row is in,
+        // keeping them must not need memory. Counted as the registry counts
+        // its own failure to add a row.
+        if !known && (fresh.is_none() || st.held.try_reserve(1).is_err()) {
+            if backlog.is_some() {
+                st.reg.stats.listens = st.reg.stats.listens.saturating_add(1);
+            }
+            st.reg.stats.nomem = st.reg.stats.nomem.saturating_add(1);
+        } else {
+            let done: Result<Listened, NoMemory> = match backlog {
+                Some(b) => {
+                    st.accf.relisten(s.key(), q.qlimit);
+                    st.reg.listen(s.key(), proto, local, b, q, owner)
                 }
-                st.reg.stats.nomem = st.reg.stats.nomem.saturating_add(1);
-                spare = Some(hold);
-                Err(NoMemory)
-            } else {
-                let done = match backlog {
-                    Some(b) => {
-                        st.accf.relisten(s.key(), q.qlimit);
-                        st.reg.listen(s.key(), proto, local, b, q, owner)
+                None => st.reg.adopt(s.key(), proto, local, q, owner),
+            };
+            match done {
+                Ok(l) if l.new => {
+                    // `known` was false, so both are there (checked above).
+                    if let (Some(h), Some(p)) = (hold.take(), fresh.take()) {
+                        upcall = Some(p.clone());
+                        st.held.push(Tracked {
+                            hold: h,
+                            pending: p,
+                        });
                     }
-                    None => st.reg.adopt(s.key(), proto, local, q, owner),
-                };
-                match done {
-                    Ok(l) if l.new => st.held.push(hold),
-                    // The row has its reference already.
-                    _ => spare = Some(hold),
                 }
-                done
+                Ok(_) => {
+                    if let Some(t) = st.held.iter().find(|t| t.hold.key() == s.key()) {
+                        upcall = Some(t.pending.clone());
+                        if backlog.is_some() {
+                            grew = t
+                                .pending
+                                .lock()
+                                .get()
+                                .sample_overflows(q.overcount, q.lastover);
+                        }
+                    }
+                }
+                Err(_) => {}
             }
         }
-        _ => {
-            spare = Some(hold);
-            Err(NoMemory)
+    }
+    Stat::Overflows.add(grew);
+    drop(hold); // sorele(9), with REGISTRY released
+    drop(fresh);
+    let Some(p) = upcall else { return };
+    if s.install_listen_upcall(&p) {
+        // A row that went before the upcall was set (the listener closed
+        // meanwhile: its owner marks the `Pending` closed before removing
+        // the upcall) would leave it set with nobody to remove it.
+        let closed = p.lock().closed();
+        if closed {
+            s.remove_listen_upcall(&p);
         }
-    };
-    drop(spare); // sorele(9), with REGISTRY released
-    if done.is_ok() {
-        s.install_listen_upcall();
     }
 }
 
@@ -134,11 +189,17 @@ pub fn adopt_existing() {
     listen::adopt_local_listeners();
 }
 
-/// Gives back the reference a row owned, and the listen upcall with it.
-/// No locks may be held: sorele(9) may free the socket.
-fn release(h: SocketHold) {
-    h.socket().remove_listen_upcall();
-    drop(h);
+/// Gives back what a row owned, once it left the registry: its listener's
+/// `Pending` is closed (the upcall records nothing from then on), the
+/// upcall is taken back with its reference, the child index forgets the
+/// listener's connections (their references), and the row's references
+/// go. No locks may be held: sorele(9) may free the socket.
+fn release(t: Tracked) {
+    t.pending.close();
+    t.hold.socket().remove_listen_upcall(&t.pending);
+    let gone = t.pending.lock().with_children(|p, idx| p.purge(idx));
+    unindexed(gone);
+    drop(t);
 }
 
 pub fn on_close(s: SocketRef<'_>) {
@@ -153,14 +214,22 @@ pub fn on_close(s: SocketRef<'_>) {
         }
         None => None,
     };
-    if let Some(h) = gone {
-        release(h);
+    if let Some(t) = gone {
+        if let Some(q) = q {
+            let grew = t
+                .pending
+                .lock()
+                .get()
+                .sample_overflows(q.overcount, q.lastover);
+            Stat::Overflows.add(grew);
+        }
+        release(t);
     }
 }
 
 /// Unload: no listener registers from now on, and every row is handed
 /// over (without allocating, so this cannot fail). Each listener then gets
-/// its upcall taken back and its reference released.
+/// its upcall taken back and its references released.
 pub fn close_all() {
     listen::upcalls_close(true);
     let taken = match REGISTRY.lock() {
@@ -171,47 +240,89 @@ pub fn close_all() {
         }
         None => Vec::new(),
     };
-    for h in taken {
-        release(h);
+    for t in taken {
+        release(t);
     }
 }
 
+/// pr_accept: `child` left its listener's completed queue. The child index
+/// says whose connection it was (and gives back the entry's reference when
+/// `p` drops, with no lock held).
 pub fn on_accept(child: SocketRef<'_>) {
     let now = time::uptime_us();
-    if let Some(mut r) = REGISTRY.lock() {
-        r.reg.accepted(child.key(), now);
+    let so = child.key();
+    if let Some(p) = pending::take_child(so) {
+        let known = p.lock().get().accepted(so, now);
+        if known {
+            Stat::Accepted.bump();
+        }
+        return;
+    }
+    if UNINDEXED.load(Ordering::Relaxed) <= 0 {
+        return;
+    }
+    // Rare: only after memory ran short (see `UNINDEXED`).
+    if let Some(r) = REGISTRY.lock() {
+        for t in r.held.iter() {
+            let d = t.pending.lock().get().forget_unindexed(so);
+            unindexed(d);
+        }
     }
 }
 
-/// From the listen upcall (SOLISTEN_LOCK(head) held): connections reached
-/// the completed queue of `head`, whose state then was `q`. `since(newest,
-/// out)` fills `out` with the connections behind `newest` on that queue,
-/// oldest first, and says how many; each is recorded, under one REGISTRY
-/// hold for all of them.
-pub fn completed(head: usize, q: QueueSample, mut since: impl FnMut(usize, &mut [usize]) -> usize) {
+/// From the listen upcall (SOLISTEN_LOCK(head) held), whose argument is
+/// `p`: connections reached the completed queue, whose state then was `q`.
+/// `since(newest, out)` fills `out` with the connections behind `newest`
+/// on that queue, oldest first, and says how many; each is recorded,
+/// under one hold of the listener's own mutex for all of them.
+pub fn completed(
+    p: &PendingRef,
+    q: QueueSample,
+    mut since: impl FnMut(usize, &mut [usize]) -> usize,
+) {
     let now = time::uptime_us();
-    let Some(mut r) = REGISTRY.lock() else { return };
-    let mut newest = r.reg.newest_completed(head);
-    let mut batch = [0usize; 16];
-    loop {
-        let n = since(newest, &mut batch);
-        for &child in batch.get(..n).unwrap_or(&[]) {
-            r.reg.completed(head, child, now, q);
-            newest = child;
-        }
-        if n < batch.len() {
-            break;
-        }
+    let mut g = p.lock();
+    if g.closed() {
+        return;
     }
+    let grew = g.get().sample_overflows(q.overcount, q.lastover);
+    let (done, nomem, delta) = g.with_children(|pend, idx| {
+        let (mut done, mut nomem, mut delta) = (0u64, 0u64, 0i8);
+        let mut newest = pend.newest();
+        let mut batch = [0usize; 16];
+        loop {
+            let n = since(newest, &mut batch);
+            for &child in batch.get(..n).unwrap_or(&[]) {
+                let r = pend.completed(child, now, q.qlimit, idx);
+                done += 1;
+                if !r.indexed {
+                    // Its accept will not be matched: accepted and the
+                    // latency leave it out, and this says so.
+                    nomem += 1;
+                }
+                delta = delta.saturating_add(r.unindexed);
+                newest = child;
+            }
+            if n < batch.len() {
+                break;
+            }
+        }
+        (done, nomem, delta)
+    });
+    drop(g);
+    unindexed(delta.signum());
+    Stat::Completed.add(done);
+    Stat::Nomem.add(nomem);
+    Stat::Overflows.add(grew);
 }
 
-/// Takes a reference on every registered listener, so they can be locked
-/// one by one without REGISTRY. None when memory runs out.
-fn hold_all() -> Option<Vec<SocketHold>> {
+/// Takes a reference on every registered listener and its `Pending`, so
+/// they can be locked one by one without REGISTRY. None when memory runs out.
+fn hold_all() -> Option<Vec<(SocketHold, PendingRef)>> {
     let mut out = Vec::new();
     let r = REGISTRY.lock()?;
     out.try_reserve(r.held.len()).ok()?;
-    out.extend(r.held.iter().cloned());
+    out.extend(r.held.iter().map(|t| (t.hold.clone(), t.pending.clone())));
     drop(r);
     Some(out)
 }
@@ -237,7 +348,8 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
     {
         return Err(Errno::ENOMEM);
     }
-    for h in &held {
+    let mut grew = 0u64;
+    for (h, p) in &held {
         let s = h.socket();
         // The row's reference and this hold.
         if s.orphaned(2) {
@@ -246,6 +358,8 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
         }
         if let Some(q) = s.sample() {
             samples.push((s.key(), q));
+            let g = p.lock().get().sample_overflows(q.overcount, q.lastover);
+            grew = grew.saturating_add(g);
         }
         seen.push(Seen {
             so: s.key(),
@@ -253,7 +367,8 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
             kfilter: s.filter_name(),
         });
     }
-    let mut gone: Vec<SocketHold> = Vec::new();
+    Stat::Overflows.add(grew);
+    let mut gone: Vec<Tracked> = Vec::new();
     // Reserved before REGISTRY: pushing never allocates under the lock.
     if gone.try_reserve(closed.len()).is_err() {
         closed.clear();
@@ -263,13 +378,13 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
             r.reg.sample(*so, *q);
         }
         for so in closed.iter() {
-            if let Some(h) = r.close(*so) {
-                gone.push(h);
+            if let Some(t) = r.close(*so) {
+                gone.push(t);
             }
         }
     }
-    for h in gone {
-        release(h);
+    for t in gone {
+        release(t);
     }
     drop(held); // sorele(9), with no locks held
     Ok(seen)
@@ -281,9 +396,22 @@ fn snapshot(req: &SysctlReq<'_>) -> KResult<(Vec<Row>, u64)> {
     let mut rows = Vec::new();
     let gen = match REGISTRY.lock() {
         Some(r) => {
-            r.reg.rows(&mut rows).map_err(|_| Errno::ENOMEM)?;
-            for row in rows.iter_mut() {
-                r.accf.annotate(row);
+            rows.try_reserve(r.held.len()).map_err(|_| Errno::ENOMEM)?;
+            // `held` is in the registry's order.
+            for t in r.held.iter() {
+                let Some(l) = r.reg.get(t.hold.key()) else {
+                    continue;
+                };
+                let mut row = l.row;
+                {
+                    let mut g = t.pending.lock();
+                    let p = g.get();
+                    row.accepted = p.accepted;
+                    row.latency = p.latency;
+                    row.overflows = p.overflows();
+                }
+                r.accf.annotate(&mut row);
+                rows.push(row);
             }
             r.reg.gen()
         }
@@ -341,9 +469,8 @@ pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
             match which {
                 Stat::Listens => s.listens,
                 Stat::Closes => s.closes,
-                Stat::Completed => s.completed,
-                Stat::Accepted => s.accepted,
-                Stat::Overflows => s.overflows,
+                // Counted in counter(9) only (fetched below).
+                Stat::Completed | Stat::Accepted | Stat::Overflows => 0,
                 Stat::Held => s.held,
                 Stat::Released => s.released,
                 Stat::Evicted => s.evicted,
@@ -353,7 +480,8 @@ pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
         }
         None => return Err(Errno::ENOENT),
     };
-    // What connections counted without REGISTRY (accept filter events).
+    // What connections counted without REGISTRY (completions, accepts,
+    // overflows, accept filter events).
     let v = v.saturating_add(which.fetch());
     req.out(&v.to_ne_bytes())
 }

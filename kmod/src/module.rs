@@ -26,16 +26,18 @@
 use crate::accf;
 use crate::kern::entry;
 use crate::kern::errno::{Errno, KResult};
-use crate::kern::{inflight, listen, protosw, stat, sysctl};
+use crate::kern::{inflight, listen, pending, protosw, stat, sysctl};
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
 
 pub fn load() -> KResult<()> {
     stat::init();
     REGISTRY.init();
+    pending::init();
     listen::upcalls_close(false);
     let n = entry::protosw::install();
     if n == 0 {
+        pending::destroy();
         REGISTRY.destroy();
         stat::fini();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
@@ -100,11 +102,13 @@ pub fn unload() -> KResult<()> {
     // registry refuses lockers from now on, and every thread already
     // counted leaves in bounded time.
     REGISTRY.retire();
+    pending::retire();
     inflight::drain_all();
     // The residual window (see the top of this file): not a proof, only a
     // margin for a thread preempted between a pointer load and the call.
     crate::kern::time::pause_ms(20);
     protosw::clear();
+    pending::destroy();
     REGISTRY.destroy();
     stat::fini();
     kprintln!("unloaded");

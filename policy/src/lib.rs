@@ -15,6 +15,7 @@ pub mod holdq;
 pub mod keymap;
 pub mod latency;
 pub mod overflow;
+pub mod pending;
 pub mod registry;
 pub mod table;
 pub mod xlisten;

@@ -1,22 +1,8 @@
-//! The listen upcall (socket_glue.c lq_sol_upcall) that shows listenq each
-//! connection reaching a completed queue, and the walks over the TCP and
+//! Closing the listen upcalls (socket_glue.c lq_sol_upcall; installing and
+//! removing one: kern/pending.rs) at unload, and the walks over the TCP and
 //! local listeners that existed before listenq.
 
-use crate::kern::socket::SocketRef;
 use listenq_bindings as sys;
-
-impl SocketRef<'_> {
-    /// Claims the listen upcall if nobody else has (see socket_glue.h).
-    pub fn install_listen_upcall(self) {
-        // SAFETY: live socket; the helper takes the listen lock.
-        unsafe { sys::lq_listen_upcall_install(self.as_ptr()) }
-    }
-
-    pub fn remove_listen_upcall(self) {
-        // SAFETY: live socket; the helper takes the listen lock.
-        unsafe { sys::lq_listen_upcall_remove(self.as_ptr()) }
-    }
-}
 
 /// While closed (unload), install_listen_upcall() installs nothing.
 pub fn upcalls_close(closed: bool) {

@@ -4,8 +4,10 @@
 //! keeps them live or locked: a borrowed `SocketRef<'a>`, an owned
 //! `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`, a receive buffer
 //! `RcvLocked<'a>` and a listener `ListenLocked<'a>` whose locks the
-//! caller holds, an accept filter's state `Arg<'a, T>`, a hold queue
-//! `HeldConns` whose keys are sockets listenq tagged (`Tagged<'a>`).
+//! caller holds, a listener's `Pending` through a counted `PendingRef`
+//! and its mutex guard `PendingLocked<'a>`, an accept filter's state
+//! `Arg<'a, T>`, a hold queue `HeldConns` whose keys are sockets listenq
+//! tagged (`Tagged<'a>`).
 //! entry/ holds the functions the kernel and the C glue call.
 
 pub mod accf;
@@ -19,6 +21,7 @@ pub mod hold;
 pub mod inflight;
 pub mod listen;
 pub mod mtx;
+pub mod pending;
 pub mod print;
 pub mod protosw;
 pub mod sockbuf;

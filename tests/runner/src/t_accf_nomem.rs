@@ -28,6 +28,7 @@ fn all_off() {
 
 pub fn run(tap: &mut Tap) {
     listen_without_memory(tap);
+    complete_without_memory(tap);
     filter_without_memory(tap);
     admit_without_work(tap);
     admit_without_queue_memory(tap);
@@ -70,6 +71,46 @@ fn listen_without_memory(tap: &mut Tap) {
         row,
         Some(None),
         "[nomem] ... and the listener has no table row",
+    );
+}
+
+/// The listen upcall cannot record a completed connection (its listener's
+/// pending list and the child index need memory): nomem says so, its
+/// accept is not counted (accepted +0, and the row's count stays), and
+/// the listener's next connection is recorded and counted as usual.
+fn complete_without_memory(tap: &mut Tap) {
+    let mut row = None;
+    let r = (|| {
+        let (l, sa) = au::listener(5).map_err(at("listener"))?;
+        let b = Stats::read()?;
+        fail_on(MALLOC, "return(12)")?;
+        let c1 = au::client(&sa);
+        let q1 = sock::wait_qlen(l.raw(), 1, 2000);
+        all_off();
+        let _c1 = c1.map_err(at("connect 1"))?;
+        q1.map_err(at("queue 1"))?;
+        au::accept_within(l.raw(), 2000).map_err(at("accept 1"))?;
+        let _c2 = au::client(&sa).map_err(at("connect 2"))?;
+        au::accept_within(l.raw(), 2000).map_err(at("accept 2"))?;
+        row = Some(row_counts(&sa)?.map(|r| r.accepted));
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] a connection completing with listenq_malloc failing, then one without: completed +2, nomem +1, accepted +1"),
+        r,
+        Stats {
+            completed: 2,
+            accepted: 1,
+            nomem: 1,
+            ..Stats::default()
+        },
+    );
+    tap.check(
+        row,
+        Some(Some(1)),
+        "[nomem] ... and the listener's row counts the one accept recorded",
     );
 }
 

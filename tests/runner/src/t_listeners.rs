@@ -319,6 +319,75 @@ fn backlog_columns(tap: &mut Tap) {
     }
 }
 
+/// Each listener's accept counts live with the listener (its own state,
+/// reached by the listen upcall through its argument and by accept(2)
+/// through the child index): a second listen() keeps counting on the same
+/// row, and closing one listener with connections still queued leaves
+/// another's queued connections counted on the other when accepted.
+fn per_listener_state(tap: &mut Tap) {
+    let (a, sa) = match sock::listener(Kind::Tcp4, 8) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, format_args!("per-listener state: listener: {}", e));
+            return;
+        }
+    };
+    let (b, sb) = match sock::listener(Kind::Tcp4, 8) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(false, format_args!("per-listener state: listener: {}", e));
+            return;
+        }
+    };
+    let done0 = stat("completed");
+    let acc0 = stat("accepted");
+    let _ = sys::listen(b.raw(), 9);
+    let mut clients: [Option<Fd>; 6] = Default::default();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let (to, l) = if i % 2 == 0 { (&sa, &a) } else { (&sb, &b) };
+        *c = sock::connect(Kind::Tcp4, to).ok();
+        let _ = sock::wait_qlen(l.raw(), i as i32 / 2 + 1, 500);
+    }
+    tap.check(
+        stat("completed").wrapping_sub(done0),
+        6,
+        "[per-listener] stats.completed grew by 6 (3 connections on each of 2 listeners)",
+    );
+    // a goes with its 3 queued connections.
+    drop(a);
+    let mut accepted = 0;
+    for _ in 0..3 {
+        if sock::accept(b.raw()).is_ok() {
+            accepted += 1;
+        }
+    }
+    tap.check(
+        accepted,
+        3,
+        "[per-listener] 3 accepts on the listener that stayed",
+    );
+    with_row(Kind::Tcp4, &sb, |r| {
+        let got = r.map(|r| (r.num(2), r.num(4), r.num(6)));
+        tap.check(
+            got,
+            Some((Some(9), Some(0), Some(3))),
+            "[per-listener] its row after listen(9) again: backlog 9, qlen 0, accepted 3",
+        );
+    });
+    with_row(Kind::Tcp4, &sa, |r| {
+        tap.ok(
+            r.is_none(),
+            "[per-listener] the closed listener's row is gone",
+        );
+    });
+    tap.check(
+        stat("accepted").wrapping_sub(acc0),
+        3,
+        "[per-listener] stats.accepted grew by 3",
+    );
+    drop(clients);
+}
+
 /// The header: one word per column, netstat-style names.
 fn header(tap: &mut Tap) {
     // SAFETY: single-threaded runner.
@@ -367,6 +436,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
         counters(tap, k);
     }
     backlog_columns(tap);
+    per_listener_state(tap);
     crate::t_visible::run(tap, env);
 }
 

@@ -2,6 +2,7 @@
 //! listeners call.
 
 use crate::kern::inflight::InFlight;
+use crate::kern::pending::PendingRef;
 use crate::kern::protosw;
 use crate::kern::socket::SocketRef;
 use crate::listeners;
@@ -29,13 +30,15 @@ pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
 }
 
 /// The listen upcall: connections reached the completed queue of `head`
-/// (the ones behind the one recorded last). One call, so one REGISTRY
-/// round trip, however many arrived.
+/// (the ones behind the one recorded last). `arg` is the listener's own
+/// `Pending` (installed with it, kern/pending.rs): no global lock, and one
+/// round trip on its mutex however many arrived.
 ///
 /// # Safety
-/// `head` is a live listener whose SOLISTEN_LOCK the caller holds.
+/// `head` is a live listener whose SOLISTEN_LOCK the caller holds, and
+/// `arg` the argument of listenq's listen upcall on it.
 #[no_mangle]
-pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket) {
+pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut cty::c_void) {
     let _f = InFlight::enter();
     // SAFETY: the upcall runs with the listener locked and live.
     let Some(h) = (unsafe { SocketRef::from_raw(head) }) else {
@@ -43,7 +46,7 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket) {
     };
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
     let q = unsafe { h.sample_locked() };
-    listeners::completed(h.key(), q, |newest, out| {
+    let since = |newest: usize, out: &mut [usize]| {
         let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
         // SAFETY: SOLISTEN_LOCK(head) is still held (the walk runs inside
         // this call), which the sol_comp walk needs; `out` has room for
@@ -57,5 +60,9 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket) {
             )
         };
         (n as usize).min(out.len())
-    });
+    };
+    // SAFETY: `arg` is the argument of listenq's upcall, which the kernel
+    // is running with SOLISTEN_LOCK(head) held: removing it needs that
+    // lock, so its reference is counted for this whole call.
+    unsafe { PendingRef::with_borrowed(arg, |p| listeners::completed(p, q, since)) };
 }
