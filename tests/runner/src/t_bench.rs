@@ -280,6 +280,7 @@ fn scaling(
     }
 }
 
+/// A held=N or idle=M row ("held=1000"), as `report` does a filter's.
 fn report_n(
     tap: &mut Tap,
     what: &str,
@@ -287,29 +288,7 @@ fn report_n(
     who: &str,
     r: Result<(u64, u64), (&'static str, Errno)>,
 ) -> Option<u64> {
-    match r {
-        Ok((cps, us)) => {
-            tap.ok(
-                true,
-                format_args!(
-                    "bench {}={} {}: {} conns/s ({} connections in {} ms)",
-                    what,
-                    n,
-                    who,
-                    cps,
-                    ROUNDS,
-                    us / 1000
-                ),
-            );
-            crate::tap::print(format_args!("# bench {}={} {} {}", what, n, who, cps));
-            Some(cps)
-        }
-        Err((step, e)) => {
-            tap.ok(false, format_args!("bench {}={} {}", what, n, who));
-            tap.diag(format_args!("  {}: {}", step, e));
-            None
-        }
-    }
+    report(tap, &format_args!("{}={}", what, n), ROUNDS, who, r)
 }
 
 /// x/y with four decimals.
@@ -342,9 +321,12 @@ fn scaling_ratios(
     }
 }
 
+/// One row: `label` (a filter, or what=N) for `who`, measured over
+/// `rounds` connections.
 fn report(
     tap: &mut Tap,
-    filter: &str,
+    label: &dyn core::fmt::Display,
+    rounds: u64,
     who: &str,
     r: Result<(u64, u64), (&'static str, Errno)>,
 ) -> Option<u64> {
@@ -354,18 +336,18 @@ fn report(
                 true,
                 format_args!(
                     "bench {} {}: {} conns/s ({} connections in {} ms)",
-                    filter,
+                    label,
                     who,
                     cps,
-                    ITERS,
+                    rounds,
                     us / 1000
                 ),
             );
-            crate::tap::print(format_args!("# bench {} {} {}", filter, who, cps));
+            crate::tap::print(format_args!("# bench {} {} {}", label, who, cps));
             Some(cps)
         }
         Err((step, e)) => {
-            tap.ok(false, format_args!("bench {} {}", filter, who));
+            tap.ok(false, format_args!("bench {} {}", label, who));
             tap.diag(format_args!("  {}: {}", step, e));
             None
         }
@@ -404,14 +386,14 @@ pub fn run(tap: &mut Tap, env: &Env) {
     // The plain kernel once before listenq too: "none" has two bare
     // figures from one boot, whose difference is what a change of setup
     // alone (ports, TIME_WAIT entries) moves a row by.
-    let bare0 = report(tap, "none", "bare-first", measure(None, b"x"));
+    let bare0 = report(tap, &"none", ITERS, "bare-first", measure(None, b"x"));
     match au::listenq_loaded() {
         Ok(id) => {
             tap.ok(true, "bench: kldload listenq");
             for (i, (f, req)) in FILTERS.iter().enumerate() {
-                lq[i] = report(tap, f, "listenq", measure(Some(f), req));
+                lq[i] = report(tap, &f, ITERS, "listenq", measure(Some(f), req));
             }
-            lq[4] = report(tap, "none", "listenq", measure(None, b"x"));
+            lq[4] = report(tap, &"none", ITERS, "listenq", measure(None, b"x"));
             scaling(tap, "listenq", &mut lq_held, &mut lq_idle);
             let settled = au::allocs_settle(2000);
             let un = kld::unload(id);
@@ -441,12 +423,12 @@ pub fn run(tap: &mut Tap, env: &Env) {
             let loaded = au::in_image(path) && kld::load(path).is_ok();
             if loaded {
                 let (f, req) = FILTERS[i];
-                st[i] = report(tap, f, "stock", measure(Some(f), req));
+                st[i] = report(tap, &f, ITERS, "stock", measure(Some(f), req));
             } else {
                 tap.ok(false, format_args!("bench: kldload {}", name));
             }
         }
-        st[3] = report(tap, "none", "stock", measure(None, b"x"));
+        st[3] = report(tap, &"none", ITERS, "stock", measure(None, b"x"));
         scaling(tap, "stock", &mut st_held, &mut st_idle);
     }
     for (i, (f, _)) in FILTERS.iter().take(3).enumerate() {
