@@ -94,7 +94,9 @@ static CHILDREN: [KMutex<KeyMap>; SHARDS] =
     [const { KMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
 
 fn shard(child: usize) -> &'static KMutex<KeyMap> {
-    // Fibonacci hashing: socket addresses share their low bits.
+    // Fibonacci hashing: socket addresses share their low bits. The top
+    // bits pick the shard, so that the KeyMap inside, which hashes the
+    // same way but keeps mostly low bits, still spreads a shard's keys.
     let h = (child as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
     let i = usize::try_from(h).unwrap_or(0) % SHARDS;
     // `i` < SHARDS; the fallback is never taken.

@@ -515,10 +515,7 @@ fn exact_counters(tap: &mut Tap, kinds: &[Kind]) {
         "[stress] afterwards no overflow, timeout or allocation failure was counted, and kern.ipc.listenq.allocs and memuse are back to 0",
     ];
     if let Err(e) = au::listenq_loaded() {
-        for n in names {
-            tap.ok(false, n);
-        }
-        tap.diag(format_args!("  kldload: {}", e));
+        fail_all(tap, &names, "kldload", e);
         return;
     }
     let s0 = snapshot();
@@ -536,10 +533,7 @@ fn exact_counters(tap: &mut Tap, kinds: &[Kind]) {
     let (sh, n, fl, fsa, rd, wr, go_rd, go_wr) = match setup {
         Ok(x) => x,
         Err(e) => {
-            for n in names {
-                tap.ok(false, n);
-            }
-            tap.diag(format_args!("  setup: {}", e));
+            fail_all(tap, &names, "setup", e);
             return;
         }
     };
@@ -729,10 +723,7 @@ fn unload_rounds(tap: &mut Tap, kinds: &[Kind]) {
     let (sh, n, rd, wr) = match setup {
         Ok(x) => x,
         Err(e) => {
-            for n in names {
-                tap.ok(false, n);
-            }
-            tap.diag(format_args!("  setup: {}", e));
+            fail_all(tap, &names, "setup", e);
             return;
         }
     };
@@ -965,4 +956,12 @@ pub fn removal_race(tap: &mut Tap, label: &str) {
         "  (accepted, connections, filter set, bad children * 1000 + incqlen) = {:?}",
         r
     ));
+}
+
+/// A suite that could not start: every one of its tests fails, with why.
+fn fail_all(tap: &mut Tap, names: &[&str], step: &str, e: impl core::fmt::Display) {
+    for n in names {
+        tap.ok(false, n);
+    }
+    tap.diag(format_args!("  {}: {}", step, e));
 }
