@@ -340,21 +340,34 @@ lq_local_listeners_foreach(void)
  * one listenq recorded last are new.
  */
 u_int
-lq_sol_comp_since(struct socket *head, struct socket *newest,
-    struct socket **out, u_int max)
+lq_sol_comp_since(struct socket *head, struct lq_seen newest, int on_queue,
+    struct lq_seen *out, u_int max)
 {
 	struct socket *so, *first;
 	u_int n = 0;
 
 	SOLISTEN_LOCK_ASSERT(head);
-	first = NULL;
-	TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue, so_list) {
-		if (so == newest)
-			break;
-		first = so;
+	if (on_queue) {
+		first = TAILQ_NEXT(newest.so, so_list);
+	} else {
+		/*
+		 * A socket accepted and closed since comes back at the same
+		 * address, often as the very next connection: only the
+		 * generation tells it from the one recorded.
+		 */
+		first = NULL;
+		TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue,
+		    so_list) {
+			if (so == newest.so && so->so_gencnt == newest.sogen)
+				break;
+			first = so;
+		}
 	}
-	for (so = first; so != NULL && n < max; so = TAILQ_NEXT(so, so_list))
-		out[n++] = so;
+	for (so = first; so != NULL && n < max; so = TAILQ_NEXT(so, so_list)) {
+		out[n].so = so;
+		out[n].sogen = so->so_gencnt;
+		n++;
+	}
 	return (n);
 }
 

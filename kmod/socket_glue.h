@@ -80,13 +80,21 @@ int	lq_listen_upcall_remove(struct socket *so, void *arg);
 /* While closed (unload), lq_listen_upcall_install() installs nothing. */
 void	lq_listen_upcalls_close(int closed);
 
+/* A socket and its generation (so_gencnt): which connection it is. */
+struct lq_seen {
+	struct socket	*so;
+	uint64_t	 sogen;
+};
+
 /*
  * Up to `max' connections of head's completed queue behind `newest' (all
- * of it when `newest' is not on it), oldest first, into `out'; how many.
- * SOLISTEN_LOCK(head) held.
+ * of it when `newest', matched by address and generation, is not on it),
+ * oldest first, into `out'; how many. With `on_queue', `newest' is known
+ * to be on the queue (an earlier call of the same upcall returned it), and
+ * the walk starts right behind it. SOLISTEN_LOCK(head) held.
  */
-u_int	lq_sol_comp_since(struct socket *head, struct socket *newest,
-	    struct socket **out, u_int max);
+u_int	lq_sol_comp_since(struct socket *head, struct lq_seen newest,
+	    int on_queue, struct lq_seen *out, u_int max);
 
 /* Rust (kmod/src/kern/entry/upcall.rs). */
 void	listenq_rs_sol_upcall(struct socket *head, void *arg);

@@ -8,11 +8,9 @@
 //! drops it, then locks each socket.
 //!
 //! REGISTRY is taken on listen(2), close and sysctl reads, never for a
-//! connection: the listen upcall gets the listener's `Pending` as its
+//! connection: the listen upcall gets the listener's node as its
 //! argument, and accept(2) finds it through the child index (`completed`,
-//! `on_accept`). The one exception is an accept(2) the index does not
-//! know while some listener's newest completion could not be indexed
-//! (memory was short): `UNINDEXED`.
+//! `on_accept`; kern/pending.rs).
 //!
 //! Every row owns a reference on its socket (a SocketHold in `State::held`,
 //! taken when the row is created, dropped when it goes, always without
@@ -24,7 +22,6 @@
 //! references left, or unload takes every row).
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicIsize, Ordering};
 
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::hold::SocketHold;
@@ -35,7 +32,7 @@ use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time;
-use listenq_policy::pending::Pending;
+use listenq_policy::pending::{self as completion, Recorded};
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
@@ -84,17 +81,6 @@ pub static REGISTRY: KMutex<State> = KMutex::new(
     },
 );
 
-/// Listeners whose newest completion is not in the child index (memory
-/// was short when it completed): while there are any, an accept(2) the
-/// index does not know looks through them (`on_accept`).
-static UNINDEXED: AtomicIsize = AtomicIsize::new(0);
-
-fn unindexed(delta: i8) {
-    if delta != 0 {
-        UNINDEXED.fetch_add(isize::from(delta), Ordering::Relaxed);
-    }
-}
-
 /// Registers `s` (listen(2) when `backlog` is given, adoption at load
 /// otherwise) and claims its listen upcall.
 fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
@@ -105,7 +91,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
     // under it, and neither soref(9) nor the allocation need it). Whatever
     // is not used is dropped after REGISTRY.
     let mut hold = Some(s.hold());
-    let mut fresh = PendingRef::new(Pending::new(q.overcount, q.lastover));
+    let mut fresh = PendingRef::new(q.overcount, q.lastover);
     // A reference to the row's `Pending`, for the upcall.
     let mut upcall: Option<PendingRef> = None;
     let mut grew = 0;
@@ -143,11 +129,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
                     if let Some(t) = st.held.iter().find(|t| t.hold.key() == s.key()) {
                         upcall = Some(t.pending.clone());
                         if backlog.is_some() {
-                            grew = t
-                                .pending
-                                .lock()
-                                .get()
-                                .sample_overflows(q.overcount, q.lastover);
+                            grew = t.pending.sample_overflows(q.overcount, q.lastover);
                         }
                     }
                 }
@@ -163,8 +145,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
         // A row that went before the upcall was set (the listener closed
         // meanwhile: its owner marks the `Pending` closed before removing
         // the upcall) would leave it set with nobody to remove it.
-        let closed = p.lock().closed();
-        if closed {
+        if p.closed() {
             s.remove_listen_upcall(&p);
         }
     }
@@ -190,16 +171,24 @@ pub fn adopt_existing() {
 }
 
 /// Gives back what a row owned, once it left the registry: its listener's
-/// `Pending` is closed (the upcall records nothing from then on), the
-/// upcall is taken back with its reference, the child index forgets the
+/// node is closed (the upcall records nothing from then on), the upcall
+/// is taken back with its reference, the child index forgets the
 /// listener's connections (their references), and the row's references
 /// go. No locks may be held: sorele(9) may free the socket.
 fn release(t: Tracked) {
     t.pending.close();
     t.hold.socket().remove_listen_upcall(&t.pending);
-    let gone = t.pending.lock().with_children(|p, idx| p.purge(idx));
-    unindexed(gone);
+    t.pending.purge();
     drop(t);
+}
+
+/// After the last listener went: the child index's tables go too, so
+/// that an idle module holds no memory.
+fn trim_if_idle() {
+    let idle = REGISTRY.lock().is_some_and(|r| r.held.is_empty());
+    if idle {
+        pending::trim();
+    }
 }
 
 pub fn on_close(s: SocketRef<'_>) {
@@ -216,14 +205,11 @@ pub fn on_close(s: SocketRef<'_>) {
     };
     if let Some(t) = gone {
         if let Some(q) = q {
-            let grew = t
-                .pending
-                .lock()
-                .get()
-                .sample_overflows(q.overcount, q.lastover);
+            let grew = t.pending.sample_overflows(q.overcount, q.lastover);
             Stat::Overflows.add(grew);
         }
         release(t);
+        trim_if_idle();
     }
 }
 
@@ -246,73 +232,51 @@ pub fn close_all() {
 }
 
 /// pr_accept: `child` left its listener's completed queue. The child index
-/// says whose connection it was (and gives back the entry's reference when
-/// `p` drops, with no lock held).
+/// says whose connection it was and since when (and gives back the
+/// entry's reference when `p` drops, with no lock held); the counts are
+/// atomic adds.
 pub fn on_accept(child: SocketRef<'_>) {
-    let now = time::uptime_us();
-    let so = child.key();
-    if let Some(p) = pending::take_child(so) {
-        let known = p.lock().get().accepted(so, now);
-        if known {
-            Stat::Accepted.bump();
-        }
-        return;
-    }
-    if UNINDEXED.load(Ordering::Relaxed) <= 0 {
-        return;
-    }
-    // Rare: only after memory ran short (see `UNINDEXED`).
-    if let Some(r) = REGISTRY.lock() {
-        for t in r.held.iter() {
-            let d = t.pending.lock().get().forget_unindexed(so);
-            unindexed(d);
-        }
+    if let Some((p, since)) = pending::take_child(child.key()) {
+        p.accepts().record(since, time::uptime_us());
+        Stat::Accepted.bump();
     }
 }
 
 /// From the listen upcall (SOLISTEN_LOCK(head) held), whose argument is
-/// `p`: connections reached the completed queue, whose state then was `q`.
-/// `since(newest, out)` fills `out` with the connections behind `newest`
-/// on that queue, oldest first, and says how many; each is recorded,
-/// under one hold of the listener's own mutex for all of them.
+/// `p`, with the upcall's own `newest`: connections reached the completed
+/// queue, whose state then was `q`. `since(newest, on_queue, out)` fills
+/// `out` with the connections behind `newest` on that queue (`on_queue`:
+/// `newest` came from an earlier call of this upcall), oldest first, and
+/// says how many; each is filed in the child index, a shard's mutex for
+/// each, and nothing else is locked unless a connection was refused since
+/// the last look (the overflow count).
 pub fn completed(
     p: &PendingRef,
+    newest: &mut completion::Seen,
     q: QueueSample,
-    mut since: impl FnMut(usize, &mut [usize]) -> usize,
+    mut since: impl FnMut(completion::Seen, bool, &mut [completion::Seen]) -> usize,
 ) {
-    let now = time::uptime_us();
-    let mut g = p.lock();
-    if g.closed() {
+    if p.closed() {
         return;
     }
-    let grew = g.get().sample_overflows(q.overcount, q.lastover);
-    let (done, nomem, delta) = g.with_children(|pend, idx| {
-        let (mut done, mut nomem, mut delta) = (0u64, 0u64, 0i8);
-        let mut newest = pend.newest();
-        let mut batch = [0usize; 16];
-        loop {
-            let n = since(newest, &mut batch);
-            for &child in batch.get(..n).unwrap_or(&[]) {
-                let r = pend.completed(child, now, q.qlimit, idx);
-                done += 1;
-                if !r.indexed {
-                    // Its accept will not be matched: accepted and the
-                    // latency leave it out, and this says so.
-                    nomem += 1;
-                }
-                delta = delta.saturating_add(r.unindexed);
-                newest = child;
-            }
-            if n < batch.len() {
-                break;
-            }
+    let now = time::uptime_us();
+    let grew = p.sample_overflows_if_moved(q.overcount, q.lastover);
+    let mut idx = p.index();
+    let mut r = Recorded::default();
+    let mut batch = [completion::Seen::default(); 16];
+    let mut on_queue = false;
+    loop {
+        let n = since(*newest, on_queue, &mut batch);
+        r.batch(newest, batch.get(..n).unwrap_or(&[]), &mut idx, now);
+        if n < batch.len() {
+            break;
         }
-        (done, nomem, delta)
-    });
-    drop(g);
-    unindexed(delta.signum());
-    Stat::Completed.add(done);
-    Stat::Nomem.add(nomem);
+        on_queue = true;
+    }
+    Stat::Completed.add(r.done);
+    // Their accepts will not be matched: accepted and the latency leave
+    // them out, and this says so.
+    Stat::Nomem.add(r.nomem);
     Stat::Overflows.add(grew);
 }
 
@@ -358,7 +322,7 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
         }
         if let Some(q) = s.sample() {
             samples.push((s.key(), q));
-            let g = p.lock().get().sample_overflows(q.overcount, q.lastover);
+            let g = p.sample_overflows(q.overcount, q.lastover);
             grew = grew.saturating_add(g);
         }
         seen.push(Seen {
@@ -383,8 +347,12 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
             }
         }
     }
+    let any = !gone.is_empty();
     for t in gone {
         release(t);
+    }
+    if any {
+        trim_if_idle();
     }
     drop(held); // sorele(9), with no locks held
     Ok(seen)
@@ -403,13 +371,9 @@ fn snapshot(req: &SysctlReq<'_>) -> KResult<(Vec<Row>, u64)> {
                     continue;
                 };
                 let mut row = l.row;
-                {
-                    let mut g = t.pending.lock();
-                    let p = g.get();
-                    row.accepted = p.accepted;
-                    row.latency = p.latency;
-                    row.overflows = p.overflows();
-                }
+                row.accepted = t.pending.accepts().accepted();
+                row.latency = t.pending.accepts().latency();
+                row.overflows = t.pending.overflows();
                 r.accf.annotate(&mut row);
                 rows.push(row);
             }

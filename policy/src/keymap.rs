@@ -6,8 +6,11 @@
 //! Open addressing with linear probing and deletion by backward shift (no
 //! tombstones pile up), at most half full. Keys are socket addresses, so
 //! never 0: 0 marks an empty bucket. Growth is fallible (the callers run
-//! under a kernel mutex, where only M_NOWAIT memory exists), and an empty
-//! map holds no memory at all: an idle module allocates nothing.
+//! under a kernel mutex, where only M_NOWAIT memory exists). A map that
+//! becomes empty keeps its table, so that a connection coming and going
+//! does not cost a malloc(9) and a free(9); `trim` gives it back, which
+//! the owners do when their listeners go: an idle module allocates
+//! nothing.
 
 use alloc::vec::Vec;
 
@@ -32,14 +35,14 @@ pub(crate) fn fills_hole(hole: usize, j: usize, home: usize) -> bool {
 }
 
 #[derive(Debug, Default)]
-pub struct KeyMap {
+pub struct KeyMap<V: Copy + Default = usize> {
     /// (key, value); key 0 is an empty bucket. Length 0 or a power of two
     /// at least twice `len`.
-    buckets: Vec<(usize, usize)>,
+    buckets: Vec<(usize, V)>,
     len: usize,
 }
 
-impl KeyMap {
+impl<V: Copy + Default> KeyMap<V> {
     pub const fn new() -> Self {
         KeyMap {
             buckets: Vec::new(),
@@ -79,7 +82,7 @@ impl KeyMap {
         None
     }
 
-    pub fn get(&self, key: usize) -> Option<usize> {
+    pub fn get(&self, key: usize) -> Option<V> {
         self.find(key)
             .and_then(|i| self.buckets.get(i))
             .map(|&(_, v)| v)
@@ -91,7 +94,7 @@ impl KeyMap {
 
     /// Changes the value of a key already present, without allocating.
     /// False when `key` is absent.
-    pub fn set(&mut self, key: usize, val: usize) -> bool {
+    pub fn set(&mut self, key: usize, val: V) -> bool {
         match self.find(key).and_then(|i| self.buckets.get_mut(i)) {
             Some(b) => {
                 b.1 = val;
@@ -119,7 +122,7 @@ impl KeyMap {
         if fresh.try_reserve_exact(want.max(8)).is_err() {
             return false;
         }
-        fresh.resize(want.max(8), (0, 0));
+        fresh.resize(want.max(8), (0, V::default()));
         let old = core::mem::replace(&mut self.buckets, fresh);
         for (k, v) in old.into_iter().filter(|&(k, _)| k != 0) {
             self.place(k, v);
@@ -128,7 +131,7 @@ impl KeyMap {
     }
 
     /// Puts a key known to be absent into a table with room for it.
-    fn place(&mut self, key: usize, val: usize) {
+    fn place(&mut self, key: usize, val: V) {
         let mask = self.mask();
         let mut i = bucket(key, mask);
         for _ in 0..self.buckets.len() {
@@ -144,7 +147,7 @@ impl KeyMap {
 
     /// Inserts or replaces. False when `key` is 0 or the table could not
     /// grow (then nothing changes).
-    pub fn insert(&mut self, key: usize, val: usize) -> bool {
+    pub fn insert(&mut self, key: usize, val: V) -> bool {
         if key == 0 {
             return false;
         }
@@ -159,10 +162,16 @@ impl KeyMap {
         true
     }
 
-    /// Removes `key`; its value, if it was there.
-    pub fn remove(&mut self, key: usize) -> Option<usize> {
-        let mut i = self.find(key)?;
+    /// Removes `key`; its value, if it was there. The table stays (`trim`).
+    pub fn remove(&mut self, key: usize) -> Option<V> {
+        let i = self.find(key)?;
         let val = self.buckets.get(i)?.1;
+        self.remove_at(i);
+        Some(val)
+    }
+
+    /// Empties bucket `i` (which holds a key) by backward shift.
+    fn remove_at(&mut self, mut i: usize) {
         let mask = self.mask();
         let mut j = i;
         loop {
@@ -173,7 +182,7 @@ impl KeyMap {
             };
             let home = bucket(k, mask);
             if fills_hole(i, j, home) {
-                let moved = self.buckets.get(j).copied().unwrap_or((0, 0));
+                let moved = self.buckets.get(j).copied().unwrap_or((0, V::default()));
                 if let Some(b) = self.buckets.get_mut(i) {
                     *b = moved;
                 }
@@ -181,13 +190,34 @@ impl KeyMap {
             }
         }
         if let Some(b) = self.buckets.get_mut(i) {
-            *b = (0, 0);
+            *b = (0, V::default());
         }
-        self.len -= 1;
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// Removes every entry whose value `gone` picks, and says how many.
+    /// One pass: a removal only moves entries from further along a probe
+    /// run into the emptied bucket, which is looked at again; an entry
+    /// wrapped round to the front was looked at already.
+    pub fn remove_where(&mut self, mut gone: impl FnMut(&V) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.buckets.len() {
+            while let Some(&(k, v)) = self.buckets.get(i) {
+                if k == 0 || !gone(&v) {
+                    break;
+                }
+                self.remove_at(i);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Frees the table if the map is empty.
+    pub fn trim(&mut self) {
         if self.len == 0 {
             self.buckets = Vec::new();
         }
-        Some(val)
     }
 
     /// Forgets everything and frees the table.
@@ -204,13 +234,37 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn empty_map_holds_no_memory() {
+    fn emptied_map_keeps_its_table_until_trimmed() {
         let mut m = KeyMap::new();
+        m.trim();
+        assert_eq!(m.buckets.capacity(), 0);
         assert!(m.insert(0x1000, 1));
         assert!(m.buckets.capacity() > 0);
         assert_eq!(m.remove(0x1000), Some(1));
-        assert_eq!(m.buckets.capacity(), 0);
+        assert!(m.buckets.capacity() > 0, "no free(9) per connection");
         assert_eq!(m.get(0x1000), None);
+        m.trim();
+        assert_eq!(m.buckets.capacity(), 0);
+        assert!(m.insert(0x2000, 2));
+        m.trim();
+        assert_eq!(m.get(0x2000), Some(2), "trim keeps a non-empty table");
+    }
+
+    #[test]
+    fn remove_where_takes_exactly_the_picked_values() {
+        let mut m = KeyMap::new();
+        // Colliding keys (256 apart), two owners interleaved.
+        for i in 0..3000usize {
+            assert!(m.insert(0xffff_f800_0200_0000 + i * 256, i % 3));
+        }
+        assert_eq!(m.remove_where(|&v| v == 1), 1000);
+        assert_eq!(m.len(), 2000);
+        for i in 0..3000usize {
+            let want = (i % 3 != 1).then_some(i % 3);
+            assert_eq!(m.get(0xffff_f800_0200_0000 + i * 256), want);
+        }
+        assert_eq!(m.remove_where(|_| true), 2000);
+        assert!(m.is_empty());
     }
 
     #[test]
@@ -244,6 +298,7 @@ mod tests {
         Insert(usize, usize),
         Remove(usize),
         Set(usize, usize),
+        RemoveWhere(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -253,6 +308,7 @@ mod tests {
             (key.clone(), any::<usize>()).prop_map(|(k, v)| Op::Insert(k, v)),
             key.clone().prop_map(Op::Remove),
             (key, any::<usize>()).prop_map(|(k, v)| Op::Set(k, v)),
+            (0usize..4).prop_map(Op::RemoveWhere),
         ]
     }
 
@@ -277,12 +333,18 @@ mod tests {
                             model.insert(k, v);
                         }
                     }
+                    Op::RemoveWhere(r) => {
+                        let before = model.len();
+                        model.retain(|_, v| *v % 4 != r);
+                        prop_assert_eq!(m.remove_where(|v| *v % 4 == r), before - model.len());
+                    }
                 }
                 prop_assert_eq!(m.len(), model.len());
                 for k in (0usize..48).map(|k| k * 64) {
                     prop_assert_eq!(m.get(k), model.get(&k).copied());
                 }
             }
+            m.trim();
             prop_assert_eq!(m.buckets.capacity() == 0, model.is_empty());
         }
     }

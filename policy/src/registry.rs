@@ -289,6 +289,7 @@ impl Registry {
             // Idle means no allocation at all (kern.ipc.listenq.allocs is
             // 0), not an empty buffer kept for later.
             self.listeners = Vec::new();
+            self.by_so.trim();
         }
         Some(l)
     }

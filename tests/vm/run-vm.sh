@@ -13,7 +13,8 @@
 # --timeout  seconds for the whole boot + suite (default 120)
 # --runner   a prebuilt runner (default: build it with build-runner.sh)
 # --log      where to keep the console log (default: a temporary file)
-# --bench    run only the accept filter benchmark (kernel env listenq.bench=1;
+# --bench    run only the accept filter benchmark (kernel env listenq.bench=1,
+#            or =quick with LISTENQ_BENCH=quick: filter and hooks rows only;
 #            default timeout 300)
 #
 # LISTENQ_VM_CPUS  vCPUs (default 2; 1 for a uniprocessor run). --bench
@@ -80,7 +81,7 @@ KENV=(
 )
 # The benchmark holds 16000 silent connections: room for their descriptors
 # and both ends' sockets (the runner raises its own RLIMIT_NOFILE).
-[ -z "$bench" ] || KENV+=(listenq.bench=1 kern.maxfiles=65536 kern.ipc.maxsockets=65536)
+[ -z "$bench" ] || KENV+=(listenq.bench=${LISTENQ_BENCH:-1} kern.maxfiles=65536 kern.ipc.maxsockets=65536)
 # More, comma-separated (e.g. listenq.panic=1: the runner panics the kernel,
 # to see that a panic fails the run fast).
 if [ -n "${LISTENQ_VM_KENV:-}" ]; then

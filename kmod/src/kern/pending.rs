@@ -1,10 +1,11 @@
-//! Each registered listener's `Pending` (its completed, not yet accepted
-//! connections, accept count, latency and overflow counter) on the heap
-//! with its own mutex, and the index from a connection to its listener's
-//! `Pending`, split into shards with a mutex each. The listen upcall and
-//! pr_accept reach these without REGISTRY.
+//! Each registered listener's node: what the listen upcall and pr_accept
+//! change for it (policy/src/pending.rs says who touches what), on the
+//! heap and counted, and the index from a connection to its listener's
+//! node, split into shards with a mutex each. A connection takes one shard
+//! mutex at completion (the upcall, which already holds its listener's
+//! lock) and one at accept(2), and nothing else of listenq's.
 //!
-//! # Who names a `Pending`
+//! # Who names a node
 //!
 //! A node counts its references (`refs`), and whoever drops the last one
 //! frees it: nothing else names it then, and nobody holds its mutex (a
@@ -20,63 +21,67 @@
 //!   upcall runs with: once cleared, no upcall runs or will run with it;
 //! - one per entry of the child index: taken before the entry is filed
 //!   and given back by whoever removes it (accept(2) through `take_child`,
-//!   or the node's own `Children::forget`, under its mutex, for a stale
-//!   entry or at close), or by whoever replaces it with another node's
+//!   or `purge` at close), or by whoever replaces it with another node's
 //!   (the entry's key, a socket address, came back for another listener);
-//! - a borrowed one for the length of a call (`with_borrowed`: the
+//! - a borrowed one for the length of a call (`with_upcall`: the
 //!   upcall's own, which the kernel passes back).
 //!
 //! Closing (`PendingRef::close`, from the row's owner once the row has
-//! left the registry) marks the node closed under its mutex; from then on
-//! the upcall records nothing, so after its purge no new index entry can
-//! name the node, and once the upcall is removed and the row's reference
-//! dropped, only accepts that already took an entry still name it. An
-//! upcall installed after the owner removed it (registration racing with
-//! close) is taken back by its installer, which checks `closed` after
-//! installing (listeners.rs `register`): closing sets it before removing.
+//! left the registry) marks the node closed; the owner then removes the
+//! upcall, after which no new index entry can name the node, and purges
+//! the entries that do. An upcall installed after the owner removed it
+//! (registration racing with close) is taken back by its installer, which
+//! checks `closed` after installing (listeners.rs `register`): closing
+//! sets it before removing.
 //!
 //! # Locking
 //!
+//! `newest` is the listen upcall's alone: it runs with its listener's
+//! lock held, which serializes it, and a node is the upcall argument of
+//! one listener only. `accepts` is atomic. The mutex ("listenq listener")
+//! guards the overflow counter, which listen(2), close and table reads
+//! sample; the upcall takes it only when the kernel's counters moved.
 //! Lock order: the listener's socket lock (the upcall), then REGISTRY
-//! (tables), then a node's mutex ("listenq listener"), then a shard's
-//! mutex ("listenq children"). A thread holds at most one node mutex and
-//! one shard mutex; accept(2) takes a shard, releases it, and only then
-//! the node.
+//! (tables), then a node's mutex, then a shard's mutex ("listenq
+//! children"). A thread holds at most one node mutex and one shard mutex.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::kern::mtx::KMutex;
 use crate::kern::socket::SocketRef;
 use listenq_bindings as sys;
 use listenq_policy::keymap::KeyMap;
-use listenq_policy::pending::{Children, Pending};
+use listenq_policy::overflow::{OverflowCounter, Stamp};
+use listenq_policy::pending::{self as policy, Accepts, Child, Filed, Index, Seen};
 
 struct Node {
     /// Initialized in `new` on zeroed storage, destroyed in `free`.
     mtx: UnsafeCell<MaybeUninit<sys::mtx>>,
     refs: AtomicUsize,
     /// Under `mtx`.
-    inner: UnsafeCell<Inner>,
-}
-
-struct Inner {
-    pending: Pending,
+    overflow: UnsafeCell<OverflowCounter>,
+    /// `policy::overflow_key` of the kernel state folded last: written
+    /// under `mtx`, read by the upcall without it.
+    overflow_seen: AtomicU64,
     /// Set by `close`: the upcall records nothing any more.
-    closed: bool,
+    closed: AtomicBool,
+    /// The upcall's (top of this file).
+    newest: UnsafeCell<Seen>,
+    accepts: Accepts,
 }
 
-/// One counted reference to a listener's `Pending` (see the top of this
+/// One counted reference to a listener's node (see the top of this
 /// file). Dropping it gives the reference back, and frees the node if it
 /// was the last.
 pub struct PendingRef(NonNull<Node>);
 
-// SAFETY: the node is shared only through its atomic count and its mutex,
-// which any thread may take; dropping the last reference may free it on any
-// thread.
+// SAFETY: the node is shared only through its atomics and its mutex, which
+// any thread may take; `newest` only under the listener lock the upcall
+// holds; dropping the last reference may free it on any thread.
 unsafe impl Send for PendingRef {}
 
 /// A node whose mutex this thread holds, through a reference that outlives
@@ -87,13 +92,14 @@ pub struct PendingLocked<'a> {
 }
 
 /// The child index: a connection (socket address) to the node of the
-/// listener it completed on (the node's address), one counted reference per
-/// entry. Sharded so that accepts on different CPUs rarely meet.
+/// listener it completed on (the node's address) and its completion time,
+/// one counted reference per entry. Sharded so that accepts on different
+/// CPUs rarely meet.
 const SHARDS: usize = 64;
-static CHILDREN: [KMutex<KeyMap>; SHARDS] =
+static CHILDREN: [KMutex<KeyMap<Child>>; SHARDS] =
     [const { KMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
 
-fn shard(child: usize) -> &'static KMutex<KeyMap> {
+fn shard(child: usize) -> &'static KMutex<KeyMap<Child>> {
     // Fibonacci hashing: socket addresses share their low bits. The top
     // bits pick the shard, so that the KeyMap inside, which hashes the
     // same way but keeps mostly low bits, still spreads a shard's keys.
@@ -113,6 +119,7 @@ pub fn init() {
 /// Unload, with REGISTRY: every node was closed and purged before, so the
 /// shards are empty; lockers get None from now on.
 pub fn retire() {
+    trim();
     for s in CHILDREN.iter() {
         s.retire();
     }
@@ -122,6 +129,17 @@ pub fn retire() {
 pub fn destroy() {
     for s in CHILDREN.iter() {
         s.destroy();
+    }
+}
+
+/// Frees the tables of empty shards. Shards keep their tables while
+/// connections come and go (no malloc(9) per connection); once no
+/// listener is left, an idle module allocates nothing.
+pub fn trim() {
+    for s in CHILDREN.iter() {
+        if let Some(mut m) = s.lock() {
+            m.trim();
+        }
     }
 }
 
@@ -163,9 +181,10 @@ unsafe fn mtx_of(n: NonNull<Node>) -> *mut sys::mtx {
 }
 
 impl PendingRef {
-    /// A new node holding `p`, with one reference (the caller's); None when
-    /// memory is short (M_NOWAIT).
-    pub fn new(p: Pending) -> Option<PendingRef> {
+    /// A new node for a listener whose overflow state is (`overcount`,
+    /// `lastover`), with one reference (the caller's); None when memory is
+    /// short (M_NOWAIT).
+    pub fn new(overcount: i32, lastover: Stamp) -> Option<PendingRef> {
         let layout = core::alloc::Layout::new::<Node>();
         // SAFETY: a Node has a non-zero size (it holds a mutex).
         let n = NonNull::new(unsafe { alloc::alloc::alloc(layout) }.cast::<Node>())?;
@@ -177,23 +196,30 @@ impl PendingRef {
                 // reads LO_INITIALIZED, which freed memory may have set).
                 mtx: UnsafeCell::new(MaybeUninit::zeroed()),
                 refs: AtomicUsize::new(1),
-                inner: UnsafeCell::new(Inner {
-                    pending: p,
-                    closed: false,
-                }),
+                overflow: UnsafeCell::new(OverflowCounter::new(overcount, lastover)),
+                overflow_seen: AtomicU64::new(policy::overflow_key(overcount, lastover)),
+                closed: AtomicBool::new(false),
+                newest: UnsafeCell::new(Seen::default()),
+                accepts: Accepts::default(),
             });
             sys::lq_mtx_init(mtx_of(n), c"listenq listener".as_ptr());
         }
         Some(PendingRef(n))
     }
 
-    /// Whether both name the same listener's `Pending`.
+    fn node(&self) -> &Node {
+        // SAFETY: live while `self` is counted; the shared fields are
+        // atomics, the others are reached only through their locks.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Whether both name the same listener's node.
     pub fn same(&self, o: &PendingRef) -> bool {
         self.0 == o.0
     }
 
     /// Takes the node's own mutex.
-    pub fn lock(&self) -> PendingLocked<'_> {
+    fn lock(&self) -> PendingLocked<'_> {
         // SAFETY: live while `self` is counted, which the guard's borrow
         // keeps; initialized in new(). mtx_lock may block: callers hold at
         // most socket locks and REGISTRY, all MTX_DEF and before this one
@@ -205,34 +231,106 @@ impl PendingRef {
         }
     }
 
-    /// The node the listen upcall's argument names, borrowed for `f`.
+    /// Folds in one sample of the kernel's overflow counter; how many
+    /// overflows it adds.
+    pub fn sample_overflows(&self, overcount: i32, lastover: Stamp) -> u64 {
+        let mut g = self.lock();
+        let o = g.overflow();
+        let before = o.total();
+        o.sample(overcount, lastover);
+        let grew = o.total().saturating_sub(before);
+        self.node()
+            .overflow_seen
+            .store(policy::overflow_key(overcount, lastover), Ordering::Relaxed);
+        drop(g);
+        grew
+    }
+
+    /// As `sample_overflows`, but without the mutex when the kernel's
+    /// counters are where they were at the last sample (the upcall's
+    /// case: no connection refused since).
+    pub fn sample_overflows_if_moved(&self, overcount: i32, lastover: Stamp) -> u64 {
+        let seen = self.node().overflow_seen.load(Ordering::Relaxed);
+        if seen == policy::overflow_key(overcount, lastover) {
+            return 0;
+        }
+        self.sample_overflows(overcount, lastover)
+    }
+
+    pub fn overflows(&self) -> u64 {
+        self.lock().overflow().total()
+    }
+
+    pub fn accepts(&self) -> &Accepts {
+        &self.node().accepts
+    }
+
+    /// The node the listen upcall's argument names, borrowed for `f` with
+    /// the upcall's own state.
     ///
     /// # Safety
     /// `arg` is null or the argument of an installed listen upcall the
-    /// kernel is running (the listener's lock is held, so the upcall cannot
-    /// be removed and its reference given back meanwhile).
-    pub(in crate::kern) unsafe fn with_borrowed<R>(
+    /// kernel is running, with that listener's lock held: the upcall
+    /// cannot be removed and its reference given back meanwhile, and no
+    /// other upcall of that listener runs (the only ones to touch
+    /// `newest`).
+    pub(in crate::kern) unsafe fn with_upcall<R>(
         arg: *mut cty::c_void,
-        f: impl FnOnce(&PendingRef) -> R,
+        f: impl FnOnce(&PendingRef, &mut Seen) -> R,
     ) -> Option<R> {
         let n = NonNull::new(arg.cast::<Node>())?;
         // Not dropped: the reference stays the upcall's.
         let r = ManuallyDrop::new(PendingRef(n));
-        Some(f(&r))
+        // SAFETY: live (the upcall's reference); `newest` is touched only
+        // by this listener's upcalls, which its lock serializes (caller).
+        let newest = unsafe { &mut *(*n.as_ptr()).newest.get() };
+        Some(f(&r, newest))
+    }
+
+    /// Closed: the upcall must record nothing.
+    pub fn closed(&self) -> bool {
+        self.node().closed.load(Ordering::SeqCst)
     }
 
     /// The row's owner, after the row left the registry and before the
     /// upcall is removed: from now on the upcall records nothing.
     pub fn close(&self) {
-        self.lock().inner().closed = true;
+        self.node().closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Once the upcall is removed (nothing files new entries naming this
+    /// node): the index forgets every connection of this listener not
+    /// accepted, and gives back their references. Only when some other
+    /// reference than the caller's is left, which every entry is; a sweep
+    /// of every shard (a listener's close, not a connection's path).
+    pub fn purge(&self) {
+        if self.node().refs.load(Ordering::Acquire) <= 1 {
+            return;
+        }
+        let me = Child {
+            node: self.0.as_ptr() as usize,
+            since_us: 0,
+        };
+        let mut gone = 0;
+        for s in CHILDREN.iter() {
+            if let Some(mut m) = s.lock() {
+                gone += m.remove_where(|c| c.node == me.node);
+            }
+        }
+        // The entries' references: never the last, the caller holds one.
+        self.node().refs.fetch_sub(gone, Ordering::Release);
+    }
+
+    /// The index as this listener's upcall files into it.
+    pub fn index(&self) -> ChildIndex<'_> {
+        ChildIndex { me: self }
     }
 }
 
 impl Clone for PendingRef {
     /// Another counted reference to the same node.
     fn clone(&self) -> PendingRef {
-        // SAFETY: live while `self` is counted.
-        unsafe { (*self.0.as_ptr()).refs.fetch_add(1, Ordering::Relaxed) };
+        self.node().refs.fetch_add(1, Ordering::Relaxed);
         PendingRef(self.0)
     }
 }
@@ -246,38 +344,10 @@ impl Drop for PendingRef {
 }
 
 impl PendingLocked<'_> {
-    fn inner(&mut self) -> &mut Inner {
+    fn overflow(&mut self) -> &mut OverflowCounter {
         // SAFETY: live (the guard borrows a counted reference) and its
-        // mutex is held by this guard: the only reference to the inner
-        // state.
-        unsafe { &mut *(*self.node.as_ptr()).inner.get() }
-    }
-
-    pub fn get(&mut self) -> &mut Pending {
-        &mut self.inner().pending
-    }
-
-    /// Closed: the upcall must record nothing.
-    pub fn closed(&mut self) -> bool {
-        self.inner().closed
-    }
-
-    /// Runs `f` on the state and this listener's view of the child index.
-    pub fn with_children<R>(&mut self, f: impl FnOnce(&mut Pending, &mut ChildIndex) -> R) -> R {
-        let mut idx = ChildIndex {
-            me: self.node,
-            forgotten: 0,
-        };
-        let r = f(&mut self.inner().pending, &mut idx);
-        // The references of removed entries: never the last, since this
-        // guard borrows another; given back with the mutex still held,
-        // which is safe because the count cannot reach zero here.
-        if idx.forgotten > 0 {
-            // SAFETY: live (borrowed counted reference).
-            let refs = unsafe { &(*self.node.as_ptr()).refs };
-            refs.fetch_sub(idx.forgotten, Ordering::Release);
-        }
-        r
+        // mutex is held by this guard: the only reference to the counter.
+        unsafe { &mut *(*self.node.as_ptr()).overflow.get() }
     }
 }
 
@@ -288,40 +358,27 @@ impl Drop for PendingLocked<'_> {
     }
 }
 
-/// The child index as one listener sees it, under that listener's mutex.
-pub struct ChildIndex {
-    me: NonNull<Node>,
-    /// Entries naming `me` removed, whose references are given back when
-    /// the caller is done.
-    forgotten: usize,
+/// The child index as one listener's upcall sees it.
+pub struct ChildIndex<'a> {
+    me: &'a PendingRef,
 }
 
-impl Children for ChildIndex {
-    fn insert(&mut self, child: usize) -> bool {
-        let me = self.me.as_ptr() as usize;
+impl Index for ChildIndex<'_> {
+    fn file(&mut self, child: usize, now_us: u64) -> bool {
+        let me = self.me.0.as_ptr() as usize;
         let Some(mut m) = shard(child).lock() else {
             return false;
         };
-        let replaced = match m.get(child) {
-            // Already filed under this listener (its stale entry came
-            // back here): the entry keeps its one reference.
-            Some(v) if v == me => return true,
-            Some(v) => {
-                m.set(child, me);
-                NonNull::new(v as *mut Node)
-            }
-            None => {
-                if !m.insert(child, me) {
-                    return false;
-                }
-                None
-            }
+        let replaced = match policy::file(&mut m, child, me, now_us) {
+            Filed::NoMemory => return false,
+            // The entry keeps its one reference.
+            Filed::Already => return true,
+            Filed::New => None,
+            Filed::Replaced(other) => NonNull::new(other as *mut Node),
         };
         // The new entry's reference, counted before the shard is unlocked
         // (an accept may take the entry and give it back right after).
-        // SAFETY: `me` is live: the caller holds its mutex through a
-        // counted reference.
-        unsafe { (*self.me.as_ptr()).refs.fetch_add(1, Ordering::Relaxed) };
+        self.me.node().refs.fetch_add(1, Ordering::Relaxed);
         drop(m);
         if let Some(other) = replaced {
             // SAFETY: the replaced entry owned a reference to `other`,
@@ -330,26 +387,15 @@ impl Children for ChildIndex {
         }
         true
     }
-
-    fn forget(&mut self, child: usize) {
-        let me = self.me.as_ptr() as usize;
-        let Some(mut m) = shard(child).lock() else {
-            return;
-        };
-        if m.get(child) == Some(me) {
-            m.remove(child);
-            self.forgotten += 1;
-        }
-    }
 }
 
-/// accept(2) took `child` off its listener's completed queue: its index
-/// entry, and the reference the entry owned, if listenq recorded its
-/// completion.
-pub fn take_child(child: usize) -> Option<PendingRef> {
-    let v = shard(child).lock()?.remove(child)?;
+/// accept(2) took `child` off its listener's completed queue: its
+/// listener's node (with the reference the entry owned) and when it
+/// completed, if listenq recorded its completion.
+pub fn take_child(child: usize) -> Option<(PendingRef, u64)> {
+    let c = shard(child).lock()?.remove(child)?;
     // The entry's reference becomes the caller's.
-    NonNull::new(v as *mut Node).map(PendingRef)
+    NonNull::new(c.node as *mut Node).map(|n| (PendingRef(n), c.since_us))
 }
 
 impl SocketRef<'_> {

@@ -421,6 +421,57 @@ fn header(tap: &mut Tap) {
     );
 }
 
+/// One connection at a time, accepted and closed before the next: the
+/// next connection's socket usually comes back at the address of the one
+/// just closed (UMA hands back the item freed last), so a listener that
+/// remembered its last completion by address alone took each new one for
+/// the old one and missed it (kern/pending.rs compares so_gencnt too).
+fn reused_sockets(tap: &mut Tap, kind: Kind) {
+    let label = kind.label();
+    let (l, sa) = match sock::listener(kind, 8) {
+        Ok(x) => x,
+        Err(e) => {
+            tap.ok(
+                false,
+                format_args!("[{}] reused sockets: listener: {}", label, e),
+            );
+            return;
+        }
+    };
+    let acc0 = stat("accepted");
+    let mut done = 0;
+    for _ in 0..40 {
+        let Ok(c) = sock::connect(kind, &sa) else {
+            continue;
+        };
+        if let Ok(a) = sock::accept(l.raw()) {
+            done += 1;
+            drop(a);
+        }
+        drop(c);
+    }
+    tap.check(
+        done,
+        40,
+        format_args!("[{}] 40 connect/accept/close rounds", label),
+    );
+    with_row(kind, &sa, |r| {
+        tap.check(
+            r.and_then(|r| r.num(6)),
+            Some(40),
+            format_args!(
+                "[{}] listeners row after 40 rounds whose sockets reuse the same memory: accepted 40",
+                label
+            ),
+        )
+    });
+    tap.check(
+        stat("accepted").wrapping_sub(acc0),
+        40,
+        format_args!("[{}] stats.accepted grew by 40", label),
+    );
+}
+
 pub fn run(tap: &mut Tap, env: &Env) {
     let text = sysctl::exists(TABLE);
     tap.check(text, Ok(true), format_args!("sysctl {} exists", TABLE));
@@ -434,6 +485,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
             continue;
         }
         counters(tap, k);
+        reused_sockets(tap, k);
     }
     backlog_columns(tap);
     per_listener_state(tap);

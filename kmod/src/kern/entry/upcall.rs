@@ -7,6 +7,7 @@ use crate::kern::protosw;
 use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
+use listenq_policy::pending::Seen;
 
 /// From the walks at load: a listener that existed before listenq.
 /// lq_tcp_listeners_foreach() holds the inpcb read-locked (lock order:
@@ -31,8 +32,9 @@ pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
 
 /// The listen upcall: connections reached the completed queue of `head`
 /// (the ones behind the one recorded last). `arg` is the listener's own
-/// `Pending` (installed with it, kern/pending.rs): no global lock, and one
-/// round trip on its mutex however many arrived.
+/// node (installed with it, kern/pending.rs): no global lock, no lock of
+/// the listener's but the one the kernel holds, and a shard of the child
+/// index per connection.
 ///
 /// # Safety
 /// `head` is a live listener whose SOLISTEN_LOCK the caller holds, and
@@ -46,23 +48,42 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     };
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
     let q = unsafe { h.sample_locked() };
-    let since = |newest: usize, out: &mut [usize]| {
-        let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    let since = |newest: Seen, on_queue: bool, out: &mut [Seen]| {
+        let mut raw = [sys::lq_seen {
+            so: core::ptr::null_mut(),
+            sogen: 0,
+        }; 16];
+        let max = out.len().min(raw.len());
+        let newest = sys::lq_seen {
+            so: newest.so as *mut sys::socket,
+            sogen: newest.gen,
+        };
         // SAFETY: SOLISTEN_LOCK(head) is still held (the walk runs inside
-        // this call), which the sol_comp walk needs; `out` has room for
-        // `max` pointers, and usize and a pointer have the same layout.
+        // this call), which the sol_comp walk needs; with `on_queue`,
+        // `newest` was returned by an earlier walk of this same call, so
+        // it is still on the queue (leaving it needs that lock); `raw` has
+        // room for `max` entries.
         let n = unsafe {
             sys::lq_sol_comp_since(
                 head,
-                newest as *mut sys::socket,
-                out.as_mut_ptr().cast(),
-                max,
+                newest,
+                i32::from(on_queue),
+                raw.as_mut_ptr(),
+                max as u32,
             )
         };
-        (n as usize).min(out.len())
+        let n = (n as usize).min(max);
+        for (o, r) in out.iter_mut().zip(raw.iter()).take(n) {
+            *o = Seen {
+                so: r.so as usize,
+                gen: r.sogen,
+            };
+        }
+        n
     };
     // SAFETY: `arg` is the argument of listenq's upcall, which the kernel
     // is running with SOLISTEN_LOCK(head) held: removing it needs that
-    // lock, so its reference is counted for this whole call.
-    unsafe { PendingRef::with_borrowed(arg, |p| listeners::completed(p, q, since)) };
+    // lock, so its reference is counted for this whole call, and no other
+    // upcall of this listener runs meanwhile.
+    unsafe { PendingRef::with_upcall(arg, |p, newest| listeners::completed(p, newest, q, since)) };
 }
