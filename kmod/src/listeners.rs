@@ -263,7 +263,7 @@ pub fn completed(
     let grew = p.sample_overflows_if_moved(q.overcount, q.lastover);
     let mut idx = p.index();
     let mut r = Recorded::default();
-    let mut batch = [completion::Seen::default(); 16];
+    let mut batch = [completion::Seen::default(); 8];
     let mut on_queue = false;
     loop {
         let n = since(*newest, on_queue, &mut batch);

@@ -34,6 +34,10 @@ pub(crate) fn fills_hole(hole: usize, j: usize, home: usize) -> bool {
     !stays
 }
 
+/// The key was 0, or the table could not grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
+
 #[derive(Debug, Default)]
 pub struct KeyMap<V: Copy + Default = usize> {
     /// (key, value); key 0 is an empty bucket. Length 0 or a power of two
@@ -143,6 +147,32 @@ impl<V: Copy + Default> KeyMap<V> {
                 _ => i = (i + 1) & mask,
             }
         }
+    }
+
+    /// The value of `key`, or `val` filed under it if it is absent, in one
+    /// probe (a connection's path): Ok(Some(old)) leaves the old value in
+    /// place, Ok(None) inserted `val`, Err(NoRoom) when `key` is 0 or the table
+    /// could not grow (then nothing changes).
+    pub fn get_or_insert(&mut self, key: usize, val: V) -> Result<Option<V>, NoRoom> {
+        if key == 0 || !self.reserve(1) {
+            return Err(NoRoom);
+        }
+        let mask = self.mask();
+        let mut i = bucket(key, mask);
+        for _ in 0..self.buckets.len() {
+            match self.buckets.get_mut(i) {
+                Some(b) if b.0 == key => return Ok(Some(b.1)),
+                Some(b) if b.0 == 0 => {
+                    *b = (key, val);
+                    self.len += 1;
+                    return Ok(None);
+                }
+                Some(_) => i = (i + 1) & mask,
+                None => break,
+            }
+        }
+        // Not reached: reserve() left a free bucket.
+        Err(NoRoom)
     }
 
     /// Inserts or replaces. False when `key` is 0 or the table could not
@@ -299,6 +329,7 @@ mod tests {
         Remove(usize),
         Set(usize, usize),
         RemoveWhere(usize),
+        GetOrInsert(usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -307,8 +338,9 @@ mod tests {
         prop_oneof![
             (key.clone(), any::<usize>()).prop_map(|(k, v)| Op::Insert(k, v)),
             key.clone().prop_map(Op::Remove),
-            (key, any::<usize>()).prop_map(|(k, v)| Op::Set(k, v)),
+            (key.clone(), any::<usize>()).prop_map(|(k, v)| Op::Set(k, v)),
             (0usize..4).prop_map(Op::RemoveWhere),
+            (key.clone(), any::<usize>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
         ]
     }
 
@@ -331,6 +363,17 @@ mod tests {
                         prop_assert_eq!(m.set(k, v), had);
                         if had {
                             model.insert(k, v);
+                        }
+                    }
+                    Op::GetOrInsert(k, v) => {
+                        let want = if k == 0 {
+                            Err(NoRoom)
+                        } else {
+                            Ok(model.get(&k).copied())
+                        };
+                        prop_assert_eq!(m.get_or_insert(k, v), want);
+                        if k != 0 {
+                            model.entry(k).or_insert(v);
                         }
                     }
                     Op::RemoveWhere(r) => {

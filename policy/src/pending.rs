@@ -27,7 +27,10 @@ use crate::overflow::Stamp;
 /// kernel's lifetime). The address alone cannot say "already recorded":
 /// once accepted and closed, a socket's memory comes back for the next
 /// connection, often the very next one.
+/// `repr(C)`: the kernel's walk (socket_glue.h struct lq_seen) writes
+/// these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Seen {
     pub so: usize,
     pub gen: u64,
@@ -62,14 +65,14 @@ pub fn file(map: &mut KeyMap<Child>, child: usize, node: usize, now_us: u64) -> 
         node,
         since_us: now_us,
     };
-    match map.get(child) {
-        Some(c) if c.node == node => Filed::Already,
-        Some(c) => {
+    match map.get_or_insert(child, fresh) {
+        Ok(None) => Filed::New,
+        Ok(Some(c)) if c.node == node => Filed::Already,
+        Ok(Some(c)) => {
             map.set(child, fresh);
             Filed::Replaced(c.node)
         }
-        None if map.insert(child, fresh) => Filed::New,
-        None => Filed::NoMemory,
+        Err(_) => Filed::NoMemory,
     }
 }
 

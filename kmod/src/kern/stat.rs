@@ -34,6 +34,9 @@ impl Stat {
 
     /// Counts `n` events on this CPU's counter(9) (no lock).
     pub fn add(self, n: u64) {
+        if n == 0 {
+            return;
+        }
         // SAFETY: lq_stat_add() checks `self` against the array and skips
         // a counter not allocated (before load, after unload).
         unsafe { sys::lq_stat_add(self as u32, n) };

@@ -19,6 +19,7 @@ mod t_accf_counts;
 mod t_accf_nomem;
 mod t_accf_records;
 mod t_bench;
+mod t_bench_paired;
 mod t_defaults;
 mod t_listen;
 mod t_listeners;

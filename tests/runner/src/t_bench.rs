@@ -28,9 +28,10 @@ use crate::net::SockAddr;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::sysctl;
+use crate::t_bench_paired as paired;
 use crate::tap::Tap;
 
-const ITERS: u64 = 1000;
+pub const ITERS: u64 = 1000;
 const WARMUP: u64 = 20;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
@@ -53,7 +54,9 @@ pub fn wanted() -> bool {
 }
 
 /// LISTENQ_BENCH=quick: the filter and hooks rows only, no held/idle
-/// scaling (a minute instead of several, for trying a change).
+/// scaling (a minute instead of several, for trying a change); with
+/// LISTENQ_VM_KENV=listenq.bench_only=<row> ("none", "dataready", ...)
+/// only that comparison.
 fn quick() -> bool {
     let mut b = [0u8; 16];
     matches!(sys::kenv_get(c"listenq.bench", &mut b), Ok(v) if v == b"quick")
@@ -361,17 +364,48 @@ fn report(
     }
 }
 
-fn ratio(tap: &Tap, filter: &str, a: Option<u64>, b: Option<u64>) {
+/// listenq's figure `a` against `b`, that of `base` (stock module or
+/// the plain kernel), as BENCHMARKS.md quotes it.
+fn ratio(tap: &Tap, filter: &str, a: Option<u64>, b: Option<u64>, base: &str) {
     if let (Some(a), Some(b)) = (a, b) {
         if b > 0 {
             let (i, f) = frac(a, b);
             tap.diag(format_args!(
-                "bench ratio {} listenq/stock {}.{:04}",
-                filter, i, f
+                "bench ratio {} listenq/{} {}.{:04}",
+                filter, base, i, f
             ));
         }
     }
 }
+
+/// The interleaved comparisons (t_bench_paired.rs): hooks against the
+/// plain kernel, then each filter with a stock counterpart.
+const PAIRS: [paired::Pair; 4] = [
+    paired::Pair {
+        label: "none",
+        filter: None,
+        stock: None,
+        req: b"x",
+    },
+    paired::Pair {
+        label: "dataready",
+        filter: Some("dataready"),
+        stock: Some(au::ACCF_DATA),
+        req: b"x",
+    },
+    paired::Pair {
+        label: "httpready",
+        filter: Some("httpready"),
+        stock: Some(au::ACCF_HTTP),
+        req: GET,
+    },
+    paired::Pair {
+        label: "dnsready",
+        filter: Some("dnsready"),
+        stock: Some(au::ACCF_DNS),
+        req: DNSQ,
+    },
+];
 
 pub fn run(tap: &mut Tap, env: &Env) {
     if let Err(e) = env.v4 {
@@ -383,24 +417,28 @@ pub fn run(tap: &mut Tap, env: &Env) {
         "bench: {} timed connections per measurement after {} warm-up",
         ITERS, WARMUP
     ));
-    let mut lq = [None; 5];
     let (mut lq_held, mut lq_idle, mut st_held, mut st_idle) =
         ([None; 4], [None; 3], [None; 4], [None; 3]);
     raise_limits(tap);
     // The bench unloads listenq to measure stock: opt in (the tunable
     // kldload reads; listenq(4) UNLOADING).
     let _ = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1");
-    // The plain kernel once before listenq too: "none" has two bare
-    // figures from one boot, whose difference is what a change of setup
-    // alone (ports, TIME_WAIT entries) moves a row by.
-    let bare0 = report(tap, &"none", ITERS, "bare-first", measure(None, b"x"));
+    // And the stock modules, which take turns with listenq: their unload
+    // is refused unless net.accf.unloadable is set (uipc_accf.c).
+    let _ = sysctl::write_int("net.accf.unloadable", 1);
+    let mut pairs = [(paired::Side::default(), paired::Side::default()); 4];
+    let mut only = [0u8; 16];
+    let only = sys::kenv_get(c"listenq.bench_only", &mut only).unwrap_or(b"");
+    for (i, p) in PAIRS.iter().enumerate() {
+        if only.is_empty() || only == p.label.as_bytes() {
+            pairs[i] = paired::compare(tap, p, measure);
+        }
+    }
     match au::listenq_loaded() {
         Ok(id) => {
             tap.ok(true, "bench: kldload listenq");
-            for (i, (f, req)) in FILTERS.iter().enumerate() {
-                lq[i] = report(tap, &f, ITERS, "listenq", measure(Some(f), req));
-            }
-            lq[4] = report(tap, &"none", ITERS, "listenq", measure(None, b"x"));
+            let (f, req) = FILTERS[3];
+            report(tap, &f, ITERS, "listenq", measure(Some(f), req));
             if !quick() {
                 scaling(tap, "listenq", &mut lq_held, &mut lq_idle);
             }
@@ -419,40 +457,22 @@ pub fn run(tap: &mut Tap, env: &Env) {
             tap.diag(format_args!("  {}", e));
         }
     }
-    let mut st = [None; 4];
-    if kld::find(crate::env::KO_NAME).is_ok() {
+    if quick() {
+        // Nothing more to measure on the stock side.
+    } else if kld::find(crate::env::KO_NAME).is_ok() {
         tap.skip("bench stock", "listenq still loaded");
     } else {
-        let mods = [
-            (au::ACCF_DATA, "accf_data.ko"),
-            (au::ACCF_HTTP, "accf_http.ko"),
-            (au::ACCF_DNS, "accf_dns.ko"),
-        ];
-        for (i, (path, name)) in mods.iter().enumerate() {
-            let loaded = au::in_image(path) && kld::load(path).is_ok();
-            if loaded {
-                let (f, req) = FILTERS[i];
-                st[i] = report(tap, &f, ITERS, "stock", measure(Some(f), req));
-            } else {
-                tap.ok(false, format_args!("bench: kldload {}", name));
-            }
-        }
-        st[3] = report(tap, &"none", ITERS, "stock", measure(None, b"x"));
-        if !quick() {
+        // httpready for the held rows; the idle rows need no module.
+        let loaded = au::in_image(au::ACCF_HTTP) && kld::load(au::ACCF_HTTP).is_ok();
+        if loaded {
             scaling(tap, "stock", &mut st_held, &mut st_idle);
+        } else {
+            tap.ok(false, "bench: kldload accf_http.ko");
         }
     }
-    for (i, (f, _)) in FILTERS.iter().take(3).enumerate() {
-        ratio(tap, f, lq[i], st[i]);
-    }
-    ratio(tap, "none", lq[4], st[3]);
-    if let (Some(l), Some(b0), Some(b1)) = (lq[4], bare0, st[3]) {
-        let (li, lf) = frac(l, b0);
-        let (bi, bf) = frac(b0, b1);
-        tap.diag(format_args!(
-            "bench ratio none listenq/bare-first {}.{:04}; bare-first/bare-last {}.{:04} (setup alone)",
-            li, lf, bi, bf
-        ));
+    for (p, (a, b)) in PAIRS.iter().zip(pairs.iter()) {
+        let base = if p.stock.is_some() { "stock" } else { "bare" };
+        ratio(tap, p.label, b.cps(), a.cps(), base);
     }
     scaling_ratios(tap, "held", &HELD, &lq_held, &st_held, "stock");
     scaling_ratios(tap, "idle", &IDLE, &lq_idle, &st_idle, "bare");

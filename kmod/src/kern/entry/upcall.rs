@@ -49,11 +49,7 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
     let q = unsafe { h.sample_locked() };
     let since = |newest: Seen, on_queue: bool, out: &mut [Seen]| {
-        let mut raw = [sys::lq_seen {
-            so: core::ptr::null_mut(),
-            sogen: 0,
-        }; 16];
-        let max = out.len().min(raw.len());
+        let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
         let newest = sys::lq_seen {
             so: newest.so as *mut sys::socket,
             sogen: newest.gen,
@@ -61,25 +57,19 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
         // SAFETY: SOLISTEN_LOCK(head) is still held (the walk runs inside
         // this call), which the sol_comp walk needs; with `on_queue`,
         // `newest` was returned by an earlier walk of this same call, so
-        // it is still on the queue (leaving it needs that lock); `raw` has
-        // room for `max` entries.
+        // it is still on the queue (leaving it needs that lock); `out` has
+        // room for `max` entries, and a Seen is laid out as a struct
+        // lq_seen (both repr(C), checked below).
         let n = unsafe {
             sys::lq_sol_comp_since(
                 head,
                 newest,
                 i32::from(on_queue),
-                raw.as_mut_ptr(),
-                max as u32,
+                out.as_mut_ptr().cast(),
+                max,
             )
         };
-        let n = (n as usize).min(max);
-        for (o, r) in out.iter_mut().zip(raw.iter()).take(n) {
-            *o = Seen {
-                so: r.so as usize,
-                gen: r.sogen,
-            };
-        }
-        n
+        (n as usize).min(out.len())
     };
     // SAFETY: `arg` is the argument of listenq's upcall, which the kernel
     // is running with SOLISTEN_LOCK(head) held: removing it needs that
@@ -87,3 +77,12 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     // upcall of this listener runs meanwhile.
     unsafe { PendingRef::with_upcall(arg, |p, newest| listeners::completed(p, newest, q, since)) };
 }
+
+// What lets the walk write Seens (policy, repr(C)) as struct lq_seen.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Seen>() == size_of::<sys::lq_seen>());
+    assert!(align_of::<Seen>() == align_of::<sys::lq_seen>());
+    assert!(offset_of!(Seen, so) == offset_of!(sys::lq_seen, so));
+    assert!(offset_of!(Seen, gen) == offset_of!(sys::lq_seen, sogen));
+};
