@@ -16,7 +16,7 @@
 //!      the stock modules are unloaded with net.accf.unloadable=1.
 //!   C. listenq loaded again: hold timeouts, eviction order, the flood,
 //!      allocations back to 0, kldunload. These run the deferred-work path
-//!      (accf_glue.c lq_work_*), so they come last.
+//!      (work_glue.c lq_leave_*), so they come last.
 
 use crate::accf_util::{self as au, Seen, Show};
 use crate::env::Env;
@@ -1158,7 +1158,7 @@ fn stock_removal(tap: &mut Tap) {
 
 fn phase_c(tap: &mut Tap) {
     tap.diag(format_args!(
-        "accept filters: hold timeouts, eviction, flood (listenq's deferred work, accf_glue.c lq_work_*)"
+        "accept filters: hold timeouts, eviction, flood (listenq's deferred work, work_glue.c lq_leave_*)"
     ));
     let id = match au::listenq_loaded() {
         Ok(id) => id,
