@@ -179,6 +179,10 @@ impl<T: Copy> HoldQueue<T> {
     /// and grows when it admits.
     pub fn reserve(&mut self) -> bool {
         let want = self.capacity.div_ceil(Self::PER);
+        // The index once at its final size, not once per doubling.
+        if !self.grow_index(want.saturating_mul(Self::PER)) {
+            return false;
+        }
         if want > self.chunks.len()
             && self
                 .chunks
