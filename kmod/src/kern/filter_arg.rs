@@ -91,8 +91,8 @@ struct Inner<T> {
     attached: bool,
 }
 
-/// Detached states that upcalls or their task still name (module-wide: there is one
-/// `FilterArgs`). Changed under the state's mutex.
+/// Detached states that upcalls or their task still name (module-wide:
+/// there is one `FilterArgs`). Changed under the state's mutex.
 static DETACHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Every per-listener state of one kind, attached or detached.
