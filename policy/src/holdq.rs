@@ -70,6 +70,29 @@ pub enum Admit {
 /// No slot: end of a list, or an empty index bucket.
 const NIL: u32 = u32::MAX;
 
+/// An index bucket holds a slot number in its low 24 bits and, in the top
+/// 8, a fingerprint of the key's hash, so that a probe passing other keys'
+/// buckets rarely has to read their slots: a miss walks a probe run for a
+/// few instructions a bucket. Slot numbers stay below SLOT_MASK, so no
+/// bucket in use equals NIL.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// Most slots a queue has: room for this many connections, held or
+/// leaving (listenq(4)).
+pub const MAX_SLOTS: usize = SLOT_MASK as usize;
+
+/// The top 8 bits of the key's Fibonacci hash (the bucket comes from the
+/// low ones: keymap::bucket).
+fn fingerprint(key: usize) -> u32 {
+    ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u32
+}
+
+/// What `key`'s bucket holds for slot `s`.
+fn tagged(key: usize, s: u32) -> u32 {
+    fingerprint(key) << SLOT_BITS | s
+}
+
 /// Bytes of one slab chunk: the size of a malloc(9) bucket, so that
 /// nothing is rounded up. listenq(4) counts with it.
 pub const CHUNK_BYTES: usize = 4096;
@@ -126,9 +149,9 @@ pub struct HoldQueue<T> {
     chunks: Vec<Vec<Slot<T>>>,
     /// Slots handed out so far (the rest of the chunks' room is unused).
     top: usize,
-    /// Slot numbers, or NIL; its length is 0 or a power of two with at
-    /// least four buckets for every three slots the chunks have room for,
-    /// so probes stay short and a free bucket exists.
+    /// Tagged slot numbers (`tagged`), or NIL; its length is 0 or a
+    /// power of two with at least four buckets for every three slots the
+    /// chunks have room for, so probes stay short and a free bucket exists.
     index: Vec<u32>,
     free: u32,
     held: List,
@@ -244,7 +267,7 @@ impl<T: Copy> HoldQueue<T> {
         let Some(room) = self.room().checked_add(Self::PER) else {
             return false;
         };
-        if room >= NIL as usize || !self.grow_index(room) {
+        if room > MAX_SLOTS || !self.grow_index(room) {
             return false;
         }
         #[cfg(test)]
@@ -276,9 +299,9 @@ impl<T: Copy> HoldQueue<T> {
         }
         index.resize(buckets, NIL);
         let old = core::mem::replace(&mut self.index, index);
-        for s in old.into_iter().filter(|&s| s != NIL) {
-            if let Some(key) = self.slot(s).map(|e| e.key) {
-                self.index_insert(key, s);
+        for b in old.into_iter().filter(|&b| b != NIL) {
+            if let Some(key) = self.slot(b & SLOT_MASK).map(|e| e.key) {
+                self.index_insert(key, b & SLOT_MASK);
             }
         }
         true
@@ -320,7 +343,7 @@ impl<T: Copy> HoldQueue<T> {
         for _ in 0..self.index.len() {
             match self.index.get_mut(i) {
                 Some(b) if *b == NIL => {
-                    *b = slot;
+                    *b = tagged(key, slot);
                     return;
                 }
                 _ => i = (i + 1) & mask,
@@ -334,13 +357,15 @@ impl<T: Copy> HoldQueue<T> {
             return None;
         }
         let mask = self.mask();
+        let fp = fingerprint(key);
         let mut i = bucket(key, mask);
         for _ in 0..self.index.len() {
-            let s = *self.index.get(i)?;
-            if s == NIL {
+            let b = *self.index.get(i)?;
+            if b == NIL {
                 return None;
             }
-            if self.slot(s)?.key == key {
+            let s = b & SLOT_MASK;
+            if b >> SLOT_BITS == fp && self.slot(s)?.key == key {
                 return Some((i, s));
             }
             i = (i + 1) & mask;
@@ -361,17 +386,17 @@ impl<T: Copy> HoldQueue<T> {
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let s = match self.index.get(j) {
-                Some(&s) if s != NIL => s,
+            let b = match self.index.get(j) {
+                Some(&b) if b != NIL => b,
                 _ => break,
             };
-            let Some(k) = self.slot(s).map(|e| e.key) else {
+            let Some(k) = self.slot(b & SLOT_MASK).map(|e| e.key) else {
                 break;
             };
             let home = bucket(k, mask);
             if fills_hole(i, j, home) {
-                if let Some(b) = self.index.get_mut(i) {
-                    *b = s;
+                if let Some(h) = self.index.get_mut(i) {
+                    *h = b;
                 }
                 i = j;
             }
@@ -903,6 +928,27 @@ mod tests {
         }
         for k in 0..4096 {
             assert_eq!(q.contains(base + k * 0x300), k % 3 != 0, "{k}");
+        }
+    }
+
+    #[test]
+    fn keys_sharing_a_fingerprint_are_told_apart() {
+        let base = 0xffff_f800_0312_0000usize;
+        let keys: Vec<usize> = (0..200_000)
+            .map(|k| base + k * 0x40)
+            .filter(|&k| fingerprint(k) == 7)
+            .take(300)
+            .collect();
+        assert_eq!(keys.len(), 300);
+        let mut q = HoldQueue::new(300);
+        for (n, &k) in keys.iter().enumerate() {
+            assert_eq!(q.admit(k, 0, n, |_| unreachable!()), Admit::Held);
+        }
+        for &k in keys.iter().step_by(2) {
+            assert!(q.remove(k).is_some());
+        }
+        for (n, &k) in keys.iter().enumerate() {
+            assert_eq!(q.get_mut(k).copied(), (n % 2 == 1).then_some(n));
         }
     }
 
