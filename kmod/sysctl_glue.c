@@ -135,7 +135,7 @@ sysctl_allocs(SYSCTL_HANDLER_ARGS)
 
 /*
  * Bytes of malloc(9) memory type M_LISTENQ in use: what vmstat -m shows as
- * listenq's MemUse (every allocation, Rust's and the C glue's work items,
+ * listenq's MemUse (every allocation of that type, Rust's or C's,
  * counted at its malloc(9) bucket size), read without kern.malloc_stats'
  * MAXCPU-sized records.
  */

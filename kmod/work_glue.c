@@ -20,34 +20,26 @@
 #include <sys/sockbuf.h>
 #include <sys/taskqueue.h>
 #include <sys/callout.h>
-#include <sys/fail.h>
 #include <net/vnet.h>
 
 #include "glue.h"
 #include "accf_glue.h"
 #include "work_glue.h"
 
-MALLOC_DECLARE(M_LISTENQ);
-
 /*
- * Deferred work: terminate or deliver one held connection.
+ * Deferred work: terminate or deliver the held connections a listener's
+ * hold queue let go (evicted, or timed out), which wait on its leaving
+ * list (policy/src/holdq.rs) for this.
  *
- * Each held connection gets its work item when it is admitted, so that
- * terminating or delivering it later never needs memory: a connection
- * listenq cannot give an item to is not held at all (it passes, as with
- * no filter), and one it holds can always be let go.
+ * Each listener's filter state has one task, embedded in it (struct
+ * lq_leave, kern/filter_arg.rs), queued when a connection joins the
+ * leaving list and not already queued. So letting a held connection go
+ * never needs memory, and holding one allocates nothing of its own.
+ * A queued task holds a name on the state (it outlives the task) and one
+ * count in lq_work_pending, which unload waits for.
  */
 
-struct lq_work {
-	struct task	 w_task;
-	struct socket	*w_head;
-	struct socket	*w_so;
-	int		 w_deliver;
-	int		 w_detached;	/* lq_work_evict_now(): only soabort() left */
-};
-
-/* 56 bytes, a 64-byte malloc(9) bucket per held connection: listenq(4). */
-CTASSERT(sizeof(struct lq_work) == 56);
+CTASSERT(sizeof(struct lq_leave) == sizeof(struct task));
 
 static volatile u_int lq_work_pending;
 
@@ -57,41 +49,61 @@ lq_work_pending_count(void)
 	return (atomic_load_int(&lq_work_pending));
 }
 
-struct lq_work *
-lq_work_alloc(void)
-{
-	struct lq_work *w;
+static void lq_leave_run(void *arg, int pending);
 
-	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_work_alloc,
-	    FAIL_POINT_NONSLEEPABLE, return (NULL));
-	w = malloc(sizeof(*w), M_LISTENQ, M_NOWAIT | M_ZERO);
-	return (w);
+void
+lq_leave_init(struct lq_leave *lv, void *state)
+{
+	TASK_INIT(&lv->lv_task, 0, lq_leave_run, state);
 }
 
 void
-lq_work_free(struct lq_work *w)
+lq_leave_enqueue(struct lq_leave *lv)
 {
-	free(w, M_LISTENQ);
+	atomic_add_int(&lq_work_pending, 1);
+	taskqueue_enqueue(taskqueue_thread, &lv->lv_task);
 }
 
-static void
-lq_work_run(void *arg, int pending __unused)
+/*
+ * References on a listener and one connection of its hold queue, so that
+ * the task can use both once it drops the state's mutex. Called with that
+ * mutex held (listenq_rs_leave_next), under which the connection cannot
+ * finish sofree(): its destructor takes the mutex to take its key out of
+ * the queue (kern/held.rs says why every key names such a socket), so its
+ * memory is valid here; a count already at zero means it is being freed:
+ * leave it alone. ESRCH: the listener is being freed (nothing to do);
+ * otherwise *so is NULL when only the listener's reference was taken.
+ */
+int
+lq_leave_hold(struct socket *head, struct socket **so)
 {
-	struct lq_work *w = arg;
-	struct socket *head = w->w_head, *so = w->w_so;
+	if (!refcount_acquire_if_not_zero(&head->so_count))
+		return (ESRCH);
+	if (!refcount_acquire_if_not_zero(&(*so)->so_count))
+		*so = NULL;	/* the task only drops the head reference */
+	return (0);
+}
+
+/*
+ * Lets one connection go, as listenq_rs_leave_next() handed it over: with
+ * LQ_LEAVE_DETACHED the references are the ones the incomplete queue held
+ * (lq_evict_now); otherwise lq_leave_hold()'s.
+ */
+static void
+lq_leave_one(struct socket *head, struct socket *so, int how)
+{
 	void *uarg, *harg;
-	bool ours;
+	bool ours, deliver;
 
 	CURVNET_SET(head->so_vnet);
 	if (so == NULL) {
 		sorele(head);
 		goto out;
 	}
-	if (w->w_detached) {
+	if (how == LQ_LEAVE_DETACHED) {
 		/*
-		 * Off the queue already (counted then); the references are
-		 * the ones the queue held: soabort() consumes the socket's,
-		 * the listener's goes last.
+		 * Off the queue already (counted then): soabort() consumes the
+		 * socket's reference, the listener's goes last.
 		 */
 		SOCK_LOCK(so);
 		SOCK_RECVBUF_LOCK(so);
@@ -104,6 +116,7 @@ lq_work_run(void *arg, int pending __unused)
 		sorele(head);
 		goto out;
 	}
+	deliver = how == LQ_LEAVE_DELIVER;
 	SOLISTEN_LOCK(head);
 	SOCK_LOCK(so);
 	ours = so->so_listen == head && so->so_qstate == SQ_INCOMP;
@@ -125,9 +138,9 @@ lq_work_run(void *arg, int pending __unused)
 		    head->sol_accept_filter->accf_callback ==
 		    listenq_accf_callback)
 			harg = head->sol_accept_filter_arg;
-		listenq_rs_work_done(harg, uarg, so, w->w_deliver);
+		listenq_rs_work_done(harg, uarg, so, deliver);
 	}
-	if (ours && w->w_deliver) {
+	if (ours && deliver) {
 		/* What soisconnected() does once a filter is satisfied. */
 		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
 		head->sol_qlen++;
@@ -149,34 +162,32 @@ lq_work_run(void *arg, int pending __unused)
 	sorele(head);
 out:
 	CURVNET_RESTORE();
-	free(w, M_LISTENQ);
-	atomic_subtract_int(&lq_work_pending, 1);
 }
 
 /*
- * Queues `w' (always consumed), holding a reference on both sockets until
- * it has run. Callers hold listenq's registry lock, under which a held
- * socket cannot finish sofree() (its destructor needs that lock), so its
- * memory is valid here; a count already at zero means it is being freed:
- * leave it alone (ESRCH).
+ * The task of the filter state `arg': lets go of its leaving connections
+ * one at a time, each popped (and referenced) under the state's mutex and
+ * let go without it (the listener lock comes first everywhere).
  */
-int
-lq_work_schedule(struct lq_work *w, struct socket *head, struct socket *so,
-    int deliver)
+static void
+lq_leave_run(void *arg, int pending __unused)
 {
-	if (!refcount_acquire_if_not_zero(&head->so_count)) {
-		free(w, M_LISTENQ);
-		return (ESRCH);
-	}
-	if (!refcount_acquire_if_not_zero(&so->so_count))
-		so = NULL;	/* the task only drops the head reference */
-	w->w_head = head;
-	w->w_so = so;
-	w->w_deliver = deliver;
-	atomic_add_int(&lq_work_pending, 1);
-	TASK_INIT(&w->w_task, 0, lq_work_run, w);
-	taskqueue_enqueue(taskqueue_thread, &w->w_task);
-	return (so != NULL ? 0 : ESRCH);
+	struct socket *head, *so;
+	int how;
+
+	while ((how = listenq_rs_leave_next(arg, &head, &so)) !=
+	    LQ_LEAVE_NONE)
+		lq_leave_one(head, so, how);
+	/*
+	 * Finding nothing left, listenq_rs_leave_next() gave up this task's
+	 * name on the state, which may have freed the state and this task
+	 * with it (the last name of a detached state): neither is touched
+	 * again. That is safe for taskqueue(9) too: once this returns,
+	 * taskqueue_run_locked() (sys/kern/subr_taskqueue.c) only passes the
+	 * task's address to wakeup(9), a channel it does not read through.
+	 * The pending count goes last: unload waits for it to reach zero.
+	 */
+	atomic_subtract_int(&lq_work_pending, 1);
 }
 
 /*
@@ -187,47 +198,37 @@ lq_work_schedule(struct lq_work *w, struct socket *head, struct socket *so,
  * incomplete queue never holds more than the hold queue admits once
  * soisconnected() is done, however many CPUs feed it; deferring the whole
  * eviction left it on the queue until the task ran on another CPU.
- * soabort() needs the listener unlocked, so only that is deferred, with
- * `w' (the connection's own item: no allocation here); the task inherits
- * the references the queue held (on `so', which soabort() consumes, and on
- * the listener), so a close of the listener meanwhile finds nothing of
- * listenq's on its queues and cannot free either socket under the task.
+ * soabort() needs the listener unlocked, so only that is deferred: the
+ * connection's hold queue entry moves to the leaving list as
+ * LQ_LEAVE_DETACHED and inherits the references the queue held (on `so',
+ * which soabort() consumes, and on the listener), so a close of the
+ * listener meanwhile finds nothing of listenq's on its queues and cannot
+ * free either socket under the task.
  *
- * The upcall also holds the new connection's receive-buffer lock and
- * listenq's registry lock, both taken after socket locks everywhere else,
- * so `so' can only be try-locked here; when that fails, or the listener is
- * not locked by this thread, the whole eviction is deferred as before
- * (lq_work_schedule). Returns 1 when `so' left the queue now (the caller
- * counts it: the registry lock it holds is the one the task would take),
- * 0 otherwise (counted by the task if it still finds it, or the kernel
- * already took it away). `w' is always consumed. `head' and `so' are live
- * for the reason given at lq_work_schedule().
+ * The upcall also holds the new connection's receive-buffer lock and the
+ * listener's filter state mutex, both taken after socket locks everywhere
+ * else, so `so' can only be try-locked here; when that fails, or the
+ * listener is not locked by this thread, the whole eviction is deferred
+ * (LQ_LEAVE_ABORT: the task takes references and counts it if it still
+ * finds it). LQ_LEAVE_DETACHED: `so' left the queue now (the caller counts
+ * it). LQ_LEAVE_NONE: the kernel already took it away, nothing to do.
+ * `head' and `so' are live for the reason given at lq_leave_hold().
  */
 int
-lq_work_evict_now(struct lq_work *w, struct socket *head, struct socket *so)
+lq_evict_now(struct socket *head, struct socket *so)
 {
-	if (!mtx_owned(SOCK_MTX(head)) || !mtx_trylock(SOCK_MTX(so))) {
-		(void)lq_work_schedule(w, head, so, 0);
-		return (0);
-	}
+	if (!mtx_owned(SOCK_MTX(head)) || !mtx_trylock(SOCK_MTX(so)))
+		return (LQ_LEAVE_ABORT);
 	if (so->so_listen != head || so->so_qstate != SQ_INCOMP) {
 		SOCK_UNLOCK(so);
-		free(w, M_LISTENQ);
-		return (0);
+		return (LQ_LEAVE_NONE);
 	}
 	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
 	head->sol_incqlen--;
 	so->so_qstate = SQ_NONE;
 	so->so_listen = NULL;
 	SOCK_UNLOCK(so);
-	w->w_head = head;
-	w->w_so = so;
-	w->w_deliver = 0;
-	w->w_detached = 1;
-	atomic_add_int(&lq_work_pending, 1);
-	TASK_INIT(&w->w_task, 0, lq_work_run, w);
-	taskqueue_enqueue(taskqueue_thread, &w->w_task);
-	return (1);
+	return (LQ_LEAVE_DETACHED);
 }
 
 /* The hold-timeout clock: one callout for the module. */

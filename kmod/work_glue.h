@@ -3,24 +3,42 @@
 #define LISTENQ_WORK_GLUE_H
 
 #include <sys/types.h>
+#include <sys/_task.h>
 
 struct socket;
-struct lq_work;
 
-/* The work item a held connection is admitted with (NULL: no memory). */
-struct lq_work *lq_work_alloc(void);
-void	lq_work_free(struct lq_work *w);
-/* Consumes `w'; ESRCH if a socket is already being freed. */
-int	lq_work_schedule(struct lq_work *w, struct socket *head,
-	    struct socket *so, int deliver);
-int	lq_work_evict_now(struct lq_work *w, struct socket *head,
-	    struct socket *so);
+/*
+ * The deferred work of one listener's filter state, embedded in it
+ * (kern/filter_arg.rs): terminates or delivers the connections on its
+ * hold queue's leaving list.
+ */
+struct lq_leave {
+	struct task	lv_task;
+};
+
+/* How a connection leaves (policy/src/holdq.rs Leave); NONE: nothing. */
+#define	LQ_LEAVE_NONE		0
+#define	LQ_LEAVE_ABORT		1
+#define	LQ_LEAVE_DELIVER	2
+#define	LQ_LEAVE_DETACHED	3
+
+/* `state' is what the task hands listenq_rs_leave_next(). */
+void	lq_leave_init(struct lq_leave *lv, void *state);
+/* With the state's mutex held, when the task is not queued yet. */
+void	lq_leave_enqueue(struct lq_leave *lv);
+/* With the state's mutex held: ESRCH, or 0 (*so NULL: head's ref only). */
+int	lq_leave_hold(struct socket *head, struct socket **so);
+/* An LQ_LEAVE_* for the victim `so' of an admission to `head'. */
+int	lq_evict_now(struct socket *head, struct socket *so);
 u_int	lq_work_pending_count(void);
 /* The hold-timeout clock: calls listenq_rs_tick() every `ms'. */
 void	lq_tick_start(int ms);
 void	lq_tick_stop(void);
 
 /* Rust. */
+/* The next connection to let go, LQ_LEAVE_NONE when there is none. */
+int	listenq_rs_leave_next(void *state, struct socket **head,
+	    struct socket **so);
 void	listenq_rs_work_done(void *head_arg, void *upcall_arg,
 	    struct socket *so, int delivered);
 void	listenq_rs_tick(void);

@@ -438,6 +438,15 @@ enum Inner {
 }
 
 impl Inner {
+    fn new(cfg: &Config) -> Inner {
+        match cfg.kind {
+            FilterKind::Data => Inner::Data(data::Data),
+            FilterKind::Http => Inner::Http(http::Http::new(cfg)),
+            FilterKind::Dns => Inner::Dns(dns::Dns::new()),
+            FilterKind::Tls => Inner::Tls(tls::Tls::new()),
+        }
+    }
+
     fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
         if bytes.is_empty() {
             return Progress::NeedMore;
@@ -451,30 +460,34 @@ impl Inner {
     }
 }
 
+/// Where a connection is: a PROXY header and the filter never need their
+/// states at the same time (the filter starts from its initial state once
+/// the header is done), so they share the space; the kernel keeps one of
+/// these per held connection (listenq(4) "The secondary queue").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Proxy(proxy::Proxy),
+    Filter(Inner),
+    Ready,
+}
+
 /// Per-connection parser state: fixed size, no pointers, no allocation.
 ///
 /// Feed it every byte the connection receives, in order, exactly once, with
 /// the listener's [`Config`] (the same one given to [`Conn::new`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
-    ready: bool,
-    proxy: proxy::Proxy,
-    inner: Inner,
+    stage: Stage,
 }
 
 impl Conn {
     /// State for a new connection on a listener configured with `cfg`.
     pub fn new(cfg: &Config) -> Conn {
-        Conn {
-            ready: false,
-            proxy: proxy::Proxy::new(cfg.proxy),
-            inner: match cfg.kind {
-                FilterKind::Data => Inner::Data(data::Data),
-                FilterKind::Http => Inner::Http(http::Http::new(cfg)),
-                FilterKind::Dns => Inner::Dns(dns::Dns::new()),
-                FilterKind::Tls => Inner::Tls(tls::Tls::new()),
-            },
-        }
+        let stage = match cfg.proxy {
+            ProxyMode::Off => Stage::Filter(Inner::new(cfg)),
+            ProxyMode::Optional | ProxyMode::Required => Stage::Proxy(proxy::Proxy::new(cfg.proxy)),
+        };
+        Conn { stage }
     }
 
     /// Feed the bytes that arrived since the last call (the caller tracks the
@@ -483,23 +496,31 @@ impl Conn {
     /// bytes are never looked at again. Bytes after the one that made the
     /// connection Ready are ignored.
     pub fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
-        if self.ready {
-            return Progress::Ready;
-        }
-        let progress = match self.proxy.feed(cfg.proxy, bytes) {
-            proxy::Step::NeedMore => Progress::NeedMore,
-            proxy::Step::Invalid => Progress::Ready,
-            proxy::Step::Pass { replay, rest } => match self.inner.feed(cfg, replay) {
-                Progress::Ready => Progress::Ready,
-                Progress::NeedMore => self.inner.feed(cfg, rest),
+        let progress = match &mut self.stage {
+            Stage::Ready => return Progress::Ready,
+            Stage::Filter(inner) => inner.feed(cfg, bytes),
+            Stage::Proxy(p) => match p.feed(cfg.proxy, bytes) {
+                proxy::Step::NeedMore => Progress::NeedMore,
+                proxy::Step::Invalid => Progress::Ready,
+                proxy::Step::Pass { replay, rest } => {
+                    let mut inner = Inner::new(cfg);
+                    let progress = match inner.feed(cfg, replay) {
+                        Progress::Ready => Progress::Ready,
+                        Progress::NeedMore => inner.feed(cfg, rest),
+                    };
+                    self.stage = Stage::Filter(inner);
+                    progress
+                }
             },
         };
-        self.ready = progress == Progress::Ready;
+        if progress == Progress::Ready {
+            self.stage = Stage::Ready;
+        }
         progress
     }
 
     /// Once Ready, stays Ready.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.stage == Stage::Ready
     }
 }

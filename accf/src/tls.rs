@@ -53,12 +53,37 @@ enum Record {
 enum Handshake {
     /// `have` bytes of the 4-byte handshake header; `len` accumulates the
     /// 24-bit length.
-    Header { have: u8, len: u32 },
+    Header { have: u8, len: U24 },
     /// ClientHello body bytes still to come; never 0.
-    Hello { remaining: u32 },
+    Hello { remaining: U24 },
     /// Nothing more to wait for beyond the end of the current record:
     /// either the ClientHello is complete or the first message was not one.
     Done,
+}
+
+/// A 24-bit count in three bytes (handshake lengths are 24-bit): a u32
+/// would make every held connection's state four bytes bigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct U24 {
+    hi: u8,
+    lo: u16,
+}
+
+impl U24 {
+    const ZERO: U24 = U24 { hi: 0, lo: 0 };
+
+    fn get(self) -> u32 {
+        u32::from(self.hi) << 16 | u32::from(self.lo)
+    }
+
+    /// None above 2^24 - 1.
+    fn new(v: u32) -> Option<U24> {
+        let [_, hi, lo1, lo0] = v.to_be_bytes();
+        (v >> 24 == 0).then_some(U24 {
+            hi,
+            lo: u16::from_be_bytes([lo1, lo0]),
+        })
+    }
 }
 
 impl Tls {
@@ -69,7 +94,10 @@ impl Tls {
                 typ: 0,
                 len_hi: 0,
             },
-            hs: Handshake::Header { have: 0, len: 0 },
+            hs: Handshake::Header {
+                have: 0,
+                len: U24::ZERO,
+            },
         }
     }
 
@@ -156,26 +184,31 @@ impl Tls {
                     0 => Handshake::Header { have: 1, len },
                     1 | 2 => Handshake::Header {
                         have: have.saturating_add(1),
-                        len: len.checked_mul(256)?.checked_add(u32::from(b))?,
+                        len: U24::new(len.get().checked_mul(256)?.checked_add(u32::from(b))?)?,
                     },
                     _ => {
-                        let len = len.checked_mul(256)?.checked_add(u32::from(b))?;
+                        let len = len.get().checked_mul(256)?.checked_add(u32::from(b))?;
                         if len == 0 || len > MAX_CLIENT_HELLO {
                             return None;
                         }
-                        Handshake::Hello { remaining: len }
+                        Handshake::Hello {
+                            remaining: U24::new(len)?,
+                        }
                     }
                 };
                 Some(1)
             }
             Handshake::Hello { remaining } => {
+                let remaining = remaining.get();
                 let avail = u32::try_from(body.len()).unwrap_or(u32::MAX);
                 let take = avail.min(remaining);
                 let left = remaining.saturating_sub(take);
                 self.hs = if left == 0 {
                     Handshake::Done
                 } else {
-                    Handshake::Hello { remaining: left }
+                    Handshake::Hello {
+                        remaining: U24::new(left)?,
+                    }
                 };
                 usize::try_from(take).ok()
             }

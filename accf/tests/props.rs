@@ -392,3 +392,15 @@ fn conn_is_small() {
     );
     assert!(std::mem::size_of::<Config>() <= 32);
 }
+
+#[test]
+fn conn_fits_twelve_bytes() {
+    // The kernel keeps one per held connection; listenq(4) and
+    // kmod/src/filters.rs count on it.
+    assert!(
+        std::mem::size_of::<Conn>() <= 12,
+        "{}",
+        std::mem::size_of::<Conn>()
+    );
+    assert!(std::mem::align_of::<Conn>() <= 4);
+}

@@ -13,8 +13,8 @@
 //! listeners) is for create, destroy, the tick and unload. An evicted connection
 //! leaves the incomplete queue in the upcall that admits its successor;
 //! soabort(), timeouts and deliveries need the listener lock first, so they
-//! are deferred to a task (work_glue.c) that holds references on both
-//! sockets.
+//! are deferred to the state's own task (work_glue.c), which finds them on
+//! the hold queue's leaving list and holds references on both sockets.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +26,7 @@ use crate::kern::held::{Admitted, HeldConns};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
 use crate::kern::time;
-use crate::kern::work::Work;
+use crate::kern::work::Leaving;
 use crate::kprintln;
 use crate::listeners::REGISTRY;
 use listenq_accf::{
@@ -53,7 +53,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
         return Upcall::Ok;
     }
     let key = rcv.key();
-    let now = time::uptime_us() / 1000;
+    let now = now_ms();
     let mut g = arg.lock();
     if !g.get().holdq.contains(key) {
         let Some(so) = sb.sock_locked.as_ref() else {
@@ -109,13 +109,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
 /// connection `so` on the listener `arg` names, evicting the oldest if
 /// the hold queue is full. Some(what the callback returns) when it is
 /// not held after all.
-fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u64) -> Option<Upcall> {
-    // Everything holding it takes is taken before it is held; without
-    // it, it passes as with no filter (counted in nomem).
-    let Some(work) = Work::alloc() else {
-        Stat::Nomem.bump();
-        return Some(Upcall::IsConnected);
-    };
+fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u32) -> Option<Upcall> {
     let Some(tagged) = so.tag() else {
         // Someone else's destructor: listenq could not learn when it
         // goes, so it must not hold it (nor count it as tagged, which
@@ -123,7 +117,6 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u64) -> O
         // without the destructor, unload was refused forever).
         // No VM test reaches this: nothing in FreeBSD 14 calls
         // sodtor_set(), so only another module could.
-        drop(work);
         return Some(Upcall::IsConnected);
     };
     let (f, on) = g.get_attached();
@@ -132,7 +125,6 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u64) -> O
         // listener it has locked, and accf_destroy detaches under that
         // lock. Without a listener there is nothing to hold it on.
         tagged.untag();
-        drop(work);
         return Some(Upcall::IsConnected);
     };
     let cfg = f.cfg;
@@ -140,16 +132,20 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u64) -> O
         conn: Conn::new(&cfg),
         fed: 0,
     };
-    // Evicted connections leave the queue with their own work items,
-    // at once, whatever happens to this admission: off the incomplete
-    // queue right here (the listener is locked), so neither queue
-    // passes its limit on any number of CPUs; only soabort() waits.
-    // Those that left now are counted here: the task would need this
-    // state's mutex, which this thread holds. Their upcalls stay counted
-    // until the task clears them.
-    let (admitted, gone_now) = f.holdq.admit(on, &tagged, now, state, work);
+    // Evicted connections leave at once, whatever happens to this
+    // admission: off the incomplete queue right here (the listener is
+    // locked), so neither queue passes its limit on any number of CPUs;
+    // only soabort() waits for the task, on the leaving list. Those that
+    // left now are counted here: the task would need this state's mutex,
+    // which this thread holds. Their upcalls stay counted until the task
+    // clears them.
+    let (admitted, gone_now) = f.holdq.admit(on, &tagged, now, state);
     f.evicted = f.evicted.saturating_add(gone_now);
+    let leaving = f.holdq.has_leaving();
     Stat::Evicted.add(gone_now);
+    if leaving {
+        g.leave_soon();
+    }
     match admitted {
         Admitted::NoMemory => {
             tagged.untag();
@@ -231,11 +227,13 @@ pub fn destroy(a: Option<Arg<'_>>, n: u32) {
     };
     let Some(mut g) = REGISTRY.lock() else { return };
     // Those upcalls are cleared; the others still name it. The hold
-    // queue's memory goes now; a detached state keeps only the count
-    // that frees it.
+    // queue's memory goes now, unless evicted connections still wait for
+    // the task there (it frees it once they are gone); a detached state
+    // keeps only the count that frees it.
     g.accf.states.detach(a, n as usize, |f| {
-        f.holdq.clear();
-        f.holdq = HeldConns::new(1);
+        if !f.holdq.detach() {
+            f.holdq = HeldConns::new(1);
+        }
     });
     drop(g);
     // Released: exactly those accept_filt_setopt() is about to move to
@@ -292,9 +290,35 @@ pub fn untag(so: usize, was: bool, a: Option<Arg<'_>>) {
     }
 }
 
+/// The state's task (work_glue.c lq_leave_run): the next connection on
+/// the leaving list of `a`'s hold queue to let go, with its references;
+/// None when there is none, and then the task is done and gives its name
+/// on the state back (which may free it).
+pub fn leave_next(a: Arg<'_>) -> Option<Leaving> {
+    let mut g = a.lock();
+    let head = g.head_key();
+    let (f, on) = g.get_attached();
+    let attached = on.is_some();
+    if let Some(l) = f.holdq.next_leaving(head, on) {
+        return Some(l);
+    }
+    if !attached {
+        // The last evicted connections of a removed filter are gone.
+        f.holdq = HeldConns::new(1);
+    }
+    g.task_done();
+    None
+}
+
+/// Milliseconds of uptime on a 32-bit clock: the hold queue only compares
+/// differences, which wrap correctly (listenq_policy::holdq::MAX_HOLD_MS).
+fn now_ms() -> u32 {
+    (time::uptime_us() / 1000) as u32
+}
+
 /// The hold-timeout clock (a callout, every TICK_MS).
 pub fn tick() {
-    let now = time::uptime_us() / 1000;
+    let now = now_ms();
     let (ms, drop) = kaccf::hold_timeout();
     let def = TimeoutDefaults {
         ms,
@@ -305,20 +329,21 @@ pub fn tick() {
         },
     };
     let Some(g) = REGISTRY.lock() else { return };
-    g.accf.states.for_each_attached(|f, on| {
+    g.accf.states.for_each_attached(|f, _| {
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
-            return;
+            return false;
         };
         // Bounded work per tick; the rest waits for the next one.
+        let mut any = false;
         for _ in 0..64 {
-            if !f
-                .holdq
-                .expire(on, now, u64::from(ms), action == TimeoutAction::Deliver)
-            {
+            if !f.holdq.expire(now, ms, action == TimeoutAction::Deliver) {
                 break;
             }
+            any = true;
             Stat::Timeouts.bump();
         }
+        // The task lets them go (and counts them released or evicted).
+        any
     });
 }
 

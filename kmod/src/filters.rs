@@ -13,20 +13,22 @@ use listenq_policy::backlog;
 use listenq_policy::registry::{FilterInfo, Row};
 
 /// A held connection's parser state and how many bytes it has consumed.
-/// Its hold queue entry also has the work item that will terminate or
-/// deliver it (kern/held.rs): taken at admission, so letting a held
-/// connection go never needs memory.
+/// Letting it go needs nothing more: its slot waits on the hold queue's
+/// leaving list for the listener's task (kern/held.rs).
 #[derive(Clone, Copy)]
 pub struct ConnState {
     pub conn: Conn,
     pub fed: u32,
 }
 
-/// What one held connection costs the listener's hold queue (its slab
-/// slot, 56 bytes, and two index buckets), listenq(4) "The secondary
-/// queue"; its work item is counted in work_glue.c. Checked here so that
-/// a change shows.
-const _: () = assert!(held::bytes_per_entry::<ConnState>() == 64);
+/// What one held connection costs the listener's hold queue: its slab
+/// slot, 40 bytes (the socket, when it arrived, this state, the list
+/// links), 102 to a 4 KiB chunk; the index adds 4-byte buckets, a power of
+/// two at least 4/3 of the slots (listenq(4) "The secondary queue", the
+/// bench's check in tests/runner/src/t_bench.rs). Checked here so that a
+/// change shows.
+const _: () = assert!(core::mem::size_of::<ConnState>() == 16);
+const _: () = assert!(held::slot_bytes::<ConnState>() == 40);
 
 /// One listener with a listenq filter attached: its own state, on the
 /// heap, reached from the kernel's filter argument. How long it lives:

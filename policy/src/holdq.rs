@@ -3,91 +3,197 @@
 //! terminated to make room. Entries are kept in arrival order, so the oldest
 //! is always at the front and hold timeouts expire from the front too.
 //!
+//! A connection the queue lets go (evicted, or timed out) does not leave
+//! at once: terminating or delivering it needs the listener lock, which the
+//! caller may not take, so it moves to a second list, *leaving*, with what
+//! is to become of it (`Leave`), until the caller's deferred work pops it
+//! (`pop_leaving`). It stays findable by key meanwhile, so a socket that
+//! goes away first is still taken out (`remove`), and the deferred work
+//! then finds nothing to do for it. Leaving entries are not held: they
+//! are not counted by `len`, nor in the capacity, nor seen by `contains`
+//! or `get_mut`; they only use slots.
+//!
 //! Every operation a connection causes (admit, find, release, evict the
-//! oldest, expire) is O(1): a peer that completes handshakes and never
-//! sends must not make the next connection's upcall slower. The entries
-//! live in a slab, linked oldest to newest by slot number (the FIFO), and
-//! an open-addressing table (linear probing, deletion by backward shift,
-//! so no tombstones pile up) finds a slot from the socket's key.
+//! oldest, expire, pop a leaving one) is O(1): a peer that completes
+//! handshakes and never sends must not make the next connection's upcall
+//! slower. The entries live in a slab of fixed-size chunks (growing it
+//! never moves an entry), linked by slot number into the held FIFO, the
+//! leaving list or the free list, and an open-addressing table (linear
+//! probing, deletion by backward shift, so no tombstones pile up, kept at
+//! most three quarters full) finds a slot from the socket's key.
 //!
 //! Memory is reserved fallibly: the queue runs inside socket upcalls, where a
 //! failed M_NOWAIT allocation must turn into "don't hold this connection",
-//! never into a panic. `reserve` sizes both arrays for the backlog when the
-//! filter is attached (or listen(2) runs again), so admissions normally
-//! allocate nothing; past that they grow by doubling.
+//! never into a panic. `reserve` sizes the slab and the index for the
+//! backlog when the filter is attached (or listen(2) runs again), so
+//! admissions normally allocate nothing; past that (leaving entries use
+//! slots too) the slab grows a chunk at a time.
 
 use alloc::vec::Vec;
 
 use crate::keymap::{bucket, fills_hole};
 
 /// A held connection: `key` identifies the socket, `since_ms` is when it
-/// started to be held, `state` is the filter's parser state.
+/// started to be held (milliseconds on a clock that wraps at 2^32; only
+/// differences are used, see `expire`), `state` is the filter's parser
+/// state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held<T> {
     pub key: usize,
-    pub since_ms: u64,
+    pub since_ms: u32,
     pub state: T,
 }
 
+/// What becomes of a connection on the leaving list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit<T> {
-    /// Held; nothing had to go.
-    Held,
-    /// Held after evicting the returned (oldest) connection, which the
-    /// caller must terminate.
-    HeldEvicting(Held<T>),
-    /// No memory to hold it: the caller should pass it on unfiltered.
-    NoMemory,
-    /// Already held (a repeated notification); nothing changed.
-    AlreadyHeld,
+pub enum Leave {
+    /// Terminate it (still on its listener's incomplete queue).
+    Abort,
+    /// Deliver it to the completed queue.
+    Deliver,
+    /// Already taken off the incomplete queue: only the termination is
+    /// left.
+    Detached,
 }
 
-impl<T> Admit<T> {
-    /// The key of the connection evicted to make room, if any.
-    pub fn victim(&self) -> Option<usize> {
-        match self {
-            Admit::HeldEvicting(v) => Some(v.key),
-            _ => None,
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Held (the oldest may have been let go to make room).
+    Held,
+    /// No memory to hold it: the caller should pass it on unfiltered.
+    /// Nothing was let go for it.
+    NoMemory,
+    /// Already in the queue (a repeated notification); nothing changed.
+    AlreadyHeld,
 }
 
 /// No slot: end of a list, or an empty index bucket.
 const NIL: u32 = u32::MAX;
 
-/// A slab slot: a held connection and its FIFO neighbours, or (free) a
-/// link in the free list through `next`.
+/// An index bucket holds a slot number in its low 24 bits and, in the top
+/// 8, a fingerprint of the key's hash, so that a probe passing other keys'
+/// buckets rarely has to read their slots: a miss walks a probe run for a
+/// few instructions a bucket. Slot numbers stay below SLOT_MASK, so no
+/// bucket in use equals NIL.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// Most slots a queue has: room for this many connections, held or
+/// leaving (listenq(4)).
+pub const MAX_SLOTS: usize = SLOT_MASK as usize;
+
+/// The top 8 bits of the key's Fibonacci hash (the bucket comes from the
+/// low ones: keymap::bucket).
+fn fingerprint(key: usize) -> u32 {
+    ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u32
+}
+
+/// What `key`'s bucket holds for slot `s`.
+fn tagged(key: usize, s: u32) -> u32 {
+    fingerprint(key) << SLOT_BITS | s
+}
+
+/// Bytes of one slab chunk: the size of a malloc(9) bucket, so that
+/// nothing is rounded up. listenq(4) counts with it.
+pub const CHUNK_BYTES: usize = 4096;
+
+/// The longest hold limit `expire` honours: elapsed times are differences
+/// of a 32-bit clock, exact below 2^32 ms, and the front entry is looked
+/// at every tick, so a limit of at most 2^31 ms (24.8 days) is always
+/// seen expire long before the difference could wrap.
+pub const MAX_HOLD_MS: u32 = 1 << 31;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Free,
+    Held,
+    Leaving(Leave),
+}
+
+/// A slab slot: an entry and its neighbours on its list (the held FIFO or
+/// the leaving list), or (free) a link in the free list through `next`.
 #[derive(Debug, Clone, Copy)]
 struct Slot<T> {
-    held: Held<T>,
+    key: usize,
+    since_ms: u32,
     prev: u32,
     next: u32,
+    place: Place,
+    state: T,
+}
+
+/// A doubly linked list of slots, oldest first.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    first: u32,
+    last: u32,
+    len: usize,
+}
+
+const EMPTY: List = List {
+    first: NIL,
+    last: NIL,
+    len: 0,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Held,
+    Leaving,
 }
 
 #[derive(Debug)]
 pub struct HoldQueue<T> {
-    slots: Vec<Slot<T>>,
-    /// Slot numbers, or NIL; its length is 0 or a power of two at least
-    /// twice `slots.len()`, so probes stay short and a free bucket exists.
+    /// Each chunk is allocated with room for exactly `PER` slots and never
+    /// reallocated; slot `s` is `chunks[s / PER][s % PER]`.
+    chunks: Vec<Vec<Slot<T>>>,
+    /// Slots handed out so far (the rest of the chunks' room is unused).
+    top: usize,
+    /// Tagged slot numbers (`tagged`), or NIL; its length is 0 or a
+    /// power of two with at least four buckets for every three slots the
+    /// chunks have room for, so probes stay short and a free bucket exists.
     index: Vec<u32>,
     free: u32,
-    oldest: u32,
-    newest: u32,
-    len: usize,
+    held: List,
+    leaving: List,
     capacity: usize,
+    /// Tests make the allocator "fail" past this many chunks.
+    #[cfg(test)]
+    chunk_limit: usize,
+}
+
+/// Index buckets for `slots` slots: at most three quarters full.
+fn buckets_for(slots: usize) -> Option<usize> {
+    slots
+        .checked_mul(4)?
+        .div_ceil(3)
+        .max(1)
+        .checked_next_power_of_two()
 }
 
 impl<T: Copy> HoldQueue<T> {
+    /// Slots per chunk.
+    const PER: usize = {
+        let n = CHUNK_BYTES / core::mem::size_of::<Slot<T>>();
+        if n == 0 {
+            1
+        } else {
+            n
+        }
+    };
+
     /// Allocates nothing; see `reserve`.
     pub fn new(capacity: usize) -> Self {
         HoldQueue {
-            slots: Vec::new(),
+            chunks: Vec::new(),
+            top: 0,
             index: Vec::new(),
             free: NIL,
-            oldest: NIL,
-            newest: NIL,
-            len: 0,
+            held: EMPTY,
+            leaving: EMPTY,
             capacity: capacity.max(1),
+            #[cfg(test)]
+            chunk_limit: usize::MAX,
         }
     }
 
@@ -95,8 +201,25 @@ impl<T: Copy> HoldQueue<T> {
     /// allocate nothing. False when memory is short: the queue still works
     /// and grows when it admits.
     pub fn reserve(&mut self) -> bool {
-        let want = self.capacity.min(NIL as usize - 1);
-        self.grow_to(want)
+        let want = self.capacity.div_ceil(Self::PER);
+        // The index once at its final size, not once per doubling.
+        if !self.grow_index(want.saturating_mul(Self::PER)) {
+            return false;
+        }
+        if want > self.chunks.len()
+            && self
+                .chunks
+                .try_reserve_exact(want - self.chunks.len())
+                .is_err()
+        {
+            return false;
+        }
+        while self.chunks.len() < want {
+            if !self.add_chunk() {
+                return false;
+            }
+        }
+        true
     }
 
     /// listen() again changes the backlog and so the capacity; a smaller
@@ -109,63 +232,104 @@ impl<T: Copy> HoldQueue<T> {
         self.capacity
     }
 
+    /// Held connections (not the leaving ones).
     pub fn len(&self) -> usize {
-        self.len
+        self.held.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.held.len == 0
     }
 
-    /// Makes room for `n` slots, and the index for them. Fallible, and
-    /// all-or-nothing as far as the entries go: a failure leaves them as
-    /// they were.
-    fn grow_to(&mut self, n: usize) -> bool {
-        if n >= NIL as usize {
-            return false;
-        }
-        let Some(buckets) = n.checked_mul(2).and_then(usize::checked_next_power_of_two) else {
+    /// Connections on the leaving list.
+    pub fn leaving_len(&self) -> usize {
+        self.leaving.len
+    }
+
+    /// Slots the chunks have room for.
+    fn room(&self) -> usize {
+        self.chunks.len().saturating_mul(Self::PER)
+    }
+
+    fn slot(&self, s: u32) -> Option<&Slot<T>> {
+        let s = s as usize;
+        self.chunks.get(s / Self::PER)?.get(s % Self::PER)
+    }
+
+    fn slot_mut(&mut self, s: u32) -> Option<&mut Slot<T>> {
+        let s = s as usize;
+        self.chunks.get_mut(s / Self::PER)?.get_mut(s % Self::PER)
+    }
+
+    /// One more chunk, with the index grown for it first. Fallible; a
+    /// failure leaves the entries as they were.
+    fn add_chunk(&mut self) -> bool {
+        let Some(room) = self.room().checked_add(Self::PER) else {
             return false;
         };
-        if n > self.slots.capacity() && self.slots.try_reserve_exact(n - self.slots.len()).is_err()
-        {
+        if room > MAX_SLOTS || !self.grow_index(room) {
             return false;
         }
-        if buckets > self.index.len() {
-            let mut index = Vec::new();
-            if index.try_reserve_exact(buckets).is_err() {
-                return false;
-            }
-            index.resize(buckets, NIL);
-            let old = core::mem::replace(&mut self.index, index);
-            for s in old.into_iter().filter(|&s| s != NIL) {
-                if let Some(key) = self.slots.get(s as usize).map(|e| e.held.key) {
-                    self.index_insert(key, s);
-                }
+        #[cfg(test)]
+        if self.chunks.len() >= self.chunk_limit {
+            return false;
+        }
+        if self.chunks.len() == self.chunks.capacity() && self.chunks.try_reserve(1).is_err() {
+            return false;
+        }
+        let mut c = Vec::new();
+        if c.try_reserve_exact(Self::PER).is_err() {
+            return false;
+        }
+        self.chunks.push(c);
+        true
+    }
+
+    /// Sizes the index for `slots` slots (rehashing into a new table).
+    fn grow_index(&mut self, slots: usize) -> bool {
+        let Some(buckets) = buckets_for(slots) else {
+            return false;
+        };
+        if buckets <= self.index.len() {
+            return true;
+        }
+        let mut index = Vec::new();
+        if index.try_reserve_exact(buckets).is_err() {
+            return false;
+        }
+        index.resize(buckets, NIL);
+        let old = core::mem::replace(&mut self.index, index);
+        for b in old.into_iter().filter(|&b| b != NIL) {
+            if let Some(key) = self.slot(b & SLOT_MASK).map(|e| e.key) {
+                self.index_insert(key, b & SLOT_MASK);
             }
         }
         true
     }
 
-    /// Stores `e` in a free slot, growing the slab (doubling) when there
-    /// is none; None when that allocation fails.
+    /// Whether `put` will find a slot, growing the slab if needed.
+    fn slot_ready(&mut self) -> bool {
+        self.free != NIL || self.top < self.room() || self.add_chunk()
+    }
+
+    /// Stores `e` in a free slot; None when there is none (`slot_ready`
+    /// says whether there is, and makes one).
     fn put(&mut self, e: Slot<T>) -> Option<u32> {
-        if let Some(f) = self.slots.get_mut(self.free as usize) {
-            let s = self.free;
-            self.free = f.next;
-            *f = e;
-            return Some(s);
+        let f = self.free;
+        if let Some(slot) = self.slot_mut(f) {
+            let next = slot.next;
+            *slot = e;
+            self.free = next;
+            return Some(f);
         }
-        let n = self.slots.len();
-        if n == self.slots.capacity() || (n + 1) * 2 > self.index.len() {
-            let want = n.saturating_mul(2).max(4);
-            if !self.grow_to(want) {
-                return None;
-            }
+        if self.top >= self.room() {
+            return None;
         }
-        let s = u32::try_from(n).ok()?;
-        // grow_to() reserved room: this push does not allocate.
-        self.slots.push(e);
+        let s = u32::try_from(self.top).ok()?;
+        // The chunk was allocated with room for PER slots and holds
+        // top % PER of them: this push does not allocate.
+        self.chunks.get_mut(self.top / Self::PER)?.push(e);
+        self.top += 1;
         Some(s)
     }
 
@@ -179,7 +343,7 @@ impl<T: Copy> HoldQueue<T> {
         for _ in 0..self.index.len() {
             match self.index.get_mut(i) {
                 Some(b) if *b == NIL => {
-                    *b = slot;
+                    *b = tagged(key, slot);
                     return;
                 }
                 _ => i = (i + 1) & mask,
@@ -187,24 +351,32 @@ impl<T: Copy> HoldQueue<T> {
         }
     }
 
-    /// The bucket holding `key`'s slot.
-    fn find(&self, key: usize) -> Option<usize> {
+    /// The bucket holding `key`'s slot, and the slot.
+    fn find(&self, key: usize) -> Option<(usize, u32)> {
         if self.index.is_empty() {
             return None;
         }
         let mask = self.mask();
+        let fp = fingerprint(key);
         let mut i = bucket(key, mask);
         for _ in 0..self.index.len() {
-            let s = *self.index.get(i)?;
-            if s == NIL {
+            let b = *self.index.get(i)?;
+            if b == NIL {
                 return None;
             }
-            if self.slots.get(s as usize)?.held.key == key {
-                return Some(i);
+            let s = b & SLOT_MASK;
+            if b >> SLOT_BITS == fp && self.slot(s)?.key == key {
+                return Some((i, s));
             }
             i = (i + 1) & mask;
         }
         None
+    }
+
+    /// The slot of a held (not leaving) `key`.
+    fn find_held(&self, key: usize) -> Option<u32> {
+        let (_, s) = self.find(key)?;
+        (self.slot(s)?.place == Place::Held).then_some(s)
     }
 
     /// Empties bucket `i` and shifts back the entries of its probe run
@@ -214,17 +386,17 @@ impl<T: Copy> HoldQueue<T> {
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let s = match self.index.get(j) {
-                Some(&s) if s != NIL => s,
+            let b = match self.index.get(j) {
+                Some(&b) if b != NIL => b,
                 _ => break,
             };
-            let Some(k) = self.slots.get(s as usize).map(|e| e.held.key) else {
+            let Some(k) = self.slot(b & SLOT_MASK).map(|e| e.key) else {
                 break;
             };
             let home = bucket(k, mask);
             if fills_hole(i, j, home) {
-                if let Some(b) = self.index.get_mut(i) {
-                    *b = s;
+                if let Some(h) = self.index.get_mut(i) {
+                    *h = b;
                 }
                 i = j;
             }
@@ -234,140 +406,268 @@ impl<T: Copy> HoldQueue<T> {
         }
     }
 
-    fn unlink(&mut self, s: u32) -> Option<Held<T>> {
-        let e = *self.slots.get(s as usize)?;
-        match self.slots.get_mut(e.prev as usize) {
-            Some(p) => p.next = e.next,
-            None => self.oldest = e.next,
+    fn list(&mut self, which: Which) -> &mut List {
+        match which {
+            Which::Held => &mut self.held,
+            Which::Leaving => &mut self.leaving,
         }
-        match self.slots.get_mut(e.next as usize) {
-            Some(n) => n.prev = e.prev,
-            None => self.newest = e.prev,
+    }
+
+    fn link_last(&mut self, which: Which, s: u32) {
+        let last = self.list(which).last;
+        if let Some(e) = self.slot_mut(s) {
+            e.prev = last;
+            e.next = NIL;
         }
-        if let Some(f) = self.slots.get_mut(s as usize) {
-            f.next = self.free;
+        match self.slot_mut(last) {
+            Some(p) => p.next = s,
+            None => self.list(which).first = s,
+        }
+        let l = self.list(which);
+        l.last = s;
+        l.len += 1;
+    }
+
+    /// Takes `s` off the list its place says it is on.
+    fn unlink(&mut self, s: u32) {
+        let Some((prev, next, place)) = self.slot(s).map(|e| (e.prev, e.next, e.place)) else {
+            return;
+        };
+        let which = match place {
+            Place::Held => Which::Held,
+            Place::Leaving(_) => Which::Leaving,
+            Place::Free => return,
+        };
+        match self.slot_mut(prev) {
+            Some(p) => p.next = next,
+            None => self.list(which).first = next,
+        }
+        match self.slot_mut(next) {
+            Some(n) => n.prev = prev,
+            None => self.list(which).last = prev,
+        }
+        let l = self.list(which);
+        l.len = l.len.saturating_sub(1);
+    }
+
+    /// Takes slot `s` (in bucket `b`) out of the queue altogether.
+    fn remove_at(&mut self, b: usize, s: u32) -> Option<(Held<T>, Place)> {
+        let e = *self.slot(s)?;
+        self.index_remove(b);
+        self.unlink(s);
+        let free = self.free;
+        if let Some(f) = self.slot_mut(s) {
+            f.place = Place::Free;
+            f.next = free;
             f.prev = NIL;
         }
         self.free = s;
-        self.len -= 1;
-        Some(e.held)
+        let held = Held {
+            key: e.key,
+            since_ms: e.since_ms,
+            state: e.state,
+        };
+        Some((held, e.place))
     }
 
-    fn remove_slot(&mut self, s: u32) -> Option<Held<T>> {
-        let key = self.slots.get(s as usize)?.held.key;
-        let b = self.find(key)?;
-        self.index_remove(b);
-        self.unlink(s)
-    }
-
-    fn pop_oldest(&mut self) -> Option<Held<T>> {
-        if self.oldest == NIL {
-            return None;
+    /// Moves held slot `s` to the leaving list, or out of the queue.
+    fn let_go(&mut self, s: u32, how: Option<Leave>) {
+        match how {
+            Some(how) => {
+                self.unlink(s);
+                if let Some(e) = self.slot_mut(s) {
+                    e.place = Place::Leaving(how);
+                }
+                self.link_last(Which::Leaving, s);
+            }
+            None => {
+                let Some(key) = self.slot(s).map(|e| e.key) else {
+                    return;
+                };
+                if let Some((b, _)) = self.find(key) {
+                    self.remove_at(b, s);
+                }
+            }
         }
-        self.remove_slot(self.oldest)
     }
 
+    /// Lets the oldest held connection go: `how` gets its key and says
+    /// whether it moves to the leaving list (and how it leaves) or out of
+    /// the queue (None: there is nothing left to do for it).
+    fn evict_oldest(&mut self, how: &mut impl FnMut(usize) -> Option<Leave>) -> bool {
+        let s = self.held.first;
+        let Some(key) = self.slot(s).map(|e| e.key) else {
+            return false;
+        };
+        let h = how(key);
+        self.let_go(s, h);
+        true
+    }
+
+    /// Whether `key` is held (leaving entries are not).
     pub fn contains(&self, key: usize) -> bool {
-        self.find(key).is_some()
+        self.find_held(key).is_some()
     }
 
-    /// Holds `key`. When the queue is full the oldest entry is evicted and
-    /// returned; if it has shrunk below its length, the extra oldest entries
-    /// are handed to `evicted` first (whole, so the caller has everything
-    /// it needs to terminate them: they are gone from the queue even when
-    /// the admission itself then fails with `NoMemory`).
+    /// Whether `key` is on the leaving list.
+    pub fn is_leaving(&self, key: usize) -> bool {
+        self.find(key)
+            .and_then(|(_, s)| self.slot(s))
+            .is_some_and(|e| matches!(e.place, Place::Leaving(_)))
+    }
+
+    /// Holds `key`. When the queue is full the oldest held connection is
+    /// let go to make room; if the capacity has shrunk below the number
+    /// held, the extra oldest ones first. `evict` gets each one's key and
+    /// says how it leaves (see `evict_oldest`); they are let go even when
+    /// the admission itself then fails with `NoMemory`, but the one that
+    /// would make room for it is not.
     pub fn admit(
         &mut self,
         key: usize,
-        since_ms: u64,
+        since_ms: u32,
         state: T,
-        mut evicted: impl FnMut(Held<T>),
-    ) -> Admit<T> {
-        if self.contains(key) {
+        mut evict: impl FnMut(usize) -> Option<Leave>,
+    ) -> Admit {
+        if self.find(key).is_some() {
             return Admit::AlreadyHeld;
         }
-        while self.len > self.capacity {
-            if let Some(old) = self.pop_oldest() {
-                evicted(old);
+        while self.held.len > self.capacity {
+            if !self.evict_oldest(&mut evict) {
+                break;
             }
         }
-        // A slot before choosing a victim, so a failed allocation leaves
-        // the queue exactly as it was; when full, the victim's slot is
-        // the one reused.
-        let victim = if self.len >= self.capacity {
-            self.pop_oldest()
-        } else {
-            None
-        };
-        let newest = self.newest;
+        // A slot before choosing a victim, so a failed allocation lets
+        // nobody go for nothing: the victim may move to the leaving list,
+        // keeping its slot.
+        if !self.slot_ready() {
+            return Admit::NoMemory;
+        }
+        if self.held.len >= self.capacity {
+            self.evict_oldest(&mut evict);
+        }
         let Some(s) = self.put(Slot {
-            held: Held {
-                key,
-                since_ms,
-                state,
-            },
-            prev: newest,
+            key,
+            since_ms,
+            prev: NIL,
             next: NIL,
+            place: Place::Held,
+            state,
         }) else {
-            // Only reachable with no victim: a victim frees a slot.
+            // Not reached: slot_ready() made one, and letting the victim
+            // go only ever frees slots.
             return Admit::NoMemory;
         };
-        match self.slots.get_mut(newest as usize) {
-            Some(n) => n.next = s,
-            None => self.oldest = s,
-        }
-        self.newest = s;
-        self.len += 1;
+        self.link_last(Which::Held, s);
         self.index_insert(key, s);
-        match victim {
-            Some(v) => Admit::HeldEvicting(v),
-            None => Admit::Held,
-        }
+        Admit::Held
     }
 
-    pub fn get_mut(&mut self, key: usize) -> Option<&mut Held<T>> {
-        let s = *self.index.get(self.find(key)?)?;
-        self.slots.get_mut(s as usize).map(|e| &mut e.held)
+    /// The state of held `key`.
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut T> {
+        let s = self.find_held(key)?;
+        self.slot_mut(s).map(|e| &mut e.state)
     }
 
+    /// Takes `key` out of the queue, held or leaving.
     pub fn remove(&mut self, key: usize) -> Option<Held<T>> {
-        let b = self.find(key)?;
-        let s = *self.index.get(b)?;
-        self.index_remove(b);
-        self.unlink(s)
+        let (b, s) = self.find(key)?;
+        self.remove_at(b, s).map(|(h, _)| h)
     }
 
-    /// Removes and returns the oldest entry if it has been held for at
-    /// least `timeout_ms` at `now_ms`.
-    pub fn pop_expired(&mut self, now_ms: u64, timeout_ms: u64) -> Option<Held<T>> {
-        let front = self.slots.get(self.oldest as usize)?;
-        if now_ms.saturating_sub(front.held.since_ms) >= timeout_ms {
-            self.pop_oldest()
-        } else {
-            None
+    /// Moves the oldest held connection to the leaving list, to leave
+    /// `how`, if it has been held at least `timeout_ms` (at most
+    /// MAX_HOLD_MS) at `now_ms`, and returns its key.
+    pub fn expire(&mut self, now_ms: u32, timeout_ms: u32, how: Leave) -> Option<usize> {
+        let s = self.held.first;
+        let e = self.slot(s)?;
+        let key = e.key;
+        if now_ms.wrapping_sub(e.since_ms) < timeout_ms.min(MAX_HOLD_MS) {
+            return None;
+        }
+        self.let_go(s, Some(how));
+        Some(key)
+    }
+
+    /// Takes the first connection of the leaving list out of the queue.
+    pub fn pop_leaving(&mut self) -> Option<(usize, Leave)> {
+        let s = self.leaving.first;
+        let key = self.slot(s)?.key;
+        let (b, _) = self.find(key)?;
+        match self.remove_at(b, s)? {
+            (h, Place::Leaving(how)) => Some((h.key, how)),
+            _ => None,
         }
     }
 
-    /// Empties the queue (filter removal, listener close), oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = Held<T>> + '_ {
-        core::iter::from_fn(move || self.pop_oldest())
+    /// Takes out of the queue every leaving connection whose way out
+    /// `keep` refuses (filter removal). Walks the leaving list.
+    pub fn drop_leaving(&mut self, mut keep: impl FnMut(Leave) -> bool) {
+        let mut s = self.leaving.first;
+        while let Some(e) = self.slot(s).copied() {
+            let next = e.next;
+            if let Place::Leaving(how) = e.place {
+                if !keep(how) {
+                    if let Some((b, _)) = self.find(e.key) {
+                        self.remove_at(b, s);
+                    }
+                }
+            }
+            s = next;
+        }
     }
 
-    /// Oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Held<T>> {
-        let mut s = self.oldest;
+    /// Empties the held FIFO (filter removal, listener close), oldest
+    /// first; the leaving list stays.
+    pub fn drain(&mut self) -> impl Iterator<Item = Held<T>> + '_ {
         core::iter::from_fn(move || {
-            let e = self.slots.get(s as usize)?;
+            let s = self.held.first;
+            let key = self.slot(s)?.key;
+            let (b, _) = self.find(key)?;
+            self.remove_at(b, s).map(|(h, _)| h)
+        })
+    }
+
+    /// The held connections, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Held<T>> + '_ {
+        self.walk(self.held.first).map(|e| Held {
+            key: e.key,
+            since_ms: e.since_ms,
+            state: e.state,
+        })
+    }
+
+    /// The leaving connections, first to go first.
+    pub fn iter_leaving(&self) -> impl Iterator<Item = (usize, Leave)> + '_ {
+        self.walk(self.leaving.first).filter_map(|e| match e.place {
+            Place::Leaving(how) => Some((e.key, how)),
+            _ => None,
+        })
+    }
+
+    fn walk(&self, first: u32) -> impl Iterator<Item = &Slot<T>> + '_ {
+        let mut s = first;
+        core::iter::from_fn(move || {
+            let e = self.slot(s)?;
             s = e.next;
-            Some(&e.held)
+            Some(e)
         })
     }
 }
 
-/// Bytes one held connection costs the queue once its arrays are sized:
-/// its slab slot and its two buckets in the index.
-pub const fn bytes_per_entry<T>() -> usize {
-    core::mem::size_of::<Slot<T>>() + 2 * core::mem::size_of::<u32>()
+/// Bytes of one slab slot for a state `T` (listenq(4), kmod/src/filters.rs).
+pub const fn slot_bytes<T>() -> usize {
+    core::mem::size_of::<Slot<T>>()
+}
+
+/// What `reserve` allocates for `capacity` entries with a state `T`: the
+/// number of slab chunks (CHUNK_BYTES each, at most) and of 4-byte index
+/// buckets.
+pub fn reserved<T: Copy>(capacity: usize) -> (usize, usize) {
+    let per = HoldQueue::<T>::PER;
+    let chunks = capacity.max(1).div_ceil(per);
+    let buckets = buckets_for(chunks.saturating_mul(per)).unwrap_or(0);
+    (chunks, buckets)
 }
 
 #[cfg(test)]
@@ -376,83 +676,243 @@ mod tests {
     use std::collections::VecDeque;
     use std::vec::Vec;
 
+    fn keys<T: Copy>(q: &HoldQueue<T>) -> Vec<usize> {
+        q.iter().map(|e| e.key).collect()
+    }
+
     #[test]
     fn evicts_oldest_when_full() {
         let mut q = HoldQueue::new(3);
         let mut gone = Vec::new();
         for k in 1..=8usize {
-            match q.admit(k, k as u64, (), |_| unreachable!()) {
-                Admit::Held => {}
-                Admit::HeldEvicting(v) => gone.push(v.key),
-                other => panic!("{other:?}"),
-            }
+            let r = q.admit(k, k as u32, (), |v| {
+                gone.push(v);
+                None
+            });
+            assert_eq!(r, Admit::Held);
         }
         assert_eq!(gone, [1, 2, 3, 4, 5]);
-        let left: Vec<usize> = q.iter().map(|e| e.key).collect();
-        assert_eq!(left, [6, 7, 8]);
+        assert_eq!(keys(&q), [6, 7, 8]);
+        assert_eq!(q.leaving_len(), 0);
+    }
+
+    #[test]
+    fn evicted_go_to_the_leaving_list_and_pop_in_order() {
+        let mut q = HoldQueue::new(2);
+        for k in 1..=5usize {
+            q.admit(k, 0, k as u8, |v| {
+                Some(if v % 2 == 0 {
+                    Leave::Detached
+                } else {
+                    Leave::Abort
+                })
+            });
+        }
+        assert_eq!(keys(&q), [4, 5]);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.leaving_len(), 3);
+        // Leaving ones are not held: not found as such, not counted.
+        for k in 1..=3 {
+            assert!(!q.contains(k) && q.get_mut(k).is_none() && q.is_leaving(k));
+        }
+        assert_eq!(q.admit(2, 9, 0, |_| None), Admit::AlreadyHeld);
+        assert_eq!(q.pop_leaving(), Some((1, Leave::Abort)));
+        assert_eq!(q.pop_leaving(), Some((2, Leave::Detached)));
+        assert_eq!(q.pop_leaving(), Some((3, Leave::Abort)));
+        assert_eq!(q.pop_leaving(), None);
+        assert!(!q.is_leaving(1));
+        assert_eq!(keys(&q), [4, 5]);
+    }
+
+    #[test]
+    fn a_leaving_key_can_be_removed_before_it_is_popped() {
+        let mut q = HoldQueue::new(1);
+        q.admit(1, 0, (), |_| None);
+        q.admit(2, 0, (), |_| Some(Leave::Abort));
+        q.admit(3, 0, (), |_| Some(Leave::Detached));
+        assert_eq!(q.leaving_len(), 2);
+        // The socket went away first (its destructor): nothing left to do.
+        assert_eq!(q.remove(1).map(|e| e.key), Some(1));
+        assert_eq!(q.remove(1), None);
+        assert_eq!(q.leaving_len(), 1);
+        assert_eq!(q.pop_leaving(), Some((2, Leave::Detached)));
+        assert_eq!(q.pop_leaving(), None);
+        assert_eq!(keys(&q), [3]);
+    }
+
+    #[test]
+    fn leaving_entries_do_not_count_against_the_capacity() {
+        let mut q = HoldQueue::new(4);
+        for k in 0..4usize {
+            q.admit(k, 0, (), |_| unreachable!());
+        }
+        assert_eq!(q.expire(100, 50, Leave::Deliver), Some(0));
+        assert_eq!(q.expire(100, 50, Leave::Deliver), Some(1));
+        // Two held fewer: two more fit without evicting anyone.
+        q.admit(10, 100, (), |_| unreachable!());
+        q.admit(11, 100, (), |_| unreachable!());
+        assert_eq!((q.len(), q.leaving_len()), (4, 2));
+        let mut gone = Vec::new();
+        q.admit(12, 100, (), |v| {
+            gone.push(v);
+            Some(Leave::Abort)
+        });
+        assert_eq!(gone, [2]);
+        assert_eq!((q.len(), q.leaving_len()), (4, 3));
+        let left: Vec<(usize, Leave)> = q.iter_leaving().collect();
+        assert_eq!(
+            left,
+            [(0, Leave::Deliver), (1, Leave::Deliver), (2, Leave::Abort)]
+        );
+    }
+
+    #[test]
+    fn growth_failure_refuses_the_admission_and_lets_nobody_go() {
+        let mut q = HoldQueue::<u64>::new(4);
+        assert!(q.reserve());
+        assert_eq!(q.chunks.len(), 1);
+        let per = HoldQueue::<u64>::PER;
+        q.chunk_limit = 1;
+        // The queue's capacity is what the backlog allows; fill the one
+        // chunk's other slots with leaving entries.
+        q.set_capacity(per);
+        for k in 0..per {
+            assert_eq!(q.admit(k, 0, 0, |_| unreachable!()), Admit::Held);
+        }
+        q.set_capacity(1);
+        let mut gone = Vec::new();
+        // The extra oldest go (they need no slot), the last one stays:
+        // there is no slot for the newcomer, so it is refused and nobody
+        // is evicted for it.
+        let r = q.admit(per, 0, 0, |v| {
+            gone.push(v);
+            Some(Leave::Detached)
+        });
+        assert_eq!(r, Admit::NoMemory);
+        assert_eq!(gone, (0..per - 1).collect::<Vec<_>>());
+        assert_eq!(keys(&q), [per - 1]);
+        assert!(!q.contains(per));
+        // Once the task has popped one, its slot takes the next arrival.
+        assert_eq!(q.pop_leaving(), Some((0, Leave::Detached)));
+        let r = q.admit(per, 0, 0, |v| {
+            gone.push(v);
+            Some(Leave::Detached)
+        });
+        assert_eq!(r, Admit::Held);
+        assert_eq!(keys(&q), [per]);
+        q.chunk_limit = usize::MAX;
+        assert_eq!(q.admit(per + 1, 0, 0, |_| Some(Leave::Abort)), Admit::Held);
+        assert_eq!(q.chunks.len(), 2);
     }
 
     #[test]
     fn shrinking_capacity_evicts_extra_oldest() {
         let mut q = HoldQueue::new(4);
         for k in 1..=4usize {
-            q.admit(k, 0, (), |_| {});
+            q.admit(k, 0, (), |_| None);
         }
         q.set_capacity(2);
-        let mut extra = Vec::new();
-        let r = q.admit(5, 0, (), |k| extra.push(k.key));
-        assert_eq!(extra, [1, 2]);
-        assert_eq!(r.victim(), Some(3));
+        let mut gone = Vec::new();
+        let r = q.admit(5, 0, (), |k| {
+            gone.push(k);
+            None
+        });
+        assert_eq!(r, Admit::Held);
+        assert_eq!(gone, [1, 2, 3]);
         assert_eq!(q.len(), 2);
-        let left: Vec<usize> = q.iter().map(|e| e.key).collect();
-        assert_eq!(left, [4, 5]);
+        assert_eq!(keys(&q), [4, 5]);
     }
 
     #[test]
     fn duplicate_admission_is_ignored() {
         let mut q = HoldQueue::new(2);
-        assert_eq!(q.admit(7, 0, 1u8, |_| {}), Admit::Held);
-        assert_eq!(q.admit(7, 5, 2u8, |_| {}), Admit::AlreadyHeld);
-        assert_eq!(q.get_mut(7).map(|e| e.state), Some(1));
+        assert_eq!(q.admit(7, 0, 1u8, |_| None), Admit::Held);
+        assert_eq!(q.admit(7, 5, 2u8, |_| None), Admit::AlreadyHeld);
+        assert_eq!(q.get_mut(7).copied(), Some(1));
     }
 
     #[test]
     fn expiry_is_from_the_front() {
         let mut q = HoldQueue::new(8);
-        q.admit(1, 100, (), |_| {});
-        q.admit(2, 150, (), |_| {});
-        assert!(q.pop_expired(199, 100).is_none());
-        assert_eq!(q.pop_expired(200, 100).map(|e| e.key), Some(1));
-        assert!(q.pop_expired(200, 100).is_none());
-        assert_eq!(q.pop_expired(250, 100).map(|e| e.key), Some(2));
-        assert!(q.pop_expired(1000, 0).is_none());
+        q.admit(1, 100, (), |_| None);
+        q.admit(2, 150, (), |_| None);
+        assert!(q.expire(199, 100, Leave::Abort).is_none());
+        assert_eq!(q.expire(200, 100, Leave::Abort), Some(1));
+        assert!(q.expire(200, 100, Leave::Abort).is_none());
+        assert_eq!(q.expire(250, 100, Leave::Deliver), Some(2));
+        assert!(q.expire(1000, 0, Leave::Abort).is_none());
+        let left: Vec<(usize, Leave)> = q.iter_leaving().collect();
+        assert_eq!(left, [(1, Leave::Abort), (2, Leave::Deliver)]);
+    }
+
+    #[test]
+    fn expiry_across_the_clock_wrap() {
+        let mut q = HoldQueue::new(8);
+        let t0 = u32::MAX - 50;
+        q.admit(1, t0, (), |_| None);
+        assert!(q.expire(t0.wrapping_add(99), 100, Leave::Abort).is_none());
+        assert_eq!(q.expire(t0.wrapping_add(100), 100, Leave::Abort), Some(1));
+        // Limits above MAX_HOLD_MS count as MAX_HOLD_MS.
+        q.admit(2, 0, (), |_| None);
+        assert!(q.expire(MAX_HOLD_MS - 1, u32::MAX, Leave::Abort).is_none());
+        assert_eq!(q.expire(MAX_HOLD_MS, u32::MAX, Leave::Abort), Some(2));
     }
 
     #[test]
     fn remove_and_drain() {
         let mut q = HoldQueue::new(8);
         for k in 1..=4usize {
-            q.admit(k, 0, (), |_| {});
+            q.admit(k, 0, (), |_| None);
         }
+        q.set_capacity(3);
+        q.admit(5, 0, (), |_| Some(Leave::Detached));
+        q.set_capacity(8);
         assert_eq!(q.remove(2).map(|e| e.key), Some(2));
         assert!(q.remove(2).is_none());
         let all: Vec<usize> = q.drain().map(|e| e.key).collect();
-        assert_eq!(all, [1, 3, 4]);
+        assert_eq!(all, [3, 4, 5]);
         assert!(q.is_empty());
-        assert!(!q.contains(1));
+        assert!(!q.contains(3));
+        // Drain leaves the leaving list alone; drop_leaving sorts it.
+        assert_eq!(q.leaving_len(), 1);
+        q.drop_leaving(|how| how == Leave::Detached);
+        assert_eq!(q.leaving_len(), 1);
+        q.drop_leaving(|_| false);
+        assert_eq!((q.leaving_len(), q.pop_leaving()), (0, None));
+    }
+
+    #[test]
+    fn drop_leaving_keeps_what_it_is_told() {
+        let mut q = HoldQueue::new(1);
+        let how = [
+            Leave::Abort,
+            Leave::Detached,
+            Leave::Deliver,
+            Leave::Detached,
+        ];
+        q.admit(0, 0, (), |_| unreachable!());
+        for (k, h) in how.iter().enumerate() {
+            q.admit(k + 1, 0, (), |_| Some(*h));
+        }
+        q.drop_leaving(|h| h == Leave::Detached);
+        let left: Vec<(usize, Leave)> = q.iter_leaving().collect();
+        assert_eq!(left, [(1, Leave::Detached), (3, Leave::Detached)]);
+        assert!(!q.is_leaving(0) && !q.is_leaving(2));
+        assert_eq!(keys(&q), [4]);
     }
 
     #[test]
     fn reserve_sizes_for_the_capacity_once() {
-        let mut q = HoldQueue::new(100);
+        let mut q = HoldQueue::new(1000);
         assert!(q.reserve());
-        let (slots, index) = (q.slots.capacity(), q.index.len());
-        assert!(slots >= 100 && index >= 200);
-        for k in 0..1000usize {
-            q.admit(k * 64, 0, 0u32, |_| {});
+        let (chunks, buckets) = reserved::<u32>(1000);
+        assert_eq!((q.chunks.len(), q.index.len()), (chunks, buckets));
+        assert!(q.room() >= 1000 && buckets * 3 >= q.room() * 4);
+        for k in 0..10_000usize {
+            q.admit(k * 64, 0, 0u32, |_| None);
         }
-        assert_eq!((q.slots.capacity(), q.index.len()), (slots, index));
-        assert_eq!(q.len(), 100);
+        assert_eq!((q.chunks.len(), q.index.len()), (chunks, buckets));
+        assert_eq!(q.len(), 1000);
     }
 
     #[test]
@@ -461,7 +921,7 @@ mod tests {
         let mut q = HoldQueue::new(4096);
         let base = 0xffff_f800_0312_0000usize;
         for k in 0..4096 {
-            q.admit(base + k * 0x300, k as u64, k, |_| unreachable!());
+            q.admit(base + k * 0x300, k as u32, k, |_| unreachable!());
         }
         for k in (0..4096).step_by(3) {
             assert_eq!(q.remove(base + k * 0x300).map(|e| e.state), Some(k));
@@ -472,12 +932,48 @@ mod tests {
     }
 
     #[test]
-    fn memory_per_held_connection() {
-        // Printed for listenq(4); the kernel's state is bigger (kmod/src/filters.rs).
-        assert_eq!(bytes_per_entry::<()>(), 8 + 8 + 8 + 8);
+    fn keys_sharing_a_fingerprint_are_told_apart() {
+        let base = 0xffff_f800_0312_0000usize;
+        let keys: Vec<usize> = (0..200_000)
+            .map(|k| base + k * 0x40)
+            .filter(|&k| fingerprint(k) == 7)
+            .take(300)
+            .collect();
+        assert_eq!(keys.len(), 300);
+        let mut q = HoldQueue::new(300);
+        for (n, &k) in keys.iter().enumerate() {
+            assert_eq!(q.admit(k, 0, n, |_| unreachable!()), Admit::Held);
+        }
+        for &k in keys.iter().step_by(2) {
+            assert!(q.remove(k).is_some());
+        }
+        for (n, &k) in keys.iter().enumerate() {
+            assert_eq!(q.get_mut(k).copied(), (n % 2 == 1).then_some(n));
+        }
     }
 
-    /// The model: a FIFO scanned linearly, the old implementation.
+    #[test]
+    fn memory_per_held_connection() {
+        // The kernel's state is bigger (kmod/src/filters.rs): 40 bytes.
+        assert_eq!(slot_bytes::<()>(), 8 + 4 + 4 + 4 + 1 + 3);
+        assert_eq!(slot_bytes::<[u32; 4]>(), 40);
+        // listenq(4): the bench's backlogs.
+        assert_eq!(HoldQueue::<[u32; 4]>::PER, 102);
+        assert_eq!(reserved::<[u32; 4]>(1064), (11, 2048));
+        assert_eq!(reserved::<[u32; 4]>(4064), (40, 8192));
+        assert_eq!(reserved::<[u32; 4]>(16064), (158, 32768));
+    }
+
+    /// How the model lets an evicted key go.
+    fn how(k: usize) -> Option<Leave> {
+        match (k / 0x240) % 3 {
+            0 => None,
+            1 => Some(Leave::Abort),
+            _ => Some(Leave::Detached),
+        }
+    }
+
+    /// The model: two FIFOs scanned linearly.
     #[derive(Debug, Clone)]
     enum Op {
         Admit(u8),
@@ -486,6 +982,7 @@ mod tests {
         Expire(u16, u16),
         Capacity(u8),
         Drain,
+        PopLeaving,
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -497,6 +994,7 @@ mod tests {
             1 => (any::<u16>(), any::<u16>()).prop_map(|(n, t)| Op::Expire(n % 600, t % 100)),
             1 => any::<u8>().prop_map(|c| Op::Capacity(c % 20)),
             1 => Just(Op::Drain),
+            2 => Just(Op::PopLeaving),
         ]
     }
 
@@ -506,28 +1004,29 @@ mod tests {
             let mut q = HoldQueue::new(cap);
             let mut evicted = 0usize;
             for k in 0..n {
-                match q.admit(k, 0, (), |_| evicted += 1) {
-                    Admit::HeldEvicting(_) => evicted += 1,
-                    Admit::Held => {}
-                    other => proptest::prop_assert!(false, "{:?}", other),
-                }
+                let r = q.admit(k, 0, (), |_| {
+                    evicted += 1;
+                    Some(Leave::Abort)
+                });
+                proptest::prop_assert_eq!(r, Admit::Held);
                 proptest::prop_assert!(q.len() <= cap);
             }
             proptest::prop_assert_eq!(evicted, n.saturating_sub(cap));
-            let keys: Vec<usize> = q.iter().map(|e| e.key).collect();
+            proptest::prop_assert_eq!(q.leaving_len(), evicted);
             let want: Vec<usize> = (n.saturating_sub(cap)..n).collect();
-            proptest::prop_assert_eq!(keys, want);
+            proptest::prop_assert_eq!(keys(&q), want);
         }
 
         #[test]
-        fn behaves_like_a_scanned_fifo(
+        fn behaves_like_scanned_fifos(
             cap in 1usize..20,
             ops in proptest::collection::vec(op(), 0..300),
         ) {
             let mut q = HoldQueue::new(cap);
             let mut m: VecDeque<Held<u32>> = VecDeque::new();
+            let mut ml: VecDeque<(usize, Leave)> = VecDeque::new();
             let mut mcap = cap;
-            let mut now = 0u64;
+            let mut now = 0u32;
             for (i, o) in ops.into_iter().enumerate() {
                 let i = i as u32;
                 match o {
@@ -535,17 +1034,24 @@ mod tests {
                         let k = usize::from(k) * 0x240;
                         now += 1;
                         let mut got = Vec::new();
-                        let r = q.admit(k, now, i, |v| got.push(v));
+                        let r = q.admit(k, now, i, |v| {
+                            got.push(v);
+                            how(v)
+                        });
                         let mut want = Vec::new();
-                        let wr = if m.iter().any(|e| e.key == k) {
+                        let wr = if m.iter().any(|e| e.key == k) || ml.iter().any(|e| e.0 == k) {
                             Admit::AlreadyHeld
                         } else {
-                            while m.len() > mcap {
-                                want.extend(m.pop_front());
+                            while m.len() >= mcap {
+                                if let Some(v) = m.pop_front() {
+                                    want.push(v.key);
+                                    if let Some(h) = how(v.key) {
+                                        ml.push_back((v.key, h));
+                                    }
+                                }
                             }
-                            let v = if m.len() == mcap { m.pop_front() } else { None };
                             m.push_back(Held { key: k, since_ms: now, state: i });
-                            v.map_or(Admit::Held, Admit::HeldEvicting)
+                            Admit::Held
                         };
                         proptest::prop_assert_eq!(got, want);
                         proptest::prop_assert_eq!(r, wr);
@@ -553,26 +1059,34 @@ mod tests {
                     Op::Remove(k) => {
                         let k = usize::from(k) * 0x240;
                         let w = m.iter().position(|e| e.key == k).and_then(|p| m.remove(p));
-                        proptest::prop_assert_eq!(q.remove(k), w);
+                        let wl = ml.iter().position(|e| e.0 == k).and_then(|p| ml.remove(p));
+                        let got = q.remove(k);
+                        proptest::prop_assert_eq!(got.map(|e| e.key), w.map(|e| e.key).or(wl.map(|e| e.0)));
+                        if w.is_some() {
+                            proptest::prop_assert_eq!(got, w);
+                        }
                     }
                     Op::Get(k) => {
                         let k = usize::from(k) * 0x240;
                         let w = m.iter_mut().find(|e| e.key == k);
                         let g = q.get_mut(k);
-                        proptest::prop_assert_eq!(g.as_deref(), w.as_deref());
+                        proptest::prop_assert_eq!(g.as_deref(), w.as_deref().map(|e| &e.state));
                         if let (Some(g), Some(w)) = (g, w) {
-                            g.state += 1000;
+                            *g += 1000;
                             w.state += 1000;
                         }
                     }
                     Op::Expire(at, t) => {
-                        let at = u64::from(at);
-                        let t = u64::from(t);
+                        let at = u32::from(at);
+                        let t = u32::from(t);
                         let w = match m.front() {
-                            Some(f) if at.saturating_sub(f.since_ms) >= t => m.pop_front(),
+                            Some(f) if at.wrapping_sub(f.since_ms) >= t => m.pop_front(),
                             _ => None,
                         };
-                        proptest::prop_assert_eq!(q.pop_expired(at, t), w);
+                        if let Some(w) = w {
+                            ml.push_back((w.key, Leave::Deliver));
+                        }
+                        proptest::prop_assert_eq!(q.expire(at, t, Leave::Deliver), w.map(|e| e.key));
                     }
                     Op::Capacity(c) => {
                         q.set_capacity(usize::from(c));
@@ -583,13 +1097,23 @@ mod tests {
                         let want: Vec<Held<u32>> = m.drain(..).collect();
                         proptest::prop_assert_eq!(got, want);
                     }
+                    Op::PopLeaving => {
+                        proptest::prop_assert_eq!(q.pop_leaving(), ml.pop_front());
+                    }
                 }
                 proptest::prop_assert_eq!(q.len(), m.len());
-                let order: Vec<Held<u32>> = q.iter().copied().collect();
+                proptest::prop_assert_eq!(q.leaving_len(), ml.len());
+                let order: Vec<Held<u32>> = q.iter().collect();
                 let want: Vec<Held<u32>> = m.iter().copied().collect();
                 proptest::prop_assert_eq!(order, want);
+                let order: Vec<(usize, Leave)> = q.iter_leaving().collect();
+                let want: Vec<(usize, Leave)> = ml.iter().copied().collect();
+                proptest::prop_assert_eq!(order, want);
                 for e in m.iter() {
-                    proptest::prop_assert!(q.contains(e.key));
+                    proptest::prop_assert!(q.contains(e.key) && !q.is_leaving(e.key));
+                }
+                for e in ml.iter() {
+                    proptest::prop_assert!(!q.contains(e.0) && q.is_leaving(e.0));
                 }
             }
         }

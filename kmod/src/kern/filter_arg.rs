@@ -19,18 +19,22 @@
 //!   exactly once, and given back then: by the upcall returning
 //!   SU_ISCONNECTED, by filter removal (lq_accf_release_all, counted in
 //!   `detach`), by the deferred work, by the socket's destructor or by its
-//!   accept (accf_glue.c lq_so_upcall_take). Work items never name the
-//!   state: they find it from the upcall they clear, or from the listener
-//!   they lock.
+//!   accept (accf_glue.c lq_so_upcall_take);
+//! - the state's own task (work_glue.c lq_leave_run), from when it is
+//!   queued to the end of its run: it lets go of the connections on the
+//!   hold queue's leaving list, and is embedded in the state, so the
+//!   state must outlive it (`leave_soon`, `task_done`).
+//!
+//! Its count is `names`.
 //!
 //! So a token the kernel hands to a call names a live state for that call:
 //! the listener's own (accf_create/accf_destroy, the first callback from
 //! soisconnected(), the deferred work: all with the listener locked, and
-//! accf_destroy, which detaches, needs that lock), or an upcall's, counted
+//! accf_destroy, which detaches, needs that lock), an upcall's, counted
 //! and not yet given back (clearing it takes the receive-buffer lock the
 //! callback holds; a cleared one is given back by the call it is handed
-//! to, and only then). That is the contract of `Arg::from_token`, which
-//! only kern/entry calls.
+//! to, and only then), or the state's own task's, queued and not done.
+//! That is the contract of `Arg::from_token`, which only kern/entry calls.
 //!
 //! # Locking
 //!
@@ -44,10 +48,10 @@
 //! one state's mutex at a time. Nothing takes REGISTRY with a state's
 //! mutex held, and no thread holds two states' mutexes at once.
 //!
-//! Freeing: a state is freed once it is detached and no upcall names it,
-//! by whichever thread makes that true (the last `release`, or `detach`),
-//! after unlocking: by then no token names it and it is in no list, so no
-//! other thread can reach it.
+//! Freeing: a state is freed once it is detached and nothing names it,
+//! by whichever thread makes that true (the last `release` or `task_done`,
+//! or `detach`), after unlocking: by then no token names it and it is in
+//! no list, so no other thread can reach it.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -69,20 +73,26 @@ struct Node<T> {
     /// Index in `FilterArgs::list` while attached; only touched through
     /// `&mut FilterArgs` (REGISTRY).
     slot: UnsafeCell<Option<usize>>,
+    /// The task that lets go of the hold queue's leaving connections
+    /// (work_glue.c); initialized in `attach`, queued under `mtx`.
+    leave: UnsafeCell<MaybeUninit<sys::lq_leave>>,
 }
 
 struct Inner<T> {
     value: T,
-    /// Upcalls naming this state, counted and not yet given back.
-    upcalls: usize,
+    /// Upcalls naming this state, counted and not yet given back, and its
+    /// task while queued ("Lifetime of a state").
+    names: usize,
+    /// The task is queued (or running and not yet done with the list).
+    leave_queued: bool,
     /// Between attach and detach; the listener is live while this is true
     /// and the mutex is held (detach, from the listener's accf_destroy,
     /// needs the mutex).
     attached: bool,
 }
 
-/// Detached states that upcalls still name (module-wide: there is one
-/// `FilterArgs`). Changed under the state's mutex.
+/// Detached states that upcalls or their task still name (module-wide:
+/// there is one `FilterArgs`). Changed under the state's mutex.
 static DETACHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Every per-listener state of one kind, attached or detached.
@@ -145,6 +155,13 @@ unsafe fn mtx_of<T>(n: NonNull<Node<T>>) -> *mut sys::mtx {
     unsafe { (*n.as_ptr()).mtx.get().cast() }
 }
 
+/// # Safety
+/// `n` is a live node.
+unsafe fn leave_of<T>(n: NonNull<Node<T>>) -> *mut sys::lq_leave {
+    // SAFETY: live, as the caller says; the cell is the task's storage.
+    unsafe { (*n.as_ptr()).leave.get().cast() }
+}
+
 /// Locks `n`'s mutex.
 ///
 /// # Safety
@@ -195,6 +212,12 @@ impl<T> Locked<'_, T> {
         &mut self.inner().value
     }
 
+    /// The listener's key (live or not: only the caller knows).
+    pub fn head_key(&self) -> usize {
+        // SAFETY: live; `head` never changes.
+        unsafe { (*self.node.as_ptr()).head }
+    }
+
     /// The state, and its listener if it is attached.
     pub fn get_attached(&mut self) -> (&mut T, Option<Attached<'_>>) {
         // SAFETY: live; `head` never changes.
@@ -209,26 +232,52 @@ impl<T> Locked<'_, T> {
 
     /// The upcall of a connection listenq now holds names this state.
     pub fn counted(&mut self) {
-        self.inner().upcalls += 1;
+        self.inner().names += 1;
     }
 
     /// An upcall naming this state has been cleared and is given back: a
     /// detached state nothing names any more is freed (after unlocking).
     pub fn release(mut self) {
         let inner = self.inner();
-        inner.upcalls = inner.upcalls.saturating_sub(1);
-        let last = inner.upcalls == 0 && !inner.attached;
+        inner.names = inner.names.saturating_sub(1);
+        let last = inner.names == 0 && !inner.attached;
         if last {
             DETACHED.fetch_sub(1, Ordering::Relaxed);
         }
         let node = self.node;
         drop(self);
         if last {
-            // SAFETY: detached (in no list) and no upcall names it: no
-            // other thread can reach it; this thread's last name of it
-            // (the guard) is gone.
+            // SAFETY: detached (in no list) and nothing names it: no other
+            // thread can reach it; this thread's last name of it (the
+            // guard) is gone.
             unsafe { free(node) };
         }
+    }
+
+    /// Connections wait on the hold queue's leaving list: queues the
+    /// state's task unless it is queued already. The task names the state
+    /// until `task_done`.
+    pub fn leave_soon(&mut self) {
+        let node = self.node;
+        let inner = self.inner();
+        if inner.leave_queued {
+            return;
+        }
+        inner.leave_queued = true;
+        inner.names += 1;
+        // SAFETY: live, and initialized in attach(); its mutex is held, so
+        // no other thread queues it at the same time. taskqueue_enqueue(9)
+        // takes only the queue's own mutex and never sleeps: callable
+        // under socket locks and in an upcall.
+        unsafe { sys::lq_leave_enqueue(leave_of(node)) };
+    }
+
+    /// The task found the leaving list empty: it is no longer queued, and
+    /// gives its name back (which may free a detached state, and the task
+    /// with it: the task touches neither after this).
+    pub fn task_done(mut self) {
+        self.inner().leave_queued = false;
+        self.release();
     }
 }
 
@@ -272,12 +321,17 @@ impl<T> FilterArgs<T> {
                 head: key,
                 inner: UnsafeCell::new(Inner {
                     value,
-                    upcalls: 0,
+                    names: 0,
+                    leave_queued: false,
                     attached: true,
                 }),
                 slot: UnsafeCell::new(Some(self.list.len())),
+                leave: UnsafeCell::new(MaybeUninit::zeroed()),
             });
             sys::lq_mtx_init(mtx_of(p), c"listenq filter".as_ptr());
+            // The task's argument is the node itself: the token its run
+            // hands back (listenq_rs_leave_next).
+            sys::lq_leave_init(leave_of(p), p.as_ptr().cast());
         }
         self.list.push((key, p));
         Some(Token(p))
@@ -294,14 +348,15 @@ impl<T> FilterArgs<T> {
     }
 
     /// Runs `f` on every attached state and its listener, one at a time,
-    /// each under its mutex.
-    pub fn for_each_attached(&self, mut f: impl FnMut(&mut T, Attached<'_>)) {
+    /// each under its mutex; when `f` says so (true), queues the state's
+    /// task (`Locked::leave_soon`).
+    pub fn for_each_attached(&self, mut f: impl FnMut(&mut T, Attached<'_>) -> bool) {
         for (_, p) in self.list.iter() {
             // SAFETY: attached, hence live while `self` is borrowed.
             let mut g: Locked<'_, T> = unsafe { lock(*p) };
             let (v, on) = g.get_attached();
-            if let Some(on) = on {
-                f(v, on);
+            if on.is_some_and(|on| f(v, on)) {
+                g.leave_soon();
             }
         }
     }
@@ -328,8 +383,8 @@ impl<T> FilterArgs<T> {
         let inner = g.inner();
         inner.attached = false;
         last(&mut inner.value);
-        inner.upcalls = inner.upcalls.saturating_sub(cleared);
-        let free_now = inner.upcalls == 0;
+        inner.names = inner.names.saturating_sub(cleared);
+        let free_now = inner.names == 0;
         if !free_now {
             // Counted before the mutex is dropped: the last release,
             // which takes it, then always finds it counted.

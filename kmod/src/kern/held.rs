@@ -1,36 +1,33 @@
 //! The connections an accept filter holds on one listener: the policy's
-//! hold queue (listenq_policy::holdq), each entry with the work item that
-//! will let its connection go (work.rs).
+//! hold queue (listenq_policy::holdq), whose leaving list keeps the ones
+//! it let go until the state's task terminates or delivers them (work.rs,
+//! work_glue.c). A held connection costs its slot and nothing else.
 //!
-//! Why the sockets named by keys are live when a work item is queued for
-//! them: a key enters only through `admit`, from a `Tagged` socket, one
-//! that carries listenq's destructor and whose receive upcall names the
-//! listener's filter state, the state whose hold queue it enters. That
-//! destructor, and every other path that clears the upcall, gives the
-//! upcall back under that state's mutex, and giving it back takes the key
-//! out (filters.rs `release_upcall`, kern/entry/accf.rs for who calls it).
-//! So while a state's mutex is held, which `Attached` proves, every key in
-//! its hold queue names a socket sofree() has not finished with; and the
-//! listener is live because its state is attached.
+//! Why the sockets named by keys are live when the task takes references
+//! on them (and when an eviction touches them): a key enters only through
+//! `admit`, from a `Tagged` socket, one that carries listenq's destructor
+//! and whose receive upcall names the listener's filter state, the state
+//! whose hold queue it enters. That destructor, and every other path that
+//! clears the upcall, gives the upcall back under that state's mutex, and
+//! giving it back takes the key out, held or leaving (filters.rs
+//! `release_upcall`, kern/entry/accf.rs for who calls it). So while a
+//! state's mutex is held every key in its hold queue names a socket
+//! sofree() has not finished with; and the listener is live while the
+//! state is attached (`Attached` proves both). A `Detached` leaving entry
+//! is live for another reason: it owns the references the incomplete
+//! queue held on the socket and on the listener, until the task uses them.
 
 use crate::kern::filter_arg::Attached;
 use crate::kern::sockbuf::Tagged;
-use crate::kern::work::{RawWork, Work};
-use listenq_policy::holdq::{self, Admit, HoldQueue};
+use crate::kern::work::{self, Leaving};
+use listenq_policy::holdq::{self, Admit, HoldQueue, Leave};
 
-/// One held connection: the filter's state `S` for it, and its work item.
-#[derive(Clone, Copy)]
-pub struct Entry<S> {
-    state: S,
-    work: RawWork,
+/// What one held connection's slot costs a hold queue (listenq(4)).
+pub const fn slot_bytes<S>() -> usize {
+    holdq::slot_bytes::<S>()
 }
 
-/// What one held connection costs a hold queue (listenq(4)).
-pub const fn bytes_per_entry<S>() -> usize {
-    holdq::bytes_per_entry::<Entry<S>>()
-}
-
-pub struct HeldConns<S>(HoldQueue<Entry<S>>);
+pub struct HeldConns<S>(HoldQueue<S>);
 
 /// How an admission went (holdq::Admit, the victims already dealt with).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,85 +61,104 @@ impl<S: Copy> HeldConns<S> {
         self.0.is_empty()
     }
 
+    /// Connections waiting for the task.
+    pub fn has_leaving(&self) -> bool {
+        self.0.leaving_len() != 0
+    }
+
     pub fn contains(&self, key: usize) -> bool {
         self.0.contains(key)
     }
 
     pub fn get_mut(&mut self, key: usize) -> Option<&mut S> {
-        self.0.get_mut(key).map(|h| &mut h.state.state)
+        self.0.get_mut(key)
     }
 
-    /// Lets go of `key` (its upcall was given back): its item is freed.
+    /// Lets go of `key`, held or leaving (its upcall was given back).
     pub fn remove(&mut self, key: usize) {
-        if let Some(e) = self.0.remove(key) {
-            // SAFETY: just taken out of its entry.
-            unsafe { e.state.work.free() };
-        }
+        let _ = self.0.remove(key);
     }
 
-    /// Lets go of every one (filter removal, unload), oldest first: the
-    /// items are freed.
+    /// Filter removal (accf_destroy): forgets every held connection (the
+    /// kernel moves them on) and every leaving one still on the incomplete
+    /// queue (the same), and keeps the `Detached` ones, whose references
+    /// only the task can give back. False when none is left at all.
+    pub fn detach(&mut self) -> bool {
+        for _ in self.0.drain() {}
+        self.0.drop_leaving(|how| how == Leave::Detached);
+        self.has_leaving()
+    }
+
+    /// Forgets everything (module unload: no task is pending, so no
+    /// leaving connection is left).
     pub fn clear(&mut self) {
-        for e in self.0.drain() {
-            // SAFETY: just taken out of its entry.
-            unsafe { e.state.work.free() };
-        }
+        for _ in self.0.drain() {}
+        self.0.drop_leaving(|_| false);
     }
 
-    /// Holds `so` on `on`'s listener with `state` and the item `work`
-    /// (freed if it is not held). The oldest are evicted to make room:
-    /// they leave the incomplete queue here and now when they can (the
-    /// listener is locked by the caller, soisconnected()), and the second
-    /// figure says how many did; the others go from the task, which
-    /// counts them. Evictions happen whatever becomes of the admission.
+    /// Holds `so` on `on`'s listener with `state` at `now` (milliseconds,
+    /// wrapping). The oldest are evicted to make room: they leave the
+    /// incomplete queue here and now when they can (the listener is locked
+    /// by the caller, soisconnected()), and the second figure says how
+    /// many did; the others are left to the task, which counts them. The
+    /// caller queues the task when `has_leaving`. Evictions happen
+    /// whatever becomes of the admission.
     pub fn admit(
         &mut self,
         on: Attached<'_>,
         so: &Tagged<'_>,
-        now: u64,
+        now: u32,
         state: S,
-        work: Work,
     ) -> (Admitted, u64) {
         let head = on.head();
         let mut gone_now = 0u64;
-        let w = work.into_raw();
-        let e = Entry { state, work: w };
-        let admitted = self.0.admit(so.key(), now, e, |v| {
-            // SAFETY: taken out of its entry; `head` and `v.key` are live
-            // (top of this file).
-            if unsafe { v.state.work.evict_now(head, v.key) } {
+        let admitted = self.0.admit(so.key(), now, state, |v| {
+            // SAFETY: `head` and `v` are live (top of this file).
+            let how = unsafe { work::evict_now(head, v) };
+            if how == Some(Leave::Detached) {
                 gone_now += 1;
             }
+            how
         });
         let admitted = match admitted {
-            Admit::HeldEvicting(v) => {
-                // SAFETY: as for the extra victims above.
-                if unsafe { v.state.work.evict_now(head, v.key) } {
-                    gone_now += 1;
-                }
-                Admitted::Held
-            }
             Admit::Held => Admitted::Held,
             Admit::NoMemory => Admitted::NoMemory,
             Admit::AlreadyHeld => Admitted::AlreadyHeld,
         };
-        if admitted != Admitted::Held {
-            // SAFETY: not in the queue: the item is still ours alone.
-            unsafe { w.free() };
-        }
         (admitted, gone_now)
     }
 
     /// Lets the oldest connection go if it has been held `ms` at `now`:
-    /// delivered to the completed queue or dropped, from the task. False
-    /// when none has.
-    pub fn expire(&mut self, on: Attached<'_>, now: u64, ms: u64, deliver: bool) -> bool {
-        let Some(e) = self.0.pop_expired(now, ms) else {
-            return false;
+    /// delivered to the completed queue or dropped, by the task (the
+    /// caller queues it). False when none has.
+    pub fn expire(&mut self, now: u32, ms: u32, deliver: bool) -> bool {
+        let how = if deliver {
+            Leave::Deliver
+        } else {
+            Leave::Abort
         };
-        // SAFETY: taken out of its entry; the listener and `e.key` are
-        // live (top of this file).
-        unsafe { e.state.work.schedule(on.head(), e.key, deliver) };
-        true
+        self.0.expire(now, ms, how).is_some()
+    }
+
+    /// For the state's task: takes the next leaving connection out of the
+    /// queue, with the references the task needs. `head`: the listener's
+    /// key, `on`: whether the state is still attached.
+    pub fn next_leaving(&mut self, head: usize, on: Option<Attached<'_>>) -> Option<Leaving> {
+        while let Some((key, how)) = self.0.pop_leaving() {
+            match how {
+                Leave::Detached => return Some(Leaving::detached(head, key)),
+                Leave::Abort | Leave::Deliver => {
+                    // Not reached without `on`: detach() dropped these.
+                    let Some(on) = on else { continue };
+                    // SAFETY: `on.head()` and `key` are live while the
+                    // state's mutex is held (top of this file).
+                    if let Some(l) = unsafe { Leaving::hold(on.head(), key, how == Leave::Deliver) }
+                    {
+                        return Some(l);
+                    }
+                }
+            }
+        }
+        None
     }
 }

@@ -1,94 +1,79 @@
-//! The work item (work_glue.c struct lq_work) that terminates or delivers
-//! one held connection from a task, where the listener lock can be taken.
-//! A held connection owns one from admission on, so letting it go never
-//! needs memory: it is either freed or queued, exactly once.
-//!
-//! `Work` is an item nobody holds yet: dropping it frees it. Once its
-//! connection is held, the item lives in the hold queue entry (held.rs)
-//! as a `RawWork`, which only held.rs uses.
-
-use core::ptr::NonNull;
+//! Letting held connections go (work_glue.c): the eviction that takes a
+//! connection off the incomplete queue inside the admitting upcall, and
+//! what the state's task gets for each connection on the hold queue's
+//! leaving list. Nothing here allocates: the task is embedded in the
+//! listener's filter state (kern/filter_arg.rs), and the leaving list
+//! lives in the hold queue's own slots.
 
 use listenq_bindings as sys;
+use listenq_policy::holdq::Leave;
 
-pub struct Work(NonNull<sys::lq_work>);
+/// One connection for the task to let go (work_glue.c lq_leave_one), with
+/// the references it needs: the incomplete queue's for a `Detached` one,
+/// or those `hold` took.
+pub struct Leaving {
+    pub(in crate::kern) head: *mut sys::socket,
+    /// Null when only the listener's reference was taken.
+    pub(in crate::kern) so: *mut sys::socket,
+    pub(in crate::kern) how: i32,
+}
 
-// SAFETY: a heap object only its owner refers to; free(9) and the task
-// queue may be used from any thread.
-unsafe impl Send for Work {}
-
-impl Work {
-    /// M_NOWAIT (debug.fail_point.listenq_work_alloc fails it).
-    pub fn alloc() -> Option<Work> {
-        // SAFETY: a non-sleeping allocation, callable under any lock.
-        NonNull::new(unsafe { sys::lq_work_alloc() }).map(Work)
-    }
-
-    /// Hands the item over to a hold queue entry.
-    pub(in crate::kern) fn into_raw(self) -> RawWork {
-        let w = RawWork(self.0.as_ptr());
-        core::mem::forget(self);
-        w
+/// Evicts `so`, held on `head`, from the upcall that admits a newer
+/// connection (work_glue.c lq_evict_now): `Detached` when it left the
+/// incomplete queue now (the caller counts it), `Abort` when that has to
+/// wait for the task (which counts it), None when the kernel already took
+/// it away.
+///
+/// # Safety
+/// `head` and `so` are live (kern/held.rs says why).
+pub(in crate::kern) unsafe fn evict_now(head: usize, so: usize) -> Option<Leave> {
+    // SAFETY: the contract above; the C side only try-locks `so` and
+    // leaves everything to the task when this thread does not hold the
+    // listener's lock.
+    let how = unsafe { sys::lq_evict_now(head as *mut sys::socket, so as *mut sys::socket) };
+    match how as u32 {
+        sys::LQ_LEAVE_DETACHED => Some(Leave::Detached),
+        sys::LQ_LEAVE_ABORT => Some(Leave::Abort),
+        _ => None,
     }
 }
 
-impl Drop for Work {
-    fn drop(&mut self) {
-        // SAFETY: owned by this value, which gives it up.
-        unsafe { sys::lq_work_free(self.0.as_ptr()) }
-    }
-}
-
-/// The item of a held connection, inside its hold queue entry (which is
-/// copied around, hence `Copy`): the entry owns it, and whoever takes the
-/// entry out of the queue uses it exactly once.
-#[derive(Clone, Copy)]
-pub(in crate::kern) struct RawWork(*mut sys::lq_work);
-
-// SAFETY: as for Work; always reached under its hold queue's state mutex.
-unsafe impl Send for RawWork {}
-
-impl RawWork {
-    /// # Safety
-    /// Taken out of its entry, and never used again.
-    pub(in crate::kern) unsafe fn free(self) {
-        // SAFETY: the contract above.
-        unsafe { sys::lq_work_free(self.0) }
-    }
-
-    /// Queues termination (or delivery) of `so`, held on `head`; consumes
-    /// the item. The C side takes its own socket references (ESRCH: one
-    /// is already being freed, nothing to do, and not a lack of memory).
-    /// The outcome is counted when the task runs, if it finds the
-    /// connection still held (accf::work_done).
-    ///
-    /// # Safety
-    /// As for `free`; `head` and `so` are live (held.rs says why).
-    pub(in crate::kern) unsafe fn schedule(self, head: usize, so: usize, deliver: bool) {
-        // SAFETY: the contract above; the item is consumed.
-        unsafe {
-            sys::lq_work_schedule(
-                self.0,
-                head as *mut sys::socket,
-                so as *mut sys::socket,
-                i32::from(deliver),
-            )
-        };
-    }
-
-    /// Evicts `so`, held on `head`, from the upcall that admits a newer
-    /// connection: it leaves the incomplete queue now and only soabort()
-    /// waits for the task (work_glue.c lq_work_evict_now). True when it
-    /// left the queue now, which the caller counts; otherwise the task
-    /// counts it when it runs (the same as `schedule`). Consumes the item.
-    ///
-    /// # Safety
-    /// As for `schedule`.
-    pub(in crate::kern) unsafe fn evict_now(self, head: usize, so: usize) -> bool {
-        // SAFETY: the contract above; the C side only try-locks `so` and
-        // defers everything when this thread does not hold the listener.
-        unsafe {
-            sys::lq_work_evict_now(self.0, head as *mut sys::socket, so as *mut sys::socket) != 0
+impl Leaving {
+    /// A connection an eviction took off the incomplete queue: its hold
+    /// queue entry owns the references the queue held on it and on the
+    /// listener `head`, which go to the task with it.
+    pub(in crate::kern) fn detached(head: usize, so: usize) -> Leaving {
+        Leaving {
+            head: head as *mut sys::socket,
+            so: so as *mut sys::socket,
+            how: sys::LQ_LEAVE_DETACHED as i32,
         }
+    }
+
+    /// References on `head` and `so` for the task, which aborts or
+    /// delivers `so` if it still finds it on `head`'s incomplete queue.
+    /// None: the listener is being freed, nothing to do.
+    ///
+    /// # Safety
+    /// `head` and `so` are live, and stay so until this returns (the
+    /// state's mutex is held: kern/held.rs says why that is enough).
+    pub(in crate::kern) unsafe fn hold(head: usize, so: usize, deliver: bool) -> Option<Leaving> {
+        let head = head as *mut sys::socket;
+        let mut so = so as *mut sys::socket;
+        // SAFETY: the contract above; refcount_acquire_if_not_zero(9)
+        // leaves a socket already being freed alone.
+        if unsafe { sys::lq_leave_hold(head, &mut so) } != 0 {
+            return None;
+        }
+        let how = if deliver {
+            sys::LQ_LEAVE_DELIVER
+        } else {
+            sys::LQ_LEAVE_ABORT
+        };
+        Some(Leaving {
+            head,
+            so,
+            how: how as i32,
+        })
     }
 }

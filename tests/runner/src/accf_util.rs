@@ -271,7 +271,7 @@ pub fn allocs_settle(ms: u64) -> Result<(), Live> {
 
 /// What listenq still has allocated: kern.ipc.listenq.allocs (Rust's
 /// allocations) and kern.ipc.listenq.memuse (bytes of every allocation of
-/// its malloc type, the C glue's work items included); u64::MAX: unreadable.
+/// its malloc type, whoever made it); u64::MAX: unreadable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Live {
     pub allocs: u64,

@@ -16,7 +16,7 @@
 //!      the stock modules are unloaded with net.accf.unloadable=1.
 //!   C. listenq loaded again: hold timeouts, eviction order, the flood,
 //!      allocations back to 0, kldunload. These run the deferred-work path
-//!      (accf_glue.c lq_work_*), so they come last.
+//!      (work_glue.c lq_leave_*), so they come last.
 
 use crate::accf_util::{self as au, Seen, Show};
 use crate::env::Env;
@@ -1158,7 +1158,7 @@ fn stock_removal(tap: &mut Tap) {
 
 fn phase_c(tap: &mut Tap) {
     tap.diag(format_args!(
-        "accept filters: hold timeouts, eviction, flood (listenq's deferred work, accf_glue.c lq_work_*)"
+        "accept filters: hold timeouts, eviction, flood (listenq's deferred work, work_glue.c lq_leave_*)"
     ));
     let id = match au::listenq_loaded() {
         Ok(id) => id,
@@ -1201,6 +1201,7 @@ fn phase_c(tap: &mut Tap) {
     timeouts(tap);
     eviction(tap);
     relisten(tap);
+    held_allocate_nothing(tap);
     flood(tap);
     crate::t_accf_counts::run(tap);
     crate::t_accf_nomem::run(tap);
@@ -1463,6 +1464,70 @@ fn relisten(tap: &mut Tap) {
             },
         );
     }
+}
+
+/// Holding a connection and letting it go allocate nothing (listenq(4)
+/// "The secondary queue"): the hold queue is reserved for the backlog when
+/// the filter is set, an evicted connection waits in its own slot for the
+/// listener's task. kern.ipc.listenq.memuse does not move while 90 more
+/// silent clients are held on listen(128), nor while 30 more are evicted
+/// on listen(4). (Each held connection took a 64-byte work item before.)
+fn held_allocate_nothing(tap: &mut Tap) {
+    let memuse = || sysctl::read_u64("kern.ipc.listenq.memuse").map_err(at("memuse"));
+    let r = (|| -> Result<([u64; 4], [Seen; 4]), Failed> {
+        let mut m = [0u64; 4];
+        let (l, sa) = au::filtered(128, "dataready", "").map_err(at("listener"))?;
+        let mut cl: [Option<Fd>; 100] = [const { None }; 100];
+        for c in cl[..10].iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        sys::sleep_ms(100);
+        m[0] = memuse()?;
+        for c in cl[10..].iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        sys::sleep_ms(100);
+        m[1] = memuse()?;
+        let inc = sock::incqlen(l.raw()).map_err(at("SO_LISTENINCQLEN"))?;
+        if inc != 100 {
+            return Err(Failed("100 held on listen(128)", Errno::EINVAL));
+        }
+        drop(cl);
+        drop(l);
+        let (_l, sa) = au::filtered(4, "dataready", "").map_err(at("listener 2"))?;
+        let mut cl: [Option<Fd>; 34] = [const { None }; 34];
+        for c in cl[..4].iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        sys::sleep_ms(100);
+        m[2] = memuse()?;
+        for c in cl[4..].iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        sys::sleep_ms(300);
+        m[3] = memuse()?;
+        let mut seen = [Seen::Nothing; 4];
+        for (s, c) in seen.iter_mut().zip(cl[26..30].iter()) {
+            if let Some(c) = c {
+                *s = au::client_sees(c.raw(), 0);
+            }
+        }
+        Ok((m, seen))
+    })();
+    verdict(
+        tap,
+        "[listenq] holding 90 more silent clients on listen(128), and evicting 30 on listen(4), allocate nothing (kern.ipc.listenq.memuse unchanged)",
+        r,
+        |(m, seen)| m[0] == m[1] && m[2] == m[3] && seen.iter().all(|s| s.is_reset_or_eof()),
+        |tap, (m, seen), pass| {
+            if !pass {
+                tap.diag(format_args!(
+                    "  memuse with 10 held {}, 100 held {}; with 4 held {}, after 30 evictions {}; evicted clients saw {:?}",
+                    m[0], m[1], m[2], m[3], seen
+                ));
+            }
+        },
+    );
 }
 
 /// 2,000 silent clients against listen(16) with dataready.

@@ -1,7 +1,7 @@
 //! Out of memory in listenq's upcalls, hooks and tick, through its fail(9)
-//! points: debug.fail_point.listenq_malloc (every allocation Rust makes)
-//! and debug.fail_point.listenq_work_alloc (the work item a held
-//! connection is admitted with). Each case turns a point on, does one
+//! point debug.fail_point.listenq_malloc (every allocation Rust makes; a
+//! held connection gets nothing of its own, so its admission can only
+//! fail when its hold queue must grow). Each case turns it on, does one
 //! thing, turns it off, and shows: no panic, no connection held forever
 //! (every client is either accepted once it sends or reset), and the
 //! counters (kern.ipc.listenq.stats.*) exactly as listenq(4) says. Phase C
@@ -15,7 +15,6 @@ use crate::t_accf_counts::{accept_n, at, judge, row_counts, silent, Stats, Step}
 use crate::tap::Tap;
 
 const MALLOC: &str = "debug.fail_point.listenq_malloc";
-const WORK: &str = "debug.fail_point.listenq_work_alloc";
 
 fn fail_on(point: &'static str, how: &str) -> Result<(), Step> {
     sysctl::write_str(point, how).map_err(at(point))
@@ -23,17 +22,15 @@ fn fail_on(point: &'static str, how: &str) -> Result<(), Step> {
 
 fn all_off() {
     let _ = sysctl::write_str(MALLOC, "off");
-    let _ = sysctl::write_str(WORK, "off");
 }
 
 pub fn run(tap: &mut Tap) {
     listen_without_memory(tap);
     complete_without_memory(tap);
     filter_without_memory(tap);
-    admit_without_work(tap);
     admit_without_queue_memory(tap);
     evict_without_memory(tap);
-    full_queue_without_work(tap);
+    full_room_without_memory(tap);
     timeout_without_memory(tap);
     random_failures(tap);
     all_off();
@@ -148,37 +145,6 @@ fn filter_without_memory(tap: &mut Tap) {
     );
 }
 
-/// No work item for a new connection: it is not held, it passes at once
-/// as with no filter.
-fn admit_without_work(tap: &mut Tap) {
-    let r = (|| {
-        let b = Stats::read()?;
-        {
-            let (l, sa) = au::filtered(5, "dataready", "").map_err(at("listener"))?;
-            fail_on(WORK, "return(12)")?;
-            let c = au::client(&sa);
-            let a = c.as_ref().ok().map(|_| au::accept_within(l.raw(), 2000));
-            all_off();
-            let _c = c.map_err(at("connect"))?;
-            a.unwrap_or(Err(Errno::EINVAL))
-                .map_err(at("accept of a silent client"))?;
-        }
-        Ok(Stats::read()?.since(&b))
-    })();
-    all_off();
-    judge(
-        tap,
-        format_args!("[nomem] listenq_work_alloc failing: a silent dataready client is accepted at once; nomem +1, held +0"),
-        r,
-        Stats {
-            nomem: 1,
-            completed: 1,
-            accepted: 1,
-            ..Stats::ONE_LISTENER
-        },
-    );
-}
-
 /// The hold queue is sized for the backlog when the filter is attached, so
 /// admitting a connection allocates nothing: with every allocation of
 /// listenq's failing, a silent client is still held (not accepted), and
@@ -215,8 +181,9 @@ fn admit_without_queue_memory(tap: &mut Tap) {
 }
 
 /// listen(2), 2 held: a third arrives while no allocation succeeds. The
-/// oldest must still be terminated (its work item was taken when it was
-/// held), the other two stay held until they send.
+/// oldest must still be terminated (letting a connection go needs no
+/// memory: its slot waits on the leaving list for the listener's own
+/// task), the other two stay held until they send.
 fn evict_without_memory(tap: &mut Tap) {
     let mut row = None;
     let mut first = None;
@@ -269,27 +236,36 @@ fn evict_without_memory(tap: &mut Tap) {
     }
 }
 
-/// listen(2), 2 held: a third arrives without a work item. It passes at
-/// once and evicts nobody; the two held ones are accepted once they send.
-fn full_queue_without_work(tap: &mut Tap) {
+/// Slots per 4 KiB chunk of a hold queue (listenq(4) "The secondary
+/// queue", kmod/src/filters.rs): a backlog of exactly this many reserves
+/// one chunk, which holding that many fills.
+const SLOTS_PER_CHUNK: usize = 102;
+
+/// listen(2) with a backlog of one chunk's slots, all held: the next one
+/// needs a slot the queue must allocate, while no allocation succeeds. It
+/// passes at once and evicts nobody (its completion is not recorded
+/// either: nomem +2, accepted +0 for it); the held ones are accepted once
+/// they send.
+fn full_room_without_memory(tap: &mut Tap) {
+    const N: usize = SLOTS_PER_CHUNK;
     let r = (|| {
         let b = Stats::read()?;
         {
-            let (l, sa) = au::filtered(2, "dataready", "").map_err(at("listener"))?;
-            let old: [Option<Fd>; 2] = silent(&sa)?;
-            sys::sleep_ms(100);
-            fail_on(WORK, "return(12)")?;
+            let (l, sa) = au::filtered(N as i32, "dataready", "").map_err(at("listener"))?;
+            let old: [Option<Fd>; N] = silent(&sa)?;
+            sys::sleep_ms(200);
+            fail_on(MALLOC, "return(12)")?;
             let c = au::client(&sa);
             let a = au::accept_within(l.raw(), 2000);
             all_off();
             let _c = c.map_err(at("connect"))?;
-            a.map_err(at("accept of the 3rd (unheld) client"))?;
+            a.map_err(at("accept of the unheld client"))?;
             for s in old.iter().flatten() {
                 au::send_all(s.raw(), b"!").map_err(at("send"))?;
             }
-            let n = accept_n(l.raw(), 2, 2000)?;
-            if n != 2 {
-                return Err(("accept of the 2 held ones", Errno::TIMEOUT));
+            let n = accept_n(l.raw(), N, 2000)?;
+            if n != N {
+                return Err(("accept of the held ones", Errno::TIMEOUT));
             }
         }
         Ok(Stats::read()?.since(&b))
@@ -297,14 +273,14 @@ fn full_queue_without_work(tap: &mut Tap) {
     all_off();
     judge(
         tap,
-        format_args!("[nomem] listen(2), 2 held, a 3rd without a work item: it passes at once, the 2 held are accepted after data; nomem +1, evicted +0"),
+        format_args!("[nomem] listen(2) of 102, 102 held, the 103rd while listenq_malloc fails: it passes at once, the 102 held are accepted after data; nomem +2, evicted +0"),
         r,
         Stats {
-            held: 2,
-            released: 2,
-            nomem: 1,
-            completed: 3,
-            accepted: 3,
+            held: N as u64,
+            released: N as u64,
+            nomem: 2,
+            completed: N as u64 + 1,
+            accepted: N as u64,
             ..Stats::ONE_LISTENER
         },
     );
@@ -320,7 +296,6 @@ fn timeout_without_memory(tap: &mut Tap) {
             let c = au::client(&sa).map_err(at("connect"))?;
             sys::sleep_ms(50);
             fail_on(MALLOC, "return(12)")?;
-            fail_on(WORK, "return(12)")?;
             let seen = au::client_sees(c.raw(), 3000);
             all_off();
             if !seen.is_reset_or_eof() {
@@ -337,7 +312,7 @@ fn timeout_without_memory(tap: &mut Tap) {
     all_off();
     judge(
         tap,
-        format_args!("[nomem] timeout=300,ontimeout=drop with both fail points on: the client is reset; timeouts +1, evicted +1"),
+        format_args!("[nomem] timeout=300,ontimeout=drop with listenq_malloc failing: the client is reset; timeouts +1, evicted +1"),
         r,
         Stats {
             held: 1,
@@ -360,7 +335,6 @@ fn random_failures(tap: &mut Tap) {
             let (l, sa) = au::filtered(64, "dataready", "").map_err(at("listener"))?;
             let mut cl: [Option<Fd>; N] = [const { None }; N];
             fail_on(MALLOC, "10%return(12)")?;
-            fail_on(WORK, "10%return(12)")?;
             let mut err = None;
             for c in cl.iter_mut() {
                 match au::client(&sa).and_then(|c| au::send_all(c.raw(), b"x").map(|_| c)) {

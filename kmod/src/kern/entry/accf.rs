@@ -160,7 +160,7 @@ pub unsafe extern "C" fn listenq_rs_upcall_gone(
     }
 }
 
-/// From lq_work_run, with the listener and the connection `so` locked:
+/// From lq_leave_one, with the listener and the connection `so` locked:
 /// the deferred work found the connection still held and now delivers it
 /// to the completed queue or terminates it. `head_arg`: the listener's
 /// listenq filter state, if it has one; `upcall_arg`: the state the
@@ -182,6 +182,40 @@ pub unsafe extern "C" fn listenq_rs_work_done(
     // SAFETY: a cleared upcall's, given back by work_done().
     let upcall = unsafe { FilterState::from_token(upcall_arg) };
     accf::work_done(head, upcall, so as usize, delivered != 0);
+}
+
+/// The task of the filter state `state` (work_glue.c lq_leave_run): the
+/// next connection to let go, in `*head` and `*so` with what it is to
+/// become of it (LQ_LEAVE_*), or LQ_LEAVE_NONE when there is none (and
+/// then the task has given its name on the state back: the state may be
+/// gone).
+///
+/// # Safety
+/// `state` is the token the state's task was initialized with, and the
+/// task is queued or running; `head` and `so` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn listenq_rs_leave_next(
+    state: *mut cty::c_void,
+    head: *mut *mut sys::socket,
+    so: *mut *mut sys::socket,
+) -> i32 {
+    let _f = InFlight::enter();
+    // SAFETY: the state's own task's name, held from when it was queued
+    // until leave_next() gives it back.
+    let Some(a) = (unsafe { FilterState::from_token(state) }) else {
+        return sys::LQ_LEAVE_NONE as i32;
+    };
+    match accf::leave_next(a) {
+        Some(l) => {
+            // SAFETY: the caller's out-parameters (work_glue.c locals).
+            unsafe {
+                *head = l.head;
+                *so = l.so;
+            }
+            l.how
+        }
+        None => sys::LQ_LEAVE_NONE as i32,
+    }
 }
 
 /// From pr_accept (entry/protosw.rs), with the new socket live and
