@@ -4,10 +4,9 @@
 //! REGISTRY (listeners.rs State::accf); each listener's state has its own
 //! mutex (kern/filter_arg.rs), which is all a connection's calls take.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::kern::filter_arg::{Arg, FilterArgs};
 use crate::kern::held::{self, HeldConns};
+use crate::kern::percpu::PerCpu;
 use listenq_accf::{Config, Conn};
 use listenq_policy::backlog;
 use listenq_policy::registry::{FilterInfo, Row};
@@ -44,19 +43,19 @@ pub struct Filters {
 }
 
 /// Sockets carrying listenq's destructor (held, or released and not yet
-/// accepted): unload must wait for them. Counted up under the state's
-/// mutex while it is attached, so a count unload reads under REGISTRY
-/// after the last detach is complete.
-static TAGGED: AtomicUsize = AtomicUsize::new(0);
+/// accepted): unload must wait for them. Counted per CPU (every filtered
+/// connection passes here twice). Counted up under the state's mutex
+/// while it is attached, so once unload saw no state under REGISTRY
+/// (the last detach complete), nothing adds any more and the sum it reads
+/// can only be too high, never 0 while one is left (PerCpu::sum).
+static TAGGED: PerCpu = PerCpu::new();
 
 pub fn tagged_add() {
-    TAGGED.fetch_add(1, Ordering::SeqCst);
+    TAGGED.add(1);
 }
 
 pub fn tagged_sub() {
-    let _ = TAGGED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-        Some(v.saturating_sub(1))
-    });
+    TAGGED.add(-1);
 }
 
 impl Filters {
@@ -84,7 +83,7 @@ impl Filters {
     }
 
     pub fn in_use(&self) -> bool {
-        !self.states.is_empty() || TAGGED.load(Ordering::SeqCst) != 0
+        !self.states.is_empty() || TAGGED.sum() > 0
     }
 
     /// Fills in a listeners-table row's filter columns.

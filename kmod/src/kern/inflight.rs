@@ -7,56 +7,36 @@
 //! since), so no slot ever goes below zero, and the sum is zero exactly
 //! when no counted thread is inside.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
+use crate::kern::percpu::{PerCpu, SlotRef};
 use crate::kern::time;
-use listenq_bindings as sys;
 
-/// More CPUs than slots share slots (still correct, only less spread).
-const SLOTS: usize = 64;
-
-#[repr(align(64))]
-struct Slot(AtomicUsize);
-
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Slot = Slot(AtomicUsize::new(0));
-static IN_FLIGHT: [Slot; SLOTS] = [EMPTY; SLOTS];
+static IN_FLIGHT: PerCpu = PerCpu::new();
 
 /// One thread counted in for as long as the value lives. Every entry point
 /// in kern/entry/ takes one before it calls into the module.
 pub struct InFlight {
-    slot: &'static AtomicUsize,
+    slot: SlotRef,
 }
 
 impl InFlight {
     /// SeqCst: see KMutex::retire() for the pairing with unload.
     pub fn enter() -> InFlight {
-        // SAFETY: reads curcpu; no other effect.
-        let cpu = unsafe { sys::lq_curcpu() } as usize;
-        let slot = match IN_FLIGHT.get(cpu % SLOTS) {
-            Some(s) => &s.0,
-            None => &EMPTY_SLOT.0,
-        };
-        slot.fetch_add(1, Ordering::SeqCst);
-        InFlight { slot }
+        InFlight {
+            slot: IN_FLIGHT.add(1),
+        }
     }
 }
-
-/// Not reached (cpu % SLOTS < SLOTS); counted by in_flight() all the same.
-static EMPTY_SLOT: Slot = Slot(AtomicUsize::new(0));
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.slot.fetch_sub(1, Ordering::SeqCst);
+        // A thread leaves the slot it entered (it may have migrated
+        // since), so no slot goes below zero.
+        self.slot.sub(1);
     }
 }
 
-fn in_flight() -> usize {
-    IN_FLIGHT
-        .iter()
-        .chain(core::iter::once(&EMPTY_SLOT))
-        .map(|s| s.0.load(Ordering::SeqCst))
-        .fold(0usize, usize::wrapping_add)
+fn in_flight() -> isize {
+    IN_FLIGHT.sum()
 }
 
 /// Waits for every counted thread to leave listenq code. Called once

@@ -22,6 +22,7 @@ pub mod inflight;
 pub mod listen;
 pub mod mtx;
 pub mod pending;
+pub mod percpu;
 pub mod print;
 pub mod protosw;
 pub mod sockbuf;

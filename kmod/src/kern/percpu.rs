@@ -1,0 +1,67 @@
+//! A count that threads on every CPU change, kept per CPU, each slot on
+//! its own cache line: a connection's path must not write a cache line
+//! that every CPU writes. A thread may move or release what another CPU
+//! added (a slot can go below zero); only the sum means anything.
+
+use core::sync::atomic::{AtomicIsize, Ordering};
+
+use listenq_bindings as sys;
+
+/// More CPUs than slots share slots (still correct, only less spread).
+const SLOTS: usize = 64;
+
+#[repr(align(64))]
+struct Slot(AtomicIsize);
+
+pub struct PerCpu {
+    slots: [Slot; SLOTS],
+}
+
+/// A slot a thread changed, to be changed back there (InFlight).
+pub struct SlotRef(&'static AtomicIsize);
+
+impl PerCpu {
+    pub const fn new() -> PerCpu {
+        PerCpu {
+            slots: [const { Slot(AtomicIsize::new(0)) }; SLOTS],
+        }
+    }
+
+    fn mine(&'static self) -> &'static AtomicIsize {
+        // SAFETY: reads curcpu; no other effect.
+        let cpu = unsafe { sys::lq_curcpu() } as usize;
+        // `cpu % SLOTS` < SLOTS; the fallback is never taken.
+        &self.slots.get(cpu % SLOTS).unwrap_or(&self.slots[0]).0
+    }
+
+    /// SeqCst, as the readers need (KMutex::retire() for InFlight).
+    pub fn add(&'static self, n: isize) -> SlotRef {
+        let s = self.mine();
+        s.fetch_add(n, Ordering::SeqCst);
+        SlotRef(s)
+    }
+
+    /// The sum over the slots. Read while others change them, it is a
+    /// value the count had at no single moment; when the count can only
+    /// go down (nothing can add any more), it is at least what the count
+    /// is once the read ends, so a sum of 0 then means 0.
+    pub fn sum(&self) -> isize {
+        self.slots
+            .iter()
+            .map(|s| s.0.load(Ordering::SeqCst))
+            .fold(0isize, isize::wrapping_add)
+    }
+}
+
+impl Default for PerCpu {
+    fn default() -> PerCpu {
+        PerCpu::new()
+    }
+}
+
+impl SlotRef {
+    /// Takes `n` back from the slot it was added to.
+    pub fn sub(&self, n: isize) {
+        self.0.fetch_sub(n, Ordering::SeqCst);
+    }
+}
