@@ -7,10 +7,11 @@
 //! client, close the accepted socket. Timed with CLOCK_MONOTONIC (guest
 //! time), after WARMUP untimed rounds.
 //!
-//! Order: listenq loaded: dataready, httpready, dnsready, tlsready, no
-//! filter, then the scaling rows; listenq unloaded, stock
-//! accf_data/http/dns loaded: dataready, httpready, dnsready, no filter,
-//! then the same scaling rows.
+//! Order: no filter, dataready, httpready, dnsready, each listenq against
+//! the plain kernel or the stock module, interleaved A B B A A B B A
+//! (t_bench_paired.rs); tlsready (listenq only); then the scaling rows,
+//! each interleaved A B B A. Each side's best run is compared (the mean
+//! of its runs is reported too).
 //!
 //! Scaling rows (ROUNDS timed rounds each, same round as above):
 //! - held=N: httpready on a listener (backlog N + 64) that holds N silent
@@ -99,7 +100,7 @@ fn timed(
 }
 
 /// Rounds per held-N and idle-M measurement (each costs its setup too).
-const ROUNDS: u64 = 300;
+const ROUNDS: u64 = 1000;
 /// Silent connections held by httpready while complete requests go through.
 const HELD: [usize; 4] = [0, 1000, 4000, 16000];
 /// Idle listeners that exist while one listener accepts.
@@ -144,7 +145,7 @@ fn raise_limits(tap: &Tap) {
 
 /// Accept rate of complete HTTP requests through httpready on a listener
 /// that holds `n` silent connections (listen backlog n + 64).
-fn held(tap: &mut Tap, n: usize, who: &str) -> Result<(u64, u64), (&'static str, Errno)> {
+fn held(tap: &mut Tap, n: usize, mem: bool) -> Result<(u64, u64), (&'static str, Errno)> {
     let mem0 = sysctl::read_u64("kern.ipc.listenq.memuse");
     let (l, sa) = au::listener((n + 64) as i32).map_err(|e| ("listener", e))?;
     au::set_filter(l.raw(), "httpready", "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
@@ -166,7 +167,7 @@ fn held(tap: &mut Tap, n: usize, who: &str) -> Result<(u64, u64), (&'static str,
         if inc != n as i32 {
             tap.diag(format_args!("  held {}: SO_LISTENINCQLEN {}", n, inc));
         }
-        if who == "listenq" && n > 0 {
+        if mem && n > 0 {
             let mem1 = sysctl::read_u64("kern.ipc.listenq.memuse");
             memory(tap, n, mem0, mem1);
         }
@@ -264,44 +265,51 @@ fn idle(
     r
 }
 
-/// The held-N and idle-M rows for one side ("listenq" or "stock").
+/// The held-N rows (httpready, against stock accf_http) and the idle-M
+/// rows (no filter, against the plain kernel), each measured interleaved
+/// A B B A (t_bench_paired.rs); memory is measured on listenq's first
+/// held run, the listeners sysctl on its first idle=2000 run.
 fn scaling(
     tap: &mut Tap,
-    who: &str,
-    held_cps: &mut [Option<u64>; 4],
-    idle_cps: &mut [Option<u64>; 3],
+    held_cps: &mut [(paired::Side, paired::Side); 4],
+    idle_cps: &mut [(paired::Side, paired::Side); 3],
 ) {
     for (i, n) in HELD.iter().enumerate() {
-        let r = held(tap, *n, who);
-        held_cps[i] = report_n(tap, "held", *n, who, r);
+        let mut first = true;
+        let mut run = |tap: &mut Tap, lq: bool| {
+            let mem = lq && core::mem::take(&mut first);
+            held(tap, *n, mem)
+        };
+        let label = format_args!("held={}", n);
+        held_cps[i] = paired::compare_with(
+            tap,
+            &label,
+            Some(au::ACCF_HTTP),
+            &paired::ABBA1,
+            ROUNDS,
+            &mut run,
+        );
     }
     for (i, m) in IDLE.iter().enumerate() {
-        let r = idle(tap, *m, who == "listenq" && *m == 2000);
-        let r = match r {
-            Ok((x, Some(us))) => {
-                tap.diag(format_args!(
-                    "bench listeners-sysctl {} idle listeners: {} us per read",
-                    m, us
-                ));
-                crate::tap::print(format_args!("# bench sysctl-read {} {}", m, us));
-                Ok(x)
+        let mut first = true;
+        let mut run = |tap: &mut Tap, lq: bool| {
+            let table = lq && *m == 2000 && core::mem::take(&mut first);
+            match idle(tap, *m, table) {
+                Ok((x, Some(us))) => {
+                    tap.diag(format_args!(
+                        "bench listeners-sysctl {} idle listeners: {} us per read",
+                        m, us
+                    ));
+                    crate::tap::print(format_args!("# bench sysctl-read {} {}", m, us));
+                    Ok(x)
+                }
+                Ok((x, None)) => Ok(x),
+                Err(e) => Err(e),
             }
-            Ok((x, None)) => Ok(x),
-            Err(e) => Err(e),
         };
-        idle_cps[i] = report_n(tap, "idle", *m, who, r);
+        let label = format_args!("idle={}", m);
+        idle_cps[i] = paired::compare_with(tap, &label, None, &paired::ABBA1, ROUNDS, &mut run);
     }
-}
-
-/// A held=N or idle=M row ("held=1000"), as `report` does a filter's.
-fn report_n(
-    tap: &mut Tap,
-    what: &str,
-    n: usize,
-    who: &str,
-    r: Result<(u64, u64), (&'static str, Errno)>,
-) -> Option<u64> {
-    report(tap, &format_args!("{}={}", what, n), ROUNDS, who, r)
 }
 
 /// x/y with four decimals.
@@ -310,19 +318,23 @@ fn frac(x: u64, y: u64) -> (u64, u64) {
     (r / 10000, r % 10000)
 }
 
+/// Each N (or M) against N = 0, listenq and its counterpart, from the
+/// interleaved pairs: how much each slows down as N grows, and listenq/base.
 fn scaling_ratios(
     tap: &Tap,
     what: &str,
     ns: &[usize],
-    lq: &[Option<u64>],
-    st: &[Option<u64>],
+    pairs: &[(paired::Side, paired::Side)],
     base: &str,
 ) {
-    let (Some(lq0), Some(st0)) = (lq[0], st[0]) else {
+    let Some(&(st0, lq0)) = pairs.first() else {
         return;
     };
-    for (i, n) in ns.iter().enumerate() {
-        if let (Some(a), Some(b)) = (lq[i], st[i]) {
+    let (Some(lq0), Some(st0)) = (lq0.cps(), st0.cps()) else {
+        return;
+    };
+    for (n, (st, lq)) in ns.iter().zip(pairs.iter()) {
+        if let (Some(a), Some(b)) = (lq.cps(), st.cps()) {
             let (la, lb) = frac(a, lq0);
             let (sa, sb) = frac(b, st0);
             let (ra, rb) = frac(a, b);
@@ -369,7 +381,7 @@ fn report(
 
 /// listenq's figure `a` against `b`, that of `base` (stock module or
 /// the plain kernel), as BENCHMARKS.md quotes it.
-fn ratio(tap: &Tap, filter: &str, a: Option<u64>, b: Option<u64>, base: &str) {
+fn ratio(tap: &Tap, filter: &dyn core::fmt::Display, a: Option<u64>, b: Option<u64>, base: &str) {
     if let (Some(a), Some(b)) = (a, b) {
         if b > 0 {
             let (i, f) = frac(a, b);
@@ -420,8 +432,8 @@ pub fn run(tap: &mut Tap, env: &Env) {
         "bench: {} timed connections per measurement after {} warm-up",
         ITERS, WARMUP
     ));
-    let (mut lq_held, mut lq_idle, mut st_held, mut st_idle) =
-        ([None; 4], [None; 3], [None; 4], [None; 3]);
+    let mut held_rows = [(paired::Side::default(), paired::Side::default()); 4];
+    let mut idle_rows = [(paired::Side::default(), paired::Side::default()); 3];
     raise_limits(tap);
     // The bench unloads listenq to measure stock: opt in (the tunable
     // kldload reads; listenq(4) UNLOADING).
@@ -442,9 +454,6 @@ pub fn run(tap: &mut Tap, env: &Env) {
             tap.ok(true, "bench: kldload listenq");
             let (f, req) = FILTERS[3];
             report(tap, &f, ITERS, "listenq", measure(Some(f), req));
-            if !quick() {
-                scaling(tap, "listenq", &mut lq_held, &mut lq_idle);
-            }
             let settled = au::allocs_settle(2000);
             let un = kld::unload(id);
             tap.ok(
@@ -460,25 +469,22 @@ pub fn run(tap: &mut Tap, env: &Env) {
             tap.diag(format_args!("  {}", e));
         }
     }
-    if quick() {
-        // Nothing more to measure on the stock side.
-    } else if kld::find(crate::env::KO_NAME).is_ok() {
-        tap.skip("bench stock", "listenq still loaded");
-    } else {
-        // httpready for the held rows; the idle rows need no module.
-        let loaded = au::in_image(au::ACCF_HTTP) && kld::load(au::ACCF_HTTP).is_ok();
-        if loaded {
-            scaling(tap, "stock", &mut st_held, &mut st_idle);
-        } else {
-            tap.ok(false, "bench: kldload accf_http.ko");
-        }
+    if !quick() {
+        scaling(tap, &mut held_rows, &mut idle_rows);
     }
     for (p, (a, b)) in PAIRS.iter().zip(pairs.iter()) {
         let base = if p.stock.is_some() { "stock" } else { "bare" };
-        ratio(tap, p.label, b.cps(), a.cps(), base);
+        ratio(tap, &p.label, b.cps(), a.cps(), base);
+        ratio(
+            tap,
+            &format_args!("{} (means)", p.label),
+            b.mean(),
+            a.mean(),
+            base,
+        );
     }
-    scaling_ratios(tap, "held", &HELD, &lq_held, &st_held, "stock");
-    scaling_ratios(tap, "idle", &IDLE, &lq_idle, &st_idle, "bare");
+    scaling_ratios(tap, "held", &HELD, &held_rows, "stock");
+    scaling_ratios(tap, "idle", &IDLE, &idle_rows, "bare");
     tap.diag(format_args!(
         "bench took {} ms (guest clock)",
         sys::now_ms() - t0
