@@ -39,7 +39,12 @@
  * count in lq_work_pending, which unload waits for.
  */
 
-CTASSERT(sizeof(struct lq_leave) == sizeof(struct task));
+/*
+ * Connections one run lets go before it queues itself again: a flood of
+ * evictions on one listener must not keep the other listeners' tasks
+ * waiting.
+ */
+#define	LQ_LEAVE_BATCH	16
 
 static volatile u_int lq_work_pending;
 
@@ -51,17 +56,28 @@ lq_work_pending_count(void)
 
 static void lq_leave_run(void *arg, int pending);
 
+/*
+ * listenq's own taskqueue, with one thread, from load (the tick's start)
+ * to unload (its stop): taskqueue_free(9) waits until its thread has
+ * run every task and left, so no thread is still returning through a
+ * task function of this module when the module goes. (On the shared
+ * taskqueue_thread, a task's last act, the pending count's decrement,
+ * left its thread a few instructions inside module code.)
+ */
+static struct taskqueue *lq_tq;
+
 void
 lq_leave_init(struct lq_leave *lv, void *state)
 {
-	TASK_INIT(&lv->lv_task, 0, lq_leave_run, state);
+	lv->lv_state = state;
+	TASK_INIT(&lv->lv_task, 0, lq_leave_run, lv);
 }
 
 void
 lq_leave_enqueue(struct lq_leave *lv)
 {
 	atomic_add_int(&lq_work_pending, 1);
-	taskqueue_enqueue(taskqueue_thread, &lv->lv_task);
+	taskqueue_enqueue(lq_tq, &lv->lv_task);
 }
 
 /*
@@ -172,22 +188,39 @@ out:
 static void
 lq_leave_run(void *arg, int pending __unused)
 {
+	struct lq_leave *lv = arg;
 	struct socket *head, *so;
-	int how;
+	int how, n;
 
-	while ((how = listenq_rs_leave_next(arg, &head, &so)) !=
-	    LQ_LEAVE_NONE)
+	for (n = 0; n < LQ_LEAVE_BATCH; n++) {
+		how = listenq_rs_leave_next(lv->lv_state, &head, &so);
+		if (how == LQ_LEAVE_NONE) {
+			/*
+			 * Finding nothing left, listenq_rs_leave_next() gave
+			 * up this task's name on the state, which may have
+			 * freed the state and this task with it (the last name
+			 * of a detached state): neither is touched again. That
+			 * is safe for taskqueue(9) too: once this returns,
+			 * taskqueue_run_locked() (sys/kern/subr_taskqueue.c)
+			 * only passes the task's address to wakeup(9), a
+			 * channel it does not read through. The pending count
+			 * goes last: unload waits for it to reach zero, and
+			 * then for this thread to have returned
+			 * (taskqueue_free() in lq_tick_stop()).
+			 */
+			atomic_subtract_int(&lq_work_pending, 1);
+			return;
+		}
 		lq_leave_one(head, so, how);
+	}
 	/*
-	 * Finding nothing left, listenq_rs_leave_next() gave up this task's
-	 * name on the state, which may have freed the state and this task
-	 * with it (the last name of a detached state): neither is touched
-	 * again. That is safe for taskqueue(9) too: once this returns,
-	 * taskqueue_run_locked() (sys/kern/subr_taskqueue.c) only passes the
-	 * task's address to wakeup(9), a channel it does not read through.
-	 * The pending count goes last: unload waits for it to reach zero.
+	 * More may wait: this task runs again after the others queued
+	 * meanwhile, keeping its name on the state and its pending count
+	 * (it is still queued as far as the state knows), so the state and
+	 * `lv' stay alive. taskqueue(9) allows a running task to queue
+	 * itself.
 	 */
-	atomic_subtract_int(&lq_work_pending, 1);
+	taskqueue_enqueue(lq_tq, &lv->lv_task);
 }
 
 /*
@@ -245,6 +278,9 @@ lq_tick(void *arg __unused)
 void
 lq_tick_start(int ms)
 {
+	lq_tq = taskqueue_create("listenq", M_WAITOK, taskqueue_thread_enqueue,
+	    &lq_tq);
+	taskqueue_start_threads(&lq_tq, 1, PWAIT, "listenq taskq");
 	lq_tick_ms = ms;
 	callout_init(&lq_tick_callout, 1);
 	callout_reset(&lq_tick_callout, MAX(1, ms * hz / 1000), lq_tick, NULL);
@@ -254,4 +290,7 @@ void
 lq_tick_stop(void)
 {
 	callout_drain(&lq_tick_callout);
+	/* lq_work_pending is 0 and no task can be queued any more. */
+	taskqueue_free(lq_tq);
+	lq_tq = NULL;
 }

@@ -14,6 +14,7 @@ struct socket;
  */
 struct lq_leave {
 	struct task	lv_task;
+	void		*lv_state;	/* the filter state it is embedded in */
 };
 
 /* How a connection leaves (policy/src/holdq.rs Leave); NONE: nothing. */
@@ -31,6 +32,7 @@ int	lq_leave_hold(struct socket *head, struct socket **so);
 /* An LQ_LEAVE_* for the victim `so' of an admission to `head'. */
 int	lq_evict_now(struct socket *head, struct socket *so);
 u_int	lq_work_pending_count(void);
+
 /* The hold-timeout clock: calls listenq_rs_tick() every `ms'. */
 void	lq_tick_start(int ms);
 void	lq_tick_stop(void);

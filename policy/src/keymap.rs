@@ -34,6 +34,9 @@ pub(crate) fn fills_hole(hole: usize, j: usize, home: usize) -> bool {
     !stays
 }
 
+/// Tables this small are kept whatever their load (`trim` frees them).
+const SHRINK_ABOVE: usize = 64;
+
 /// The key was 0, or the table could not grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoRoom;
@@ -197,6 +200,7 @@ impl<V: Copy + Default> KeyMap<V> {
         let i = self.find(key)?;
         let val = self.buckets.get(i)?.1;
         self.remove_at(i);
+        self.shrink();
         Some(val)
     }
 
@@ -225,6 +229,26 @@ impl<V: Copy + Default> KeyMap<V> {
         self.len = self.len.saturating_sub(1);
     }
 
+    /// A table at most 1/8 full goes down to 1/4 full: a burst's table does
+    /// not stay at its peak size. Growth waits for 1/2, so a steady load
+    /// never swings between the two. Best effort: without memory the
+    /// table stays as it is.
+    fn shrink(&mut self) {
+        if self.buckets.len() <= SHRINK_ABOVE || self.len * 8 > self.buckets.len() {
+            return;
+        }
+        let want = (self.len * 4).next_power_of_two().max(8);
+        let mut fresh = Vec::new();
+        if want >= self.buckets.len() || fresh.try_reserve_exact(want).is_err() {
+            return;
+        }
+        fresh.resize(want, (0, V::default()));
+        let old = core::mem::replace(&mut self.buckets, fresh);
+        for (k, v) in old.into_iter().filter(|&(k, _)| k != 0) {
+            self.place(k, v);
+        }
+    }
+
     /// Removes every entry whose value `gone` picks, and says how many.
     /// One pass: a removal only moves entries from further along a probe
     /// run into the emptied bucket, which is looked at again; an entry
@@ -240,6 +264,7 @@ impl<V: Copy + Default> KeyMap<V> {
                 n += 1;
             }
         }
+        self.shrink();
         n
     }
 
@@ -278,6 +303,27 @@ mod tests {
         assert!(m.insert(0x2000, 2));
         m.trim();
         assert_eq!(m.get(0x2000), Some(2), "trim keeps a non-empty table");
+    }
+
+    #[test]
+    fn a_burst_table_shrinks_as_it_empties() {
+        let mut m = KeyMap::new();
+        for i in 1..=4096usize {
+            assert!(m.insert(i * 256, i));
+        }
+        let peak = m.buckets.len();
+        assert!(peak >= 8192);
+        for i in 1..=4090usize {
+            assert_eq!(m.remove(i * 256), Some(i));
+        }
+        assert!(
+            m.buckets.len() <= SHRINK_ABOVE,
+            "{} buckets for 6 keys",
+            m.buckets.len()
+        );
+        for i in 4091..=4096usize {
+            assert_eq!(m.get(i * 256), Some(i));
+        }
     }
 
     #[test]

@@ -80,6 +80,23 @@ impl<T> KMutex<T> {
     }
 }
 
+impl<T> KMutex<T> {
+    /// Locks even after retire(), until destroy(): for a thread already
+    /// inside the module (counted by kern::inflight::InFlight before
+    /// retire()) that must finish giving back what it holds, and for
+    /// unload's own last look before destroy(). destroy() comes only
+    /// after every counted thread has left, so the mutex is still
+    /// initialized whenever this finds `inited`.
+    pub fn lock_until_destroyed(&self) -> Option<Guard<'_, T>> {
+        if !self.inited.load(Ordering::SeqCst) {
+            return None;
+        }
+        // SAFETY: initialized and not destroyed (above); as lock().
+        unsafe { sys::lq_mtx_lock(self.mtx.get().cast()) };
+        Some(Guard { m: self })
+    }
+}
+
 pub struct Guard<'a, T> {
     m: &'a KMutex<T>,
 }

@@ -125,9 +125,14 @@ pub fn retire() {
     }
 }
 
-/// Unload after the drain (or a failed load).
+/// Unload after the drain (or a failed load): a listener that closed
+/// while unload retired the shards purged them with
+/// `lock_until_destroyed`; what is left is given back here.
 pub fn destroy() {
     for s in CHILDREN.iter() {
+        if let Some(mut m) = s.lock_until_destroyed() {
+            m.trim();
+        }
         s.destroy();
     }
 }
@@ -137,7 +142,7 @@ pub fn destroy() {
 /// listener is left, an idle module allocates nothing.
 pub fn trim() {
     for s in CHILDREN.iter() {
-        if let Some(mut m) = s.lock() {
+        if let Some(mut m) = s.lock_until_destroyed() {
             m.trim();
         }
     }
@@ -313,7 +318,9 @@ impl PendingRef {
         };
         let mut gone = 0;
         for s in CHILDREN.iter() {
-            if let Some(mut m) = s.lock() {
+            // Also while unload retires the shards: a listener closing
+            // then must still give back its entries' references.
+            if let Some(mut m) = s.lock_until_destroyed() {
                 gone += m.remove_where(|c| c.node == me.node);
             }
         }

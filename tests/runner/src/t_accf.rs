@@ -1201,6 +1201,7 @@ fn phase_c(tap: &mut Tap) {
     timeouts(tap);
     eviction(tap);
     relisten(tap);
+    mass_timeout(tap);
     held_allocate_nothing(tap);
     flood(tap);
     crate::t_accf_counts::run(tap);
@@ -1464,6 +1465,46 @@ fn relisten(tap: &mut Tap) {
             },
         );
     }
+}
+
+/// Many held connections timing out together: the tick moves them all
+/// to the leaving list at once, more than the listener's task lets go in
+/// one run (work_glue.c LQ_LEAVE_BATCH, 16), so it must queue itself
+/// again until every one is reset.
+fn mass_timeout(tap: &mut Tap) {
+    const HELD: usize = 60;
+    let name = "[listenq] timeout=300,ontimeout=drop, 60 silent clients connected at once: every one is reset within 3 s (several runs of the listener's task), stats.timeouts +60";
+    let t0 = stat_or_max("timeouts");
+    let r = (|| -> Result<(usize, u64), Failed> {
+        let (l, sa) =
+            au::filtered(120, "dataready", "timeout=300,ontimeout=drop").map_err(at("listener"))?;
+        let mut cl: [Option<Fd>; HELD] = [const { None }; HELD];
+        for c in cl.iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        let mut reset = 0;
+        for c in cl.iter().flatten() {
+            if au::client_sees(c.raw(), 3000).is_reset_or_eof() {
+                reset += 1;
+            }
+        }
+        drop(l);
+        Ok((reset, stat_or_max("timeouts").wrapping_sub(t0)))
+    })();
+    verdict(
+        tap,
+        name,
+        r,
+        |(reset, t)| *reset == HELD && *t == HELD as u64,
+        |tap, (reset, t), pass| {
+            if !pass {
+                tap.diag(format_args!(
+                    "  reset {} of {}, stats.timeouts +{}",
+                    reset, HELD, t
+                ));
+            }
+        },
+    );
 }
 
 /// Holding a connection and letting it go allocate nothing (listenq(4)
