@@ -199,16 +199,3 @@ pub fn wait_qlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
         sys::sleep_ms(2);
     }
 }
-
-/// As `wait_qlen`, for the incomplete queue (connections an accept filter
-/// holds).
-pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
-    let start = sys::now_ms();
-    loop {
-        let q = incqlen(fd)?;
-        if q >= want || sys::now_ms().saturating_sub(start) >= timeout_ms {
-            return Ok(q);
-        }
-        sys::sleep_ms(2);
-    }
-}
