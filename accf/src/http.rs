@@ -88,12 +88,62 @@ impl Http {
         }
     }
 
-    pub(crate) fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
-        for &b in bytes {
+    pub(crate) fn feed(&mut self, cfg: &Config, mut bytes: &[u8]) -> Progress {
+        // The common case, a whole method at the start of the stream: one
+        // comparison instead of every candidate at every byte. The same
+        // outcome as stepping through it, since no candidate is a prefix
+        // of another.
+        if let Http::Method { seen: 0, cand } = *self {
+            let whole = CANDIDATES
+                .iter()
+                .find(|(bit, text)| cand & bit != 0 && bytes.starts_with(text));
+            if let Some(&(bit, text)) = whole {
+                if bit == H2_BIT {
+                    return Progress::Ready;
+                }
+                *self = self.after_method(cfg);
+                bytes = bytes.get(text.len()..).unwrap_or(&[]);
+            }
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            if let Http::Headers { tail } = *self {
+                // Headers take most of a request: scan the rest here.
+                return self.headers(tail, bytes.get(i..).unwrap_or(&[]));
+            }
             if self.step(cfg, b) == Progress::Ready {
                 return Progress::Ready;
             }
         }
+        Progress::NeedMore
+    }
+
+    /// Where a request goes once its method is complete.
+    fn after_method(&self, cfg: &Config) -> Http {
+        // Stock's soparsehttpvers() rescans from byte 0; the method is one
+        // word and one space, which leaves it inside the first run of
+        // spaces.
+        if cfg.http_parse_version {
+            Http::RequestLine {
+                spaces: 1,
+                in_spaces: true,
+            }
+        } else {
+            Http::Headers { tail: Tail::None }
+        }
+    }
+
+    /// The `Headers` phase over `bytes`, from `tail`: what `step` does one
+    /// byte at a time.
+    fn headers(&mut self, mut tail: Tail, bytes: &[u8]) -> Progress {
+        for &b in bytes {
+            tail = match (tail, b) {
+                (Tail::Lf | Tail::LfCr, b'\n') => return Progress::Ready,
+                (_, b'\n') => Tail::Lf,
+                (Tail::Lf, b'\r') => Tail::LfCr,
+                _ => Tail::None,
+            };
+        }
+        *self = Http::Headers { tail };
         Progress::NeedMore
     }
 
@@ -111,17 +161,7 @@ impl Http {
                     } else if bit == H2_BIT {
                         return Progress::Ready;
                     } else {
-                        // Stock's soparsehttpvers() rescans from byte 0; the
-                        // method is one word and one space, which leaves it
-                        // inside the first run of spaces.
-                        *self = if cfg.http_parse_version {
-                            Http::RequestLine {
-                                spaces: 1,
-                                in_spaces: true,
-                            }
-                        } else {
-                            Http::Headers { tail: Tail::None }
-                        };
+                        *self = self.after_method(cfg);
                         return Progress::NeedMore;
                     }
                 }
