@@ -15,7 +15,7 @@
 # --log      where to keep the console log (default: a temporary file)
 # --bench    run only the accept filter benchmark (kernel env listenq.bench=1,
 #            or =quick with LISTENQ_BENCH=quick: filter and hooks rows only;
-#            default timeout 1200)
+#            default timeout 1800)
 #
 # LISTENQ_VM_CPUS  vCPUs (default 2; 1 for a uniprocessor run). --bench
 #                  always uses 1 vCPU with instruction-counted time.
@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -z "$timeout_s" ]; then if [ -n "$bench" ]; then timeout_s=1200; else timeout_s=240; fi; fi
+if [ -z "$timeout_s" ]; then if [ -n "$bench" ]; then timeout_s=1800; else timeout_s=240; fi; fi
 cpus=${LISTENQ_VM_CPUS:-2}
 [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "LISTENQ_VM_CPUS wants a positive number of vCPUs"
 # The benchmark counts instructions as time, which needs one vCPU.
