@@ -16,8 +16,6 @@
 //! The index from a connection to its listener is shared by every
 //! listener; `Index` is one listener's view of it.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::keymap::KeyMap;
 use crate::latency::{AtomicHistogram, Histogram};
 use crate::overflow::Stamp;
@@ -105,22 +103,21 @@ impl Recorded {
     }
 }
 
-/// What a listener's accepts add up to, added to without a lock.
+/// What a listener's accepts add up to, added to without a lock: one
+/// latency per accept, so the histogram's count is the accept count.
 #[derive(Debug, Default)]
 pub struct Accepts {
-    accepted: AtomicU64,
     latency: AtomicHistogram,
 }
 
 impl Accepts {
     /// accept(2) took a connection that completed at `since_us`.
     pub fn record(&self, since_us: u64, now_us: u64) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
         self.latency.record(now_us.saturating_sub(since_us));
     }
 
     pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.latency.snapshot().count()
     }
 
     pub fn latency(&self) -> Histogram {

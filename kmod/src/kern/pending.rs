@@ -218,11 +218,6 @@ impl PendingRef {
         unsafe { self.0.as_ref() }
     }
 
-    /// Whether both name the same listener's node.
-    pub fn same(&self, o: &PendingRef) -> bool {
-        self.0 == o.0
-    }
-
     /// Takes the node's own mutex.
     fn lock(&self) -> PendingLocked<'_> {
         // SAFETY: live while `self` is counted, which the guard's borrow
