@@ -66,6 +66,9 @@ fn main() {
             "SU_OK|SU_ISCONNECTED|SOCK_STREAM|SOCK_SEQPACKET|PF_INET|PF_INET6|AF_UNIX|IPPROTO_TCP",
         )
         .allowlist_var("E[A-Z0-9]+")
+        // ticks(9) and the microseconds a tick lasts: the clock of the
+        // per-connection paths (kern/time.rs).
+        .allowlist_var("ticks|tick")
         .opaque_type("socket")
         .opaque_type("thread")
         .opaque_type("sockaddr")

@@ -21,3 +21,4 @@
 #include "../kmod/sockbuf_glue.h"
 #include "../kmod/work_glue.h"
 #include "../kmod/defaults_glue.h"
+#include "../kmod/offsets_glue.h"

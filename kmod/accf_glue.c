@@ -224,6 +224,9 @@ lq_so_dtor(struct socket *so)
 	listenq_rs_held_gone(so, arg);
 }
 
+/* For lq_so_untag()'s first look, made from Rust (kern/accf.rs). */
+void (*const lq_so_dtor_ptr)(struct socket *) = lq_so_dtor;
+
 int
 lq_so_tag(struct socket *so)
 {

@@ -23,6 +23,8 @@ void	lq_so_untag_locked(struct socket *so);
 void	*lq_so_upcall_take(struct socket *so);
 /* 1 if it had listenq's destructor; *upcall_arg: see lq_so_upcall_take. */
 int	lq_so_untag(struct socket *so, void **upcall_arg);
+/* The destructor lq_so_tag() sets: a socket without it was never held. */
+extern void (*const lq_so_dtor_ptr)(struct socket *);
 /*
  * Clears listenq's upcall on every connection of `head''s incomplete
  * queue and flags it for release; *argp gets the listener's filter state.

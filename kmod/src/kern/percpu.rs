@@ -7,6 +7,25 @@ use core::sync::atomic::{AtomicIsize, Ordering};
 
 use listenq_bindings as sys;
 
+/// This CPU's number, as PCPU_GET(cpuid) reads it: one load through %gs,
+/// which the kernel points at this CPU's struct pcpu. The thread may move
+/// to another CPU right after; callers only spread their writes with it.
+pub fn curcpu() -> u32 {
+    let cpu: u32;
+    // SAFETY: in the kernel %gs always holds the current CPU's pcpu base
+    // (swapgs on every entry from user mode), and pc_cpuid is a u_int at
+    // this offset; the load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "mov {cpu:e}, dword ptr gs:[{off}]",
+            cpu = out(reg) cpu,
+            off = const sys::lq_offsets_LQ_OFF_PC_CPUID as usize,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    cpu
+}
+
 /// More CPUs than slots share slots (still correct, only less spread).
 const SLOTS: usize = 64;
 
@@ -28,8 +47,7 @@ impl PerCpu {
     }
 
     fn mine(&'static self) -> &'static AtomicIsize {
-        // SAFETY: reads curcpu; no other effect.
-        let cpu = unsafe { sys::lq_curcpu() } as usize;
+        let cpu = curcpu() as usize;
         // `cpu % SLOTS` < SLOTS; the fallback is never taken.
         &self.slots.get(cpu % SLOTS).unwrap_or(&self.slots[0]).0
     }

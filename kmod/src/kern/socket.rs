@@ -61,15 +61,84 @@ impl<'a> SocketRef<'a> {
         self.so.as_ptr() as usize
     }
 
+    /// The address of the field at `off` (an `lq_offsets` value, see
+    /// offsets_glue.h) as a `T`.
+    fn field<T>(self, off: sys::lq_offsets) -> *const T {
+        self.so
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(off as usize)
+            .cast::<T>()
+    }
+
     /// The protocol switch, as an identity to look the hooks up by.
     pub fn proto(self) -> *mut sys::protosw {
-        // SAFETY: live for 'a; so_proto never changes.
-        unsafe { sys::lq_so_proto(self.as_ptr()) }
+        // SAFETY: live for 'a; so_proto (a pointer at this offset, set in
+        // socreate()/solisten_clone() and never changed) is read as is.
+        unsafe {
+            self.field::<*mut sys::protosw>(sys::lq_offsets_LQ_OFF_SO_PROTO)
+                .read()
+        }
     }
 
     pub fn is_listening(self) -> bool {
-        // SAFETY: live; SOLISTENING reads one option bit.
-        unsafe { sys::lq_so_listening(self.as_ptr()) != 0 }
+        // SAFETY: live; so_options is an aligned int, read as one atomic
+        // load (SOLISTENING() reads it without a lock as well: the bit is
+        // set once, by solisten_proto(), and never cleared).
+        let opts = unsafe {
+            (*self.field::<core::sync::atomic::AtomicI32>(sys::lq_offsets_LQ_OFF_SO_OPTIONS))
+                .load(core::sync::atomic::Ordering::Relaxed)
+        };
+        opts & sys::lq_offsets_LQ_SO_ACCEPTCONN as i32 != 0
+    }
+
+    /// so_gencnt: unique for the kernel's lifetime, set in soalloc() and
+    /// never changed.
+    pub fn gencnt(self) -> u64 {
+        // SAFETY: live; an aligned so_gen_t (uint64_t) written once before
+        // the socket was published.
+        unsafe { self.field::<u64>(sys::lq_offsets_LQ_OFF_SO_GENCNT).read() }
+    }
+
+    /// Whether the socket may carry listenq's destructor (accf_glue.c
+    /// lq_so_tag()), read without the socket lock: the caller says why
+    /// that cannot miss a tag, and confirms a yes under the lock.
+    pub(super) fn maybe_tagged(self) -> bool {
+        // SAFETY: a const pointer, initialized statically in accf_glue.c.
+        let ours = unsafe { sys::lq_so_dtor_ptr }.map_or(0, |f| f as usize);
+        self.dtor_is(ours)
+    }
+
+    fn dtor_is(self, dtor: usize) -> bool {
+        // SAFETY: live; so_dtor is an aligned pointer, read as one atomic
+        // load (as atomic_load_ptr() in C).
+        let d = unsafe {
+            (*self.field::<core::sync::atomic::AtomicUsize>(sys::lq_offsets_LQ_OFF_SO_DTOR))
+                .load(core::sync::atomic::Ordering::Relaxed)
+        };
+        d == dtor
+    }
+
+    /// The listener's overflow state (sol_overcount, sol_lastover).
+    ///
+    /// # Safety
+    /// The caller holds SOLISTEN_LOCK(self), which guards both.
+    pub unsafe fn overflow_locked(self) -> (i32, Stamp) {
+        // SAFETY: live and locked (contract); an int and a struct timeval
+        // (two 64-bit fields on amd64) at these offsets.
+        unsafe {
+            let count = self
+                .field::<i32>(sys::lq_offsets_LQ_OFF_SOL_OVERCOUNT)
+                .read();
+            let tv = self.field::<[i64; 2]>(sys::lq_offsets_LQ_OFF_SOL_LASTOVER);
+            (
+                count,
+                Stamp {
+                    sec: (*tv)[0],
+                    usec: (*tv)[1],
+                },
+            )
+        }
     }
 
     /// Queue state; takes and drops the listen lock. `None` if the socket

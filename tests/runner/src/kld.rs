@@ -41,6 +41,12 @@ impl KldStat {
     pub fn refs(&self) -> i32 {
         i32_at(&self.raw, REFS_OFF)
     }
+    /// Where the kernel linker put the file (for symbolizing profiles).
+    pub fn address(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.raw[ADDRESS_OFF..ADDRESS_OFF + 8]);
+        u64::from_ne_bytes(b)
+    }
     pub fn size(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.raw[SIZE_OFF..SIZE_OFF + 8]);

@@ -103,6 +103,18 @@ fn turn(
             return false;
         }
     };
+    if let Some(st) = id.and_then(|id| kld::stat(id).ok()) {
+        // Where the module sits, so that an instruction profile of the
+        // run (a QEMU plugin) can be symbolized.
+        crate::tap::print(format_args!(
+            "# bench {} {}: {} at {:#x} size {}",
+            label,
+            who,
+            au::Show(st.name()),
+            st.address(),
+            st.size()
+        ));
+    }
     let mut ok = true;
     for _ in 0..times {
         match m(tap, lq) {
@@ -133,6 +145,19 @@ fn turn(
     ok
 }
 
+/// LISTENQ_VM_KENV=listenq.bench_side=stock (or listenq): measure that
+/// side only, so that an instruction profile of the boot (a QEMU plugin,
+/// README "Profiling") holds one side's work and nothing else. The
+/// ratios then read 0.
+pub fn side_only() -> Option<bool> {
+    let mut b = [0u8; 16];
+    match crate::sys::kenv_get(c"listenq.bench_side", &mut b) {
+        Ok(b"stock") | Ok(b"bare") => Some(false),
+        Ok(b"listenq") => Some(true),
+        _ => None,
+    }
+}
+
 /// Measures both sides interleaved as `plan` says (top of this file):
 /// (stock module or plain kernel, listenq). Reported as `label`; `stock`
 /// is the module the stock side loads, if any.
@@ -149,8 +174,12 @@ pub fn compare_with(
         tap.skip(format_args!("bench {}", label), "listenq already loaded");
         return (a, b);
     }
+    let only = side_only();
     let mut ok = true;
     for &(lq, times) in plan {
+        if only.is_some_and(|o| o != lq) {
+            continue;
+        }
         let side = if lq { &mut b } else { &mut a };
         ok = ok && turn(tap, label, stock, lq, times, rounds, side, m);
     }

@@ -221,6 +221,12 @@ pub unsafe extern "C" fn listenq_rs_leave_next(
 /// From pr_accept (entry/protosw.rs), with the new socket live and
 /// unlocked.
 pub(in crate::kern) fn accepted(s: SocketRef<'_>) {
+    // lq_so_untag()'s first look, without the call (the argument that it
+    // cannot miss a tag is written there): most accepted sockets were
+    // never held.
+    if !s.maybe_tagged() {
+        return;
+    }
     let (was, upcall_arg) = s.untag_accepted();
     // SAFETY: a cleared upcall's (lq_so_untag took it), given back by
     // untag().
