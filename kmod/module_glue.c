@@ -61,6 +61,21 @@ lq_malloc(size_t size, size_t align)
 	return (malloc_aligned(size, align, M_LISTENQ, M_NOWAIT));
 }
 
+/*
+ * debug.fail_point.listenq_ring_full: while it fires, new connections skip
+ * the child index's lock-free ring (kmod/src/kern/pending.rs) for its
+ * shards, whose tables need memory, as when their ring slot is taken. The
+ * tick reads it (every 100 ms), not each connection, so that the
+ * connection path does not leave Rust for it.
+ */
+int
+lq_fail_ring_full(void)
+{
+	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_ring_full,
+	    FAIL_POINT_NONSLEEPABLE, return (1));
+	return (0);
+}
+
 void
 lq_free(void *p)
 {

@@ -31,7 +31,8 @@ use crate::kern::pending::{self, PendingRef};
 use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
-use crate::kern::time;
+use crate::kern::time::Tick;
+use listenq_policy::overflow::Stamp;
 use listenq_policy::pending::{self as completion, Recorded};
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
@@ -236,34 +237,37 @@ pub fn close_all() {
 /// entry's reference when `p` drops, with no lock held); the counts are
 /// atomic adds.
 pub fn on_accept(child: SocketRef<'_>) {
-    if let Some((p, since)) = pending::take_child(child.key()) {
-        p.accepts().record(since, time::uptime_us());
+    if let Some((p, since)) = pending::take_child(child.gencnt()) {
+        p.accepts().record(since.us_until(Tick::now()));
         Stat::Accepted.bump();
     }
 }
 
 /// From the listen upcall (SOLISTEN_LOCK(head) held), whose argument is
 /// `p`, with the upcall's own `newest`: connections reached the completed
-/// queue, whose state then was `q`. `since(newest, on_queue, out)` fills
-/// `out` with the connections behind `newest` on that queue (`on_queue`:
-/// `newest` came from an earlier call of this upcall), oldest first, and
-/// says how many; each is filed in the child index, a shard's mutex for
-/// each, and nothing else is locked unless a connection was refused since
-/// the last look (the overflow count).
+/// queue, whose overflow state (sol_overcount, sol_lastover) then was
+/// `overflow`. `since(newest, on_queue, out)` fills `out` with the
+/// connections behind `newest` on that queue (`on_queue`: `newest` came
+/// from an earlier call of this upcall), oldest first, and says how many;
+/// each is filed in the child index (no lock unless its ring slot is
+/// taken), and nothing else is locked unless a connection was refused
+/// since the last look.
 pub fn completed(
     p: &PendingRef,
     newest: &mut completion::Seen,
-    q: QueueSample,
+    overflow: (i32, Stamp),
     mut since: impl FnMut(completion::Seen, bool, &mut [completion::Seen]) -> usize,
 ) {
     if p.closed() {
         return;
     }
-    let now = time::uptime_us();
-    let grew = p.sample_overflows_if_moved(q.overcount, q.lastover);
+    let now = Tick::now().0;
+    let grew = p.sample_overflows_if_moved(overflow.0, overflow.1);
     let mut idx = p.index();
     let mut r = Recorded::default();
-    let mut batch = [completion::Seen::default(); 8];
+    // Most upcalls find one new connection; a longer run is walked in
+    // batches.
+    let mut batch = [completion::Seen::default(); 4];
     let mut on_queue = false;
     loop {
         let n = since(*newest, on_queue, &mut batch);

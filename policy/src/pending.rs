@@ -8,13 +8,19 @@
 //!   (`Seen`, the connection recorded last) lives under that lock;
 //! - accept(2) finds a connection's listener and completion time in the
 //!   child index (`Child`), and adds to the listener's counts with atomic
-//!   adds (`Accepts`);
+//!   adds (`Accepts`). The index is keyed by the connection's so_gencnt
+//!   (unique for the kernel's lifetime) and has two levels: `ChildRing`, a
+//!   fixed table of slots claimed and emptied with compare-and-swap (no
+//!   lock), and, for a connection whose slot is taken, a `KeyMap` behind a
+//!   mutex;
 //! - the overflow counter, which listen(2), close and table reads sample
 //!   too, keeps a mutex, which the upcall takes only when the kernel's
 //!   counters moved (`overflow_key`).
 //!
 //! The index from a connection to its listener is shared by every
 //! listener; `Index` is one listener's view of it.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::keymap::KeyMap;
 use crate::latency::{AtomicHistogram, Histogram};
@@ -35,11 +41,17 @@ pub struct Seen {
 }
 
 /// A child index entry: whose connection it is (the listener's node) and
-/// when it reached the completed queue.
+/// when it reached the completed queue (a tick stamp, kern/time.rs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Child {
     pub node: usize,
-    pub since_us: u64,
+    pub since: u32,
+}
+
+/// The index's key for a connection: its so_gencnt (a 64-bit kernel, so
+/// nothing is lost).
+pub fn key_of(gen: u64) -> usize {
+    gen as usize
 }
 
 /// What filing a connection did.
@@ -57,12 +69,11 @@ pub enum Filed {
     NoMemory,
 }
 
-/// Files `child` under `node`, completed at `now_us`.
-pub fn file(map: &mut KeyMap<Child>, child: usize, node: usize, now_us: u64) -> Filed {
-    let fresh = Child {
-        node,
-        since_us: now_us,
-    };
+/// Files the connection of generation `gen` under `node`, completed at
+/// `now`.
+pub fn file(map: &mut KeyMap<Child>, gen: u64, node: usize, now: u32) -> Filed {
+    let child = key_of(gen);
+    let fresh = Child { node, since: now };
     match map.get_or_insert(child, fresh) {
         Ok(None) => Filed::New,
         Ok(Some(c)) if c.node == node => Filed::Already,
@@ -76,9 +87,139 @@ pub fn file(map: &mut KeyMap<Child>, child: usize, node: usize, now_us: u64) -> 
 
 /// The child index as one listener's upcall sees it.
 pub trait Index {
-    /// Files `child`, completed at `now_us`, under this listener; false
-    /// when there was no memory for it.
-    fn file(&mut self, child: usize, now_us: u64) -> bool;
+    /// Files the connection of generation `gen`, completed at `now`, under
+    /// this listener; false when there was no memory for it.
+    fn file(&mut self, gen: u64, now: u32) -> bool;
+}
+
+/// A free slot of a `ChildRing`.
+const FREE: u64 = 0;
+/// A slot being filed: claimed, its entry not yet written.
+const BUSY: u64 = u64::MAX;
+
+struct RingSlot {
+    /// FREE, BUSY, or the generation of the connection filed here.
+    gen: AtomicU64,
+    node: AtomicUsize,
+    since: AtomicU32,
+}
+
+/// The child index's first level: a slot for each generation modulo `N`,
+/// taken and emptied with compare-and-swap, so that neither the upcall
+/// nor accept(2) takes a lock for a connection whose slot was free.
+///
+/// Why no lock is needed: a slot's entry is written only by whoever moved
+/// its `gen` from FREE to BUSY, and published by storing the generation
+/// (release); it is read only by whoever saw that generation (acquire)
+/// and then wins the compare-and-swap from that generation back to FREE,
+/// and only the winner uses what it read. Generations are never reused,
+/// so that swap cannot succeed against a later entry of the same slot.
+/// accept(2) of a connection always comes after the upcall that filed it
+/// (both run under the listener's lock, the first in solisten_dequeue()),
+/// so it sees its entry; `remove_node` (a listener's close, after its
+/// upcall was removed) races only with accepts, and the swap decides.
+pub struct ChildRing<const N: usize> {
+    slots: [RingSlot; N],
+}
+
+/// What `ChildRing::file` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingFiled {
+    New,
+    /// That generation is filed here already.
+    Already,
+    /// Another connection holds the slot: file it in the second level.
+    Occupied,
+}
+
+impl<const N: usize> ChildRing<N> {
+    pub const fn new() -> Self {
+        ChildRing {
+            slots: [const {
+                RingSlot {
+                    gen: AtomicU64::new(FREE),
+                    node: AtomicUsize::new(0),
+                    since: AtomicU32::new(0),
+                }
+            }; N],
+        }
+    }
+
+    fn slot(&self, gen: u64) -> Option<&RingSlot> {
+        let i = (gen % (N as u64)) as usize;
+        self.slots.get(i)
+    }
+
+    /// Files generation `gen` under `node`, completed at `since`.
+    pub fn file(&self, gen: u64, node: usize, since: u32) -> RingFiled {
+        let Some(s) = self.slot(gen).filter(|_| gen != FREE && gen != BUSY) else {
+            return RingFiled::Occupied;
+        };
+        match s
+            .gen
+            .compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                s.node.store(node, Ordering::Relaxed);
+                s.since.store(since, Ordering::Relaxed);
+                s.gen.store(gen, Ordering::Release);
+                RingFiled::New
+            }
+            Err(g) if g == gen => RingFiled::Already,
+            Err(_) => RingFiled::Occupied,
+        }
+    }
+
+    /// Takes the entry of generation `gen`, if it is filed here.
+    pub fn take(&self, gen: u64) -> Option<Child> {
+        let s = self.slot(gen)?;
+        if gen == FREE || gen == BUSY || s.gen.load(Ordering::Acquire) != gen {
+            return None;
+        }
+        let c = Child {
+            node: s.node.load(Ordering::Relaxed),
+            since: s.since.load(Ordering::Relaxed),
+        };
+        s.gen
+            .compare_exchange(gen, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| c)
+    }
+
+    /// Empties every slot whose entry `gone` says goes, and says how many.
+    pub fn remove_where(&self, mut gone: impl FnMut(&Child) -> bool) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter() {
+            let g = s.gen.load(Ordering::Acquire);
+            if g == FREE || g == BUSY {
+                continue;
+            }
+            let c = Child {
+                node: s.node.load(Ordering::Relaxed),
+                since: s.since.load(Ordering::Relaxed),
+            };
+            if gone(&c)
+                && s.gen
+                    .compare_exchange(g, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.gen.load(Ordering::Acquire) == FREE)
+    }
+}
+
+impl<const N: usize> Default for ChildRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What one upcall recorded.
@@ -92,9 +233,9 @@ pub struct Recorded {
 impl Recorded {
     /// Records `batch`, the connections behind `newest` on the completed
     /// queue, oldest first, and moves `newest` to the last of them.
-    pub fn batch(&mut self, newest: &mut Seen, batch: &[Seen], idx: &mut impl Index, now: u64) {
+    pub fn batch(&mut self, newest: &mut Seen, batch: &[Seen], idx: &mut impl Index, now: u32) {
         for c in batch {
-            if !idx.file(c.so, now) {
+            if !idx.file(c.gen, now) {
                 self.nomem += 1;
             }
             self.done += 1;
@@ -111,9 +252,10 @@ pub struct Accepts {
 }
 
 impl Accepts {
-    /// accept(2) took a connection that completed at `since_us`.
-    pub fn record(&self, since_us: u64, now_us: u64) {
-        self.latency.record(now_us.saturating_sub(since_us));
+    /// accept(2) took a connection that waited `latency_us` on the
+    /// completed queue.
+    pub fn record(&self, latency_us: u64) {
+        self.latency.record(latency_us);
     }
 
     pub fn accepted(&self) -> u64 {
@@ -157,8 +299,8 @@ mod tests {
     }
 
     impl Index for View<'_> {
-        fn file(&mut self, child: usize, now_us: u64) -> bool {
-            !self.fail && file(self.map, child, self.me, now_us) != Filed::NoMemory
+        fn file(&mut self, gen: u64, now: u32) -> bool {
+            !self.fail && file(self.map, gen, self.me, now) != Filed::NoMemory
         }
     }
 
@@ -167,28 +309,98 @@ mod tests {
         let mut m = KeyMap::new();
         assert_eq!(file(&mut m, 0x40, 1, 10), Filed::New);
         assert_eq!(file(&mut m, 0x40, 1, 20), Filed::Already);
-        assert_eq!(
-            m.get(0x40),
-            Some(Child {
-                node: 1,
-                since_us: 10
-            })
-        );
+        assert_eq!(m.get(0x40), Some(Child { node: 1, since: 10 }));
         assert_eq!(file(&mut m, 0x40, 2, 30), Filed::Replaced(1));
-        assert_eq!(
-            m.get(0x40),
-            Some(Child {
-                node: 2,
-                since_us: 30
+        assert_eq!(m.get(0x40), Some(Child { node: 2, since: 30 }));
+    }
+
+    #[test]
+    fn ring_files_takes_and_spills() {
+        let r: ChildRing<4> = ChildRing::new();
+        assert_eq!(r.file(5, 1, 10), RingFiled::New);
+        assert_eq!(r.file(5, 1, 11), RingFiled::Already);
+        // 9 = 5 mod 4: the slot is taken.
+        assert_eq!(r.file(9, 2, 12), RingFiled::Occupied);
+        // The reserved values are never filed here.
+        assert_eq!(r.file(0, 2, 12), RingFiled::Occupied);
+        assert_eq!(r.file(u64::MAX, 2, 12), RingFiled::Occupied);
+        assert_eq!(r.take(9), None);
+        assert_eq!(r.take(0), None);
+        assert_eq!(r.take(5), Some(Child { node: 1, since: 10 }));
+        assert_eq!(r.take(5), None);
+        assert_eq!(r.file(9, 2, 12), RingFiled::New);
+        assert_eq!(r.file(6, 1, 13), RingFiled::New);
+        assert_eq!(r.file(7, 2, 14), RingFiled::New);
+        assert_eq!(r.remove_where(|c| c.node == 2), 2);
+        assert_eq!(r.take(9), None);
+        assert!(!r.is_empty());
+        assert_eq!(r.take(6), Some(Child { node: 1, since: 13 }));
+        assert!(r.is_empty());
+    }
+
+    /// Threads filing, taking and purging at once: every entry is taken
+    /// exactly once (by its accept or by the purge), with what was filed.
+    #[test]
+    fn ring_entries_are_taken_once_under_threads() {
+        use std::sync::atomic::AtomicU64 as Count;
+        use std::sync::Arc;
+        let r: Arc<ChildRing<64>> = Arc::new(ChildRing::new());
+        let taken = Arc::new(Count::new(0));
+        let filed = Arc::new(Count::new(0));
+        let mut hs = Vec::new();
+        for t in 0..4u64 {
+            let (r, taken, filed) = (r.clone(), taken.clone(), filed.clone());
+            hs.push(std::thread::spawn(move || {
+                for i in 0..20_000u64 {
+                    // Distinct generations per thread, colliding slots.
+                    let gen = 1 + t + 4 * i;
+                    let node = (t as usize + 1) * 0x100;
+                    if r.file(gen, node, gen as u32) == RingFiled::New {
+                        filed.fetch_add(1, Ordering::Relaxed);
+                        if i % 7 != 0 {
+                            if let Some(c) = r.take(gen) {
+                                assert_eq!(
+                                    c,
+                                    Child {
+                                        node,
+                                        since: gen as u32
+                                    }
+                                );
+                                taken.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        // A purger meanwhile: node 0x100's entries.
+        let purged = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                for _ in 0..200 {
+                    n += r.remove_where(|c| c.node == 0x100);
+                }
+                n
             })
+        };
+        for h in hs {
+            h.join().unwrap();
+        }
+        let purged = purged.join().unwrap() as u64;
+        let rest = r.remove_where(|_| true) as u64;
+        assert!(r.is_empty());
+        assert_eq!(
+            taken.load(Ordering::Relaxed) + purged + rest,
+            filed.load(Ordering::Relaxed)
         );
     }
 
     #[test]
     fn accepts_add_up_without_a_lock() {
         let a = Accepts::default();
-        a.record(100, 150);
-        a.record(100, 90); // a clock that went back counts as 0 us
+        a.record(50);
+        a.record(0);
         assert_eq!(a.accepted(), 2);
         assert_eq!(a.latency().count(), 2);
         assert_eq!(a.latency().buckets()[0], 1);
@@ -293,7 +505,7 @@ mod tests {
             let Some(c) = self.listener(so).and_then(|l| l.1.pop_front()) else {
                 return Ok(());
             };
-            let got = self.map.remove(c.so).map(|e| e.node);
+            let got = self.map.remove(key_of(c.gen)).map(|e| e.node);
             // Accepted before any upcall saw it (the upcall runs with the
             // listener locked, so this cannot happen in the kernel, where
             // the completion's own wakeup comes first): never credited.

@@ -1,9 +1,10 @@
 //! Each registered listener's node: what the listen upcall and pr_accept
 //! change for it (policy/src/pending.rs says who touches what), on the
 //! heap and counted, and the index from a connection to its listener's
-//! node, split into shards with a mutex each. A connection takes one shard
-//! mutex at completion (the upcall, which already holds its listener's
-//! lock) and one at accept(2), and nothing else of listenq's.
+//! node: a lock-free ring of slots (`RING`), and for a connection whose
+//! slot is taken, shards with a mutex each. A connection whose slot was
+//! free takes no lock of listenq's at completion (the upcall, which runs
+//! under its listener's lock) or at accept(2).
 //!
 //! # Who names a node
 //!
@@ -53,10 +54,13 @@ use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::kern::mtx::KMutex;
 use crate::kern::socket::SocketRef;
+use crate::kern::time::Tick;
 use listenq_bindings as sys;
 use listenq_policy::keymap::KeyMap;
 use listenq_policy::overflow::{OverflowCounter, Stamp};
-use listenq_policy::pending::{self as policy, Accepts, Child, Filed, Index, Seen};
+use listenq_policy::pending::{
+    self as policy, Accepts, Child, ChildRing, Filed, Index, RingFiled, Seen,
+};
 
 struct Node {
     /// Initialized in `new` on zeroed storage, destroyed in `free`.
@@ -91,19 +95,32 @@ pub struct PendingLocked<'a> {
     _ref: PhantomData<&'a PendingRef>,
 }
 
-/// The child index: a connection (socket address) to the node of the
+/// The child index: a connection (its so_gencnt) to the node of the
 /// listener it completed on (the node's address) and its completion time,
-/// one counted reference per entry. Sharded so that accepts on different
-/// CPUs rarely meet.
+/// one counted reference per entry. First the ring, whose slots need no
+/// lock (policy::ChildRing says why); 2048 slots of 24 bytes, static, so
+/// that an idle module allocates nothing: a generation's slot is taken
+/// only while another connection, 2048 sockets older or younger, waits
+/// there for its accept.
+static RING: ChildRing<2048> = ChildRing::new();
+
+/// The second level, for connections whose ring slot was taken: sharded
+/// so that accepts on different CPUs rarely meet.
 const SHARDS: usize = 64;
 static CHILDREN: [KMutex<KeyMap<Child>>; SHARDS] =
     [const { KMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
 
-fn shard(child: usize) -> &'static KMutex<KeyMap<Child>> {
-    // Fibonacci hashing: socket addresses share their low bits. The top
-    // bits pick the shard, so that the KeyMap inside, which hashes the
-    // same way but keeps mostly low bits, still spreads a shard's keys.
-    let h = (child as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+/// Entries in the shards. accept(2) of a connection the ring does not
+/// have looks in the shards only when this is not 0: its upcall counted
+/// its entry before the listener's lock was dropped, which solisten_dequeue()
+/// took afterwards, so an accept cannot read 0 while its own entry waits.
+static SPILLED: AtomicUsize = AtomicUsize::new(0);
+
+fn shard(gen: u64) -> &'static KMutex<KeyMap<Child>> {
+    // Fibonacci hashing: the top bits pick the shard, so that the KeyMap
+    // inside, which hashes the same way but keeps mostly low bits, still
+    // spreads a shard's keys.
+    let h = gen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
     let i = usize::try_from(h).unwrap_or(0) % SHARDS;
     // `i` < SHARDS; the fallback is never taken.
     CHILDREN.get(i).unwrap_or(&CHILDREN[0])
@@ -135,6 +152,31 @@ pub fn destroy() {
         }
         s.destroy();
     }
+    // Every listener was purged, so the ring is empty; should an entry
+    // be left, its reference still goes (nothing else runs any more).
+    RING.remove_where(|c| {
+        if let Some(n) = NonNull::new(c.node as *mut Node) {
+            // SAFETY: the entry owned a reference, which the removal
+            // below (this closure says yes) hands over, used once here.
+            unsafe { release(n) };
+        }
+        true
+    });
+}
+
+/// While set (debug.fail_point.listenq_ring_full, read by the tick), new
+/// connections go to the shards as if their ring slot were taken: what
+/// lets a test reach the shards' failure to allocate.
+static RING_OFF: AtomicBool = AtomicBool::new(false);
+
+/// The tick (every accf::TICK_MS): the ring's fail point is read, and
+/// the empty shards give their tables back within a tick of going idle
+/// (they keep them while connections come and go).
+pub fn tick() {
+    // SAFETY: evaluates a fail point; no other effect.
+    let off = unsafe { sys::lq_fail_ring_full() } != 0;
+    RING_OFF.store(off, Ordering::Relaxed);
+    trim();
 }
 
 /// Frees the tables of empty shards. Shards keep their tables while
@@ -307,17 +349,19 @@ impl PendingRef {
         if self.node().refs.load(Ordering::Acquire) <= 1 {
             return;
         }
-        let me = Child {
-            node: self.0.as_ptr() as usize,
-            since_us: 0,
-        };
-        let mut gone = 0;
-        for s in CHILDREN.iter() {
-            // Also while unload retires the shards: a listener closing
-            // then must still give back its entries' references.
-            if let Some(mut m) = s.lock_until_destroyed() {
-                gone += m.remove_where(|c| c.node == me.node);
+        let me = self.0.as_ptr() as usize;
+        let mut gone = RING.remove_where(|c| c.node == me);
+        if SPILLED.load(Ordering::Acquire) != 0 {
+            let mut spilled = 0;
+            for s in CHILDREN.iter() {
+                // Also while unload retires the shards: a listener closing
+                // then must still give back its entries' references.
+                if let Some(mut m) = s.lock_until_destroyed() {
+                    spilled += m.remove_where(|c| c.node == me);
+                }
             }
+            SPILLED.fetch_sub(spilled, Ordering::Release);
+            gone += spilled;
         }
         // The entries' references: never the last, the caller holds one.
         self.node().refs.fetch_sub(gone, Ordering::Release);
@@ -366,18 +410,41 @@ pub struct ChildIndex<'a> {
 }
 
 impl Index for ChildIndex<'_> {
-    fn file(&mut self, child: usize, now_us: u64) -> bool {
+    fn file(&mut self, gen: u64, now: u32) -> bool {
         let me = self.me.0.as_ptr() as usize;
-        let Some(mut m) = shard(child).lock() else {
+        // The entry's reference, counted before it is published (an
+        // accept may take the entry and give it back right after).
+        self.me.node().refs.fetch_add(1, Ordering::Relaxed);
+        let filed = if RING_OFF.load(Ordering::Relaxed) {
+            RingFiled::Occupied
+        } else {
+            RING.file(gen, me, now)
+        };
+        match filed {
+            RingFiled::New => return true,
+            RingFiled::Already => {
+                // The entry keeps its one reference.
+                self.me.node().refs.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+            RingFiled::Occupied => {
+                // Never the last reference: the upcall's is held.
+                self.me.node().refs.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let Some(mut m) = shard(gen).lock() else {
             return false;
         };
-        let replaced = match policy::file(&mut m, child, me, now_us) {
+        let replaced = match policy::file(&mut m, gen, me, now) {
             Filed::NoMemory => return false,
             // The entry keeps its one reference.
             Filed::Already => return true,
             Filed::New => None,
             Filed::Replaced(other) => NonNull::new(other as *mut Node),
         };
+        if replaced.is_none() {
+            SPILLED.fetch_add(1, Ordering::Release);
+        }
         // The new entry's reference, counted before the shard is unlocked
         // (an accept may take the entry and give it back right after).
         self.me.node().refs.fetch_add(1, Ordering::Relaxed);
@@ -391,13 +458,21 @@ impl Index for ChildIndex<'_> {
     }
 }
 
-/// accept(2) took `child` off its listener's completed queue: its
-/// listener's node (with the reference the entry owned) and when it
-/// completed, if listenq recorded its completion.
-pub fn take_child(child: usize) -> Option<(PendingRef, u64)> {
-    let c = shard(child).lock()?.remove(child)?;
+/// accept(2) took the connection of generation `gen` off its listener's
+/// completed queue: its listener's node (with the reference the entry
+/// owned) and when it completed, if listenq recorded its completion.
+pub fn take_child(gen: u64) -> Option<(PendingRef, Tick)> {
+    let c = match RING.take(gen) {
+        Some(c) => c,
+        None if SPILLED.load(Ordering::Acquire) == 0 => return None,
+        None => {
+            let c = shard(gen).lock()?.remove(policy::key_of(gen))?;
+            SPILLED.fetch_sub(1, Ordering::Release);
+            c
+        }
+    };
     // The entry's reference becomes the caller's.
-    NonNull::new(c.node as *mut Node).map(|n| (PendingRef(n), c.since_us))
+    NonNull::new(c.node as *mut Node).map(|n| (PendingRef(n), Tick(c.since)))
 }
 
 impl SocketRef<'_> {

@@ -46,7 +46,7 @@ const fn empty() -> Slot {
 }
 
 /// What listenq serves: (family, type, protocol) for pffindproto(9).
-const SERVED: [(Proto, i32, i32, i32); 4] = [
+const SERVED: [(Proto, i32, i32, i32); NSERVED] = [
     (
         Proto::Tcp4,
         sys::PF_INET as i32,
@@ -73,13 +73,18 @@ const SERVED: [(Proto, i32, i32, i32); 4] = [
     ),
 ];
 
-static SLOTS: [Slot; 4] = [empty(), empty(), empty(), empty()];
+static SLOTS: [Slot; NSERVED] = [const { empty() }; NSERVED];
 
-/// Installs the hooks on every served protocol the kernel has; returns how
-/// many protocol switches were hooked.
-pub fn install(h: Hooks) -> usize {
+/// How many protocol switches listenq may hook (SERVED).
+pub const NSERVED: usize = 4;
+
+/// Installs the hooks on every served protocol the kernel has, `h[i]` on
+/// the `i`th of SERVED (so that each entry knows its saved originals
+/// without a lookup, `originals_at`); returns how many protocol switches
+/// were hooked.
+pub fn install(hooks: &[Hooks; NSERVED]) -> usize {
     let mut n = 0;
-    for (slot, (_, family, ty, proto)) in SLOTS.iter().zip(SERVED.iter()) {
+    for ((slot, (_, family, ty, proto)), h) in SLOTS.iter().zip(SERVED.iter()).zip(hooks.iter()) {
         // SAFETY: pffindproto only walks the domain list.
         let pr = unsafe { sys::pffindproto(*family, *ty, *proto) };
         if pr.is_null() {
@@ -130,6 +135,28 @@ pub fn clear() {
     for slot in SLOTS.iter() {
         slot.pr.store(core::ptr::null_mut(), Ordering::Release);
     }
+}
+
+/// The kernel's entries saved from the `i`th of SERVED, None once
+/// cleared (or never hooked).
+pub fn originals_at(i: usize) -> Option<Originals> {
+    let slot = SLOTS
+        .get(i)
+        .filter(|s| !s.pr.load(Ordering::Acquire).is_null())?;
+    let (proto, ..) = SERVED.get(i)?;
+    originals_of(slot, *proto)
+}
+
+/// The kernel's close entry saved from the `i`th of SERVED: as
+/// `originals_at`, for the one entry every socket's close passes.
+pub fn original_close(i: usize) -> Option<CloseFn> {
+    let slot = SLOTS
+        .get(i)
+        .filter(|s| !s.pr.load(Ordering::Acquire).is_null())?;
+    let c = slot.close.load(Ordering::Acquire);
+    // SAFETY: stored from a non-null function pointer of exactly this type
+    // in install(), or 0.
+    (c != 0).then(|| unsafe { core::mem::transmute::<usize, CloseFn>(c) })
 }
 
 /// The kernel's entries for the protocol switch `pr` points to.

@@ -239,7 +239,5 @@ pub(in crate::kern) fn accepted(s: SocketRef<'_>) {
 pub extern "C" fn listenq_rs_tick() {
     let _f = InFlight::enter();
     accf::tick();
-    // The child index's empty shards give their tables back within a
-    // tick of going idle (they keep them while connections come and go).
-    crate::kern::pending::trim();
+    crate::kern::pending::tick();
 }

@@ -10,16 +10,22 @@ use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
 
-const HOOKS: Hooks = Hooks {
-    listen: lq_pr_listen,
-    accept: lq_pr_accept,
-    close: lq_pr_close,
-};
+/// The entries for the `I`th served protocol switch: each finds its
+/// saved originals by that index, not by a search.
+const fn hooks<const I: usize>() -> Hooks {
+    Hooks {
+        listen: lq_pr_listen::<I>,
+        accept: lq_pr_accept::<I>,
+        close: lq_pr_close::<I>,
+    }
+}
+
+const HOOKS: [Hooks; protosw::NSERVED] = [hooks::<0>(), hooks::<1>(), hooks::<2>(), hooks::<3>()];
 
 /// Installs the hooks on every served protocol the kernel has; returns how
 /// many protocol switches were hooked.
 pub fn install() -> usize {
-    protosw::install(HOOKS)
+    protosw::install(&HOOKS)
 }
 
 /// pr_listen: the kernel's entry gets the backlog as given, and its
@@ -30,7 +36,7 @@ pub fn install() -> usize {
 /// two apart: the limit is the same by construction, and what went is a
 /// lock acquisition; the listen(2) suite run with and without listenq
 /// (t_listen, compared observation by observation) shows the limits.
-unsafe extern "C" fn lq_pr_listen(
+unsafe extern "C" fn lq_pr_listen<const I: usize>(
     so: *mut sys::socket,
     backlog_arg: i32,
     td: *mut sys::thread,
@@ -41,7 +47,7 @@ unsafe extern "C" fn lq_pr_listen(
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return Errno::EINVAL.0;
     };
-    let Some(orig) = protosw::originals(s.proto()) else {
+    let Some(orig) = protosw::originals_at(I) else {
         return Errno::EINVAL.0;
     };
     // SAFETY: the kernel's own entry, called with the arguments it was
@@ -55,13 +61,16 @@ unsafe extern "C" fn lq_pr_listen(
 
 /// pr_accept runs on the new socket right after accept(2) took it off the
 /// completed queue: that is where accept latency ends.
-unsafe extern "C" fn lq_pr_accept(so: *mut sys::socket, nam: *mut *mut sys::sockaddr) -> i32 {
+unsafe extern "C" fn lq_pr_accept<const I: usize>(
+    so: *mut sys::socket,
+    nam: *mut *mut sys::sockaddr,
+) -> i32 {
     let _f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_accept.
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return Errno::EINVAL.0;
     };
-    let Some(orig) = protosw::originals(s.proto()) else {
+    let Some(orig) = protosw::originals_at(I) else {
         return Errno::EINVAL.0;
     };
     // SAFETY: the kernel's own entry with the kernel's arguments.
@@ -73,7 +82,7 @@ unsafe extern "C" fn lq_pr_accept(so: *mut sys::socket, nam: *mut *mut sys::sock
 
 /// pr_close runs first thing in soclose(): a listener leaves the registry
 /// before its queues are torn down and long before it is freed.
-unsafe extern "C" fn lq_pr_close(so: *mut sys::socket) {
+unsafe extern "C" fn lq_pr_close<const I: usize>(so: *mut sys::socket) {
     let _f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_close.
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
@@ -82,7 +91,7 @@ unsafe extern "C" fn lq_pr_close(so: *mut sys::socket) {
     if s.is_listening() {
         listeners::on_close(s);
     }
-    if let Some(close) = protosw::originals(s.proto()).and_then(|o| o.close) {
+    if let Some(close) = protosw::original_close(I) {
         // SAFETY: the kernel's own entry with the kernel's argument.
         unsafe { close(so) };
     }

@@ -47,7 +47,7 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
         return;
     };
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
-    let q = unsafe { h.sample_locked() };
+    let overflow = unsafe { h.overflow_locked() };
     let since = |newest: Seen, on_queue: bool, out: &mut [Seen]| {
         let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
         let newest = sys::lq_seen {
@@ -75,7 +75,11 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     // is running with SOLISTEN_LOCK(head) held: removing it needs that
     // lock, so its reference is counted for this whole call, and no other
     // upcall of this listener runs meanwhile.
-    unsafe { PendingRef::with_upcall(arg, |p, newest| listeners::completed(p, newest, q, since)) };
+    unsafe {
+        PendingRef::with_upcall(arg, |p, newest| {
+            listeners::completed(p, newest, overflow, since)
+        })
+    };
 }
 
 // What lets the walk write Seens (policy, repr(C)) as struct lq_seen.
