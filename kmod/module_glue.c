@@ -117,12 +117,6 @@ lq_uptime_us(void)
 	return ((uint64_t)tv.tv_sec * 1000000 + tv.tv_usec);
 }
 
-u_int
-lq_curcpu(void)
-{
-	return (curcpu);
-}
-
 void
 lq_pause_ms(int ms)
 {

@@ -28,8 +28,6 @@ void	lq_mtx_unlock(struct mtx *m);
 uint64_t lq_uptime_us(void);
 /* 1 while debug.fail_point.listenq_ring_full fires. */
 int	lq_fail_ring_full(void);
-/* The CPU this thread runs on now (curcpu; it may migrate right after). */
-u_int	lq_curcpu(void);
 /* Sleep for about `ms' milliseconds (pause(9)); no locks may be held. */
 void	lq_pause_ms(int ms);
 

@@ -25,6 +25,9 @@ enum lq_offsets {
 	/* (e): the listener's. */
 	LQ_OFF_SOL_OVERCOUNT = __offsetof(struct socket, sol_overcount),
 	LQ_OFF_SOL_LASTOVER = __offsetof(struct socket, sol_lastover),
+	/* (e): a listener's completed queue, and a connection's link on it. */
+	LQ_OFF_SOL_COMP = __offsetof(struct socket, sol_comp),
+	LQ_OFF_SO_LIST = __offsetof(struct socket, so_list),
 	LQ_OFF_PC_CPUID = __offsetof(struct pcpu, pc_cpuid),
 	LQ_SO_ACCEPTCONN = SO_ACCEPTCONN,
 };

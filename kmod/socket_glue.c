@@ -32,18 +32,6 @@
 
 #include "socket_glue.h"
 
-struct protosw *
-lq_so_proto(struct socket *so)
-{
-	return (so->so_proto);
-}
-
-int
-lq_so_listening(struct socket *so)
-{
-	return (SOLISTENING(so));
-}
-
 void
 lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out)
 {
@@ -331,44 +319,6 @@ lq_local_listeners_foreach(void)
 	}
 	free(pids, M_TEMP);
 	free(buf, M_TEMP);
-}
-
-/*
- * Not only TAILQ_LAST: accept_filt_setopt() moves every connection a
- * removed filter held in one go, then wakes up once. Sockets join sol_comp
- * at its tail and leave it at its head (accept), so all those behind the
- * one listenq recorded last are new.
- */
-u_int
-lq_sol_comp_since(struct socket *head, struct lq_seen newest, int on_queue,
-    struct lq_seen *out, u_int max)
-{
-	struct socket *so, *first;
-	u_int n = 0;
-
-	SOLISTEN_LOCK_ASSERT(head);
-	if (on_queue) {
-		first = TAILQ_NEXT(newest.so, so_list);
-	} else {
-		/*
-		 * A socket accepted and closed since comes back at the same
-		 * address, often as the very next connection: only the
-		 * generation tells it from the one recorded.
-		 */
-		first = NULL;
-		TAILQ_FOREACH_REVERSE(so, &head->sol_comp, accept_queue,
-		    so_list) {
-			if (so == newest.so && so->so_gencnt == newest.sogen)
-				break;
-			first = so;
-		}
-	}
-	for (so = first; so != NULL && n < max; so = TAILQ_NEXT(so, so_list)) {
-		out[n].so = so;
-		out[n].sogen = so->so_gencnt;
-		n++;
-	}
-	return (n);
 }
 
 static int

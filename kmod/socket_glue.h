@@ -10,7 +10,6 @@
 
 struct socket;
 struct sysctl_req;
-struct protosw;
 
 /* A listener's queue state, read under its lock. */
 struct lq_qsample {
@@ -36,8 +35,6 @@ struct lq_owner {
 	int32_t	jid;
 };
 
-struct protosw *lq_so_proto(struct socket *so);
-int	lq_so_listening(struct socket *so);
 /* Queue state of a listening socket; takes and drops SOLISTEN_LOCK. */
 int	lq_solisten_sample(struct socket *so, struct lq_qsample *out);
 /* Queue state of a listening socket whose lock the caller holds. */
@@ -79,22 +76,6 @@ int	lq_listen_upcall_install(struct socket *so, void *arg);
 int	lq_listen_upcall_remove(struct socket *so, void *arg);
 /* While closed (unload), lq_listen_upcall_install() installs nothing. */
 void	lq_listen_upcalls_close(int closed);
-
-/* A socket and its generation (so_gencnt): which connection it is. */
-struct lq_seen {
-	struct socket	*so;
-	uint64_t	 sogen;
-};
-
-/*
- * Up to `max' connections of head's completed queue behind `newest' (all
- * of it when `newest', matched by address and generation, is not on it),
- * oldest first, into `out'; how many. With `on_queue', `newest' is known
- * to be on the queue (an earlier call of the same upcall returned it), and
- * the walk starts right behind it. SOLISTEN_LOCK(head) held.
- */
-u_int	lq_sol_comp_since(struct socket *head, struct lq_seen newest,
-	    int on_queue, struct lq_seen *out, u_int max);
 
 /* Rust (kmod/src/kern/entry/upcall.rs). */
 void	listenq_rs_sol_upcall(struct socket *head, void *arg);

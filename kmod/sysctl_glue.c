@@ -82,7 +82,7 @@ lq_sysctl_out(struct sysctl_req *req, const void *p, size_t len)
  */
 static struct sysctl_ctx_list lq_sysctl_ctx;
 
-static counter_u64_t lq_counters[LQ_NSTATS];
+uint64_t *lq_counters[LQ_NSTATS];
 
 void
 lq_stats_init(void)
@@ -104,13 +104,6 @@ lq_stats_fini(void)
 			counter_u64_free(lq_counters[i]);
 		lq_counters[i] = NULL;
 	}
-}
-
-void
-lq_stat_add(enum lq_stat which, uint64_t n)
-{
-	if ((u_int)which < nitems(lq_counters) && lq_counters[which] != NULL)
-		counter_u64_add(lq_counters[which], n);
 }
 
 uint64_t

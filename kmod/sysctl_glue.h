@@ -32,12 +32,16 @@ enum lq_stat {
 /*
  * counter(9) for the counters connections bump outside any global lock
  * (accept filter events); a stat's value is the registry's count plus
- * this one. lq_stats_init() sleeps (module load); lq_stat_add() is a no-op
- * before it and after lq_stats_fini().
+ * this one. lq_stats_init() sleeps (module load).
  */
 void	lq_stats_init(void);
 void	lq_stats_fini(void);
-void	lq_stat_add(enum lq_stat which, uint64_t n);
+/*
+ * The counters themselves (counter_u64_t, per-CPU offsets), so that the
+ * connection paths add to them as counter_u64_add() does, in Rust
+ * (kmod/src/kern/stat.rs), without a call: NULL outside init..fini.
+ */
+extern uint64_t *lq_counters[LQ_NSTATS];
 uint64_t lq_stat_fetch(enum lq_stat which);
 
 /* kern.ipc.listenq.unloadable */

@@ -33,7 +33,7 @@ use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time::Tick;
 use listenq_policy::overflow::Stamp;
-use listenq_policy::pending::{self as completion, Recorded};
+use listenq_policy::pending::{self as completion, Recorded, UpcallState};
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
@@ -244,39 +244,31 @@ pub fn on_accept(child: SocketRef<'_>) {
 }
 
 /// From the listen upcall (SOLISTEN_LOCK(head) held), whose argument is
-/// `p`, with the upcall's own `newest`: connections reached the completed
-/// queue, whose overflow state (sol_overcount, sol_lastover) then was
-/// `overflow`. `since(newest, on_queue, out)` fills `out` with the
-/// connections behind `newest` on that queue (`on_queue`: `newest` came
-/// from an earlier call of this upcall), oldest first, and says how many;
-/// each is filed in the child index (no lock unless its ring slot is
-/// taken), and nothing else is locked unless a connection was refused
-/// since the last look.
+/// `p`, with the upcall's own state `st`: connections reached the
+/// completed queue, whose overflow state (sol_overcount, sol_lastover)
+/// then was `overflow`. `walk(newest, f)` calls `f` for each connection
+/// behind `newest` on that queue, oldest first, moving `newest` along
+/// (policy::pending::each_new). Each is filed in the child index (no lock
+/// unless its ring slot is taken), and nothing else is locked unless a
+/// connection was refused since the upcall last looked.
 pub fn completed(
     p: &PendingRef,
-    newest: &mut completion::Seen,
+    st: &mut UpcallState,
     overflow: (i32, Stamp),
-    mut since: impl FnMut(completion::Seen, bool, &mut [completion::Seen]) -> usize,
+    walk: impl FnOnce(&mut completion::Seen, &mut dyn FnMut(completion::Seen)),
 ) {
     if p.closed() {
         return;
     }
     let now = Tick::now().0;
-    let grew = p.sample_overflows_if_moved(overflow.0, overflow.1);
+    let mut grew = 0;
+    if st.overflow != overflow {
+        st.overflow = overflow;
+        grew = p.sample_overflows(overflow.0, overflow.1);
+    }
     let mut idx = p.index();
     let mut r = Recorded::default();
-    // Most upcalls find one new connection; a longer run is walked in
-    // batches.
-    let mut batch = [completion::Seen::default(); 4];
-    let mut on_queue = false;
-    loop {
-        let n = since(*newest, on_queue, &mut batch);
-        r.batch(newest, batch.get(..n).unwrap_or(&[]), &mut idx, now);
-        if n < batch.len() {
-            break;
-        }
-        on_queue = true;
-    }
+    walk(&mut st.newest, &mut |c| r.one(c, &mut idx, now));
     Stat::Completed.add(r.done);
     // Their accepts will not be matched: accepted and the latency leave
     // them out, and this says so.

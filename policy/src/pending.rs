@@ -15,7 +15,7 @@
 //!   mutex;
 //! - the overflow counter, which listen(2), close and table reads sample
 //!   too, keeps a mutex, which the upcall takes only when the kernel's
-//!   counters moved (`overflow_key`).
+//!   counters moved since its last look (`UpcallState`).
 //!
 //! The index from a connection to its listener is shared by every
 //! listener; `Index` is one listener's view of it.
@@ -31,10 +31,7 @@ use crate::overflow::Stamp;
 /// kernel's lifetime). The address alone cannot say "already recorded":
 /// once accepted and closed, a socket's memory comes back for the next
 /// connection, often the very next one.
-/// `repr(C)`: the kernel's walk (socket_glue.h struct lq_seen) writes
-/// these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[repr(C)]
 pub struct Seen {
     pub so: usize,
     pub gen: u64,
@@ -231,16 +228,13 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Records `batch`, the connections behind `newest` on the completed
-    /// queue, oldest first, and moves `newest` to the last of them.
-    pub fn batch(&mut self, newest: &mut Seen, batch: &[Seen], idx: &mut impl Index, now: u32) {
-        for c in batch {
-            if !idx.file(c.gen, now) {
-                self.nomem += 1;
-            }
-            self.done += 1;
-            *newest = *c;
+    /// Files `c`, a connection new on the completed queue, completed at
+    /// `now`.
+    pub fn one(&mut self, c: Seen, idx: &mut impl Index, now: u32) {
+        if !idx.file(c.gen, now) {
+            self.nomem += 1;
         }
+        self.done += 1;
     }
 }
 
@@ -267,22 +261,55 @@ impl Accepts {
     }
 }
 
-/// The kernel's overflow state (sol_overcount, sol_lastover) as one
-/// number: the upcall compares it with the one folded last and takes the
-/// overflow counter's mutex only when they differ, that is when a
-/// connection was refused since. Different states map to different
-/// numbers unless they collide in 64 bits; a collision skips one sample,
-/// which the next one (any table read) folds in.
-pub fn overflow_key(count: i32, stamp: Stamp) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for v in [
-        u64::from(count.unsigned_abs()),
-        stamp.sec as u64,
-        stamp.usec as u64,
-    ] {
-        h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+/// What the listen upcall alone keeps for its listener, under the
+/// listener's lock (which serializes its upcalls): the connection it
+/// recorded last, and the kernel's overflow state (sol_overcount,
+/// sol_lastover) at its last look, so that it takes the overflow
+/// counter's mutex only when a connection was refused since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpcallState {
+    pub newest: Seen,
+    pub overflow: (i32, Stamp),
+}
+
+/// A listener's completed queue (sol_comp) as the upcall walks it, under
+/// the listener's lock: connections join at the tail and leave at the
+/// head (accept(2)), or from anywhere when aborted.
+pub trait CompQueue {
+    fn last(&self) -> Option<Seen>;
+    /// The connection before `c`, which is on the queue.
+    fn prev(&self, c: Seen) -> Option<Seen>;
+    /// The connection after `c`, which is on the queue.
+    fn next(&self, c: Seen) -> Option<Seen>;
+}
+
+/// Calls `f` for each connection behind `newest` on `q`, oldest first: the
+/// ones no upcall recorded yet. Not only the last: a filter's removal
+/// (accept_filt_setopt()) moves every connection it held at once, then
+/// wakes up once. Found by walking back from the tail to `newest` (all of
+/// the queue when `newest` left it: whatever is on it came after),
+/// matched by address and generation, since a socket accepted and closed
+/// comes back at the same address, often as the very next connection.
+/// Returns how many there were.
+pub fn each_new(q: &impl CompQueue, newest: &mut Seen, mut f: impl FnMut(Seen)) -> u64 {
+    let mut first = None;
+    let mut cur = q.last();
+    while let Some(c) = cur {
+        if c == *newest {
+            break;
+        }
+        first = Some(c);
+        cur = q.prev(c);
     }
-    h
+    let mut n = 0;
+    let mut cur = first;
+    while let Some(c) = cur {
+        f(c);
+        *newest = c;
+        n += 1;
+        cur = q.next(c);
+    }
+    n
 }
 
 #[cfg(test)]
@@ -406,16 +433,6 @@ mod tests {
         assert_eq!(a.latency().buckets()[0], 1);
     }
 
-    #[test]
-    fn overflow_key_follows_every_field() {
-        let s = Stamp { sec: 5, usec: 7 };
-        let k = overflow_key(3, s);
-        assert_eq!(k, overflow_key(3, s));
-        assert_ne!(k, overflow_key(4, s));
-        assert_ne!(k, overflow_key(3, Stamp { sec: 6, usec: 7 }));
-        assert_ne!(k, overflow_key(3, Stamp { sec: 5, usec: 8 }));
-    }
-
     /// The kernel's side of the model: listeners with completed queues,
     /// sockets whose memory comes back (few addresses, a generation each
     /// time one is allocated), accept(2) taking the head.
@@ -439,11 +456,26 @@ mod tests {
             self.listeners.iter_mut().find(|l| l.0 == so)
         }
 
-        /// The C walk (socket_glue.c lq_sol_comp_since): from the tail
-        /// back to `newest`, matched by address and generation.
-        fn since(q: &VecDeque<Seen>, newest: Seen) -> Vec<Seen> {
-            let first = q.iter().rposition(|s| *s == newest).map_or(0, |i| i + 1);
-            q.iter().skip(first).copied().collect()
+        /// The walk as the kernel's upcall does it, over the model's queue.
+        fn since(q: &VecDeque<Seen>, newest: &mut Seen) -> Vec<Seen> {
+            struct Q<'a>(&'a VecDeque<Seen>);
+            impl CompQueue for Q<'_> {
+                fn last(&self) -> Option<Seen> {
+                    self.0.back().copied()
+                }
+                fn prev(&self, c: Seen) -> Option<Seen> {
+                    let i = self.0.iter().position(|s| *s == c)?;
+                    i.checked_sub(1).and_then(|i| self.0.get(i)).copied()
+                }
+                fn next(&self, c: Seen) -> Option<Seen> {
+                    let i = self.0.iter().position(|s| *s == c)?;
+                    self.0.get(i + 1).copied()
+                }
+            }
+            let mut out = Vec::new();
+            let n = each_new(&Q(q), newest, |c| out.push(c));
+            assert_eq!(n as usize, out.len());
+            out
         }
 
         fn upcall(&mut self, so: usize, fail: bool) -> Result<(), std::string::String> {
@@ -451,14 +483,16 @@ mod tests {
                 return Ok(());
             };
             let (q, mut newest) = (self.listeners[i].1.clone(), self.listeners[i].2);
-            let new = World::since(&q, newest);
+            let new = World::since(&q, &mut newest);
             let mut view = View {
                 map: &mut self.map,
                 me: so,
                 fail,
             };
             let mut r = Recorded::default();
-            r.batch(&mut newest, &new, &mut view, 0);
+            for c in new.iter() {
+                r.one(*c, &mut view, 0);
+            }
             assert_eq!(r.done as usize, new.len());
             let truth: Vec<Seen> = self
                 .unseen

@@ -37,11 +37,12 @@
 //!
 //! # Locking
 //!
-//! `newest` is the listen upcall's alone: it runs with its listener's
+//! `upcall` is the listen upcall's alone: it runs with its listener's
 //! lock held, which serializes it, and a node is the upcall argument of
 //! one listener only. `accepts` is atomic. The mutex ("listenq listener")
 //! guards the overflow counter, which listen(2), close and table reads
-//! sample; the upcall takes it only when the kernel's counters moved.
+//! sample; the upcall takes it only when the kernel's counters moved since
+//! its own last look. The child index's ring takes no lock.
 //! Lock order: the listener's socket lock (the upcall), then REGISTRY
 //! (tables), then a node's mutex, then a shard's mutex ("listenq
 //! children"). A thread holds at most one node mutex and one shard mutex.
@@ -50,7 +51,7 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 
 use crate::kern::mtx::KMutex;
 use crate::kern::socket::SocketRef;
@@ -59,7 +60,7 @@ use listenq_bindings as sys;
 use listenq_policy::keymap::KeyMap;
 use listenq_policy::overflow::{OverflowCounter, Stamp};
 use listenq_policy::pending::{
-    self as policy, Accepts, Child, ChildRing, Filed, Index, RingFiled, Seen,
+    self as policy, Accepts, Child, ChildRing, Filed, Index, RingFiled, Seen, UpcallState,
 };
 
 struct Node {
@@ -68,13 +69,10 @@ struct Node {
     refs: AtomicUsize,
     /// Under `mtx`.
     overflow: UnsafeCell<OverflowCounter>,
-    /// `policy::overflow_key` of the kernel state folded last: written
-    /// under `mtx`, read by the upcall without it.
-    overflow_seen: AtomicU64,
     /// Set by `close`: the upcall records nothing any more.
     closed: AtomicBool,
     /// The upcall's (top of this file).
-    newest: UnsafeCell<Seen>,
+    upcall: UnsafeCell<UpcallState>,
     accepts: Accepts,
 }
 
@@ -84,7 +82,7 @@ struct Node {
 pub struct PendingRef(NonNull<Node>);
 
 // SAFETY: the node is shared only through its atomics and its mutex, which
-// any thread may take; `newest` only under the listener lock the upcall
+// any thread may take; `upcall` only under the listener lock the upcall
 // holds; dropping the last reference may free it on any thread.
 unsafe impl Send for PendingRef {}
 
@@ -244,9 +242,11 @@ impl PendingRef {
                 mtx: UnsafeCell::new(MaybeUninit::zeroed()),
                 refs: AtomicUsize::new(1),
                 overflow: UnsafeCell::new(OverflowCounter::new(overcount, lastover)),
-                overflow_seen: AtomicU64::new(policy::overflow_key(overcount, lastover)),
                 closed: AtomicBool::new(false),
-                newest: UnsafeCell::new(Seen::default()),
+                upcall: UnsafeCell::new(UpcallState {
+                    newest: Seen::default(),
+                    overflow: (overcount, lastover),
+                }),
                 accepts: Accepts::default(),
             });
             sys::lq_mtx_init(mtx_of(n), c"listenq listener".as_ptr());
@@ -281,22 +281,8 @@ impl PendingRef {
         let before = o.total();
         o.sample(overcount, lastover);
         let grew = o.total().saturating_sub(before);
-        self.node()
-            .overflow_seen
-            .store(policy::overflow_key(overcount, lastover), Ordering::Relaxed);
         drop(g);
         grew
-    }
-
-    /// As `sample_overflows`, but without the mutex when the kernel's
-    /// counters are where they were at the last sample (the upcall's
-    /// case: no connection refused since).
-    pub fn sample_overflows_if_moved(&self, overcount: i32, lastover: Stamp) -> u64 {
-        let seen = self.node().overflow_seen.load(Ordering::Relaxed);
-        if seen == policy::overflow_key(overcount, lastover) {
-            return 0;
-        }
-        self.sample_overflows(overcount, lastover)
     }
 
     pub fn overflows(&self) -> u64 {
@@ -315,18 +301,18 @@ impl PendingRef {
     /// kernel is running, with that listener's lock held: the upcall
     /// cannot be removed and its reference given back meanwhile, and no
     /// other upcall of that listener runs (the only ones to touch
-    /// `newest`).
+    /// `upcall`).
     pub(in crate::kern) unsafe fn with_upcall<R>(
         arg: *mut cty::c_void,
-        f: impl FnOnce(&PendingRef, &mut Seen) -> R,
+        f: impl FnOnce(&PendingRef, &mut UpcallState) -> R,
     ) -> Option<R> {
         let n = NonNull::new(arg.cast::<Node>())?;
         // Not dropped: the reference stays the upcall's.
         let r = ManuallyDrop::new(PendingRef(n));
-        // SAFETY: live (the upcall's reference); `newest` is touched only
+        // SAFETY: live (the upcall's reference); `upcall` is touched only
         // by this listener's upcalls, which its lock serializes (caller).
-        let newest = unsafe { &mut *(*n.as_ptr()).newest.get() };
-        Some(f(&r, newest))
+        let st = unsafe { &mut *(*n.as_ptr()).upcall.get() };
+        Some(f(&r, st))
     }
 
     /// Closed: the upcall must record nothing.

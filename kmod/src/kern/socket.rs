@@ -14,6 +14,7 @@ use core::ptr::NonNull;
 use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::overflow::Stamp;
+use listenq_policy::pending::{CompQueue, Seen};
 use listenq_policy::registry::{Local, Owner, QueueSample};
 
 /// A live socket, borrowed for `'a`.
@@ -224,6 +225,90 @@ impl<'a> SocketRef<'a> {
     pub fn visible_to(self, req: &SysctlReq<'_>) -> bool {
         // SAFETY: live; `req` is the live request of a running handler.
         unsafe { sys::lq_so_visible(self.as_ptr(), req.as_ptr()) != 0 }
+    }
+}
+
+/// A listener's completed queue (sol_comp), walked under SOLISTEN_LOCK,
+/// which the kernel holds for the listen upcall: the TAILQ links read in
+/// place, as TAILQ_LAST(), TAILQ_PREV() and TAILQ_NEXT() do. Built only by
+/// `SocketRef::sol_comp_locked` and kept inside kern/ (the upcall walks it
+/// with `each_new`, which passes back only connections the queue gave):
+/// its methods trust that a `Seen` they get is on the queue.
+pub(in crate::kern) struct SolComp<'a> {
+    head: SocketRef<'a>,
+}
+
+/// The two pointers of a TAILQ_HEAD or TAILQ_ENTRY: first/next, then
+/// last/prev (a pointer to the previous element's next link).
+#[repr(C)]
+struct Links {
+    next: *mut sys::socket,
+    prev: *mut *mut sys::socket,
+}
+
+impl SolComp<'_> {
+    /// What TAILQ_LAST() and TAILQ_PREV() read: `link` points at a next
+    /// link of the queue (a head's first or an entry's next, each the
+    /// first field of a `Links`); the `prev` beside it points at another
+    /// link, and the element that one names is returned.
+    ///
+    /// # Safety
+    /// `link` is the address of a live link of this queue (the listener
+    /// is locked).
+    unsafe fn before(link: *mut *mut sys::socket) -> Option<Seen> {
+        // SAFETY: caller; a link of the queue is a TAILQ head or entry.
+        let back = unsafe { (*link.cast::<Links>()).prev };
+        // SAFETY: `back` is a link of the same locked queue.
+        let so = unsafe { *back };
+        Self::seen(so)
+    }
+
+    fn seen(so: *mut sys::socket) -> Option<Seen> {
+        let so = NonNull::new(so)?;
+        // SAFETY: a socket on the locked queue is live (leaving the queue
+        // needs the lock).
+        let s = unsafe { SocketRef::from_non_null(so) };
+        Some(Seen {
+            so: s.key(),
+            gen: s.gencnt(),
+        })
+    }
+
+    fn entry(c: Seen) -> *mut Links {
+        (c.so as *mut u8)
+            .wrapping_add(sys::lq_offsets_LQ_OFF_SO_LIST as usize)
+            .cast::<Links>()
+    }
+}
+
+impl CompQueue for SolComp<'_> {
+    fn last(&self) -> Option<Seen> {
+        let head = self.head.field::<Links>(sys::lq_offsets_LQ_OFF_SOL_COMP);
+        // SAFETY: the listener is live and locked (`sol_comp_locked`);
+        // its head's last link is a link of the queue.
+        unsafe { Self::before((*head).prev) }
+    }
+
+    fn prev(&self, c: Seen) -> Option<Seen> {
+        // SAFETY: `c` is on the locked queue (the type's contract), so
+        // its entry's prev is a link of the queue.
+        unsafe { Self::before((*Self::entry(c)).prev) }
+    }
+
+    fn next(&self, c: Seen) -> Option<Seen> {
+        // SAFETY: as prev().
+        Self::seen(unsafe { (*Self::entry(c)).next })
+    }
+}
+
+impl<'a> SocketRef<'a> {
+    /// The completed queue of this listener.
+    ///
+    /// # Safety
+    /// The caller holds SOLISTEN_LOCK(self) for as long as the value
+    /// lives, and passes it only `Seen`s it returned.
+    pub(in crate::kern) unsafe fn sol_comp_locked(self) -> SolComp<'a> {
+        SolComp { head: self }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::kern::protosw;
 use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
-use listenq_policy::pending::Seen;
+use listenq_policy::pending::{each_new, Seen};
 
 /// From the walks at load: a listener that existed before listenq.
 /// lq_tcp_listeners_foreach() holds the inpcb read-locked (lock order:
@@ -48,45 +48,16 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     };
     // SAFETY: the caller holds SOLISTEN_LOCK(head).
     let overflow = unsafe { h.overflow_locked() };
-    let since = |newest: Seen, on_queue: bool, out: &mut [Seen]| {
-        let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        let newest = sys::lq_seen {
-            so: newest.so as *mut sys::socket,
-            sogen: newest.gen,
-        };
-        // SAFETY: SOLISTEN_LOCK(head) is still held (the walk runs inside
-        // this call), which the sol_comp walk needs; with `on_queue`,
-        // `newest` was returned by an earlier walk of this same call, so
-        // it is still on the queue (leaving it needs that lock); `out` has
-        // room for `max` entries, and a Seen is laid out as a struct
-        // lq_seen (both repr(C), checked below).
-        let n = unsafe {
-            sys::lq_sol_comp_since(
-                head,
-                newest,
-                i32::from(on_queue),
-                out.as_mut_ptr().cast(),
-                max,
-            )
-        };
-        (n as usize).min(out.len())
+    // SAFETY: SOLISTEN_LOCK(head) is held for this whole call, in which
+    // the walk runs, and each_new() passes the queue only connections it
+    // returned.
+    let q = unsafe { h.sol_comp_locked() };
+    let walk = |newest: &mut Seen, f: &mut dyn FnMut(Seen)| {
+        each_new(&q, newest, f);
     };
     // SAFETY: `arg` is the argument of listenq's upcall, which the kernel
     // is running with SOLISTEN_LOCK(head) held: removing it needs that
     // lock, so its reference is counted for this whole call, and no other
     // upcall of this listener runs meanwhile.
-    unsafe {
-        PendingRef::with_upcall(arg, |p, newest| {
-            listeners::completed(p, newest, overflow, since)
-        })
-    };
+    unsafe { PendingRef::with_upcall(arg, |p, st| listeners::completed(p, st, overflow, walk)) };
 }
-
-// What lets the walk write Seens (policy, repr(C)) as struct lq_seen.
-const _: () = {
-    use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<Seen>() == size_of::<sys::lq_seen>());
-    assert!(align_of::<Seen>() == align_of::<sys::lq_seen>());
-    assert!(offset_of!(Seen, so) == offset_of!(sys::lq_seen, so));
-    assert!(offset_of!(Seen, gen) == offset_of!(sys::lq_seen, sogen));
-};
