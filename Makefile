@@ -13,12 +13,12 @@
 #   make load | unload | reload
 #   make test       host tests, then the kernel layer, then the VM layer
 #                   (2 vCPUs; LISTENQ_VM_CPUS=1 for one)
-#   make bench | fuzz
+#   make bench | profile | fuzz
 
 LISTENQ_KERNEL?=	/var/lib/listenq/kernel
 LISTENQ_VM_CPUS?=	2
 
-.if make(test) || make(host-test) || make(bench) || make(fuzz)
+.if make(test) || make(host-test) || make(bench) || make(profile) || make(fuzz)
 # The test layers find out for themselves what they can run (a missing
 # SYSDIR skips the kernel layer), so these do not need bsd.kmod.mk.
 .else
@@ -72,6 +72,9 @@ host-test: .PHONY
 
 bench: .PHONY
 	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} sh tests/run-all.sh --bench
+
+profile: .PHONY
+	@cd ${.CURDIR} && SYSDIR=${SYSDIR:U/usr/src/sys} LISTENQ_KERNEL=${LISTENQ_KERNEL} sh tests/vm/profile.sh ${ROW:Unone} ${KERNEL}
 
 fuzz: .PHONY
 	@cd ${.CURDIR} && sh accf/fuzz/run.sh

@@ -398,6 +398,17 @@ pub struct ChildIndex<'a> {
 impl Index for ChildIndex<'_> {
     fn file(&mut self, gen: u64, now: u32) -> bool {
         let me = self.me.0.as_ptr() as usize;
+        // Filed twice only when the connection recorded last left the
+        // queue from its middle (aborted) and the walk started over: one
+        // filed in the shards then must not get a second entry in a ring
+        // slot freed since.
+        if SPILLED.load(Ordering::Acquire) != 0
+            && shard(gen)
+                .lock()
+                .is_some_and(|m| m.contains(policy::key_of(gen)))
+        {
+            return true;
+        }
         // The entry's reference, counted before it is published (an
         // accept may take the entry and give it back right after).
         self.me.node().refs.fetch_add(1, Ordering::Relaxed);

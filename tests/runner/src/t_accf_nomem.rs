@@ -31,6 +31,7 @@ fn all_off() {
 pub fn run(tap: &mut Tap) {
     listen_without_memory(tap);
     complete_needs_no_memory(tap);
+    complete_in_the_shards(tap);
     complete_without_memory(tap);
     filter_without_memory(tap);
     admit_without_queue_memory(tap);
@@ -109,6 +110,51 @@ fn complete_needs_no_memory(tap: &mut Tap) {
         row,
         Some(Some(1)),
         "[nomem] ... and the listener's row counts the accept",
+    );
+}
+
+/// Connections whose ring slot is taken go to the shards (the fail point
+/// sends every one there): with memory, each is recorded and its accept
+/// found there, in and out of order.
+fn complete_in_the_shards(tap: &mut Tap) {
+    const N: usize = 20;
+    let mut row = None;
+    let r = (|| {
+        let (l, sa) = au::listener(N as i32).map_err(at("listener"))?;
+        fail_on(RING_FULL, "return(1)")?;
+        sys::sleep_ms(300);
+        let b = Stats::read()?;
+        // Ten one at a time, then ten queued before the first accept.
+        for _ in 0..N / 2 {
+            let _c = au::client(&sa).map_err(at("connect"))?;
+            au::accept_within(l.raw(), 2000).map_err(at("accept"))?;
+        }
+        let mut cs: [Option<Fd>; N / 2] = [const { None }; N / 2];
+        for c in cs.iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        sock::wait_qlen(l.raw(), (N / 2) as i32, 2000).map_err(at("queue"))?;
+        for _ in 0..N / 2 {
+            au::accept_within(l.raw(), 2000).map_err(at("accept"))?;
+        }
+        row = Some(row_counts(&sa)?.map(|r| r.accepted));
+        Ok(Stats::read()?.since(&b))
+    })();
+    all_off();
+    judge(
+        tap,
+        format_args!("[nomem] {} connections filed in the shards (listenq_ring_full): completed +{}, accepted +{}, nomem +0", N, N, N),
+        r,
+        Stats {
+            completed: N as u64,
+            accepted: N as u64,
+            ..Stats::default()
+        },
+    );
+    tap.check(
+        row,
+        Some(Some(N as i64)),
+        "[nomem] ... and the listener's row counts every accept",
     );
 }
 

@@ -133,6 +133,13 @@ fn turn(
             }
         }
     }
+    // For profiles (tests/vm/profile.sh): what the counts divide by.
+    crate::tap::print(format_args!(
+        "# bench {} {}: {} timed connections",
+        label,
+        who,
+        u64::from(times) * rounds
+    ));
     if let Some(id) = id {
         if let Err(e) = kld::unload(id) {
             tap.ok(
@@ -146,8 +153,8 @@ fn turn(
 }
 
 /// LISTENQ_VM_KENV=listenq.bench_side=stock (or listenq): measure that
-/// side only, so that an instruction profile of the boot (a QEMU plugin,
-/// README "Profiling") holds one side's work and nothing else. The
+/// side only, so that an instruction profile of the boot
+/// (tests/vm/profile.sh) holds one side's work and nothing else. The
 /// ratios then read 0.
 pub fn side_only() -> Option<bool> {
     let mut b = [0u8; 16];
