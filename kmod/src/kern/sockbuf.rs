@@ -188,8 +188,9 @@ impl<'a> RcvLocked<'a> {
 
 impl SockLocked<'_> {
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
-    /// freed; None if it already has another destructor.
-    /// (What accf_glue.c once called lq_so_tag(), without the call.)
+    /// freed; None if it already has another destructor. The one place a
+    /// socket gets it (accf_glue.c lq_so_untag() and kern/socket.rs
+    /// `maybe_tagged` look for it), set here without a call.
     pub fn tag(&self) -> Option<Tagged<'_>> {
         // SAFETY: a const pointer, initialized statically in accf_glue.c.
         let ours = unsafe { sys::lq_so_dtor_ptr }.map_or(0, |f| f as usize);
