@@ -58,6 +58,10 @@ fn main() {
         // Keep the surface small: what kmod/src/kern wraps, and no more.
         .allowlist_function("lq_.*")
         .allowlist_function("pffindproto")
+        // What mtx_lock(9) and mtx_unlock(9) are in a module (LOCK_DEBUG):
+        // the filter states' mutexes are taken with no glue call between
+        // (kern/filter_arg.rs).
+        .allowlist_function("__mtx_lock_flags|__mtx_unlock_flags")
         .allowlist_type("protosw")
         .allowlist_type("mtx")
         .allowlist_type("lq_.*")

@@ -224,18 +224,12 @@ lq_so_dtor(struct socket *so)
 	listenq_rs_held_gone(so, arg);
 }
 
-/* For lq_so_untag()'s first look, made from Rust (kern/accf.rs). */
+/*
+ * For lq_so_untag()'s first look, made from Rust (kern/socket.rs), and for
+ * the tag itself, set from Rust with the socket locked (kern/sockbuf.rs
+ * SockLocked::tag, where so_dtor is NULL).
+ */
 void (*const lq_so_dtor_ptr)(struct socket *) = lq_so_dtor;
-
-int
-lq_so_tag(struct socket *so)
-{
-	SOCK_LOCK_ASSERT(so);
-	if (so->so_dtor != NULL)
-		return (0);
-	so->so_dtor = lq_so_dtor;
-	return (1);
-}
 
 void
 lq_so_untag_locked(struct socket *so)

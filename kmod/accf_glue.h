@@ -13,8 +13,6 @@ typedef void	lq_accf_destroy_t(struct socket *so);
 int	lq_accf_register(const char *name, lq_accf_cb_t *cb,
 	    lq_accf_create_t *create, lq_accf_destroy_t *destroy);
 void	lq_accf_unregister(const char *name, lq_accf_cb_t *cb);
-/* Installs listenq's so_dtor; 0 if the socket already has another. */
-int	lq_so_tag(struct socket *so);
 void	lq_so_untag_locked(struct socket *so);
 /*
  * Takes listenq's receive upcall off `so' (receive buffer locked); its
@@ -23,7 +21,10 @@ void	lq_so_untag_locked(struct socket *so);
 void	*lq_so_upcall_take(struct socket *so);
 /* 1 if it had listenq's destructor; *upcall_arg: see lq_so_upcall_take. */
 int	lq_so_untag(struct socket *so, void **upcall_arg);
-/* The destructor lq_so_tag() sets: a socket without it was never held. */
+/*
+ * listenq's destructor (kern/sockbuf.rs SockLocked::tag sets it): a socket
+ * without it was never held.
+ */
 extern void (*const lq_so_dtor_ptr)(struct socket *);
 /*
  * Clears listenq's upcall on every connection of `head''s incomplete

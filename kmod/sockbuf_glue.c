@@ -1,6 +1,8 @@
 /*
  * listenq accept filters: reading a held connection's receive buffer,
- * with the receive-buffer lock held (the accept filter callback).
+ * with the receive-buffer lock held (the accept filter callback). Its
+ * counters and flags are read in Rust (sockbuf_glue.h lq_sb_offsets);
+ * only the walk of the mbuf chains is here.
  */
 
 #include <sys/param.h>
@@ -35,8 +37,8 @@
  * ("m_copydata, length > size of mbuf chain") as soon as the buffer held
  * two. Only the chain itself bounds this walk.
  *
- * Skips `off' such bytes, then copies up to `len' into `buf' (counts them
- * when `buf' is NULL); returns how many it copied (or counted).
+ * Skips `off' such bytes, then copies up to `len' into `buf'; returns how
+ * many it copied.
  */
 static u_int
 lq_sb_data(struct sockbuf *sb, u_int off, char *buf, u_int len)
@@ -58,8 +60,7 @@ lq_sb_data(struct sockbuf *sb, u_int off, char *buf, u_int len)
 			}
 			k = MIN((u_int)m->m_len - off, len - n);
 			/* One mbuf at a time: m_copydata() knows M_EXTPG. */
-			if (buf != NULL)
-				m_copydata(m, off, k, buf + n);
+			m_copydata(m, off, k, buf + n);
 			n += k;
 			off = 0;
 			if (n == len)
@@ -67,27 +68,6 @@ lq_sb_data(struct sockbuf *sb, u_int off, char *buf, u_int len)
 		}
 	}
 	return (n);
-}
-
-void
-lq_sb_state(struct socket *so, struct lq_sbstate *out)
-{
-	SOCK_RECVBUF_LOCK_ASSERT(so);
-	out->avail = lq_sb_data(&so->so_rcv, 0, NULL, UINT_MAX);
-	out->full = sbspace(&so->so_rcv) <= 0;
-	out->eof = (so->so_rcv.sb_state & SBS_CANTRCVMORE) != 0;
-	out->sock_locked = mtx_owned(SOCK_MTX(so));
-	out->readable = soreadable(so);
-	/*
-	 * so_qstate is SOCK_LOCK's (b), which cannot be taken under the
-	 * receive-buffer lock; socketvar.h allows such unlocked reads with
-	 * care. What matters is read right: the kernel takes a connection off
-	 * the incomplete queue (soclose() of the listener, solisten_enqueue()
-	 * dropping the oldest) before it aborts it in the same thread, and the
-	 * abort is what calls the upcall one last time (soisdisconnected()).
-	 */
-	out->queued = atomic_load_int((volatile u_int *)&so->so_qstate) ==
-	    SQ_INCOMP;
 }
 
 u_int

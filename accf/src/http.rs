@@ -75,6 +75,39 @@ pub(crate) enum Tail {
     LfCr,
 }
 
+/// Whether `a` and `b` agree on their common length: a loop over a few
+/// bytes, where a call to memcmp() costs more than the comparison.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The index of the first LF in `bytes`: eight bytes a step (a word
+/// has a zero byte where it equalled LF), the rest one at a time.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0usize;
+    for w in words.by_ref() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a) ^ LFS;
+        // Exact for the first zero byte (lower bytes borrow nothing).
+        let z = x.wrapping_sub(ONES) & !x & HIGHS;
+        if z != 0 {
+            let byte = usize::try_from(z.trailing_zeros() / 8).unwrap_or(0);
+            return Some(at.saturating_add(byte));
+        }
+        at = at.saturating_add(8);
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| at.saturating_add(i))
+}
+
 impl Http {
     pub(crate) fn new(cfg: &Config) -> Http {
         let methods = match cfg.http_methods {
@@ -94,9 +127,9 @@ impl Http {
         // outcome as stepping through it, since no candidate is a prefix
         // of another.
         if let Http::Method { seen: 0, cand } = *self {
-            let whole = CANDIDATES
-                .iter()
-                .find(|(bit, text)| cand & bit != 0 && bytes.starts_with(text));
+            let whole = CANDIDATES.iter().find(|(bit, text)| {
+                cand & bit != 0 && bytes.len() >= text.len() && same(bytes, text)
+            });
             if let Some(&(bit, text)) = whole {
                 if bit == H2_BIT {
                     return Progress::Ready;
@@ -105,16 +138,84 @@ impl Http {
                 bytes = bytes.get(text.len()..).unwrap_or(&[]);
             }
         }
-        for (i, &b) in bytes.iter().enumerate() {
-            if let Http::Headers { tail } = *self {
+        // Each phase scans its run of bytes in a loop of its own, with the
+        // state in locals, and says where it stopped: what `step` would
+        // do byte by byte, for a few instructions a byte.
+        while !bytes.is_empty() {
+            let (done, used) = match *self {
                 // Headers take most of a request: scan the rest here.
-                return self.headers(tail, bytes.get(i..).unwrap_or(&[]));
-            }
-            if self.step(cfg, b) == Progress::Ready {
+                Http::Headers { tail } => return self.headers(tail, bytes),
+                Http::RequestLine { spaces, in_spaces } => {
+                    self.request_line(spaces, in_spaces, bytes)
+                }
+                Http::Version { matched } => self.version(matched, bytes),
+                Http::Method { .. } => (self.step(cfg, bytes.first().copied().unwrap_or(0)), 1),
+            };
+            if done == Progress::Ready {
                 return Progress::Ready;
             }
+            bytes = bytes.get(used..).unwrap_or(&[]);
         }
         Progress::NeedMore
+    }
+
+    /// The `RequestLine` phase over `bytes`: Ready, or NeedMore and how
+    /// many bytes it took (all of them, or up to the version's first).
+    fn request_line(
+        &mut self,
+        mut spaces: u8,
+        mut in_spaces: bool,
+        bytes: &[u8],
+    ) -> (Progress, usize) {
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b' ' => {
+                    if !in_spaces {
+                        spaces = spaces.saturating_add(1);
+                        in_spaces = true;
+                    }
+                }
+                b'\r' | b'\n' => return (Progress::Ready, i),
+                b'H' if spaces == 2 => {
+                    *self = Http::Version { matched: 1 };
+                    return (Progress::NeedMore, i.saturating_add(1));
+                }
+                _ if spaces == 2 => return (Progress::Ready, i),
+                _ => in_spaces = false,
+            }
+        }
+        *self = Http::RequestLine { spaces, in_spaces };
+        (Progress::NeedMore, bytes.len())
+    }
+
+    /// The `Version` phase over `bytes`, as `request_line`: the rest of
+    /// `HTTP/1.` compared at once, then `0` or `1`.
+    fn version(&mut self, matched: u8, bytes: &[u8]) -> (Progress, usize) {
+        let want = VERSION_PREFIX.get(usize::from(matched)..).unwrap_or(&[]);
+        let n = want.len().min(bytes.len());
+        if !same(bytes, want) {
+            return (Progress::Ready, 0);
+        }
+        if n < want.len() {
+            // n < 7: matched + n stays below 7.
+            *self = Http::Version {
+                matched: matched.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)),
+            };
+            return (Progress::NeedMore, n);
+        }
+        match bytes.get(n) {
+            None => {
+                *self = Http::Version {
+                    matched: matched.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)),
+                };
+                (Progress::NeedMore, n)
+            }
+            Some(b'0' | b'1') => {
+                *self = Http::Headers { tail: Tail::None };
+                (Progress::NeedMore, n.saturating_add(1))
+            }
+            Some(_) => (Progress::Ready, n),
+        }
     }
 
     /// Where a request goes once its method is complete.
@@ -134,14 +235,26 @@ impl Http {
 
     /// The `Headers` phase over `bytes`, from `tail`: what `step` does one
     /// byte at a time.
-    fn headers(&mut self, mut tail: Tail, bytes: &[u8]) -> Progress {
-        for &b in bytes {
+    fn headers(&mut self, mut tail: Tail, mut bytes: &[u8]) -> Progress {
+        loop {
+            if tail == Tail::None {
+                // Only a LF starts a terminator: skip to the next one, eight
+                // bytes at a time.
+                match find_lf(bytes) {
+                    Some(i) => bytes = bytes.get(i..).unwrap_or(&[]),
+                    None => break,
+                }
+            }
+            let Some((&b, rest)) = bytes.split_first() else {
+                break;
+            };
             tail = match (tail, b) {
                 (Tail::Lf | Tail::LfCr, b'\n') => return Progress::Ready,
                 (_, b'\n') => Tail::Lf,
                 (Tail::Lf, b'\r') => Tail::LfCr,
                 _ => Tail::None,
             };
+            bytes = rest;
         }
         *self = Http::Headers { tail };
         Progress::NeedMore
@@ -219,6 +332,31 @@ impl Http {
                 };
                 *self = Http::Headers { tail };
                 Progress::NeedMore
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_lf;
+
+    #[test]
+    fn find_lf_is_the_first_lf_wherever_it_is() {
+        // Bytes that differ from LF in one bit (0x0b, 0x08, 0x8a) or
+        // borrow in the word trick (0x00, 0x01, 0x80, 0xff) around it.
+        for fill in [b'a', 0x0b, 0x08, 0x8a, 0x00, 0x01, 0x80, 0xff] {
+            for len in 0..40usize {
+                let mut a = [fill; 40];
+                assert_eq!(find_lf(a.get(..len).unwrap_or(&[])), None);
+                for first in 0..len {
+                    a = [fill; 40];
+                    for b in a.iter_mut().skip(first).take(2) {
+                        *b = b'\n';
+                    }
+                    let v = a.get(..len).unwrap_or(&[]);
+                    assert_eq!(find_lf(v), Some(first), "fill {fill:#x} len {len}");
+                }
             }
         }
     }

@@ -16,16 +16,16 @@
 //! are deferred to the state's own task (work_glue.c), which finds them on
 //! the hold queue's leaving list and holds references on both sockets.
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::filters::{self, ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
 use crate::kern::errno::Errno;
 use crate::kern::filter_arg::{self, Locked, Token};
-use crate::kern::held::{Admitted, HeldConns};
+use crate::kern::held::{Admitted, HeldConns, Pos};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
-use crate::kern::time;
 use crate::kern::work::Leaving;
 use crate::kprintln;
 use crate::listeners::REGISTRY;
@@ -43,8 +43,7 @@ static UNLOADING: AtomicBool = AtomicBool::new(false);
 /// completed its handshake (first call, from soisconnected()), or a held
 /// one got data or an event (its receive upcall).
 pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
-    let sb = rcv.state();
-    if !sb.queued {
+    if !rcv.queued() {
         // The kernel took it off the incomplete queue (its listener closed,
         // or solisten_enqueue() dropped it) and is aborting it: this is the
         // abort's last upcall. Neither released nor evicted by listenq; its
@@ -53,63 +52,79 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
         return Upcall::Ok;
     }
     let key = rcv.key();
-    let now = now_ms();
     let mut g = arg.lock();
-    if !g.get().holdq.contains(key) {
-        let Some(so) = sb.sock_locked.as_ref() else {
-            // Not the first call, and not held: evicted or timed out, with
-            // the termination still queued. Keep it where it is.
-            return Upcall::Ok;
-        };
-        if let Some(v) = admit(&mut g, so, now) {
-            return v;
+    // One look in the hold queue's index per call: the position serves
+    // every later step under this lock.
+    let pos = match g.get().holdq.held_pos(key) {
+        Some(p) => p,
+        None => {
+            let Some(so) = rcv.sock_locked() else {
+                // Not the first call, and not held: evicted or timed out,
+                // with the termination still queued. Keep it where it is.
+                return Upcall::Ok;
+            };
+            match admit(&mut g, &so) {
+                Ok(p) => p,
+                Err(v) => return v,
+            }
         }
-    }
+    };
     let f = g.get();
     let cfg = f.cfg;
     // Stock dataready is soreadable(): it honours SO_RCVLOWAT inherited
     // from the listener and passes on a pending error, which bytes alone
     // cannot tell.
-    let by_readable = cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off;
-    let Some(e) = f.holdq.get_mut(key) else {
-        return Upcall::Ok;
-    };
-    let mut ready = if by_readable {
-        sb.readable
+    let ready = if cfg.kind == FilterKind::Data && cfg.proxy == listenq_accf::ProxyMode::Off {
+        rcv.readable()
     } else {
-        e.conn.is_ready()
-    };
-    let mut buf = [0u8; 256];
-    while !ready && !by_readable && e.fed < sb.avail {
-        let n = (sb.avail - e.fed).min(buf.len() as u32);
-        let got = match buf.get_mut(..n as usize) {
-            Some(b) => rcv.copy(e.fed, b),
-            None => 0,
+        let Some(e) = f.holdq.state_at(pos) else {
+            return Upcall::Ok;
         };
-        if got == 0 {
-            break;
-        }
-        ready = e.conn.feed(&cfg, buf.get(..got as usize).unwrap_or(&[])) == Progress::Ready;
-        e.fed += got;
-    }
+        feed(&rcv, &cfg, e)
+    };
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
-    if ready || sb.full || sb.eof {
+    if ready || rcv.eof() || rcv.full() {
         Stat::Released.bump();
         // The kernel clears the upcall on SU_ISCONNECTED, under the
         // buffer lock this thread holds: nothing calls it again.
-        g.get().holdq.remove(key);
+        g.get().holdq.remove_pos(pos);
         g.release();
         return Upcall::IsConnected;
     }
     Upcall::Ok
 }
 
+/// Feeds the parser of held connection `e` the bytes that arrived since
+/// it last looked; whether the filter is satisfied.
+fn feed(rcv: &RcvLocked<'_>, cfg: &Config, e: &mut ConnState) -> bool {
+    if e.conn.is_ready() {
+        return true;
+    }
+    // sbavail() bounds the bytes there are: no call when none are new
+    // (the first call of a connection that has sent nothing yet).
+    let avail = rcv.avail_bound();
+    let mut buf = MaybeUninit::<[u8; 256]>::uninit();
+    while e.fed < avail {
+        // Not zeroed (256 bytes on every call): copy() writes before
+        // anything reads, and only what it wrote is read.
+        let got = rcv.copy_uninit(e.fed, &mut buf);
+        let Some(bytes) = got else {
+            break;
+        };
+        e.fed = e.fed.saturating_add(bytes.len() as u32);
+        if e.conn.feed(cfg, bytes) == Progress::Ready {
+            return true;
+        }
+    }
+    false
+}
+
 /// The first call, from soisconnected() with SOCK_LOCK held: holds the
-/// connection `so` on the listener `arg` names, evicting the oldest if
-/// the hold queue is full. Some(what the callback returns) when it is
-/// not held after all.
-fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u32) -> Option<Upcall> {
+/// connection `so` on the listener `g` is the state of, evicting the
+/// oldest if the hold queue is full. Where it is held, or (Err) what the
+/// callback returns when it is not held after all.
+fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>) -> Result<Pos, Upcall> {
     let Some(tagged) = so.tag() else {
         // Someone else's destructor: listenq could not learn when it
         // goes, so it must not hold it (nor count it as tagged, which
@@ -117,7 +132,7 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u32) -> O
         // without the destructor, unload was refused forever).
         // No VM test reaches this: nothing in FreeBSD 14 calls
         // sodtor_set(), so only another module could.
-        return Some(Upcall::IsConnected);
+        return Err(Upcall::IsConnected);
     };
     let (f, on) = g.get_attached();
     let Some(on) = on else {
@@ -125,7 +140,7 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u32) -> O
         // listener it has locked, and accf_destroy detaches under that
         // lock. Without a listener there is nothing to hold it on.
         tagged.untag();
-        return Some(Upcall::IsConnected);
+        return Err(Upcall::IsConnected);
     };
     let cfg = f.cfg;
     let state = ConnState {
@@ -139,30 +154,31 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>, now: u32) -> O
     // left now are counted here: the task would need this state's mutex,
     // which this thread holds. Their upcalls stay counted until the task
     // clears them.
-    let (admitted, gone_now) = f.holdq.admit(on, &tagged, now, state);
-    f.evicted = f.evicted.saturating_add(gone_now);
-    let leaving = f.holdq.has_leaving();
-    Stat::Evicted.add(gone_now);
-    if leaving {
+    let (admitted, gone_now) = f.holdq.admit(on, &tagged, kaccf::hold_clock(), state);
+    if gone_now != 0 {
+        f.evicted = f.evicted.saturating_add(gone_now);
+        Stat::Evicted.add(gone_now);
+    }
+    if f.holdq.has_leaving() {
         g.leave_soon();
     }
     match admitted {
         Admitted::NoMemory => {
             tagged.untag();
             Stat::Nomem.bump();
-            Some(Upcall::IsConnected)
+            Err(Upcall::IsConnected)
         }
         Admitted::AlreadyHeld => {
-            // Not reachable (contains() said no); keep nothing twice.
+            // Not reachable (held_pos() said no); keep nothing twice.
             tagged.untag();
-            Some(Upcall::IsConnected)
+            Err(Upcall::IsConnected)
         }
-        Admitted::Held => {
+        Admitted::Held(p) => {
             // soisconnected() set the upcall naming this state.
             g.counted();
             filters::tagged_add();
             Stat::Held.bump();
-            None
+            Ok(p)
         }
     }
 }
@@ -310,15 +326,9 @@ pub fn leave_next(a: Arg<'_>) -> Option<Leaving> {
     None
 }
 
-/// Milliseconds of uptime on a 32-bit clock: the hold queue only compares
-/// differences, which wrap correctly (listenq_policy::holdq::MAX_HOLD_MS).
-fn now_ms() -> u32 {
-    (time::uptime_us() / 1000) as u32
-}
-
 /// The hold-timeout clock (a callout, every TICK_MS).
 pub fn tick() {
-    let now = now_ms();
+    let now = kaccf::hold_clock();
     let (ms, drop) = kaccf::hold_timeout();
     let def = TimeoutDefaults {
         ms,
@@ -333,10 +343,11 @@ pub fn tick() {
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
             return false;
         };
+        let limit = kaccf::hold_ticks(ms);
         // Bounded work per tick; the rest waits for the next one.
         let mut any = false;
         for _ in 0..64 {
-            if !f.holdq.expire(now, ms, action == TimeoutAction::Deliver) {
+            if !f.holdq.expire(now, limit, action == TimeoutAction::Deliver) {
                 break;
             }
             any = true;

@@ -33,14 +33,14 @@ use alloc::vec::Vec;
 
 use crate::keymap::{bucket, fills_hole};
 
-/// A held connection: `key` identifies the socket, `since_ms` is when it
-/// started to be held (milliseconds on a clock that wraps at 2^32; only
-/// differences are used, see `expire`), `state` is the filter's parser
-/// state.
+/// A held connection: `key` identifies the socket, `since` is when it
+/// started to be held (on the caller's clock, which wraps at 2^32: ticks(9)
+/// in kmod; only differences are used, see `expire`), `state` is the
+/// filter's parser state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held<T> {
     pub key: usize,
-    pub since_ms: u32,
+    pub since: u32,
     pub state: T,
 }
 
@@ -54,6 +54,15 @@ pub enum Leave {
     /// Already taken off the incomplete queue: only the termination is
     /// left.
     Detached,
+}
+
+/// Where a held connection sits (`held_pos`, `admit_pos`): its index
+/// bucket and slot. Good until the queue next changes; `state_at` and
+/// `remove_pos` check that it still names a held connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    bucket: usize,
+    slot: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +106,12 @@ fn tagged(key: usize, s: u32) -> u32 {
 /// nothing is rounded up. listenq(4) counts with it.
 pub const CHUNK_BYTES: usize = 4096;
 
-/// The longest hold limit `expire` honours: elapsed times are differences
-/// of a 32-bit clock, exact below 2^32 ms, and the front entry is looked
-/// at every tick, so a limit of at most 2^31 ms (24.8 days) is always
-/// seen expire long before the difference could wrap.
-pub const MAX_HOLD_MS: u32 = 1 << 31;
+/// The longest hold limit `expire` honours, in the clock's units:
+/// elapsed times are differences of a 32-bit clock, exact below 2^32
+/// units, and the front entry is looked at often (kmod: every 100 ms), so
+/// a limit of at most 2^31 (24.8 days of ticks at hz=1000) is always seen
+/// expire long before the difference could wrap.
+pub const MAX_HOLD: u32 = 1 << 31;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -115,7 +125,7 @@ enum Place {
 #[derive(Debug, Clone, Copy)]
 struct Slot<T> {
     key: usize,
-    since_ms: u32,
+    since: u32,
     prev: u32,
     next: u32,
     place: Place,
@@ -337,18 +347,20 @@ impl<T: Copy> HoldQueue<T> {
         self.index.len().wrapping_sub(1)
     }
 
-    fn index_insert(&mut self, key: usize, slot: u32) {
+    /// Files `slot` under `key`; the bucket it took.
+    fn index_insert(&mut self, key: usize, slot: u32) -> Option<usize> {
         let mask = self.mask();
         let mut i = bucket(key, mask);
         for _ in 0..self.index.len() {
             match self.index.get_mut(i) {
                 Some(b) if *b == NIL => {
                     *b = tagged(key, slot);
-                    return;
+                    return Some(i);
                 }
                 _ => i = (i + 1) & mask,
             }
         }
+        None
     }
 
     /// The bucket holding `key`'s slot, and the slot.
@@ -375,8 +387,7 @@ impl<T: Copy> HoldQueue<T> {
 
     /// The slot of a held (not leaving) `key`.
     fn find_held(&self, key: usize) -> Option<u32> {
-        let (_, s) = self.find(key)?;
-        (self.slot(s)?.place == Place::Held).then_some(s)
+        self.held_pos(key).map(|p| p.slot)
     }
 
     /// Empties bucket `i` and shifts back the entries of its probe run
@@ -430,9 +441,14 @@ impl<T: Copy> HoldQueue<T> {
 
     /// Takes `s` off the list its place says it is on.
     fn unlink(&mut self, s: u32) {
-        let Some((prev, next, place)) = self.slot(s).map(|e| (e.prev, e.next, e.place)) else {
-            return;
-        };
+        if let Some((prev, next, place)) = self.slot(s).map(|e| (e.prev, e.next, e.place)) {
+            self.unlink_links(prev, next, place);
+        }
+    }
+
+    /// Joins `prev` and `next`, the neighbours of a slot leaving the list
+    /// `place` says.
+    fn unlink_links(&mut self, prev: u32, next: u32, place: Place) {
         let which = match place {
             Place::Held => Which::Held,
             Place::Leaving(_) => Which::Leaving,
@@ -450,24 +466,34 @@ impl<T: Copy> HoldQueue<T> {
         l.len = l.len.saturating_sub(1);
     }
 
+    /// Takes slot `s` (in bucket `b`) out of the queue altogether; the
+    /// place it had. The slot is looked up once (a connection's release
+    /// comes here).
+    fn take_out(&mut self, b: usize, s: u32) -> Option<Place> {
+        let free = self.free;
+        let e = self.slot_mut(s)?;
+        let (prev, next, place) = (e.prev, e.next, e.place);
+        e.place = Place::Free;
+        e.next = free;
+        e.prev = NIL;
+        self.free = s;
+        // The slot keeps its key, which is all the index's shift reads of
+        // it (and it is past the hole by then anyway).
+        self.index_remove(b);
+        self.unlink_links(prev, next, place);
+        Some(place)
+    }
+
     /// Takes slot `s` (in bucket `b`) out of the queue altogether.
     fn remove_at(&mut self, b: usize, s: u32) -> Option<(Held<T>, Place)> {
         let e = *self.slot(s)?;
-        self.index_remove(b);
-        self.unlink(s);
-        let free = self.free;
-        if let Some(f) = self.slot_mut(s) {
-            f.place = Place::Free;
-            f.next = free;
-            f.prev = NIL;
-        }
-        self.free = s;
+        let place = self.take_out(b, s)?;
         let held = Held {
             key: e.key,
-            since_ms: e.since_ms,
+            since: e.since,
             state: e.state,
         };
-        Some((held, e.place))
+        Some((held, place))
     }
 
     /// Moves held slot `s` to the leaving list, or out of the queue.
@@ -525,12 +551,27 @@ impl<T: Copy> HoldQueue<T> {
     pub fn admit(
         &mut self,
         key: usize,
-        since_ms: u32,
+        since: u32,
+        state: T,
+        evict: impl FnMut(usize) -> Option<Leave>,
+    ) -> Admit {
+        match self.admit_pos(key, since, state, evict) {
+            Ok(_) => Admit::Held,
+            Err(a) => a,
+        }
+    }
+
+    /// `admit`, with where the connection now sits when it is held (Ok);
+    /// Err says why not (never `Admit::Held`).
+    pub fn admit_pos(
+        &mut self,
+        key: usize,
+        since: u32,
         state: T,
         mut evict: impl FnMut(usize) -> Option<Leave>,
-    ) -> Admit {
+    ) -> Result<Pos, Admit> {
         if self.find(key).is_some() {
-            return Admit::AlreadyHeld;
+            return Err(Admit::AlreadyHeld);
         }
         while self.held.len > self.capacity {
             if !self.evict_oldest(&mut evict) {
@@ -541,14 +582,14 @@ impl<T: Copy> HoldQueue<T> {
         // nobody go for nothing: the victim may move to the leaving list,
         // keeping its slot.
         if !self.slot_ready() {
-            return Admit::NoMemory;
+            return Err(Admit::NoMemory);
         }
         if self.held.len >= self.capacity {
             self.evict_oldest(&mut evict);
         }
         let Some(s) = self.put(Slot {
             key,
-            since_ms,
+            since,
             prev: NIL,
             next: NIL,
             place: Place::Held,
@@ -556,11 +597,42 @@ impl<T: Copy> HoldQueue<T> {
         }) else {
             // Not reached: slot_ready() made one, and letting the victim
             // go only ever frees slots.
-            return Admit::NoMemory;
+            return Err(Admit::NoMemory);
         };
         self.link_last(Which::Held, s);
-        self.index_insert(key, s);
-        Admit::Held
+        // The index has a free bucket: it is kept at most three quarters
+        // full of the slots the chunks have room for.
+        let bucket = self.index_insert(key, s).unwrap_or(usize::MAX);
+        Ok(Pos { bucket, slot: s })
+    }
+
+    /// Where held `key` sits: one look in the index, for `state_at` and
+    /// `remove_pos` to use without looking again.
+    pub fn held_pos(&self, key: usize) -> Option<Pos> {
+        let (bucket, slot) = self.find(key)?;
+        (self.slot(slot)?.place == Place::Held).then_some(Pos { bucket, slot })
+    }
+
+    /// The state of the held connection at `p`.
+    pub fn state_at(&mut self, p: Pos) -> Option<&mut T> {
+        let e = self.slot_mut(p.slot)?;
+        (e.place == Place::Held).then_some(&mut e.state)
+    }
+
+    /// Takes the held connection at `p` out of the queue; false if `p`
+    /// names none (any more).
+    pub fn remove_pos(&mut self, p: Pos) -> bool {
+        // A stale `p` (the queue changed since) must not take another
+        // entry out: the bucket must still hold its slot, and the slot a
+        // held connection.
+        match self.index.get(p.bucket) {
+            Some(&b) if b & SLOT_MASK == p.slot => {}
+            _ => return false,
+        }
+        if self.slot(p.slot).map(|e| e.place) != Some(Place::Held) {
+            return false;
+        }
+        self.take_out(p.bucket, p.slot).is_some()
     }
 
     /// The state of held `key`.
@@ -576,13 +648,13 @@ impl<T: Copy> HoldQueue<T> {
     }
 
     /// Moves the oldest held connection to the leaving list, to leave
-    /// `how`, if it has been held at least `timeout_ms` (at most
-    /// MAX_HOLD_MS) at `now_ms`, and returns its key.
-    pub fn expire(&mut self, now_ms: u32, timeout_ms: u32, how: Leave) -> Option<usize> {
+    /// `how`, if it has been held at least `timeout` (at most
+    /// MAX_HOLD) at `now`, and returns its key.
+    pub fn expire(&mut self, now: u32, timeout: u32, how: Leave) -> Option<usize> {
         let s = self.held.first;
         let e = self.slot(s)?;
         let key = e.key;
-        if now_ms.wrapping_sub(e.since_ms) < timeout_ms.min(MAX_HOLD_MS) {
+        if now.wrapping_sub(e.since) < timeout.min(MAX_HOLD) {
             return None;
         }
         self.let_go(s, Some(how));
@@ -632,7 +704,7 @@ impl<T: Copy> HoldQueue<T> {
     pub fn iter(&self) -> impl Iterator<Item = Held<T>> + '_ {
         self.walk(self.held.first).map(|e| Held {
             key: e.key,
-            since_ms: e.since_ms,
+            since: e.since,
             state: e.state,
         })
     }
@@ -852,10 +924,37 @@ mod tests {
         q.admit(1, t0, (), |_| None);
         assert!(q.expire(t0.wrapping_add(99), 100, Leave::Abort).is_none());
         assert_eq!(q.expire(t0.wrapping_add(100), 100, Leave::Abort), Some(1));
-        // Limits above MAX_HOLD_MS count as MAX_HOLD_MS.
+        // Limits above MAX_HOLD count as MAX_HOLD.
         q.admit(2, 0, (), |_| None);
-        assert!(q.expire(MAX_HOLD_MS - 1, u32::MAX, Leave::Abort).is_none());
-        assert_eq!(q.expire(MAX_HOLD_MS, u32::MAX, Leave::Abort), Some(2));
+        assert!(q.expire(MAX_HOLD - 1, u32::MAX, Leave::Abort).is_none());
+        assert_eq!(q.expire(MAX_HOLD, u32::MAX, Leave::Abort), Some(2));
+    }
+
+    #[test]
+    fn a_position_finds_its_entry_once() {
+        let mut q = HoldQueue::new(2);
+        let p1 = q.admit_pos(1, 0, 10u32, |_| None).unwrap();
+        assert_eq!(q.held_pos(1), Some(p1));
+        let p2 = q.held_pos(2);
+        assert!(p2.is_none());
+        let p2 = q.admit_pos(2, 0, 20u32, |_| None).unwrap();
+        *q.state_at(p1).unwrap() += 1;
+        assert_eq!(q.get_mut(1).copied(), Some(11));
+        assert_eq!(q.admit_pos(2, 0, 0, |_| None), Err(Admit::AlreadyHeld));
+        assert!(q.remove_pos(p2));
+        assert!(!q.contains(2));
+        assert_eq!(q.len(), 1);
+        // Stale: its entry is gone, and another one may have its slot.
+        assert!(!q.remove_pos(p2));
+        assert!(q.state_at(p2).is_none());
+        // A full queue evicts the oldest to the leaving list: not held,
+        // so its position no longer reaches it.
+        q.admit(3, 0, 30, |_| None);
+        q.admit(4, 0, 40, |_| Some(Leave::Abort));
+        assert!(q.state_at(p1).is_none());
+        assert!(!q.remove_pos(p1));
+        assert!(q.is_leaving(1));
+        assert_eq!(keys(&q), [3, 4]);
     }
 
     #[test]
@@ -978,6 +1077,8 @@ mod tests {
     enum Op {
         Admit(u8),
         Remove(u8),
+        /// The callback's release: held_pos, state_at, remove_pos.
+        Release(u8),
         Get(u8),
         Expire(u16, u16),
         Capacity(u8),
@@ -990,6 +1091,7 @@ mod tests {
         prop_oneof![
             4 => any::<u8>().prop_map(|k| Op::Admit(k % 48)),
             2 => any::<u8>().prop_map(|k| Op::Remove(k % 48)),
+            2 => any::<u8>().prop_map(|k| Op::Release(k % 48)),
             1 => any::<u8>().prop_map(|k| Op::Get(k % 48)),
             1 => (any::<u16>(), any::<u16>()).prop_map(|(n, t)| Op::Expire(n % 600, t % 100)),
             1 => any::<u8>().prop_map(|c| Op::Capacity(c % 20)),
@@ -1050,7 +1152,7 @@ mod tests {
                                     }
                                 }
                             }
-                            m.push_back(Held { key: k, since_ms: now, state: i });
+                            m.push_back(Held { key: k, since: now, state: i });
                             Admit::Held
                         };
                         proptest::prop_assert_eq!(got, want);
@@ -1064,6 +1166,17 @@ mod tests {
                         proptest::prop_assert_eq!(got.map(|e| e.key), w.map(|e| e.key).or(wl.map(|e| e.0)));
                         if w.is_some() {
                             proptest::prop_assert_eq!(got, w);
+                        }
+                    }
+                    Op::Release(k) => {
+                        let k = usize::from(k) * 0x240;
+                        let w = m.iter().position(|e| e.key == k).and_then(|p| m.remove(p));
+                        let p = q.held_pos(k);
+                        proptest::prop_assert_eq!(p.is_some(), w.is_some());
+                        if let (Some(p), Some(w)) = (p, w) {
+                            proptest::prop_assert_eq!(q.state_at(p).copied(), Some(w.state));
+                            proptest::prop_assert!(q.remove_pos(p));
+                            proptest::prop_assert!(!q.remove_pos(p));
                         }
                     }
                     Op::Get(k) => {
@@ -1080,7 +1193,7 @@ mod tests {
                         let at = u32::from(at);
                         let t = u32::from(t);
                         let w = match m.front() {
-                            Some(f) if at.wrapping_sub(f.since_ms) >= t => m.pop_front(),
+                            Some(f) if at.wrapping_sub(f.since) >= t => m.pop_front(),
                             _ => None,
                         };
                         if let Some(w) = w {

@@ -7,6 +7,7 @@ use core::ffi::CStr;
 
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::socket::SocketRef;
+use crate::kern::time::Tick;
 use listenq_accf::FilterKind;
 use listenq_bindings as sys;
 
@@ -76,6 +77,30 @@ pub fn tick_stop() {
     // SAFETY: the callout was started; callers hold no locks.
     unsafe { sys::lq_tick_stop() };
 }
+
+/// The hold clock: ticks(9), one load for each connection held. The hold
+/// queue only compares differences, which wrap correctly
+/// (listenq_policy::holdq::MAX_HOLD).
+pub fn hold_clock() -> u32 {
+    Tick::now().0
+}
+
+/// A hold limit of `ms` milliseconds on the hold clock: at most
+/// MAX_HOLD_MS milliseconds (listenq(4)), in ticks rounded up, and at most
+/// holdq::MAX_HOLD ticks (which only a kern.hz above 1000 reaches).
+pub fn hold_ticks(ms: u32) -> u32 {
+    // SAFETY: `tick` (microseconds per tick) is set once at boot from hz
+    // and never changes.
+    let us = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(sys::tick)) };
+    let us = u64::from(us.unsigned_abs().max(1));
+    let ticks = (u64::from(ms.min(MAX_HOLD_MS)) * 1000).div_ceil(us);
+    u32::try_from(ticks)
+        .unwrap_or(u32::MAX)
+        .min(listenq_policy::holdq::MAX_HOLD)
+}
+
+/// The longest hold limit, in milliseconds (2^31, 24.8 days; listenq(4)).
+pub const MAX_HOLD_MS: u32 = 1 << 31;
 
 /// kern.ipc.listenq.hold_timeout_ms and hold_timeout_drop.
 pub fn hold_timeout() -> (u32, bool) {

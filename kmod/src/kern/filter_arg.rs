@@ -162,16 +162,31 @@ unsafe fn leave_of<T>(n: NonNull<Node<T>>) -> *mut sys::lq_leave {
     unsafe { (*n.as_ptr()).leave.get().cast() }
 }
 
-/// Locks `n`'s mutex.
+/// Where WITNESS says these mutexes were taken and released.
+const LOCK_FILE: &core::ffi::CStr = c"kmod/src/kern/filter_arg.rs";
+
+/// Locks `n`'s mutex: mtx_lock(9) as a module compiles it (LOCK_DEBUG:
+/// the kernel's __mtx_lock_flags(), which does WITNESS, lock profiling
+/// and the owner's count where the kernel has them), called directly
+/// rather than through a glue function, as both callbacks of every
+/// filtered connection take it.
 ///
 /// # Safety
 /// `n` is live for as long as the returned guard is used.
 unsafe fn lock<'a, T>(n: NonNull<Node<T>>) -> Locked<'a, T> {
     // SAFETY: live (caller); initialized in attach(), destroyed only in
-    // free(), which nothing reaching a live node can race with. mtx_lock
-    // may block: every caller runs where an MTX_DEF mutex may be taken
-    // (socket and buffer locks held at most, both MTX_DEF, taken before).
-    unsafe { sys::lq_mtx_lock(mtx_of(n)) };
+    // free(), which nothing reaching a live node can race with; the
+    // lock word of a struct mtx. mtx_lock may block: every caller runs
+    // where an MTX_DEF mutex may be taken (socket and buffer locks held
+    // at most, both MTX_DEF, taken before).
+    unsafe {
+        sys::__mtx_lock_flags(
+            core::ptr::addr_of_mut!((*mtx_of(n)).mtx_lock),
+            0,
+            LOCK_FILE.as_ptr(),
+            line!() as i32,
+        )
+    };
     Locked {
         node: n,
         _call: PhantomData,
@@ -283,8 +298,16 @@ impl<T> Locked<'_, T> {
 
 impl<T> Drop for Locked<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this guard locked it, and it is still live.
-        unsafe { sys::lq_mtx_unlock(mtx_of(self.node)) };
+        // SAFETY: this guard locked it (`lock`), and it is still live;
+        // mtx_unlock(9) as a module compiles it, as in `lock`.
+        unsafe {
+            sys::__mtx_unlock_flags(
+                core::ptr::addr_of_mut!((*mtx_of(self.node)).mtx_lock),
+                0,
+                LOCK_FILE.as_ptr(),
+                line!() as i32,
+            )
+        };
     }
 }
 

@@ -22,6 +22,8 @@ use crate::kern::sockbuf::Tagged;
 use crate::kern::work::{self, Leaving};
 use listenq_policy::holdq::{self, Admit, HoldQueue, Leave};
 
+pub use listenq_policy::holdq::Pos;
+
 /// What one held connection's slot costs a hold queue (listenq(4)).
 pub const fn slot_bytes<S>() -> usize {
     holdq::slot_bytes::<S>()
@@ -32,7 +34,8 @@ pub struct HeldConns<S>(HoldQueue<S>);
 /// How an admission went (holdq::Admit, the victims already dealt with).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Admitted {
-    Held,
+    /// Held, at this position.
+    Held(Pos),
     /// No memory to hold it: pass it on unfiltered.
     NoMemory,
     /// Already held; nothing changed.
@@ -74,6 +77,21 @@ impl<S: Copy> HeldConns<S> {
         self.0.get_mut(key)
     }
 
+    /// Where held `key` sits, for `state_at` and `remove_pos` (good until
+    /// the queue next changes).
+    pub fn held_pos(&self, key: usize) -> Option<Pos> {
+        self.0.held_pos(key)
+    }
+
+    pub fn state_at(&mut self, p: Pos) -> Option<&mut S> {
+        self.0.state_at(p)
+    }
+
+    /// Lets go of the held connection at `p` (its upcall was given back).
+    pub fn remove_pos(&mut self, p: Pos) {
+        let _ = self.0.remove_pos(p);
+    }
+
     /// Lets go of `key`, held or leaving (its upcall was given back).
     pub fn remove(&mut self, key: usize) {
         let _ = self.0.remove(key);
@@ -96,8 +114,8 @@ impl<S: Copy> HeldConns<S> {
         self.0.drop_leaving(|_| false);
     }
 
-    /// Holds `so` on `on`'s listener with `state` at `now` (milliseconds,
-    /// wrapping). The oldest are evicted to make room: they leave the
+    /// Holds `so` on `on`'s listener with `state` at `now` (the hold
+    /// clock, kern/accf.rs `hold_clock`). The oldest are evicted to make room: they leave the
     /// incomplete queue here and now when they can (the listener is locked
     /// by the caller, soisconnected()), and the second figure says how
     /// many did; the others are left to the task, which counts them. The
@@ -112,7 +130,7 @@ impl<S: Copy> HeldConns<S> {
     ) -> (Admitted, u64) {
         let head = on.head();
         let mut gone_now = 0u64;
-        let admitted = self.0.admit(so.key(), now, state, |v| {
+        let admitted = self.0.admit_pos(so.key(), now, state, |v| {
             // SAFETY: `head` and `v` are live (top of this file).
             let how = unsafe { work::evict_now(head, v) };
             if how == Some(Leave::Detached) {
@@ -121,23 +139,26 @@ impl<S: Copy> HeldConns<S> {
             how
         });
         let admitted = match admitted {
-            Admit::Held => Admitted::Held,
-            Admit::NoMemory => Admitted::NoMemory,
-            Admit::AlreadyHeld => Admitted::AlreadyHeld,
+            Ok(p) => Admitted::Held(p),
+            Err(Admit::AlreadyHeld) => Admitted::AlreadyHeld,
+            // admit_pos() never says Err(Held); if it did, not holding
+            // the connection is the safe reading.
+            Err(Admit::NoMemory | Admit::Held) => Admitted::NoMemory,
         };
         (admitted, gone_now)
     }
 
-    /// Lets the oldest connection go if it has been held `ms` at `now`:
+    /// Lets the oldest connection go if it has been held `ticks` at `now`
+    /// (the hold clock):
     /// delivered to the completed queue or dropped, by the task (the
     /// caller queues it). False when none has.
-    pub fn expire(&mut self, now: u32, ms: u32, deliver: bool) -> bool {
+    pub fn expire(&mut self, now: u32, ticks: u32, deliver: bool) -> bool {
         let how = if deliver {
             Leave::Deliver
         } else {
             Leave::Abort
         };
-        self.0.expire(now, ms, how).is_some()
+        self.0.expire(now, ticks, how).is_some()
     }
 
     /// For the state's task: takes the next leaving connection out of the

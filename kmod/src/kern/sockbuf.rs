@@ -2,6 +2,14 @@
 //! buffer locked (SOCK_RECVBUF_LOCK), and, on the call from
 //! soisconnected(), its socket lock too. Each lock is a type that exists
 //! only while the lock is held, and offers only what that lock allows.
+//!
+//! The buffer's counters and flags are read here, one load each, at the
+//! offsets sockbuf_glue.h has the compiler compute (lq_sb_offsets): the
+//! callback runs twice for every filtered connection, and each reads only
+//! what its filter needs. Only the walk of the mbuf chains is a call.
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 use crate::kern::socket::SocketRef;
 use listenq_bindings as sys;
@@ -18,20 +26,30 @@ pub struct SockLocked<'r> {
     so: SocketRef<'r>,
 }
 
-/// The receive buffer, read once per callback.
-pub struct SbState<'r> {
-    /// Data bytes a reader would get (`RcvLocked::copy`).
-    pub avail: u32,
-    /// No space left in the receive buffer.
-    pub full: bool,
-    /// SBS_CANTRCVMORE.
-    pub eof: bool,
-    /// soreadable(): sb_lowat bytes, an error or EOF.
-    pub readable: bool,
-    /// On its listener's incomplete queue (SQ_INCOMP).
-    pub queued: bool,
-    /// Some when called from soisconnected(), with SOCK_LOCK held.
-    pub sock_locked: Option<SockLocked<'r>>,
+/// The address of the field at `off` (an `lq_sb_offsets` value) of `so`.
+fn field<T>(so: SocketRef<'_>, off: sys::lq_sb_offsets) -> *mut T {
+    so.as_ptr()
+        .cast::<u8>()
+        .wrapping_add(off as usize)
+        .cast::<T>()
+}
+
+/// The running thread, as curthread reads it: one load through %gs.
+fn curthread() -> usize {
+    let td: usize;
+    // SAFETY: in the kernel %gs always holds the current CPU's pcpu base,
+    // and pc_curthread, a pointer at this offset, is the thread running
+    // on it (this one: it cannot change under the thread itself); the
+    // load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "mov {td}, qword ptr gs:[{off}]",
+            td = out(reg) td,
+            off = const sys::lq_sb_offsets_LQ_SB_OFF_PC_CURTHREAD as usize,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    td
 }
 
 impl<'a> RcvLocked<'a> {
@@ -49,41 +67,142 @@ impl<'a> RcvLocked<'a> {
         self.so.key()
     }
 
-    pub fn state(&self) -> SbState<'_> {
-        let mut sb = sys::lq_sbstate::default();
-        // SAFETY: live, receive buffer locked (the type's invariant);
-        // `sb` is a valid out-pointer for the call.
-        unsafe { sys::lq_sb_state(self.so.as_ptr(), &mut sb) };
-        SbState {
-            avail: sb.avail,
-            full: sb.full != 0,
-            eof: sb.eof != 0,
-            readable: sb.readable != 0,
-            queued: sb.queued != 0,
-            // mtx_owned(): this thread holds SOCK_LOCK now, and keeps it
-            // until the callback returns (soisconnected() took it and
-            // releases it after the call; nothing in listenq drops it).
-            sock_locked: (sb.sock_locked != 0).then_some(SockLocked { so: self.so }),
+    /// A u_int or short of the receive buffer.
+    fn sb_u32(&self, off: sys::lq_sb_offsets) -> u32 {
+        // SAFETY: live, and the receive-buffer lock, which guards the
+        // struct sockbuf fields, is held (the type's invariant): a plain
+        // read of an aligned u_int at this offset.
+        unsafe { field::<u32>(self.so, off).read() }
+    }
+
+    fn sb_i16(&self, off: sys::lq_sb_offsets) -> i16 {
+        // SAFETY: as sb_u32, for a short.
+        unsafe { field::<i16>(self.so, off).read() }
+    }
+
+    /// At most this many data bytes are there for a reader (`copy`):
+    /// sbavail(), which also counts address and control mbufs, but every
+    /// byte `copy` can reach (up to the first mbuf not ready) is in it.
+    pub fn avail_bound(&self) -> u32 {
+        self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_ACC)
+    }
+
+    /// SBS_CANTRCVMORE: the peer finished sending.
+    pub fn eof(&self) -> bool {
+        let st = self.sb_i16(sys::lq_sb_offsets_LQ_SB_OFF_RCV_STATE);
+        st as i32 & sys::lq_sb_offsets_LQ_SB_SBS_CANTRCVMORE as i32 != 0
+    }
+
+    /// No space left in the receive buffer: sbspace() <= 0.
+    pub fn full(&self) -> bool {
+        let flags = self.sb_i16(sys::lq_sb_offsets_LQ_SB_OFF_RCV_FLAGS);
+        if flags as i32 & sys::lq_sb_offsets_LQ_SB_SB_STOP as i32 != 0 {
+            return true;
         }
+        // As sbspace(): int differences of the u_int fields.
+        let bleft =
+            self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_HIWAT)
+                .wrapping_sub(self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_CCC)) as i32;
+        let mleft = self
+            .sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_MBMAX)
+            .wrapping_sub(self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_MBCNT))
+            as i32;
+        bleft.min(mleft) <= 0
+    }
+
+    /// soreadable(): sb_lowat bytes, an error, or EOF.
+    pub fn readable(&self) -> bool {
+        let avail = self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_ACC);
+        if avail >= self.sb_u32(sys::lq_sb_offsets_LQ_SB_OFF_RCV_LOWAT) || self.eof() {
+            return true;
+        }
+        // SAFETY: live; so_error and so_rerror are aligned u_shorts the
+        // protocol may set without this lock ((f) in socketvar.h), read
+        // as one atomic load each, as soreadable() reads them unlocked.
+        let (err, rerr) = unsafe {
+            (
+                (*field::<AtomicU16>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_ERROR))
+                    .load(Ordering::Relaxed),
+                (*field::<AtomicU16>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_RERROR))
+                    .load(Ordering::Relaxed),
+            )
+        };
+        err != 0 || rerr != 0
+    }
+
+    /// On its listener's incomplete queue (SQ_INCOMP).
+    ///
+    /// so_qstate is SOCK_LOCK's (b), which cannot be taken under the
+    /// receive-buffer lock; socketvar.h allows such unlocked reads with
+    /// care. What matters is read right: the kernel takes a connection off
+    /// the incomplete queue (soclose() of the listener, solisten_enqueue()
+    /// dropping the oldest) before it aborts it in the same thread, and the
+    /// abort is what calls the upcall one last time (soisdisconnected()).
+    pub fn queued(&self) -> bool {
+        // SAFETY: live; so_qstate is an aligned enum (an int), read as
+        // one atomic load (atomic_load_int() in C).
+        let q = unsafe {
+            (*field::<AtomicU32>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_QSTATE))
+                .load(Ordering::Relaxed)
+        };
+        q == sys::lq_sb_offsets_LQ_SB_SQ_INCOMP
+    }
+
+    /// Some when called from soisconnected(), with SOCK_LOCK held.
+    pub fn sock_locked(&self) -> Option<SockLocked<'_>> {
+        // SAFETY: live; mtx_lock is an aligned word other threads change
+        // atomically, read as one atomic load, as mtx_owned() does.
+        let v = unsafe {
+            (*field::<AtomicUsize>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_LOCK))
+                .load(Ordering::Relaxed)
+        };
+        let owner = v & !(sys::lq_sb_offsets_LQ_SB_MTX_FLAGMASK as usize);
+        // mtx_owned(): this thread holds SOCK_LOCK now, and keeps it
+        // until the callback returns (soisconnected() took it and
+        // releases it after the call; nothing in listenq drops it).
+        (owner == curthread()).then_some(SockLocked { so: self.so })
     }
 
     /// Copies data bytes a reader would get, from the `off`th on, into
-    /// `buf`; returns how many (at most `buf.len()`).
-    pub fn copy(&self, off: u32, buf: &mut [u8]) -> u32 {
-        let n = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    /// `buf`, which need not be initialized (zeroing it would cost more
+    /// than the copy); the bytes copied, None when there are none.
+    pub fn copy_uninit<'b, const N: usize>(
+        &self,
+        off: u32,
+        buf: &'b mut MaybeUninit<[u8; N]>,
+    ) -> Option<&'b [u8]> {
+        let n = u32::try_from(N).unwrap_or(u32::MAX);
         // SAFETY: live, receive buffer locked; the helper writes at most
-        // `n` bytes into `buf` and walks only the mbuf chains it finds.
-        unsafe { sys::lq_sb_copy(self.so.as_ptr(), off, buf.as_mut_ptr().cast(), n) }.min(n)
+        // `n` bytes into `buf` (N bytes of storage) and walks only the
+        // mbuf chains it finds.
+        let got = unsafe { sys::lq_sb_copy(self.so.as_ptr(), off, buf.as_mut_ptr().cast(), n) };
+        let got = got.min(n) as usize;
+        if got == 0 {
+            return None;
+        }
+        // SAFETY: the helper initialized the first `got` bytes (at most
+        // N), and `buf` stays borrowed as long as the slice.
+        Some(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) })
     }
 }
 
 impl SockLocked<'_> {
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
-    /// freed; None if it already has another destructor.
+    /// freed; None if it already has another destructor. The one place a
+    /// socket gets it (accf_glue.c lq_so_untag() and kern/socket.rs
+    /// `maybe_tagged` look for it), set here without a call.
     pub fn tag(&self) -> Option<Tagged<'_>> {
-        // SAFETY: live, SOCK_LOCK held (so_dtor's locking key).
-        let ok = unsafe { sys::lq_so_tag(self.so.as_ptr()) != 0 };
-        ok.then_some(Tagged { so: self.so })
+        // SAFETY: a const pointer, initialized statically in accf_glue.c.
+        let ours = unsafe { sys::lq_so_dtor_ptr }.map_or(0, |f| f as usize);
+        // SAFETY: live; so_dtor is an aligned pointer that SOCK_LOCK,
+        // held (the type's invariant), guards: read and written as one
+        // word each (lq_so_untag()'s unlocked first look reads it as one).
+        let dtor = unsafe { &*field::<AtomicUsize>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_DTOR) };
+        if ours == 0 || dtor.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        dtor.store(ours, Ordering::Relaxed);
+        Some(Tagged { so: self.so })
     }
 }
 
