@@ -1,7 +1,7 @@
 /*
  * listenq accept filters: reading a held connection's receive buffer,
  * with the receive-buffer lock held (the accept filter callback). Its
- * counters and flags are read in Rust (sockbuf_glue.h lq_sb_offsets);
+ * counters and flags are read in Rust (offsets_glue.h lq_sb_offsets);
  * only the walk of the mbuf chains is here.
  */
 

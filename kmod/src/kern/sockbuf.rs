@@ -4,7 +4,7 @@
 //! only while the lock is held, and offers only what that lock allows.
 //!
 //! The buffer's counters and flags are read here, one load each, at the
-//! offsets sockbuf_glue.h has the compiler compute (lq_sb_offsets): the
+//! offsets offsets_glue.h has the compiler compute (lq_sb_offsets): the
 //! callback runs twice for every filtered connection, and each reads only
 //! what its filter needs. Only the walk of the mbuf chains is a call.
 
@@ -197,7 +197,7 @@ impl SockLocked<'_> {
         // SAFETY: live; so_dtor is an aligned pointer that SOCK_LOCK,
         // held (the type's invariant), guards: read and written as one
         // word each (lq_so_untag()'s unlocked first look reads it as one).
-        let dtor = unsafe { &*field::<AtomicUsize>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_DTOR) };
+        let dtor = unsafe { &*field::<AtomicUsize>(self.so, sys::lq_offsets_LQ_OFF_SO_DTOR) };
         if ours == 0 || dtor.load(Ordering::Relaxed) != 0 {
             return None;
         }

@@ -101,8 +101,9 @@ impl<'a> SocketRef<'a> {
         unsafe { self.field::<u64>(sys::lq_offsets_LQ_OFF_SO_GENCNT).read() }
     }
 
-    /// Whether the socket may carry listenq's destructor (accf_glue.c
-    /// lq_so_tag()), read without the socket lock: the caller says why
+    /// Whether the socket may carry listenq's destructor (set only by
+    /// kern/sockbuf.rs `SockLocked::tag`), read without the socket lock:
+    /// the caller says why
     /// that cannot miss a tag, and confirms a yes under the lock.
     pub(super) fn maybe_tagged(self) -> bool {
         // SAFETY: a const pointer, initialized statically in accf_glue.c.
