@@ -1,4 +1,5 @@
-//! A count that threads on every CPU change, kept per CPU, each slot on
+//! This CPU's struct pcpu fields (curcpu, curthread), and a count that
+//! threads on every CPU change, kept per CPU, each slot on
 //! its own cache line: a connection's path must not write a cache line
 //! that every CPU writes. A thread may move or release what another CPU
 //! added (a slot can go below zero); only the sum means anything.
@@ -24,6 +25,24 @@ pub fn curcpu() -> u32 {
         );
     }
     cpu
+}
+
+/// The running thread, as curthread reads it: one load through %gs.
+pub fn curthread() -> usize {
+    let td: usize;
+    // SAFETY: in the kernel %gs always holds the current CPU's pcpu base,
+    // and pc_curthread, a pointer at this offset, is the thread running
+    // on it (this one: it cannot change under the thread itself); the
+    // load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "mov {td}, qword ptr gs:[{off}]",
+            td = out(reg) td,
+            off = const sys::lq_sb_offsets_LQ_SB_OFF_PC_CURTHREAD as usize,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    td
 }
 
 /// More CPUs than slots share slots (still correct, only less spread).

@@ -27,31 +27,6 @@ pub struct SockLocked<'r> {
 }
 
 /// The address of the field at `off` (an `lq_sb_offsets` value) of `so`.
-fn field<T>(so: SocketRef<'_>, off: sys::lq_sb_offsets) -> *mut T {
-    so.as_ptr()
-        .cast::<u8>()
-        .wrapping_add(off as usize)
-        .cast::<T>()
-}
-
-/// The running thread, as curthread reads it: one load through %gs.
-fn curthread() -> usize {
-    let td: usize;
-    // SAFETY: in the kernel %gs always holds the current CPU's pcpu base,
-    // and pc_curthread, a pointer at this offset, is the thread running
-    // on it (this one: it cannot change under the thread itself); the
-    // load has no other effect.
-    unsafe {
-        core::arch::asm!(
-            "mov {td}, qword ptr gs:[{off}]",
-            td = out(reg) td,
-            off = const sys::lq_sb_offsets_LQ_SB_OFF_PC_CURTHREAD as usize,
-            options(nostack, readonly, preserves_flags),
-        );
-    }
-    td
-}
-
 impl<'a> RcvLocked<'a> {
     /// # Safety
     /// `so` is live and this thread holds its receive-buffer lock for
@@ -72,12 +47,12 @@ impl<'a> RcvLocked<'a> {
         // SAFETY: live, and the receive-buffer lock, which guards the
         // struct sockbuf fields, is held (the type's invariant): a plain
         // read of an aligned u_int at this offset.
-        unsafe { field::<u32>(self.so, off).read() }
+        unsafe { self.so.field::<u32>(off).read() }
     }
 
     fn sb_i16(&self, off: sys::lq_sb_offsets) -> i16 {
         // SAFETY: as sb_u32, for a short.
-        unsafe { field::<i16>(self.so, off).read() }
+        unsafe { self.so.field::<i16>(off).read() }
     }
 
     /// At most this many data bytes are there for a reader (`copy`):
@@ -121,10 +96,14 @@ impl<'a> RcvLocked<'a> {
         // as one atomic load each, as soreadable() reads them unlocked.
         let (err, rerr) = unsafe {
             (
-                (*field::<AtomicU16>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_ERROR))
-                    .load(Ordering::Relaxed),
-                (*field::<AtomicU16>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_RERROR))
-                    .load(Ordering::Relaxed),
+                (*self
+                    .so
+                    .field::<AtomicU16>(sys::lq_sb_offsets_LQ_SB_OFF_SO_ERROR))
+                .load(Ordering::Relaxed),
+                (*self
+                    .so
+                    .field::<AtomicU16>(sys::lq_sb_offsets_LQ_SB_OFF_SO_RERROR))
+                .load(Ordering::Relaxed),
             )
         };
         err != 0 || rerr != 0
@@ -142,8 +121,10 @@ impl<'a> RcvLocked<'a> {
         // SAFETY: live; so_qstate is an aligned enum (an int), read as
         // one atomic load (atomic_load_int() in C).
         let q = unsafe {
-            (*field::<AtomicU32>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_QSTATE))
-                .load(Ordering::Relaxed)
+            (*self
+                .so
+                .field::<AtomicU32>(sys::lq_sb_offsets_LQ_SB_OFF_SO_QSTATE))
+            .load(Ordering::Relaxed)
         };
         q == sys::lq_sb_offsets_LQ_SB_SQ_INCOMP
     }
@@ -153,14 +134,16 @@ impl<'a> RcvLocked<'a> {
         // SAFETY: live; mtx_lock is an aligned word other threads change
         // atomically, read as one atomic load, as mtx_owned() does.
         let v = unsafe {
-            (*field::<AtomicUsize>(self.so, sys::lq_sb_offsets_LQ_SB_OFF_SO_LOCK))
-                .load(Ordering::Relaxed)
+            (*self
+                .so
+                .field::<AtomicUsize>(sys::lq_sb_offsets_LQ_SB_OFF_SO_LOCK))
+            .load(Ordering::Relaxed)
         };
         let owner = v & !(sys::lq_sb_offsets_LQ_SB_MTX_FLAGMASK as usize);
         // mtx_owned(): this thread holds SOCK_LOCK now, and keeps it
         // until the callback returns (soisconnected() took it and
         // releases it after the call; nothing in listenq drops it).
-        (owner == curthread()).then_some(SockLocked { so: self.so })
+        (owner == crate::kern::percpu::curthread()).then_some(SockLocked { so: self.so })
     }
 
     /// Copies data bytes a reader would get, from the `off`th on, into
@@ -197,7 +180,7 @@ impl SockLocked<'_> {
         // SAFETY: live; so_dtor is an aligned pointer that SOCK_LOCK,
         // held (the type's invariant), guards: read and written as one
         // word each (lq_so_untag()'s unlocked first look reads it as one).
-        let dtor = unsafe { &*field::<AtomicUsize>(self.so, sys::lq_offsets_LQ_OFF_SO_DTOR) };
+        let dtor = unsafe { &*self.so.field::<AtomicUsize>(sys::lq_offsets_LQ_OFF_SO_DTOR) };
         if ours == 0 || dtor.load(Ordering::Relaxed) != 0 {
             return None;
         }

@@ -62,9 +62,9 @@ impl<'a> SocketRef<'a> {
         self.so.as_ptr() as usize
     }
 
-    /// The address of the field at `off` (an `lq_offsets` value, see
-    /// offsets_glue.h) as a `T`.
-    fn field<T>(self, off: sys::lq_offsets) -> *const T {
+    /// The address of the field at `off` (an offset offsets_glue.h has
+    /// the compiler compute) as a `T`.
+    pub(super) fn field<T>(self, off: sys::lq_offsets) -> *mut T {
         self.so
             .as_ptr()
             .cast::<u8>()
