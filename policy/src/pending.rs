@@ -206,6 +206,27 @@ impl<const N: usize> ChildRing<N> {
         n
     }
 
+    /// Empties every slot, handing each entry to `f` once its slot is
+    /// freed (unload's last look).
+    pub fn drain(&self, mut f: impl FnMut(Child)) {
+        for s in self.slots.iter() {
+            let g = s.gen.load(Ordering::Acquire);
+            if g == FREE || g == BUSY {
+                continue;
+            }
+            let c = Child {
+                node: s.node.load(Ordering::Relaxed),
+                since: s.since.load(Ordering::Relaxed),
+            };
+            if s.gen
+                .compare_exchange(g, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                f(c);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.slots
             .iter()
@@ -362,6 +383,11 @@ mod tests {
         assert_eq!(r.take(9), None);
         assert!(!r.is_empty());
         assert_eq!(r.take(6), Some(Child { node: 1, since: 13 }));
+        assert!(r.is_empty());
+        assert_eq!(r.file(3, 7, 1), RingFiled::New);
+        let mut got = Vec::new();
+        r.drain(|c| got.push(c));
+        assert_eq!(got, [Child { node: 7, since: 1 }]);
         assert!(r.is_empty());
     }
 

@@ -152,13 +152,12 @@ pub fn destroy() {
     }
     // Every listener was purged, so the ring is empty; should an entry
     // be left, its reference still goes (nothing else runs any more).
-    RING.remove_where(|c| {
+    RING.drain(|c| {
         if let Some(n) = NonNull::new(c.node as *mut Node) {
-            // SAFETY: the entry owned a reference, which the removal
-            // below (this closure says yes) hands over, used once here.
+            // SAFETY: the entry owned a reference, which emptying its
+            // slot handed over to this thread, used once here.
             unsafe { release(n) };
         }
-        true
     });
 }
 
@@ -398,10 +397,11 @@ pub struct ChildIndex<'a> {
 impl Index for ChildIndex<'_> {
     fn file(&mut self, gen: u64, now: u32) -> bool {
         let me = self.me.0.as_ptr() as usize;
-        // Filed twice only when the connection recorded last left the
-        // queue from its middle (aborted) and the walk started over: one
-        // filed in the shards then must not get a second entry in a ring
-        // slot freed since.
+        // Filed twice only if the connection recorded last left the queue
+        // from its middle and the walk started over (FreeBSD 14 takes
+        // connections off sol_comp only at its head or with the whole
+        // listener, so this is a guard): one filed in the shards then
+        // must not get a second entry in a ring slot freed since.
         if SPILLED.load(Ordering::Acquire) != 0
             && shard(gen)
                 .lock()
