@@ -183,45 +183,37 @@ impl<const N: usize> ChildRing<N> {
             .map(|_| c)
     }
 
+    /// Empties `s` if it holds an entry `gone` picks: the entry, once its
+    /// slot is freed (the swap decides against a racing accept).
+    fn empty_slot(s: &RingSlot, gone: impl FnOnce(&Child) -> bool) -> Option<Child> {
+        let g = s.gen.load(Ordering::Acquire);
+        if g == FREE || g == BUSY {
+            return None;
+        }
+        let c = Child {
+            node: s.node.load(Ordering::Relaxed),
+            since: s.since.load(Ordering::Relaxed),
+        };
+        (gone(&c)
+            && s.gen
+                .compare_exchange(g, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok())
+        .then_some(c)
+    }
+
     /// Empties every slot whose entry `gone` says goes, and says how many.
     pub fn remove_where(&self, mut gone: impl FnMut(&Child) -> bool) -> usize {
-        let mut n = 0;
-        for s in self.slots.iter() {
-            let g = s.gen.load(Ordering::Acquire);
-            if g == FREE || g == BUSY {
-                continue;
-            }
-            let c = Child {
-                node: s.node.load(Ordering::Relaxed),
-                since: s.since.load(Ordering::Relaxed),
-            };
-            if gone(&c)
-                && s.gen
-                    .compare_exchange(g, FREE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
+        self.slots
+            .iter()
+            .filter(|s| Self::empty_slot(s, &mut gone).is_some())
+            .count()
     }
 
     /// Empties every slot, handing each entry to `f` once its slot is
     /// freed (unload's last look).
     pub fn drain(&self, mut f: impl FnMut(Child)) {
         for s in self.slots.iter() {
-            let g = s.gen.load(Ordering::Acquire);
-            if g == FREE || g == BUSY {
-                continue;
-            }
-            let c = Child {
-                node: s.node.load(Ordering::Relaxed),
-                since: s.since.load(Ordering::Relaxed),
-            };
-            if s.gen
-                .compare_exchange(g, FREE, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
+            if let Some(c) = Self::empty_slot(s, |_| true) {
                 f(c);
             }
         }
