@@ -137,12 +137,17 @@ pub fn clear() {
     }
 }
 
+/// The `i`th of SERVED's slot while it is hooked (not yet cleared).
+fn hooked(i: usize) -> Option<&'static Slot> {
+    SLOTS
+        .get(i)
+        .filter(|s| !s.pr.load(Ordering::Acquire).is_null())
+}
+
 /// The kernel's entries saved from the `i`th of SERVED, None once
 /// cleared (or never hooked).
 pub fn originals_at(i: usize) -> Option<Originals> {
-    let slot = SLOTS
-        .get(i)
-        .filter(|s| !s.pr.load(Ordering::Acquire).is_null())?;
+    let slot = hooked(i)?;
     let (proto, ..) = SERVED.get(i)?;
     originals_of(slot, *proto)
 }
@@ -150,9 +155,7 @@ pub fn originals_at(i: usize) -> Option<Originals> {
 /// The kernel's close entry saved from the `i`th of SERVED: as
 /// `originals_at`, for the one entry every socket's close passes.
 pub fn original_close(i: usize) -> Option<CloseFn> {
-    let slot = SLOTS
-        .get(i)
-        .filter(|s| !s.pr.load(Ordering::Acquire).is_null())?;
+    let slot = hooked(i)?;
     let c = slot.close.load(Ordering::Acquire);
     // SAFETY: stored from a non-null function pointer of exactly this type
     // in install(), or 0.
