@@ -56,16 +56,25 @@ MALLOC_DECLARE(M_LISTENQ);
  *   never torn into another filter's name.
  * - Reviving (a refused unload) is the same in reverse: the NUL at L is
  *   written first, the padding after it is then past the end.
- * - Before burying, accf_create becomes nullop(), which returns 0 (NULL):
- *   a setsockopt(2) that looked the entry up just before the rename fails
- *   with EINVAL instead of attaching, and nothing attached can reach the
- *   module (unregister refuses while any listener uses a listenq filter).
- *   The callback is nullop() too: kernel code, never module code.
+ * - A buried name is never seen by accept_filt_getopt(), which strcpy()s
+ *   the name of a listener's filter: names are buried only while no
+ *   listener uses them (accf.rs unregister(), under REGISTRY), and the
+ *   accf_create that attaches a listener in the unload's window revives
+ *   them first (lq_accf_revive_all(), before the kernel sets
+ *   sol_accept_filter).
+ * - Once unload has decided, accf_create becomes nullop(), which returns
+ *   0 (NULL), and the callback nullop() too (lq_accf_retire_all()):
+ *   kernel code, never module code. Only a setsockopt(2) that looked the
+ *   name up before the burial and reaches accf_create after that (unload
+ *   waits a margin in between) fails, with EINVAL.
  *
  * A later listenq load, or a stock accf module, registers the real name
  * anew (the buried entry no longer matches it), so each unload leaves one
  * 48-byte M_ACCF entry per name behind; a refused unload revives its own
- * entries (lq_buried[]) in place.
+ * entries (lq_buried[]) in place. Registration, burial and retirement run
+ * in module events, which kld_sx serializes with every other module's:
+ * no accf module registers a name while one of listenq's is buried and
+ * its entry could still be revived.
  */
 #define	LQ_NAMELEN	16	/* sizeof(accf_name) */
 #define	LQ_TOMB_FILL	'~'
@@ -74,6 +83,7 @@ MALLOC_DECLARE(M_LISTENQ);
 CTASSERT(sizeof(((struct accept_filter *)0)->accf_name) == LQ_NAMELEN);
 
 static struct accept_filter *lq_buried[LQ_MAX_FILTERS];
+static size_t lq_buried_len[LQ_MAX_FILTERS];	/* each old strlen() */
 
 static void
 lq_name_bury(char *name)
@@ -162,11 +172,13 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 }
 
 /*
- * Takes `name' off the list as described above. The caller has made sure
- * no listener uses it and no new one can (accf.rs unregister()).
+ * Takes `name' off the list as described above; its entries stay
+ * listenq's until lq_accf_retire_all(). The caller holds REGISTRY and has
+ * made sure no listener uses it (accf.rs unregister()). No sleeping:
+ * accept_filt_get() takes only the accept filter mutex.
  */
 void
-lq_accf_unregister(const char *name, lq_accf_cb_t *cb)
+lq_accf_bury(const char *name, lq_accf_cb_t *cb)
 {
 	struct accept_filter *p;
 	int i;
@@ -174,18 +186,77 @@ lq_accf_unregister(const char *name, lq_accf_cb_t *cb)
 	p = accept_filt_get(__DECONST(char *, name));
 	if (p == NULL || p->accf_callback != cb)
 		return;
-	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
-	    (uintptr_t)(lq_accf_create_t *)nullop);
-	p->accf_destroy = NULL;
-	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
-	    (uintptr_t)(lq_accf_cb_t *)nullop);
-	lq_name_bury(p->accf_name);
 	for (i = 0; i < LQ_MAX_FILTERS; i++) {
 		if (lq_buried[i] == NULL) {
 			lq_buried[i] = p;
-			break;
+			lq_buried_len[i] = strnlen(p->accf_name, LQ_NAMELEN - 1);
+			lq_name_bury(p->accf_name);
+			return;
 		}
 	}
+}
+
+/*
+ * Every name lq_accf_bury() took, back in place (REGISTRY held: an
+ * accf_create in the unload's window, or the unload backing out).
+ */
+void
+lq_accf_revive_all(void)
+{
+	struct accept_filter *p;
+	int i;
+
+	for (i = 0; i < LQ_MAX_FILTERS; i++) {
+		p = lq_buried[i];
+		if (p == NULL)
+			continue;
+		lq_buried[i] = NULL;
+		lq_name_revive(p->accf_name, lq_buried_len[i]);
+	}
+}
+
+/*
+ * The buried entries no longer reach the module (REGISTRY held; unload
+ * has decided). They stay in lq_buried[] so that an unload that backs out
+ * later (lq_accf_register()) revives them.
+ */
+void
+lq_accf_retire_all(void)
+{
+	struct accept_filter *p;
+	int i;
+
+	for (i = 0; i < LQ_MAX_FILTERS; i++) {
+		p = lq_buried[i];
+		if (p == NULL)
+			continue;
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
+		    (uintptr_t)(lq_accf_create_t *)nullop);
+		p->accf_destroy = NULL;
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
+		    (uintptr_t)(lq_accf_cb_t *)nullop);
+	}
+}
+
+/*
+ * For the tests of the unload's burial window (accf.rs unregister()):
+ * debug.fail_point.listenq_accf_create stalls accf_create before it looks
+ * at anything ("1*delay(us)"), as a setsockopt(2) preempted between its
+ * lookup and its create would be; debug.fail_point.listenq_bury_margin
+ * ("return(ms)") makes the window that long.
+ */
+void
+lq_fail_accf_create(void)
+{
+	KFAIL_POINT_CODE_FLAGS(DEBUG_FP, listenq_accf_create,
+	    FAIL_POINT_NONSLEEPABLE, );
+}
+
+int
+lq_bury_margin_ms(int dflt)
+{
+	KFAIL_POINT_CODE(DEBUG_FP, listenq_bury_margin, return (RETURN_VALUE));
+	return (dflt);
 }
 
 /*

@@ -17,7 +17,7 @@
 //! the hold queue's leaving list and holds references on both sockets.
 
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::filters::{self, ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
@@ -37,7 +37,15 @@ use listenq_policy::backlog;
 /// A listener's filter state as the kernel names it for one call.
 type Arg<'a> = filter_arg::Arg<'a, ListenerFilter>;
 
-static UNLOADING: AtomicBool = AtomicBool::new(false);
+/// Where unload is (unregister()); changed and read under REGISTRY
+/// (create() also looks first without it).
+static PHASE: AtomicU8 = AtomicU8::new(OPEN);
+/// Filters can be created.
+const OPEN: u8 = 0;
+/// Names buried, unload not yet decided: a create() revives them.
+const BURIED: u8 = 1;
+/// Unload decided: create() refuses.
+const CLOSED: u8 = 2;
 
 /// accf_callback: a connection of a listener with a listenq filter
 /// completed its handshake (first call, from soisconnected()), or a held
@@ -190,7 +198,7 @@ pub fn create(
     head: &ListenLocked<'_>,
     af_arg: &[u8],
 ) -> Option<Token<ListenerFilter>> {
-    if UNLOADING.load(Ordering::Acquire) {
+    if PHASE.load(Ordering::Acquire) == CLOSED {
         return None;
     }
     let mut dflt = [0u8; crate::kern::defaults::LEN];
@@ -208,8 +216,16 @@ pub fn create(
     let qlimit = head.qlimit();
     let mut g = REGISTRY.lock()?;
     // Checked again under the lock: see unregister().
-    if UNLOADING.load(Ordering::Acquire) {
-        return None;
+    match PHASE.load(Ordering::Acquire) {
+        CLOSED => return None,
+        BURIED => {
+            // This setsockopt(2) found a name just before unload buried
+            // it. The names come back before this listener can show one
+            // (getsockopt(2) copies it), and unload backs out.
+            kaccf::revive_all();
+            PHASE.store(OPEN, Ordering::Release);
+        }
+        _ => {}
     }
     let st = &mut *g;
     if !st.accf.states.try_reserve() {
@@ -367,10 +383,10 @@ const NAMES: [(FilterKind, &core::ffi::CStr); 4] = [
     (FilterKind::Tls, c"tlsready"),
 ];
 
-/// Registers every name no one else holds, with the entries `cb`; says
-/// which ones are taken.
+/// Registers every name no one else holds, with the entries `cb`, and
+/// starts the hold timeouts; says how many names are listenq's.
 pub fn register(cb: &Callbacks) -> usize {
-    UNLOADING.store(false, Ordering::Release);
+    PHASE.store(OPEN, Ordering::Release);
     let mut n = 0;
     for (kind, name) in NAMES.iter() {
         match kaccf::register(cb, *kind, name) {
@@ -388,28 +404,54 @@ pub fn register(cb: &Callbacks) -> usize {
     n
 }
 
+/// How long unload leaves buried names with live entries (below).
+const BURY_MARGIN_MS: i32 = 20;
+
 /// Takes listenq's names off the accept filter list (burying them, see
 /// accf_glue.c). Fails with nothing changed while a filter is in use.
 ///
-/// UNLOADING is set under REGISTRY together with the in-use check, and
-/// create() tests it under REGISTRY before it adds a listener: either that
-/// listener is in the list when this looks (busy), or create() sees
-/// UNLOADING and refuses. So once this returns true no listener uses or
-/// can start using a listenq filter.
+/// A setsockopt(2) looks a name up (accept_filt_get()) and calls its
+/// accf_create later, after a sleeping malloc(9). So:
+/// 1. Under REGISTRY: refuse if any listener uses a filter; otherwise
+///    bury the names. From here on a lookup fails with ENOENT, as after
+///    unload.
+/// 2. Wait BURY_MARGIN_MS. A setsockopt that found a name before the
+///    burial reaches create() meanwhile; create() (under REGISTRY) sees
+///    BURIED, revives the names and attaches.
+/// 3. Under REGISTRY again: if a create() came (phase back to OPEN) or a
+///    filter is in use, revive the names and refuse. Otherwise CLOSED:
+///    create() refuses from now on, and the entries become nullop().
+///
+/// Either a listener is in the list when step 3 looks (busy), or its
+/// create() sees CLOSED and refuses. So once this returns true no listener
+/// uses or can start using a listenq filter. The refusal is EINVAL from
+/// accept_filt_setopt(), and only for a setsockopt that took longer than
+/// the margin between its lookup and its create: a timing, not a safety,
+/// matter.
 pub fn unregister(cb: &Callbacks) -> bool {
-    let busy = match REGISTRY.lock() {
-        Some(g) => {
-            let busy = g.accf.in_use() || kaccf::work_pending() != 0;
-            UNLOADING.store(!busy, Ordering::Release);
-            busy
+    let in_use = |g: &crate::listeners::State| g.accf.in_use() || kaccf::work_pending() != 0;
+    {
+        let Some(g) = REGISTRY.lock() else {
+            return false;
+        };
+        if in_use(&g) {
+            return false;
         }
-        None => false,
-    };
-    if busy {
-        return false;
+        PHASE.store(BURIED, Ordering::Release);
+        for (_, name) in NAMES.iter() {
+            kaccf::bury(cb, name);
+        }
     }
-    for (_, name) in NAMES.iter() {
-        kaccf::unregister(cb, name);
+    crate::kern::time::pause_ms(kaccf::bury_margin_ms(BURY_MARGIN_MS));
+    {
+        let g = REGISTRY.lock();
+        if PHASE.load(Ordering::Acquire) != BURIED || g.as_deref().is_none_or(in_use) {
+            kaccf::revive_all();
+            PHASE.store(OPEN, Ordering::Release);
+            return false;
+        }
+        PHASE.store(CLOSED, Ordering::Release);
+        kaccf::retire_all();
     }
     kaccf::tick_stop();
     true

@@ -50,10 +50,33 @@ pub fn register(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
 }
 
 /// Takes listenq's `name` off the accept filter list (burying it, see
-/// accf_glue.c). The caller has made sure no listener uses it and none can.
-pub fn unregister(cb: &Callbacks, name: &CStr) {
-    // SAFETY: the name and callback identify our own registration.
-    unsafe { sys::lq_accf_unregister(name.as_ptr(), cb.callback) };
+/// accf_glue.c); its entries stay listenq's until retire_all(). The caller
+/// holds REGISTRY and has made sure no listener uses it.
+pub fn bury(cb: &Callbacks, name: &CStr) {
+    // SAFETY: the name and callback identify our own registration; the
+    // glue only takes the accept filter mutex and stores bytes, which a
+    // caller holding a mutex may do.
+    unsafe { sys::lq_accf_bury(name.as_ptr(), cb.callback) };
+}
+
+/// How long unload leaves the names buried with live entries:
+/// `dflt`, or what debug.fail_point.listenq_bury_margin returns.
+pub fn bury_margin_ms(dflt: i32) -> i32 {
+    // SAFETY: evaluates a fail point (sleepable: unload, no locks held).
+    unsafe { sys::lq_bury_margin_ms(dflt) }
+}
+
+/// Every name bury() took, back on the list (REGISTRY held).
+pub fn revive_all() {
+    // SAFETY: byte stores into our own buried entries, no sleeping.
+    unsafe { sys::lq_accf_revive_all() };
+}
+
+/// The buried entries stop reaching the module: their create and
+/// callback become the kernel's nullop() (REGISTRY held, unload decided).
+pub fn retire_all() {
+    // SAFETY: pointer stores into our own buried entries, no sleeping.
+    unsafe { sys::lq_accf_retire_all() };
 }
 
 /// Work items queued and not yet run.

@@ -210,6 +210,16 @@ fn run(argc: usize) -> bool {
         return tap.failed() > 0;
     }
 
+    // Kernel env listenq.stress=N (1..99): only the kldunload/kldload
+    // rounds under load (t_stress::unload_rounds), N times, to chase a
+    // rare interleaving without the rest of the suite.
+    let mut stress = [0u8; 8];
+    if let Ok(v) = sys::kenv_get(c"listenq.stress", &mut stress) {
+        t_stress::unload_rounds_only(tap, &env, v);
+        tap.finish();
+        return tap.failed() > 0;
+    }
+
     // run-vm.sh --bench (kernel env listenq.bench=1): only the benchmark.
     if t_bench::wanted() {
         t_bench::run(tap, &env);

@@ -94,7 +94,15 @@ static UNIX_SEQ: AtomicU32 = AtomicU32::new(0);
 /// A forked child calls this with a number of its own, so its socket paths
 /// (numbered per process) cannot collide with its siblings'.
 pub fn unix_paths_from(base: u32) {
-    UNIX_SEQ.store(base, Ordering::Relaxed);
+    UNIX_SEQ.store(base + UNIX_EPOCH.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+static UNIX_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// A test run again in the same boot (listenq.stress=N) starts a new
+/// epoch, so the paths its children number from the same bases are new.
+pub fn unix_paths_epoch(e: u32) {
+    UNIX_EPOCH.store(e.saturating_mul(100_000), Ordering::Relaxed);
 }
 
 /// A fresh socket path: /tmp/lq.<pid>.<n>.

@@ -464,12 +464,129 @@ pub fn run(tap: &mut Tap, env: &Env) {
         "concurrency, phase 1: {} ms",
         sys::now_ms() - t0
     ));
+    unload_meets_late_create(tap);
     let t1 = sys::now_ms();
     unload_rounds(tap, kinds);
     tap.diag(format_args!(
         "concurrency, phase 2: {} ms",
         sys::now_ms() - t1
     ));
+}
+
+const FP_CREATE: &str = "debug.fail_point.listenq_accf_create";
+const FP_MARGIN: &str = "debug.fail_point.listenq_bury_margin";
+
+/// A setsockopt(SO_ACCEPTFILTER) looks the name up, then calls accf_create
+/// after a malloc(9) that may sleep. kldunload buries the names, waits a
+/// margin, and decides (accf.rs unregister()). A create that arrives in
+/// that margin must attach (the names come back, unload says EBUSY), not
+/// fail with EINVAL as it did when unload decided first and buried after.
+/// Fail points stall the child's create (busy-wait after its lookup) and
+/// lengthen the margin, so the interleaving is certain on 2 CPUs.
+fn unload_meets_late_create(tap: &mut Tap) {
+    let name = "[stress] setsockopt(SO_ACCEPTFILTER) whose lookup came just before kldunload buried the names and whose accf_create came during unload's margin: it attaches (getsockopt says dataready), kldunload says EBUSY, the names are back";
+    if sysctl::read_int("hw.ncpu").unwrap_or(1) < 2 {
+        tap.skip(
+            name,
+            "needs 2 CPUs (with one, kldunload cannot run while accf_create is stalled)",
+        );
+        return;
+    }
+    let r = (|| -> Result<_, Errno> {
+        let id = au::listenq_loaded()?;
+        sysctl::write_int(crate::t_module::UNLOADABLE, 1)?;
+        let (l, _) = au::listener(16)?;
+        let (rd, wr) = sys::socketpair(net::AF_UNIX, net::SOCK_DGRAM)?;
+        sysctl::write_str(FP_MARGIN, "return(1500)")?;
+        sysctl::write_str(FP_CREATE, "1*delay(400000)")?;
+        let pid = match sys::fork()? {
+            sys::Forked::Child => {
+                let _ = sys::write(wr.raw(), b"g");
+                let code = match au::set_filter(l.raw(), "dataready", "") {
+                    Ok(()) => match au::get_filter(l.raw()) {
+                        Ok(n) if n.starts_with(b"dataready\0") => 0,
+                        Ok(_) => 1,
+                        Err(e) => 100 + e.0.clamp(0, 99),
+                    },
+                    Err(e) => 200 + e.0.clamp(0, 55),
+                };
+                sys::exit(code)
+            }
+            sys::Forked::Parent(p) => p,
+        };
+        let mut b = [0u8; 1];
+        let _ = sys::read(rd.raw(), &mut b);
+        // The child is now inside accf_create's 400 ms stall.
+        sys::sleep_ms(100);
+        let t = sys::now_ms();
+        let un = kld::unload(id);
+        let took = sys::now_ms() - t;
+        let st = sys::wait4(pid);
+        let _ = sysctl::write_str(FP_CREATE, "off");
+        let _ = sysctl::write_str(FP_MARGIN, "off");
+        let child = st.map(|s| (s >> 8) & 0xff);
+        // The names are back: a fresh listener gets dataready.
+        let (l2, _) = au::listener(16)?;
+        let again = au::set_filter(l2.raw(), "dataready", "");
+        let _ = au::remove_filter(l.raw());
+        let _ = au::remove_filter(l2.raw());
+        Ok((un, took, child, again))
+    })();
+    let _ = sysctl::write_str(FP_CREATE, "off");
+    let _ = sysctl::write_str(FP_MARGIN, "off");
+    match r {
+        Ok((un, took, child, again)) => {
+            tap.ok(
+                un == Err(Errno::EBUSY) && child == Ok(0) && again.is_ok(),
+                name,
+            );
+            tap.diag(format_args!(
+                "  kldunload {:?} after {} ms; child exit {:?} (0 attached and named dataready, 2xx setsockopt errno+200); fresh setsockopt(dataready) {:?}",
+                un, took, child, again
+            ));
+        }
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  setup: {}", e));
+        }
+    }
+}
+
+/// LISTENQ_VM_KENV=listenq.stress=N: `unload_rounds` N times (1..99),
+/// nothing else.
+pub fn unload_rounds_only(tap: &mut Tap, env: &Env, times: &[u8]) {
+    let n = core::str::from_utf8(times)
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|n| (1..100).contains(n));
+    let Some(n) = n else {
+        tap.ok(false, "listenq.stress=N: N is a number from 1 to 99");
+        return;
+    };
+    if let Err(e) = env.ko {
+        tap.skip(
+            "listenq.stress",
+            format_args!("listenq.ko not in image ({})", e),
+        );
+        return;
+    }
+    // As t_module does for the whole suite: unloading is opt-in.
+    if let Err(e) = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1") {
+        tap.ok(false, "kenv kern.ipc.listenq.unloadable=1");
+        tap.diag(format_args!("  {}", e));
+        return;
+    }
+    let (k, nk) = kinds(env);
+    unload_meets_late_create(tap);
+    for rep in 0..n {
+        sock::unix_paths_epoch(rep as u32 + 1);
+        if let Err(e) = au::listenq_loaded() {
+            tap.ok(false, "kldload listenq before the rounds");
+            tap.diag(format_args!("  {}", e));
+            return;
+        }
+        unload_rounds(tap, &k[..nk]);
+    }
 }
 
 /// Forks `WORKERS` workers and the mutator on `shared`; returns their pids.

@@ -73,6 +73,8 @@ unsafe fn create(
     arg: *mut cty::c_char,
 ) -> *mut cty::c_void {
     let _f = InFlight::enter();
+    // SAFETY: evaluates a fail point, which may only busy-wait here.
+    unsafe { sys::lq_fail_accf_create() };
     if arg.is_null() {
         return core::ptr::null_mut();
     }
