@@ -297,6 +297,7 @@ fn scaling(
             tap,
             &label,
             Some(au::ACCF_HTTP),
+            false,
             &paired::ABBA1,
             ROUNDS,
             &mut run,
@@ -320,7 +321,8 @@ fn scaling(
             }
         };
         let label = format_args!("idle={}", m);
-        idle_cps[i] = paired::compare_with(tap, &label, None, &paired::ABBA1, ROUNDS, &mut run);
+        idle_cps[i] =
+            paired::compare_with(tap, &label, None, false, &paired::ABBA1, ROUNDS, &mut run);
     }
 }
 
@@ -407,11 +409,12 @@ fn ratio(tap: &Tap, filter: &dyn core::fmt::Display, a: Option<u64>, b: Option<u
 
 /// The interleaved comparisons (t_bench_paired.rs): hooks against the
 /// plain kernel, then each filter with a stock counterpart.
-const PAIRS: [paired::Pair; 4] = [
+const PAIRS: [paired::Pair; 5] = [
     paired::Pair {
         label: "none",
         filter: None,
         stock: None,
+        stock_under_hooks: false,
         req: b"x",
         rounds: PAIR_ITERS,
     },
@@ -420,6 +423,7 @@ const PAIRS: [paired::Pair; 4] = [
         rounds: PAIR_ITERS,
         filter: Some("dataready"),
         stock: Some(au::ACCF_DATA),
+        stock_under_hooks: false,
         req: b"x",
     },
     paired::Pair {
@@ -427,6 +431,7 @@ const PAIRS: [paired::Pair; 4] = [
         rounds: PAIR_ITERS,
         filter: Some("httpready"),
         stock: Some(au::ACCF_HTTP),
+        stock_under_hooks: false,
         req: GET,
     },
     paired::Pair {
@@ -434,7 +439,18 @@ const PAIRS: [paired::Pair; 4] = [
         rounds: PAIR_ITERS,
         filter: Some("dnsready"),
         stock: Some(au::ACCF_DNS),
+        stock_under_hooks: false,
         req: DNSQ,
+    },
+    // The ceiling of any Rust filter: stock accf_data with listenq's hooks
+    // on every connection, against stock accf_data alone.
+    paired::Pair {
+        label: "accf_data+hooks",
+        rounds: PAIR_ITERS,
+        filter: Some("dataready"),
+        stock: Some(au::ACCF_DATA),
+        stock_under_hooks: true,
+        req: b"x",
     },
 ];
 
@@ -457,7 +473,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
     // And the stock modules, which take turns with listenq: their unload
     // is refused unless net.accf.unloadable is set (uipc_accf.c).
     let _ = sysctl::write_int("net.accf.unloadable", 1);
-    let mut pairs = [(paired::Side::default(), paired::Side::default()); 4];
+    let mut pairs = [(paired::Side::default(), paired::Side::default()); PAIRS.len()];
     let mut only = [0u8; 16];
     let only = sys::kenv_get(c"listenq.bench_only", &mut only).unwrap_or(b"");
     for (i, p) in PAIRS.iter().enumerate() {

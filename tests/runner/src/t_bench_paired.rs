@@ -56,6 +56,10 @@ pub struct Pair {
     pub rounds: u64,
     pub filter: Option<&'static str>,
     pub stock: Option<&'static core::ffi::CStr>,
+    /// Loaded on the listenq side too, before listenq, which then leaves
+    /// the module's filter name to it: the stock filter under listenq's
+    /// hooks, what no Rust filter can beat (BENCHMARKS.md).
+    pub stock_under_hooks: bool,
     pub req: &'static [u8],
 }
 
@@ -79,12 +83,27 @@ fn turn(
     label: &dyn core::fmt::Display,
     stock: Option<&core::ffi::CStr>,
     lq: bool,
+    under: Option<&core::ffi::CStr>,
     times: u32,
     rounds: u64,
     side: &mut Side,
     m: Run<'_>,
 ) -> bool {
     let who = if lq { "listenq" } else { "stock" };
+    // The stock module under listenq's hooks: loaded first, gone last.
+    let mut under_id = None;
+    if let (true, Some(path)) = (lq, under) {
+        match kld::load(path) {
+            Ok(id) => under_id = Some(id),
+            Err(e) => {
+                tap.ok(
+                    false,
+                    format_args!("bench {} {}: kldload {:?}: {}", label, who, path, e),
+                );
+                return false;
+            }
+        }
+    }
     let loaded = if lq {
         au::listenq_loaded().map(Some)
     } else {
@@ -140,7 +159,7 @@ fn turn(
         who,
         u64::from(times) * rounds
     ));
-    if let Some(id) = id {
+    for id in [id, under_id].into_iter().flatten() {
         if let Err(e) = kld::unload(id) {
             tap.ok(
                 false,
@@ -172,6 +191,7 @@ pub fn compare_with(
     tap: &mut Tap,
     label: &dyn core::fmt::Display,
     stock: Option<&core::ffi::CStr>,
+    under_hooks: bool,
     plan: &[(bool, u32)],
     rounds: u64,
     m: Run<'_>,
@@ -188,7 +208,8 @@ pub fn compare_with(
             continue;
         }
         let side = if lq { &mut b } else { &mut a };
-        ok = ok && turn(tap, label, stock, lq, times, rounds, side, m);
+        let under = stock.filter(|_| under_hooks);
+        ok = ok && turn(tap, label, stock, lq, under, times, rounds, side, m);
     }
     if !ok {
         return (Side::default(), Side::default());
@@ -224,5 +245,13 @@ pub fn compare_with(
 /// A filter (or no filter) row: `p` measured with `m`, A B B A A B B A.
 pub fn compare(tap: &mut Tap, p: &Pair, m: Measure) -> (Side, Side) {
     let mut run = |_: &mut Tap, _: bool| m(p.filter, p.req, p.rounds);
-    compare_with(tap, &p.label, p.stock, &ABBA2, p.rounds, &mut run)
+    compare_with(
+        tap,
+        &p.label,
+        p.stock,
+        p.stock_under_hooks,
+        &ABBA2,
+        p.rounds,
+        &mut run,
+    )
 }
