@@ -71,10 +71,13 @@ MALLOC_DECLARE(M_LISTENQ);
  * A later listenq load, or a stock accf module, registers the real name
  * anew (the buried entry no longer matches it), so each unload leaves one
  * 48-byte M_ACCF entry per name behind; a refused unload revives its own
- * entries (lq_buried[]) in place. Registration, burial and retirement run
- * in module events, which kld_sx serializes with every other module's:
- * no accf module registers a name while one of listenq's is buried and
- * its entry could still be revived.
+ * entries (lq_buried[]) in place. kld_busy serializes kldload(2) and
+ * kldunload(2), so no accf module loaded that way registers a name while
+ * one of listenq's is buried and could still be revived. Should one come
+ * another way (linker_reference_module()), it adds a new entry at the
+ * head of the list; listenq's revived one is then shadowed by it, found
+ * by no name, and reached only by listeners that attached to it before,
+ * which keep the module busy.
  */
 #define	LQ_NAMELEN	16	/* sizeof(accf_name) */
 #define	LQ_TOMB_FILL	'~'
@@ -127,25 +130,10 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
     lq_accf_destroy_t *destroy)
 {
 	struct accept_filter *p, *mine;
-	int error, i;
 
 	p = accept_filt_get(__DECONST(char *, name));
 	if (p != NULL && p->accf_callback != NULL)
 		return (EEXIST);	/* a stock accf module (or another) has it */
-
-	/* Buried by a refused unload of this same load: bring it back. */
-	for (i = 0; i < LQ_MAX_FILTERS && p == NULL; i++) {
-		mine = lq_buried[i];
-		if (mine == NULL || !lq_name_is_buried(mine->accf_name, name))
-			continue;
-		lq_buried[i] = NULL;
-		mine->accf_destroy = destroy;
-		mine->accf_callback = cb;
-		atomic_store_rel_ptr((volatile uintptr_t *)&mine->accf_create,
-		    (uintptr_t)create);
-		lq_name_revive(mine->accf_name, strnlen(name, LQ_NAMELEN - 1));
-		return (0);
-	}
 
 	/*
 	 * A stock tombstone (a stock accf module unloaded with
@@ -175,9 +163,11 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
  * Takes `name' off the list as described above; its entries stay
  * listenq's until lq_accf_retire_all(). The caller holds REGISTRY and has
  * made sure no listener uses it (accf.rs unregister()). No sleeping:
- * accept_filt_get() takes only the accept filter mutex.
+ * accept_filt_get() takes only the accept filter mutex. ENOSPC: no slot
+ * to remember it by, nothing done (the caller revives the others and
+ * refuses the unload: a name it could not retire would reach freed code).
  */
-void
+int
 lq_accf_bury(const char *name, lq_accf_cb_t *cb)
 {
 	struct accept_filter *p;
@@ -185,15 +175,16 @@ lq_accf_bury(const char *name, lq_accf_cb_t *cb)
 
 	p = accept_filt_get(__DECONST(char *, name));
 	if (p == NULL || p->accf_callback != cb)
-		return;
+		return (0);	/* not listenq's: a stock module has it */
 	for (i = 0; i < LQ_MAX_FILTERS; i++) {
 		if (lq_buried[i] == NULL) {
 			lq_buried[i] = p;
 			lq_buried_len[i] = strnlen(p->accf_name, LQ_NAMELEN - 1);
 			lq_name_bury(p->accf_name);
-			return;
+			return (0);
 		}
 	}
+	return (ENOSPC);
 }
 
 /*
@@ -218,7 +209,7 @@ lq_accf_revive_all(void)
 /*
  * The buried entries no longer reach the module (REGISTRY held; unload
  * has decided). They stay in lq_buried[] so that an unload that backs out
- * later (lq_accf_register()) revives them.
+ * later (lq_accf_unretire()) revives them.
  */
 void
 lq_accf_retire_all(void)
@@ -239,6 +230,37 @@ lq_accf_retire_all(void)
 }
 
 /*
+ * An unload that backs out after lq_accf_retire_all() (module.rs: its
+ * sysctls would not go): `name''s entry gets listenq's functions back,
+ * then its name. REGISTRY is held and create() refuses (CLOSED) until the
+ * caller reopens, after this: a setsockopt(2) that found the entry
+ * earlier can attach only once its name is whole again. ENOENT: not
+ * buried by this load.
+ */
+int
+lq_accf_unretire(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
+    lq_accf_destroy_t *destroy)
+{
+	struct accept_filter *p;
+	int i;
+
+	for (i = 0; i < LQ_MAX_FILTERS; i++) {
+		p = lq_buried[i];
+		if (p == NULL || !lq_name_is_buried(p->accf_name, name))
+			continue;
+		p->accf_destroy = destroy;
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
+		    (uintptr_t)cb);
+		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
+		    (uintptr_t)create);
+		lq_buried[i] = NULL;
+		lq_name_revive(p->accf_name, lq_buried_len[i]);
+		return (0);
+	}
+	return (ENOENT);
+}
+
+/*
  * For the tests of the unload's burial window (accf.rs unregister()):
  * debug.fail_point.listenq_accf_create stalls accf_create before it looks
  * at anything ("1*delay(us)"), as a setsockopt(2) preempted between its
@@ -255,7 +277,9 @@ lq_fail_accf_create(void)
 int
 lq_bury_margin_ms(int dflt)
 {
-	KFAIL_POINT_CODE(DEBUG_FP, listenq_bury_margin, return (RETURN_VALUE));
+	/* kld_sx is held meanwhile: at most 10 s, whatever is asked. */
+	KFAIL_POINT_CODE(DEBUG_FP, listenq_bury_margin,
+	    return (MIN(MAX(RETURN_VALUE, 0), 10000)));
 	return (dflt);
 }
 

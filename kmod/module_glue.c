@@ -5,6 +5,7 @@
  */
 #include <sys/param.h>
 #include <sys/systm.h>
+#include <sys/limits.h>
 #include <sys/pcpu.h>
 #include <sys/kernel.h>
 #include <sys/malloc.h>
@@ -120,7 +121,7 @@ lq_uptime_us(void)
 void
 lq_pause_ms(int ms)
 {
-	pause("lqdrain", MAX(1, (ms * hz) / 1000));
+	pause("lqdrain", MAX(1, (int)MIN((int64_t)ms * hz / 1000, INT_MAX)));
 }
 
 static int

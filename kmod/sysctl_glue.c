@@ -7,6 +7,7 @@
 #include <sys/systm.h>
 #include <sys/kernel.h>
 #include <sys/counter.h>
+#include <sys/fail.h>
 #include <sys/lock.h>
 #include <sys/malloc.h>
 #include <sys/mutex.h>
@@ -226,5 +227,12 @@ lq_sysctl_attach(void)
 int
 lq_sysctl_detach(void)
 {
+	/*
+	 * debug.fail_point.listenq_sysctl_detach (any return term): the
+	 * sysctls stay and unload is refused, as when sysctl_ctx_free()
+	 * refuses, so that a test sees unload back out after it has retired
+	 * the filters (accf.rs reopen()). Never success without the free.
+	 */
+	KFAIL_POINT_CODE(DEBUG_FP, listenq_sysctl_detach, return (EBUSY));
 	return (sysctl_ctx_free(&lq_sysctl_ctx));
 }

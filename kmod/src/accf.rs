@@ -383,10 +383,9 @@ const NAMES: [(FilterKind, &core::ffi::CStr); 4] = [
     (FilterKind::Tls, c"tlsready"),
 ];
 
-/// Registers every name no one else holds, with the entries `cb`, and
-/// starts the hold timeouts; says how many names are listenq's.
+/// At load: registers every name no one else holds, with the entries
+/// `cb`, and starts the hold timeouts; says how many names are listenq's.
 pub fn register(cb: &Callbacks) -> usize {
-    PHASE.store(OPEN, Ordering::Release);
     let mut n = 0;
     for (kind, name) in NAMES.iter() {
         match kaccf::register(cb, *kind, name) {
@@ -439,7 +438,13 @@ pub fn unregister(cb: &Callbacks) -> bool {
         }
         PHASE.store(BURIED, Ordering::Release);
         for (_, name) in NAMES.iter() {
-            kaccf::bury(cb, name);
+            if kaccf::bury(cb, name).is_err() {
+                // A name that could not be retired would reach freed
+                // code after unload.
+                kaccf::revive_all();
+                PHASE.store(OPEN, Ordering::Release);
+                return false;
+            }
         }
     }
     crate::kern::time::pause_ms(kaccf::bury_margin_ms(BURY_MARGIN_MS));
@@ -455,6 +460,23 @@ pub fn unregister(cb: &Callbacks) -> bool {
     }
     kaccf::tick_stop();
     true
+}
+
+/// Undoes a successful unregister() (unload backing out later): under
+/// REGISTRY, while create() still refuses, every buried entry gets its
+/// functions back and then its name; only then can filters be created,
+/// so no listener attaches to an entry whose name is not whole.
+pub fn reopen(cb: &Callbacks) {
+    {
+        let g = REGISTRY.lock();
+        for (kind, name) in NAMES.iter() {
+            // ENOENT: a stock module had this name at load.
+            let _ = kaccf::unretire(cb, *kind, name);
+        }
+        PHASE.store(OPEN, Ordering::Release);
+        drop(g);
+    }
+    kaccf::tick_start(TICK_MS);
 }
 
 /// Whether unload must be refused.

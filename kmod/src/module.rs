@@ -79,7 +79,7 @@ pub fn unload() -> KResult<()> {
     // sysctl_ctx_free() waits for handlers already running; after it no
     // handler of listenq's can start.
     if sysctl::detach().is_err() {
-        accf::register(&entry::accf::CALLBACKS);
+        accf::reopen(&entry::accf::CALLBACKS);
         kprintln!("unload refused: its sysctls could not be removed");
         return Err(Errno::EBUSY);
     }

@@ -52,11 +52,23 @@ pub fn register(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
 /// Takes listenq's `name` off the accept filter list (burying it, see
 /// accf_glue.c); its entries stay listenq's until retire_all(). The caller
 /// holds REGISTRY and has made sure no listener uses it.
-pub fn bury(cb: &Callbacks, name: &CStr) {
+/// ENOSPC: it could not be remembered, nothing done.
+pub fn bury(cb: &Callbacks, name: &CStr) -> KResult<()> {
     // SAFETY: the name and callback identify our own registration; the
     // glue only takes the accept filter mutex and stores bytes, which a
     // caller holding a mutex may do.
-    unsafe { sys::lq_accf_bury(name.as_ptr(), cb.callback) };
+    Errno::check(unsafe { sys::lq_accf_bury(name.as_ptr(), cb.callback) })
+}
+
+/// An unload that backs out after retire_all(): `name` (of `kind`) gets
+/// listenq's entries back, then its name (REGISTRY held, create()
+/// refusing until the caller reopens). ENOENT: this load did not bury it.
+pub fn unretire(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
+    // SAFETY: pointer and byte stores into our own buried entry, no
+    // sleeping; the functions live as long as the module.
+    Errno::check(unsafe {
+        sys::lq_accf_unretire(name.as_ptr(), cb.callback, (cb.create)(kind), cb.destroy)
+    })
 }
 
 /// How long unload leaves the names buried with live entries:

@@ -465,6 +465,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
         sys::now_ms() - t0
     ));
     unload_meets_late_create(tap);
+    unload_backs_out_after_retire(tap);
     let t1 = sys::now_ms();
     unload_rounds(tap, kinds);
     tap.diag(format_args!(
@@ -497,8 +498,8 @@ fn unload_meets_late_create(tap: &mut Tap) {
         sysctl::write_int(crate::t_module::UNLOADABLE, 1)?;
         let (l, _) = au::listener(16)?;
         let (rd, wr) = sys::socketpair(net::AF_UNIX, net::SOCK_DGRAM)?;
-        sysctl::write_str(FP_MARGIN, "return(1500)")?;
-        sysctl::write_str(FP_CREATE, "1*delay(400000)")?;
+        sysctl::write_str(FP_MARGIN, "return(3000)")?;
+        sysctl::write_str(FP_CREATE, "1*delay(1000000)")?;
         let pid = match sys::fork()? {
             sys::Forked::Child => {
                 let _ = sys::write(wr.raw(), b"g");
@@ -516,8 +517,20 @@ fn unload_meets_late_create(tap: &mut Tap) {
         };
         let mut b = [0u8; 1];
         let _ = sys::read(rd.raw(), &mut b);
-        // The child is now inside accf_create's 400 ms stall.
-        sys::sleep_ms(100);
+        // fail(9) drops a "1*" term before it runs it: once the point
+        // reads without it, the child has looked the name up and is in
+        // accf_create's 1 s stall.
+        let mut fp = [0u8; 64];
+        let t0 = sys::now_ms();
+        while sysctl::read_string(FP_CREATE, &mut fp)?
+            .windows(5)
+            .any(|w| w == b"delay")
+        {
+            if sys::now_ms() - t0 > 5000 {
+                return Err(Errno::TIMEOUT);
+            }
+            sys::sleep_ms(5);
+        }
         let t = sys::now_ms();
         let un = kld::unload(id);
         let took = sys::now_ms() - t;
@@ -536,14 +549,77 @@ fn unload_meets_late_create(tap: &mut Tap) {
     let _ = sysctl::write_str(FP_MARGIN, "off");
     match r {
         Ok((un, took, child, again)) => {
+            // Refused only after the 3 s margin: the names were buried
+            // while the child was in accf_create (an unload refused at
+            // once would mean the child had attached before it began).
             tap.ok(
-                un == Err(Errno::EBUSY) && child == Ok(0) && again.is_ok(),
+                un == Err(Errno::EBUSY) && took >= 2500 && child == Ok(0) && again.is_ok(),
                 name,
             );
             tap.diag(format_args!(
                 "  kldunload {:?} after {} ms; child exit {:?} (0 attached and named dataready, 2xx setsockopt errno+200); fresh setsockopt(dataready) {:?}",
                 un, took, child, again
             ));
+        }
+        Err(e) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  setup: {}", e));
+        }
+    }
+}
+
+const FP_SYSCTL_DETACH: &str = "debug.fail_point.listenq_sysctl_detach";
+
+/// Unload gets past the filters (names buried, entries retired) and then
+/// cannot remove its sysctls (fail point): it backs out with EBUSY, and
+/// the filters must work as before, names whole (getsockopt copies the
+/// name; a buried one has no NUL), the listener with a filter from
+/// before untouched.
+fn unload_backs_out_after_retire(tap: &mut Tap) {
+    let name = "[stress] kldunload that fails after retiring the filters (its sysctls stay: fail point) says EBUSY and leaves them working: getsockopt names dataready, a new listener gets httpready, a held client is released by its request";
+    let r = (|| -> Result<_, Errno> {
+        let id = au::listenq_loaded()?;
+        sysctl::write_int(crate::t_module::UNLOADABLE, 1)?;
+        sysctl::write_str(FP_SYSCTL_DETACH, "1*return(1)")?;
+        let un = kld::unload(id);
+        let _ = sysctl::write_str(FP_SYSCTL_DETACH, "off");
+        let (l, sa) = au::listener(16)?;
+        let set = au::set_filter(l.raw(), "dataready", "");
+        let got = au::get_filter(l.raw());
+        let (l2, sa2) = au::listener(16)?;
+        let set2 = au::set_filter(l2.raw(), "httpready", "");
+        // A client held by httpready until its request is whole.
+        let c = au::client(&sa2)?;
+        sys::sleep_ms(50);
+        let early = au::accept_within(l2.raw(), 100).is_ok();
+        sys::write_all(c.raw(), GET)?;
+        let late = au::accept_within(l2.raw(), 2000).is_ok();
+        drop(c);
+        let _ = sa;
+        let _ = au::remove_filter(l.raw());
+        let _ = au::remove_filter(l2.raw());
+        Ok((un, set, got, set2, early, late))
+    })();
+    let _ = sysctl::write_str(FP_SYSCTL_DETACH, "off");
+    match r {
+        Ok((un, set, got, set2, early, late)) => {
+            let named = matches!(&got, Ok(n) if n.starts_with(b"dataready\0"));
+            tap.ok(
+                un == Err(Errno::EBUSY) && set.is_ok() && named && set2.is_ok() && !early && late,
+                name,
+            );
+            tap.diag(format_args!(
+                "  kldunload {:?}; dataready {:?}, getsockopt {:?}; httpready {:?}, accepted before the request {}, after {}",
+                un,
+                set,
+                got.as_ref().err(),
+                set2,
+                early,
+                late
+            ));
+            if let Ok(n) = &got {
+                tap.diag(format_args!("  getsockopt names {}", au::Show(&n[..])));
+            }
         }
         Err(e) => {
             tap.ok(false, name);
@@ -578,6 +654,7 @@ pub fn unload_rounds_only(tap: &mut Tap, env: &Env, times: &[u8]) {
     }
     let (k, nk) = kinds(env);
     unload_meets_late_create(tap);
+    unload_backs_out_after_retire(tap);
     for rep in 0..n {
         sock::unix_paths_epoch(rep as u32 + 1);
         if let Err(e) = au::listenq_loaded() {
