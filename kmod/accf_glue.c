@@ -188,6 +188,22 @@ lq_accf_bury(const char *name, lq_accf_cb_t *cb)
 }
 
 /*
+ * Where entry `p' sends the kernel. create last: a setsockopt(2) that
+ * sees the new create sees the rest (release stores, in order).
+ */
+static void
+lq_entry_point(struct accept_filter *p, lq_accf_cb_t *cb,
+    lq_accf_create_t *create, lq_accf_destroy_t *destroy)
+{
+	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_destroy,
+	    (uintptr_t)destroy);
+	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
+	    (uintptr_t)cb);
+	atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
+	    (uintptr_t)create);
+}
+
+/*
  * Every name lq_accf_bury() took, back in place (REGISTRY held: an
  * accf_create in the unload's window, or the unload backing out).
  */
@@ -214,18 +230,12 @@ lq_accf_revive_all(void)
 void
 lq_accf_retire_all(void)
 {
-	struct accept_filter *p;
 	int i;
 
 	for (i = 0; i < LQ_MAX_FILTERS; i++) {
-		p = lq_buried[i];
-		if (p == NULL)
-			continue;
-		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
-		    (uintptr_t)(lq_accf_create_t *)nullop);
-		p->accf_destroy = NULL;
-		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
-		    (uintptr_t)(lq_accf_cb_t *)nullop);
+		if (lq_buried[i] != NULL)
+			lq_entry_point(lq_buried[i], (lq_accf_cb_t *)nullop,
+			    (lq_accf_create_t *)nullop, NULL);
 	}
 }
 
@@ -248,11 +258,7 @@ lq_accf_unretire(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 		p = lq_buried[i];
 		if (p == NULL || !lq_name_is_buried(p->accf_name, name))
 			continue;
-		p->accf_destroy = destroy;
-		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_callback,
-		    (uintptr_t)cb);
-		atomic_store_rel_ptr((volatile uintptr_t *)&p->accf_create,
-		    (uintptr_t)create);
+		lq_entry_point(p, cb, create, destroy);
 		lq_buried[i] = NULL;
 		lq_name_revive(p->accf_name, lq_buried_len[i]);
 		return (0);
