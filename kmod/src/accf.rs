@@ -386,6 +386,9 @@ const NAMES: [(FilterKind, &core::ffi::CStr); 4] = [
 /// At load: registers every name no one else holds, with the entries
 /// `cb`, and starts the hold timeouts; says how many names are listenq's.
 pub fn register(cb: &Callbacks) -> usize {
+    // The taskqueue first: a listener may attach, and evict, as soon as a
+    // name is on the list.
+    kaccf::tick_start(TICK_MS);
     let mut n = 0;
     for (kind, name) in NAMES.iter() {
         match kaccf::register(cb, *kind, name) {
@@ -399,7 +402,6 @@ pub fn register(cb: &Callbacks) -> usize {
             }
         }
     }
-    kaccf::tick_start(TICK_MS);
     n
 }
 
@@ -467,6 +469,8 @@ pub fn unregister(cb: &Callbacks) -> bool {
 /// functions back and then its name; only then can filters be created,
 /// so no listener attaches to an entry whose name is not whole.
 pub fn reopen(cb: &Callbacks) {
+    // The taskqueue first (it may sleep: outside REGISTRY), as at load.
+    kaccf::tick_start(TICK_MS);
     {
         let g = REGISTRY.lock();
         for (kind, name) in NAMES.iter() {
@@ -476,7 +480,6 @@ pub fn reopen(cb: &Callbacks) {
         PHASE.store(OPEN, Ordering::Release);
         drop(g);
     }
-    kaccf::tick_start(TICK_MS);
 }
 
 /// Whether unload must be refused.

@@ -210,9 +210,9 @@ fn run(argc: usize) -> bool {
         return tap.failed() > 0;
     }
 
-    // Kernel env listenq.stress=N (1..99): only the kldunload/kldload
-    // rounds under load (t_stress::unload_rounds), N times, to chase a
-    // rare interleaving without the rest of the suite.
+    // Kernel env listenq.stress=N (1..99): only the unload races of
+    // t_stress once, then its kldunload/kldload rounds under load N
+    // times, to chase a rare interleaving without the rest of the suite.
     let mut stress = [0u8; 8];
     if let Ok(v) = sys::kenv_get(c"listenq.stress", &mut stress) {
         t_stress::unload_rounds_only(tap, &env, v);

@@ -115,6 +115,10 @@ fn turn(
     let id = match loaded {
         Ok(id) => id,
         Err(e) => {
+            // Nothing of this turn stays loaded for the next rows.
+            if let Some(u) = under_id {
+                let _ = kld::unload(u);
+            }
             tap.ok(
                 false,
                 format_args!("bench {} {}: kldload: {}", label, who, e),

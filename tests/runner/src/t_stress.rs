@@ -498,8 +498,8 @@ fn unload_meets_late_create(tap: &mut Tap) {
         sysctl::write_int(crate::t_module::UNLOADABLE, 1)?;
         let (l, _) = au::listener(16)?;
         let (rd, wr) = sys::socketpair(net::AF_UNIX, net::SOCK_DGRAM)?;
-        sysctl::write_str(FP_MARGIN, "return(3000)")?;
-        sysctl::write_str(FP_CREATE, "1*delay(1000000)")?;
+        sysctl::write_str(FP_MARGIN, "return(6000)")?;
+        sysctl::write_str(FP_CREATE, "1*delay(2500000)")?;
         let pid = match sys::fork()? {
             sys::Forked::Child => {
                 let _ = sys::write(wr.raw(), b"g");
@@ -519,7 +519,7 @@ fn unload_meets_late_create(tap: &mut Tap) {
         let _ = sys::read(rd.raw(), &mut b);
         // fail(9) drops a "1*" term before it runs it: once the point
         // reads without it, the child has looked the name up and is in
-        // accf_create's 1 s stall.
+        // accf_create's 2.5 s stall.
         let mut fp = [0u8; 64];
         let t0 = sys::now_ms();
         while sysctl::read_string(FP_CREATE, &mut fp)?
@@ -527,6 +527,7 @@ fn unload_meets_late_create(tap: &mut Tap) {
             .any(|w| w == b"delay")
         {
             if sys::now_ms() - t0 > 5000 {
+                let _ = sys::wait4(pid);
                 return Err(Errno::TIMEOUT);
             }
             sys::sleep_ms(5);
@@ -549,11 +550,11 @@ fn unload_meets_late_create(tap: &mut Tap) {
     let _ = sysctl::write_str(FP_MARGIN, "off");
     match r {
         Ok((un, took, child, again)) => {
-            // Refused only after the 3 s margin: the names were buried
+            // Refused only after the 6 s margin: the names were buried
             // while the child was in accf_create (an unload refused at
             // once would mean the child had attached before it began).
             tap.ok(
-                un == Err(Errno::EBUSY) && took >= 2500 && child == Ok(0) && again.is_ok(),
+                un == Err(Errno::EBUSY) && took >= 5000 && child == Ok(0) && again.is_ok(),
                 name,
             );
             tap.diag(format_args!(
@@ -570,22 +571,36 @@ fn unload_meets_late_create(tap: &mut Tap) {
 
 const FP_SYSCTL_DETACH: &str = "debug.fail_point.listenq_sysctl_detach";
 
-/// Unload gets past the filters (names buried, entries retired) and then
-/// cannot remove its sysctls (fail point): it backs out with EBUSY, and
-/// the filters must work as before, names whole (getsockopt copies the
-/// name; a buried one has no NUL), the listener with a filter from
-/// before untouched.
+/// Unload gets past the filters (names buried, entries retired, tick
+/// stopped) and then cannot remove its sysctls (fail point): it backs out
+/// with EBUSY, and the filters must work as before: names whole
+/// (getsockopt copies the name; a buried one has no NUL), a held client
+/// released by its data, and a hold timeout delivered (the tick and the
+/// taskqueue are back).
 fn unload_backs_out_after_retire(tap: &mut Tap) {
-    let name = "[stress] kldunload that fails after retiring the filters (its sysctls stay: fail point) says EBUSY and leaves them working: getsockopt names dataready, a new listener gets httpready, a held client is released by its request";
+    let name = "[stress] kldunload that fails after retiring the filters (its sysctls stay: fail point) says EBUSY and leaves them working: getsockopt names dataready, its hold timeout delivers a silent client, httpready releases a client at its request";
     let r = (|| -> Result<_, Errno> {
         let id = au::listenq_loaded()?;
         sysctl::write_int(crate::t_module::UNLOADABLE, 1)?;
         sysctl::write_str(FP_SYSCTL_DETACH, "1*return(1)")?;
         let un = kld::unload(id);
+        // The one-shot term is gone once it fired: unload got as far as
+        // its sysctls, past the filters' retirement.
+        let mut fp = [0u8; 64];
+        let fired = !sysctl::read_string(FP_SYSCTL_DETACH, &mut fp)?
+            .windows(6)
+            .any(|w| w == b"return");
         let _ = sysctl::write_str(FP_SYSCTL_DETACH, "off");
         let (l, sa) = au::listener(16)?;
-        let set = au::set_filter(l.raw(), "dataready", "");
+        let set = au::set_filter(l.raw(), "dataready", "timeout=300,ontimeout=deliver");
         let got = au::get_filter(l.raw());
+        let silent = au::client(&sa)?;
+        let t = sys::now_ms();
+        let timed_out = match au::accept_within(l.raw(), 3000) {
+            Ok(_) => sys::now_ms() - t,
+            Err(_) => 0,
+        };
+        drop(silent);
         let (l2, sa2) = au::listener(16)?;
         let set2 = au::set_filter(l2.raw(), "httpready", "");
         // A client held by httpready until its request is whole.
@@ -595,24 +610,32 @@ fn unload_backs_out_after_retire(tap: &mut Tap) {
         sys::write_all(c.raw(), GET)?;
         let late = au::accept_within(l2.raw(), 2000).is_ok();
         drop(c);
-        let _ = sa;
         let _ = au::remove_filter(l.raw());
         let _ = au::remove_filter(l2.raw());
-        Ok((un, set, got, set2, early, late))
+        Ok((un, fired, set, got, timed_out, set2, early, late))
     })();
     let _ = sysctl::write_str(FP_SYSCTL_DETACH, "off");
     match r {
-        Ok((un, set, got, set2, early, late)) => {
+        Ok((un, fired, set, got, timed_out, set2, early, late)) => {
             let named = matches!(&got, Ok(n) if n.starts_with(b"dataready\0"));
             tap.ok(
-                un == Err(Errno::EBUSY) && set.is_ok() && named && set2.is_ok() && !early && late,
+                un == Err(Errno::EBUSY)
+                    && fired
+                    && set.is_ok()
+                    && named
+                    && (250..3000).contains(&timed_out)
+                    && set2.is_ok()
+                    && !early
+                    && late,
                 name,
             );
             tap.diag(format_args!(
-                "  kldunload {:?}; dataready {:?}, getsockopt {:?}; httpready {:?}, accepted before the request {}, after {}",
+                "  kldunload {:?} (fail point fired: {}); dataready {:?}, getsockopt {:?}, silent client delivered after {} ms (0: not); httpready {:?}, accepted before the request {}, after {}",
                 un,
+                fired,
                 set,
                 got.as_ref().err(),
+                timed_out,
                 set2,
                 early,
                 late
@@ -628,8 +651,8 @@ fn unload_backs_out_after_retire(tap: &mut Tap) {
     }
 }
 
-/// LISTENQ_VM_KENV=listenq.stress=N: `unload_rounds` N times (1..99),
-/// nothing else.
+/// LISTENQ_VM_KENV=listenq.stress=N: the two unload races above once,
+/// then `unload_rounds` N times (1..99), nothing else.
 pub fn unload_rounds_only(tap: &mut Tap, env: &Env, times: &[u8]) {
     let n = core::str::from_utf8(times)
         .ok()
