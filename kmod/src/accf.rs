@@ -222,8 +222,7 @@ pub fn create(
             // This setsockopt(2) found a name just before unload buried
             // it. The names come back before this listener can show one
             // (getsockopt(2) copies it), and unload backs out.
-            kaccf::revive_all();
-            PHASE.store(OPEN, Ordering::Release);
+            revive();
         }
         _ => {}
     }
@@ -430,7 +429,6 @@ const BURY_MARGIN_MS: i32 = 20;
 /// the margin between its lookup and its create: a timing, not a safety,
 /// matter.
 pub fn unregister(cb: &Callbacks) -> bool {
-    let in_use = |g: &crate::listeners::State| g.accf.in_use() || kaccf::work_pending() != 0;
     {
         let Some(g) = REGISTRY.lock() else {
             return false;
@@ -443,8 +441,7 @@ pub fn unregister(cb: &Callbacks) -> bool {
             if kaccf::bury(cb, name).is_err() {
                 // A name that could not be retired would reach freed
                 // code after unload.
-                kaccf::revive_all();
-                PHASE.store(OPEN, Ordering::Release);
+                revive();
                 return false;
             }
         }
@@ -453,8 +450,7 @@ pub fn unregister(cb: &Callbacks) -> bool {
     {
         let g = REGISTRY.lock();
         if PHASE.load(Ordering::Acquire) != BURIED || g.as_deref().is_none_or(in_use) {
-            kaccf::revive_all();
-            PHASE.store(OPEN, Ordering::Release);
+            revive();
             return false;
         }
         PHASE.store(CLOSED, Ordering::Release);
@@ -471,18 +467,28 @@ pub fn unregister(cb: &Callbacks) -> bool {
 pub fn reopen(cb: &Callbacks) {
     // The taskqueue first (it may sleep: outside REGISTRY), as at load.
     kaccf::tick_start(TICK_MS);
-    {
-        let g = REGISTRY.lock();
-        for (kind, name) in NAMES.iter() {
-            // ENOENT: a stock module had this name at load.
-            let _ = kaccf::unretire(cb, *kind, name);
-        }
-        PHASE.store(OPEN, Ordering::Release);
-        drop(g);
+    let _g = REGISTRY.lock();
+    for (kind, name) in NAMES.iter() {
+        // ENOENT: a stock module had this name at load.
+        let _ = kaccf::unretire(cb, *kind, name);
     }
+    PHASE.store(OPEN, Ordering::Release);
+}
+
+/// Names buried by unregister() back, filters creatable again (REGISTRY
+/// held): OPEN goes with whole names.
+fn revive() {
+    kaccf::revive_all();
+    PHASE.store(OPEN, Ordering::Release);
+}
+
+/// Whether a listener uses a listenq filter or held connections still
+/// wait for the task: unload must be refused.
+fn in_use(g: &crate::listeners::State) -> bool {
+    g.accf.in_use() || kaccf::work_pending() != 0
 }
 
 /// Whether unload must be refused.
 pub fn busy() -> bool {
-    REGISTRY.lock().map(|g| g.accf.in_use()).unwrap_or(false) || kaccf::work_pending() != 0
+    REGISTRY.lock().is_some_and(|g| in_use(&g)) || kaccf::work_pending() != 0
 }
