@@ -22,7 +22,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LISTENQ_NO_GLUE");
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
     println!("cargo:rerun-if-changed=kmod/glue.h");
-    for f in ["module", "sysctl", "socket", "sockbuf", "work"] {
+    for f in ["module", "sysctl", "socket", "sockbuf", "work", "inherit"] {
         println!("cargo:rerun-if-changed=kmod/{f}_glue.c");
         println!("cargo:rerun-if-changed=kmod/{f}_glue.h");
     }
@@ -100,6 +100,7 @@ fn main() {
         .file(top.join("kmod/sockbuf_glue.c"))
         .file(top.join("kmod/work_glue.c"))
         .file(top.join("kmod/defaults_glue.c"))
+        .file(top.join("kmod/inherit_glue.c"))
         .define(
             "LISTENQ_VERSION",
             Some(

@@ -21,4 +21,5 @@
 #include "../kmod/sockbuf_glue.h"
 #include "../kmod/work_glue.h"
 #include "../kmod/defaults_glue.h"
+#include "../kmod/inherit_glue.h"
 #include "../kmod/offsets_glue.h"

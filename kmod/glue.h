@@ -11,6 +11,8 @@
  *	sockbuf_glue.c	a held connection's receive buffer
  *	work_glue.c	deferred work on held connections, the timeout clock
  *	defaults_glue.c	per-filter default af_arg
+ *	inherit_glue.c	accept filters on a kernel whose connections do not
+ *			inherit SO_ACCEPTFILTER: the probe and the rescue
  *
  * Every lq_* function is a thin translation; policy lives in Rust.
  */

@@ -28,9 +28,11 @@
 #include <net/vnet.h>
 #include <netinet/in.h>
 #include <netinet/in_pcb.h>
+#include <netinet/tcp_fsm.h>
 #include <netinet/tcp_var.h>
 
 #include "socket_glue.h"
+#include "inherit_glue.h"
 
 void
 lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out)
@@ -132,6 +134,45 @@ int
 lq_so_orphaned(struct socket *so, u_int ours)
 {
 	return (refcount_load(&so->so_count) <= ours);
+}
+
+/*
+ * listen(2) on a TCP socket whose connection is not over. 14's
+ * tcp_usr_listen() refuses only a dropped inpcb and, through
+ * solisten_proto_check(), a socket still SS_ISCONNECTED, ISCONNECTING or
+ * ISDISCONNECTING. A half-closed connection passes: after
+ * shutdown(SHUT_RDWR) the ACK of its FIN moves it to FIN_WAIT_2 and
+ * soisdisconnected() clears all three. It then becomes a listener with
+ * its timers armed, and solisten_proto() tears down so_snd and so_rcv
+ * under them: the next delayed ACK runs tcp_output() on the listener and
+ * takes a NULL send-buffer mutex (a page fault in the callout thread;
+ * listenq(4) BUGS). Any user can do it to any socket of their own.
+ *
+ * EINVAL, as listen(2) gives a connected socket, unless the connection
+ * is new (CLOSED) or listens already; a dropped one is left to the
+ * kernel's own EINVAL. The kernel's entry takes the inpcb lock again
+ * afterwards; what is checked here cannot be undone in between: a tcpcb
+ * leaves CLOSED only by connecting (solisten_proto_check() then refuses
+ * it) and comes back to it only through tcp_close(), which drops the
+ * inpcb; a listener stays in LISTEN.
+ */
+int
+lq_tcp_listen_check(struct socket *so)
+{
+	struct inpcb *inp = sotoinpcb(so);
+	struct tcpcb *tp;
+	int error = 0;
+
+	if (inp == NULL)
+		return (0);	/* the kernel's entry asserts it */
+	INP_WLOCK(inp);
+	if ((inp->inp_flags & INP_DROPPED) == 0) {
+		tp = intotcpcb(inp);
+		if (tp->t_state != TCPS_CLOSED && tp->t_state != TCPS_LISTEN)
+			error = EINVAL;
+	}
+	INP_WUNLOCK(inp);
+	return (error);
 }
 
 void
@@ -325,6 +366,9 @@ static int
 lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 {
 	SOLISTEN_LOCK_ASSERT(head);
+	/* On a kernel that does not inherit SO_ACCEPTFILTER (inherit_glue.c). */
+	if (lq_accf_rescue(head))
+		return (SU_OK);	/* held: nothing new to accept or wake for */
 	listenq_rs_sol_upcall(head, arg);
 	/* What solisten_wakeup() does when no upcall is set. */
 	selwakeuppri(&head->so_rdsel, PSOCK);

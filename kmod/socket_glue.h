@@ -45,6 +45,8 @@ void	lq_sorele(struct socket *so);
 void	lq_so_owner(struct socket *so, struct lq_owner *out);
 /* Only `ours' references left: soclose() has run, no descriptor is left. */
 int	lq_so_orphaned(struct socket *so, u_int ours);
+/* EINVAL for listen(2) on a TCP connection that is not over (half closed). */
+int	lq_tcp_listen_check(struct socket *so);
 /* The name of the accept filter on a listener (any module's), or "". */
 void	lq_so_filter_name(struct socket *so, char out[16]);
 /* Whether the reader of `req' may see `so' (netstat/sockstat rules). */

@@ -154,6 +154,23 @@ vm_layer() {
 	[ "$rc" -eq 0 ] || { [ "$nok" -gt 0 ] || fail "vm harness exited $rc"; }
 }
 
+# The kernels the VM layer runs on (make test): LISTENQ_KERNEL, then
+# every other kernel kept beside it as DIR/NAME/kernel (its stock accf
+# modules in DIR/NAME/modules), e.g. an unpatched, a production and a
+# GENERIC kernel; or exactly the paths in LISTENQ_KERNELS (space
+# separated) when that is set. Each is booted on the machine it needs
+# (run-vm.sh).
+matrix() {
+	if [ -n "${LISTENQ_KERNELS+x}" ]; then
+		echo "$LISTENQ_KERNELS"
+		return
+	fi
+	echo "$LISTENQ_KERNEL"
+	for k in "$(dirname "$LISTENQ_KERNEL")"/*/kernel; do
+		[ -f "$k" ] && [ "$k" != "$LISTENQ_KERNEL" ] && echo "$k"
+	done
+}
+
 if [ "$mode" != bench ]; then
 	host_layer
 	console_judge
@@ -162,7 +179,17 @@ if [ "$mode" != host ]; then
 	kernel_layer
 	krc=$?
 	if [ "$krc" -eq 0 ]; then
-		vm_layer
+		if [ "$mode" = bench ]; then
+			vm_layer
+		else
+			for k in $(matrix); do
+				if [ "$k" = "$LISTENQ_KERNEL" ]; then
+					vm_layer "$k" "$LISTENQ_MODULES"
+				else
+					vm_layer "$k" "$(dirname "$k")/modules"
+				fi
+			done
+		fi
 		if [ "$mode" = bench ] && [ -f "$LISTENQ_BENCH_KERNEL" ]; then
 			vm_layer "$LISTENQ_BENCH_KERNEL" "$(dirname "$LISTENQ_BENCH_KERNEL")/modules"
 		elif [ "$mode" = bench ]; then

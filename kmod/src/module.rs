@@ -26,11 +26,14 @@
 use crate::accf;
 use crate::kern::entry;
 use crate::kern::errno::{Errno, KResult};
+use crate::kern::inherit::{self, Inherit};
 use crate::kern::{inflight, listen, pending, protosw, stat, sysctl};
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
 
 pub fn load() -> KResult<()> {
+    // Before the hooks: the probe's own sockets must not reach them.
+    let inherit = inherit::probe();
     stat::init();
     REGISTRY.init();
     pending::init();
@@ -55,7 +58,24 @@ pub fn load() -> KResult<()> {
         n,
         f
     );
+    kprintln!("{}", inherit_line(inherit));
     Ok(())
+}
+
+/// The one console line on which path accept filters take here
+/// (kern.ipc.listenq.accf_inherit says the same).
+fn inherit_line(i: Inherit) -> &'static str {
+    match i {
+        Inherit::Yes => {
+            "accept filters: new connections inherit SO_ACCEPTFILTER; the kernel runs the filters (accf_inherit=1)"
+        }
+        Inherit::No => {
+            "accept filters: new connections do not inherit SO_ACCEPTFILTER (unpatched kernel); listenq's filters hold them from its listen upcall, stock accf modules hold nothing (accf_inherit=0)"
+        }
+        Inherit::Unknown => {
+            "accept filters: could not find out whether new connections inherit SO_ACCEPTFILTER; listenq's filters hold them from its listen upcall (accf_inherit=-1)"
+        }
+    }
 }
 
 fn refuse_unloadable() -> Errno {

@@ -30,6 +30,10 @@ impl Proto {
             Proto::LocalSeqpacket => "seqpacket",
         }
     }
+
+    pub fn is_tcp(self) -> bool {
+        matches!(self, Proto::Tcp4 | Proto::Tcp6)
+    }
 }
 
 /// Local address, captured when the socket starts (or restarts) listening.

@@ -245,13 +245,29 @@ else
     # puts the console (isa-serial at 0x3f8) on stdout, i.e. the log.
     # QEMU exits 0 after a reboot and after a panic alike.
     # Kernel environment: comma-separated variables.
+    #
+    # Which machine: a kernel with virtio-mmio (FIRECRACKER and its kin)
+    # boots on microvm; one without it (GENERIC: virtio_pci only) needs a
+    # PC machine with a PCI disk, and, since GENERIC compiles in no hints
+    # and vt(4) takes the console, the serial port's hints and
+    # boot_serial. The kernel's own strings tell which (its driver name).
+    if grep -aq 'virtio_mmio' "$kernel"; then
+        machine=(-M microvm,x-option-roms=off,acpi=off)
+        disk=(-device virtio-blk-device,drive=d0)
+    else
+        machine=(-M q35)
+        disk=(-device virtio-blk-pci,drive=d0)
+        KENV+=(boot_serial=YES hint.uart.0.at=isa hint.uart.0.port=0x3F8
+            hint.uart.0.flags=0x10 hint.uart.0.irq=4)
+    fi
+    echo "run-vm: machine ${machine[1]%%,*} ($(basename "$(dirname "$kernel")")/$(basename "$kernel"))" >&2
     kenv=$(IFS=,; echo "${KENV[*]}")
     watch_vm "$qemu" \
-        -M microvm,x-option-roms=off,acpi=off -smp "$cpus" -m 512 \
+        "${machine[@]}" -smp "$cpus" -m 512 \
         "${accel_args[@]}" \
         -nographic -no-reboot -kernel "$kernel" \
         -append "$kenv" \
-        -drive "id=d0,file=$img,format=raw,if=none" -device virtio-blk-device,drive=d0
+        -drive "id=d0,file=$img,format=raw,if=none" "${disk[@]}"
     ok_exit=0
 fi
 end=$(now)

@@ -19,6 +19,7 @@ pub mod filter_arg;
 pub mod held;
 pub mod hold;
 pub mod inflight;
+pub mod inherit;
 pub mod listen;
 pub mod mtx;
 pub mod pending;

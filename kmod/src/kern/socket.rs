@@ -11,6 +11,7 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
+use crate::kern::errno::{Errno, KResult};
 use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::overflow::Stamp;
@@ -210,6 +211,14 @@ impl<'a> SocketRef<'a> {
     pub fn orphaned(self, ours: u32) -> bool {
         // SAFETY: live; reads a count.
         unsafe { sys::lq_so_orphaned(self.as_ptr(), ours) != 0 }
+    }
+
+    /// For listen(2) on a TCP socket: EINVAL when its connection is not
+    /// over (socket_glue.c says why 14 lets a half-closed one through).
+    pub fn tcp_listen_check(self) -> KResult<()> {
+        // SAFETY: live (a pr_listen call in progress); the helper takes
+        // the inpcb lock itself and reads the tcpcb under it.
+        Errno::check(unsafe { sys::lq_tcp_listen_check(self.as_ptr()) })
     }
 
     /// The name of the accept filter set on the listener, whichever module

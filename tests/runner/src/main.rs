@@ -18,9 +18,11 @@ mod t_accf;
 mod t_accf_counts;
 mod t_accf_nomem;
 mod t_accf_records;
+mod t_accf_window;
 mod t_bench;
 mod t_bench_paired;
 mod t_defaults;
+mod t_halfclosed;
 mod t_listen;
 mod t_listeners;
 mod t_module;
@@ -210,6 +212,18 @@ fn run(argc: usize) -> bool {
         return tap.failed() > 0;
     }
 
+    // Kernel env listenq.repro=halfclosed: only listen(2) on a half-closed
+    // TCP connection, without listenq (a stock 14 kernel panics).
+    let mut repro = [0u8; 16];
+    if matches!(
+        sys::kenv_get(c"listenq.repro", &mut repro),
+        Ok(b"halfclosed")
+    ) {
+        t_halfclosed::repro(tap);
+        tap.finish();
+        return tap.failed() > 0;
+    }
+
     // Kernel env listenq.stress=N (1..99): only the unload races of
     // t_stress once, then its kldunload/kldload rounds under load N
     // times, to chase a rare interleaving without the rest of the suite.
@@ -249,6 +263,8 @@ fn run(argc: usize) -> bool {
             sys::now_ms() - t1
         ));
         record::compare(tap, &stock, &with);
+        // Only with listenq: without it a stock 14 kernel panics here.
+        t_halfclosed::run(tap, &env);
     } else {
         tap.skip(
             "listen(2) semantics identical with listenq loaded",

@@ -51,6 +51,9 @@ mod nr {
     pub const NMOUNT: usize = 378;
     pub const KENV: usize = 390;
     pub const SYSCTLBYNAME: usize = 570;
+    pub const KILL: usize = 37;
+    pub const KQUEUE: usize = 362;
+    pub const KEVENT: usize = 560;
 }
 
 /// An errno value from the kernel (sys/sys/errno.h). Negative values are
@@ -272,6 +275,96 @@ pub fn wait4(pid: i32) -> SysResult<i32> {
     let mut status: i32 = 0;
     // SAFETY: `status` is a valid int for the kernel to write; no rusage.
     unsafe { syscall6(7, pid as usize, mptr(&mut status), 0, 0, 0, 0) }.map(|_| status)
+}
+
+pub const WNOHANG: i32 = 1;
+
+/// wait4(2) with WNOHANG: Some(status) once the child ended, None while
+/// it runs.
+pub fn wait4_nohang(pid: i32) -> SysResult<Option<i32>> {
+    let mut status: i32 = 0;
+    // SAFETY: `status` is a valid int for the kernel to write; no rusage.
+    let r = unsafe {
+        syscall6(
+            7,
+            pid as usize,
+            mptr(&mut status),
+            WNOHANG as usize,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok((r != 0).then_some(status))
+}
+
+pub const SIGKILL: i32 = 9;
+
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: kill takes no pointers.
+    unsafe { syscall6(nr::KILL, pid as usize, sig as usize, 0, 0, 0, 0) }.map(|_| ())
+}
+
+/// struct kevent (sys/event.h, FreeBSD 12 and later).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Kevent {
+    pub ident: usize,
+    pub filter: i16,
+    pub flags: u16,
+    pub fflags: u32,
+    pub data: i64,
+    pub udata: usize,
+    pub ext: [u64; 4],
+}
+
+pub const EVFILT_READ: i16 = -1;
+pub const EV_ADD: u16 = 0x0001;
+
+impl Kevent {
+    pub fn read(fd: i32) -> Kevent {
+        Kevent {
+            ident: fd as usize,
+            filter: EVFILT_READ,
+            flags: EV_ADD,
+            fflags: 0,
+            data: 0,
+            udata: 0,
+            ext: [0; 4],
+        }
+    }
+}
+
+pub fn kqueue() -> SysResult<Fd> {
+    // SAFETY: kqueue takes no arguments.
+    unsafe { syscall6(nr::KQUEUE, 0, 0, 0, 0, 0, 0) }.map(|v| Fd(v as i32))
+}
+
+/// kevent(2): registers `changes`, then waits at most `timeout_ms` for
+/// events into `out`; returns how many it wrote.
+pub fn kevent(
+    kq: i32,
+    changes: &[Kevent],
+    out: &mut [Kevent],
+    timeout_ms: u64,
+) -> SysResult<usize> {
+    let ts = [
+        (timeout_ms / 1000) as i64,
+        ((timeout_ms % 1000) * 1_000_000) as i64,
+    ];
+    // SAFETY: the slices are valid for their lengths (Kevent is the
+    // kernel's layout), `ts` is a struct timespec.
+    unsafe {
+        syscall6(
+            nr::KEVENT,
+            kq as usize,
+            changes.as_ptr() as usize,
+            changes.len(),
+            out.as_mut_ptr() as usize,
+            out.len(),
+            ptr(&ts),
+        )
+    }
 }
 
 pub fn getpid() -> i32 {

@@ -22,7 +22,7 @@ use crate::accf_util::{self as au, Seen, Show};
 use crate::env::Env;
 use crate::kld;
 use crate::sock::{self, Kind};
-use crate::sys::{self, Errno, Fd};
+use crate::sys::{self, Errno, Fd, SysResult};
 use crate::sysctl;
 use crate::tap::Tap;
 
@@ -531,6 +531,9 @@ fn phase_a(tap: &mut Tap, listenq_at: &mut [Option<Option<usize>>; PARITY.len()]
         }
     };
     registration(tap);
+    inherit_reported(tap);
+    crate::t_accf_window::run(tap, "dataready");
+    crate::t_accf_window::run(tap, "httpready");
     for (i, c) in PARITY.iter().enumerate() {
         listenq_at[i] = report_case(tap, "listenq", c);
     }
@@ -541,6 +544,61 @@ fn phase_a(tap: &mut Tap, listenq_at: &mut [Option<Option<usize>>; PARITY.len()]
     buffer_full(tap, "listenq", &["httpready", "dnsready", "tlsready"]);
     removal(tap);
     unload_busy(tap, id)
+}
+
+/// kern.ipc.listenq.accf_inherit as read while listenq is loaded: 1 when
+/// the kernel gives new connections SO_ACCEPTFILTER (patched), 0 when it
+/// does not. -1 (unread) until phase A read it.
+static INHERIT: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
+
+fn inherit() -> i32 {
+    INHERIT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The module found out which kind of kernel this is (phase B checks the
+/// answer against what stock accf_data does here).
+fn inherit_reported(tap: &mut Tap) {
+    let r = sysctl::read_int("kern.ipc.listenq.accf_inherit");
+    if let Ok(v) = r {
+        INHERIT.store(v, core::sync::atomic::Ordering::Relaxed);
+    }
+    tap.ok(
+        matches!(r, Ok(0) | Ok(1)),
+        format_args!(
+            "[listenq] kern.ipc.listenq.accf_inherit says which kind of kernel this is: {:?}",
+            r
+        ),
+    );
+}
+
+/// Whether stock accf_data holds a silent client here (1) or lets it
+/// through at once (0): the kernel's own answer to what listenq probed.
+fn stock_data_holds() -> SysResult<i32> {
+    let (l, sa) = au::filtered(8, "dataready", "")?;
+    let _c = au::client(&sa)?;
+    match au::accept_within(l.raw(), 500) {
+        Ok(_) => Ok(0),
+        Err(Errno::TIMEOUT) => Ok(1),
+        Err(e) => Err(e),
+    }
+}
+
+/// On a kernel whose connections do not inherit SO_ACCEPTFILTER, what the
+/// stock filters do: every connection reaches accept(2) at once, with or
+/// without bytes (they fail open; listenq(4) BUGS).
+fn stock_fails_open(tap: &mut Tap, filter: &str, name: &str) {
+    let r = au::filtered(8, filter, "").and_then(|(l, sa)| {
+        let _c = au::client(&sa)?;
+        au::accept_within(l.raw(), 1000).map(|_| ())
+    });
+    tap.check(
+        r,
+        Ok(()),
+        format_args!(
+            "[stock, no SO_ACCEPTFILTER inheritance] {} lets a silent client through at once",
+            name
+        ),
+    );
 }
 
 fn registration(tap: &mut Tap) {
@@ -861,6 +919,28 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
     let mut stock_at = [None; PARITY.len()];
     let data = load_stock(tap, au::ACCF_DATA, "accf_data.ko");
     if data.is_some() {
+        tap.check(
+            stock_data_holds(),
+            Ok(inherit()),
+            "[stock] accf_data holds a silent client exactly when kern.ipc.listenq.accf_inherit is 1",
+        );
+    }
+    if inherit() == 0 {
+        let http = load_stock(tap, au::ACCF_HTTP, "accf_http.ko");
+        let dns = load_stock(tap, au::ACCF_DNS, "accf_dns.ko");
+        for (id, f, name) in [
+            (data, "dataready", "accf_data"),
+            (http, "httpready", "accf_http"),
+            (dns, "dnsready", "accf_dns"),
+        ] {
+            if id.is_some() {
+                stock_fails_open(tap, f, name);
+            }
+        }
+        unload_stock(tap, data, http, dns);
+        return;
+    }
+    if data.is_some() {
         for (i, c) in PARITY.iter().enumerate() {
             if c.filter == "dataready" {
                 stock_at[i] = report_case(tap, "stock", c);
@@ -926,7 +1006,11 @@ fn phase_b(tap: &mut Tap, listenq_at: &[Option<Option<usize>>; PARITY.len()]) {
     if data.is_some() && http.is_some() {
         stock_removal(tap);
     }
-    // Unload the stock filters so listenq gets every name back.
+    unload_stock(tap, data, http, dns);
+}
+
+/// Unloads the stock filters so listenq gets every name back.
+fn unload_stock(tap: &mut Tap, data: Option<i32>, http: Option<i32>, dns: Option<i32>) {
     let r = sysctl::write_int("net.accf.unloadable", 1);
     tap.check(r, Ok(()), "[stock] sysctl net.accf.unloadable=1");
     for (id, name) in [

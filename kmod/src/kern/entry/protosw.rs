@@ -50,6 +50,14 @@ unsafe extern "C" fn lq_pr_listen<const I: usize>(
     let Some(orig) = protosw::originals_at(I) else {
         return Errno::EINVAL.0;
     };
+    // Stock 14 turns a half-closed TCP connection into a listener with
+    // its timers armed, a kernel page fault any user can cause (listenq(4)
+    // BUGS): refused as listen(2) refuses a connected socket.
+    if orig.proto.is_tcp() {
+        if let Err(e) = s.tcp_listen_check() {
+            return e.0;
+        }
+    }
     // SAFETY: the kernel's own entry, called with the arguments it was
     // given.
     let rc = unsafe { (orig.listen)(so, backlog_arg, td) };
