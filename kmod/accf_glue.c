@@ -393,6 +393,8 @@ lq_so_untag(struct socket *so, void **upcall_arg)
  * t_stress.rs removal_race). Unflagged, it stays on sol_incomp and
  * soisconnected(), which TCP (TF_SONOTCONN), local sockets and SCTP all
  * call once connected, moves it as for a listener without a filter.
+ * Either way the kernel only moves it to sol_comp; listenq's upcall is off
+ * it first ((U) in work_glue.c).
  */
 u_int
 lq_accf_release_all(struct socket *head, void **argp)

@@ -67,7 +67,8 @@ static struct accept_filter lq_probe_filter = {
  * solisten_enqueue() drops the oldest incomplete one (soabort()), the
  * listener loses its filter before soclose() (so sofree() calls no
  * accf_destroy) and is closed. Nothing is left, and no listenq hook sees
- * either socket: the protocol switches are not hooked yet.
+ * either socket: the protocol switches are not hooked yet. Neither socket
+ * is TCP, has a peer or has an upcall ((T), (U) in work_glue.c).
  */
 int
 lq_inherit_probe(void)
@@ -157,6 +158,8 @@ out:
  *
  * Lock order: the listener's lock, then the connection's, then its
  * receive buffer's, then the filter state's, as in soisconnected().
+ * The connection only moves between the two queues here; timers and
+ * upcalls: (T) and (U) in work_glue.c.
  */
 int
 lq_accf_rescue(struct socket *head)

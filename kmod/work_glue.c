@@ -40,6 +40,37 @@
  */
 
 /*
+ * Why no TCP timer and no upcall can reach a socket listenq lets go
+ * (issue 22's page fault: a tcpcb timer ran tcp_output() on a socket
+ * that had become a listener; its cause was stock listen(2) on a
+ * half-closed connection, which lq_tcp_listen_check() in socket_glue.c
+ * now refuses, not any path here). The argument each path below refers
+ * to:
+ *
+ * (T) listenq never frees, zeroes or reuses socket memory and never makes
+ *     a socket a listener. Each path that ends a connection calls
+ *     soabort() (pr_abort, then sorele()) on a socket already off its
+ *     listener's queues, with the one reference that queue held, as
+ *     solisten_enqueue() does with the oldest incomplete connection; each
+ *     path that keeps one (deliver, rescue) only moves it between
+ *     sol_incomp and sol_comp under both socket locks. A socket's memory
+ *     goes only through sofree(), which runs pr_detach first: for TCP
+ *     tcp_usr_detach() -> tcp_discardcb() stops every timer under the
+ *     inpcb write lock, and tcp_timer_enter() runs with that lock held
+ *     (callout_init_rw), so a stopped timer cannot fire afterwards. A TCP
+ *     connection that soabort() drops but that the stack still needs
+ *     (INP_SOCKREF) keeps a reference of TCP's own and is freed by TCP.
+ * (U) listenq's receive upcall names the listener's filter state. It is
+ *     cleared, under the receive-buffer lock, before a connection is
+ *     aborted or delivered (lq_so_upcall_take()); whatever path the
+ *     kernel takes instead (the listener's close aborting it, filter
+ *     removal), the tagged socket's destructor clears it in sofree()
+ *     before pr_detach, and the filter state outlives every socket whose
+ *     upcall still names it (kern/filter_arg.rs). So no upcall runs on a
+ *     freed socket, and none names a freed state.
+ */
+
+/*
  * Connections one run lets go before it queues itself again: a flood of
  * evictions on one listener must not keep the other listeners' tasks
  * waiting.
@@ -101,7 +132,8 @@ lq_leave_hold(struct socket *head, struct socket **so)
 }
 
 /*
- * Lets one connection go, as listenq_rs_leave_next() handed it over: with
+ * Lets one connection go, as listenq_rs_leave_next() handed it over (no
+ * timer or upcall reaches it afterwards: (T) and (U) above): with
  * LQ_LEAVE_DETACHED the references are the ones the incomplete queue held
  * (lq_evict_now); otherwise lq_leave_hold()'s.
  */
@@ -245,7 +277,9 @@ lq_leave_run(void *arg, int pending __unused)
  * (LQ_LEAVE_ABORT: the task takes references and counts it if it still
  * finds it). LQ_LEAVE_DETACHED: `so' left the queue now (the caller counts
  * it). LQ_LEAVE_NONE: the kernel already took it away, nothing to do.
- * `head' and `so' are live for the reason given at lq_leave_hold().
+ * `head' and `so' are live for the reason given at lq_leave_hold(); the
+ * detached connection keeps the queue's reference until lq_leave_one()
+ * aborts it ((T) above).
  */
 int
 lq_evict_now(struct socket *head, struct socket *so)
