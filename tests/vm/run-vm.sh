@@ -250,8 +250,11 @@ else
     # boots on microvm; one without it (GENERIC: virtio_pci only) needs a
     # PC machine with a PCI disk, and, since GENERIC compiles in no hints
     # and vt(4) takes the console, the serial port's hints and
-    # boot_serial. The kernel's own strings tell which (its driver name).
-    if grep -aq 'virtio_mmio' "$kernel"; then
+    # boot_serial. The kernel's own strings tell which: the virtio-mmio
+    # bus driver's device description (virtio_mmio.c), which only a kernel
+    # with that driver carries (a bare "virtio_mmio" is also in GENERIC,
+    # whose vtnet and virtio_blk name the bus they could attach to).
+    if grep -aq 'VirtIO MMIO adapter' "$kernel"; then
         machine=(-M microvm,x-option-roms=off,acpi=off)
         disk=(-device virtio-blk-device,drive=d0)
     else
