@@ -41,7 +41,8 @@
 #include "inherit_glue.h"
 
 static int lq_accf_inherit = LQ_INHERIT_UNKNOWN;
-static volatile u_int lq_rescue_on;
+/* Read inline by listenq's listen upcall (socket_glue.c) on every completion. */
+volatile u_int lq_rescue_on;
 
 SYSCTL_DECL(_kern_ipc_listenq);
 SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, accf_inherit, CTLFLAG_RD,
@@ -170,8 +171,6 @@ lq_accf_rescue(struct socket *head)
 	int ret;
 
 	SOLISTEN_LOCK_ASSERT(head);
-	if (atomic_load_acq_int(&lq_rescue_on) == 0)
-		return (0);
 	af = head->sol_accept_filter;
 	if (af == NULL || af->accf_callback != listenq_accf_callback)
 		return (0);

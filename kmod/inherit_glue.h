@@ -26,5 +26,11 @@ int	lq_inherit_probe(void);
  * filter, 0 if nothing changed.
  */
 int	lq_accf_rescue(struct socket *head);
+/*
+ * Nonzero unless the probe found a kernel that inherits: the upcall looks
+ * at it before calling lq_accf_rescue(), so that a patched kernel's
+ * completions pay one load. Written once, at load, before any upcall.
+ */
+extern volatile u_int lq_rescue_on;
 
 #endif

@@ -367,7 +367,7 @@ lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 {
 	SOLISTEN_LOCK_ASSERT(head);
 	/* On a kernel that does not inherit SO_ACCEPTFILTER (inherit_glue.c). */
-	if (lq_accf_rescue(head))
+	if (__predict_false(lq_rescue_on != 0) && lq_accf_rescue(head))
 		return (SU_OK);	/* held: nothing new to accept or wake for */
 	listenq_rs_sol_upcall(head, arg);
 	/* What solisten_wakeup() does when no upcall is set. */
