@@ -108,6 +108,12 @@ lq_soref(struct socket *so)
 	soref(so);
 }
 
+/*
+ * The reference a listeners-table row holds on its listener. The last one
+ * frees the socket the kernel's way (sofree(): pr_detach, so a listening
+ * tcpcb's timers stop under its inpcb lock before the memory goes; (T) in
+ * work_glue.c).
+ */
 void
 lq_sorele(struct socket *so)
 {
