@@ -346,6 +346,14 @@ impl Listener {
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_tcp_gets_the_half_closed_listen_check() {
+        assert!(Proto::Tcp4.is_tcp());
+        assert!(Proto::Tcp6.is_tcp());
+        assert!(!Proto::LocalStream.is_tcp());
+        assert!(!Proto::LocalSeqpacket.is_tcp());
+    }
+
     fn q(qlen: u32, qlimit: u32) -> QueueSample {
         QueueSample {
             qlen,
