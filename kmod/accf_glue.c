@@ -440,10 +440,12 @@ lq_log_ratecheck(void)
 /* Knobs, under kern.ipc.listenq; loader tunables as well. */
 u_int lq_hold_timeout_ms = 0;
 SYSCTL_DECL(_kern_ipc_listenq);
-SYSCTL_UINT(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms, CTLFLAG_RWTUN,
-    &lq_hold_timeout_ms, 0,
-    "Default accept filter hold timeout in ms (0: hold until the filter is satisfied)");
+SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms,
+    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_ms,
+    INT_MAX, lq_sysctl_int_range, "I",
+    "Default accept filter hold timeout in ms, 0 to 2147483647 (0: hold until the filter is satisfied)");
 int lq_hold_timeout_drop = 0;
-SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop, CTLFLAG_RWTUN,
-    &lq_hold_timeout_drop, 0,
+SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop,
+    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_drop, 1,
+    lq_sysctl_int_range, "I",
     "At the default hold timeout: 0 delivers the connection, 1 drops it");

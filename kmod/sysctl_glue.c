@@ -37,9 +37,33 @@ SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
  * why the kernel cannot prove that no thread is about to enter the module.
  */
 int lq_unloadable = 0;
-SYSCTL_INT(_kern_ipc_listenq, OID_AUTO, unloadable, CTLFLAG_RWTUN,
-    &lq_unloadable, 0,
-    "Allow kldunload of listenq (not recommended, see listenq(4))");
+SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, unloadable,
+    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_unloadable, 1,
+    lq_sysctl_int_range, "I",
+    "Allow kldunload of listenq, 0 or 1 (not recommended, see listenq(4))");
+
+/*
+ * An int knob that takes 0 to arg2 (arg1 points at it; an unsigned one
+ * is read as int, which its bound keeps positive). sysctl(8) and the
+ * loader hand over any int; a value out of range is refused with EINVAL
+ * and the old one stays, the same for a loader tunable (the kernel then
+ * prints "Setting sysctl ... failed: 22" and the knob keeps its
+ * default).
+ */
+int
+lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
+{
+	int v, error;
+
+	v = atomic_load_int((volatile u_int *)arg1);
+	error = sysctl_handle_int(oidp, &v, 0, req);
+	if (error != 0 || req->newptr == NULL)
+		return (error);
+	if (v < 0 || v > arg2)
+		return (EINVAL);
+	atomic_store_int((volatile u_int *)arg1, v);
+	return (0);
+}
 
 /*
  * The global counters sum every listener of the host, so only a reader

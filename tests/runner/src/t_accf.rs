@@ -499,6 +499,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let t2 = sys::now_ms();
     if kld::find(crate::env::KO_NAME).is_err() {
         crate::t_accf_counts::tunables(tap);
+        crate::t_accf_counts::knob_bounds(tap);
     } else {
         tap.skip("[tunable] loader tunables", "listenq could not be unloaded");
     }

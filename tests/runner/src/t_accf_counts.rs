@@ -491,3 +491,102 @@ pub fn tunables(tap: &mut Tap) {
         }
     }
 }
+
+/// The 0/1 and millisecond knobs as sysctl(8) and the loader set them
+/// (issue 17: sysctl(8) stored hold_timeout_drop=7, unloadable=2 and
+/// hold_timeout_ms=-1, i.e. 49 days, without a word): every value out of
+/// range is refused with EINVAL and the old value stays; so is a bad
+/// loader tunable, which leaves the default. listenq is unloaded on
+/// entry and on return.
+pub fn knob_bounds(tap: &mut Tap) {
+    const KNOBS: [(&str, &core::ffi::CStr, i32, &[i32]); 3] = [
+        (
+            "kern.ipc.listenq.hold_timeout_drop",
+            c"kern.ipc.listenq.hold_timeout_drop",
+            1,
+            &[7, 2, -1, i32::MIN],
+        ),
+        (
+            "kern.ipc.listenq.unloadable",
+            c"kern.ipc.listenq.unloadable",
+            1,
+            &[2, -1, 100],
+        ),
+        (
+            "kern.ipc.listenq.hold_timeout_ms",
+            c"kern.ipc.listenq.hold_timeout_ms",
+            i32::MAX,
+            &[-1, i32::MIN],
+        ),
+    ];
+    // t_module set kern.ipc.listenq.unloadable=1 as a tunable for every
+    // later load: put it back afterwards.
+    let mut saved = [0u8; 16];
+    let had = sys::kenv_get(c"kern.ipc.listenq.unloadable", &mut saved)
+        .map(|v| v == b"1")
+        .unwrap_or(false);
+    let r = (|| {
+        for (_, k, _, bad) in KNOBS.iter() {
+            let v = match bad[0] {
+                7 => c"7",
+                2 => c"2",
+                _ => c"-1",
+            };
+            sys::kenv_set(k, v).map_err(at("kenv set"))?;
+        }
+        let id = kld::load(crate::env::KO_PATH).map_err(at("kldload"))?;
+        let mut after_load = [0i32; 3];
+        for (i, (s, _, _, _)) in KNOBS.iter().enumerate() {
+            after_load[i] = sysctl::read_int(s).map_err(at("sysctl read"))?;
+        }
+        let mut refused = [(Ok(()), 0i32); 9];
+        let mut n = 0;
+        for (s, _, good, bad) in KNOBS.iter() {
+            sysctl::write_int(s, *good).map_err(at("sysctl write good"))?;
+            for b in bad.iter() {
+                let w = sysctl::write_int(s, *b);
+                let kept = sysctl::read_int(s).map_err(at("sysctl read"))?;
+                refused[n] = (w, if kept == *good { 1 } else { 0 });
+                n += 1;
+            }
+            sysctl::write_int(
+                s,
+                if *s == "kern.ipc.listenq.unloadable" {
+                    1
+                } else {
+                    0
+                },
+            )
+            .map_err(at("sysctl restore"))?;
+        }
+        kld::unload(id).map_err(at("kldunload"))?;
+        Ok((after_load, refused, n))
+    })();
+    for (_, k, _, _) in KNOBS.iter() {
+        let _ = sys::kenv_unset(k);
+    }
+    if had {
+        let _ = sys::kenv_set(c"kern.ipc.listenq.unloadable", c"1");
+    }
+    let name_t = "[tunable] kenv hold_timeout_drop=7, unloadable=2, hold_timeout_ms=-1, then kldload: each refused, each knob keeps its default 0";
+    let name_s = "[sysctl] hold_timeout_drop 7/2/-1/INT_MIN, unloadable 2/-1/100, hold_timeout_ms -1/INT_MIN: each write EINVAL, the old value kept";
+    match r {
+        Ok((after_load, refused, n)) => {
+            tap.check(after_load, [0, 0, 0], name_t);
+            let all = refused[..n]
+                .iter()
+                .all(|(w, kept)| *w == Err(Errno::EINVAL) && *kept == 1);
+            tap.ok(all, name_s);
+            if !all {
+                for (w, kept) in refused[..n].iter() {
+                    tap.diag(format_args!("  write {:?}, old value kept {}", w, kept));
+                }
+            }
+        }
+        Err((s, e)) => {
+            tap.ok(false, name_t);
+            tap.ok(false, name_s);
+            tap.diag(format_args!("  {}: {}", s, e));
+        }
+    }
+}
