@@ -18,7 +18,10 @@ LISTENQ_MODULES=${LISTENQ_MODULES:-$(dirname "$LISTENQ_KERNEL")/modules}
 LISTENQ_BENCH_KERNEL=${LISTENQ_BENCH_KERNEL:-$(dirname "$LISTENQ_KERNEL")/prod/kernel}
 # LISTENQ_BENCH=quick: only the filter and hooks rows (about a minute).
 LISTENQ_BENCH=${LISTENQ_BENCH:-1}
-export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH
+# The operator layer's FreeBSD userland: an installed world (the host's own
+# / on FreeBSD, an extracted base.txz, or one cross-built on Linux).
+LISTENQ_WORLD=${LISTENQ_WORLD:-/var/lib/listenq/world}
+export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH LISTENQ_WORLD
 
 mode=test
 case "${1:-}" in
@@ -171,6 +174,32 @@ matrix() {
 	done
 }
 
+# operator_layer: tests/vm/operator.sh with the user's FreeBSD userland,
+# as an admin would run it, booting LISTENQ_KERNEL.
+operator_layer() {
+	echo "== operator: FreeBSD userland $LISTENQ_WORLD, kernel $LISTENQ_KERNEL"
+	if [ ! -x "$LISTENQ_WORLD/bin/sh" ]; then
+		echo "skip operator layer: no FreeBSD userland at LISTENQ_WORLD=$LISTENQ_WORLD (README: \"The operator layer\")"
+		skipped=$((skipped + 1)); return
+	fi
+	if [ ! -f "$LISTENQ_KERNEL" ]; then
+		echo "skip operator layer: no FreeBSD test kernel at LISTENQ_KERNEL=$LISTENQ_KERNEL"
+		skipped=$((skipped + 1)); return
+	fi
+	runner=$(bash tests/vm/build-runner.sh | tail -n 1)
+	if [ ! -f "$runner" ]; then fail "runner build: $runner"; return; fi
+	set -- --kernel "$LISTENQ_KERNEL" --ko "$top/listenq.ko" --runner "$runner" \
+	    --world "$LISTENQ_WORLD" --timeout 900
+	[ -d "$LISTENQ_MODULES" ] && set -- "$@" --modules "$LISTENQ_MODULES"
+	bash tests/vm/run-vm.sh "$@" >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	ok=$(grep -c '^ok ' "$log")
+	nok=$(grep -c '^not ok ' "$log")
+	passed=$((passed + ok)); failed=$((failed + nok))
+	[ "$rc" -eq 0 ] || { [ "$nok" -gt 0 ] || fail "operator harness exited $rc"; }
+}
+
 if [ "$mode" != bench ]; then
 	host_layer
 	console_judge
@@ -189,6 +218,7 @@ if [ "$mode" != host ]; then
 					vm_layer "$k" "$(dirname "$k")/modules"
 				fi
 			done
+			operator_layer
 		fi
 		if [ "$mode" = bench ] && [ -f "$LISTENQ_BENCH_KERNEL" ]; then
 			vm_layer "$LISTENQ_BENCH_KERNEL" "$(dirname "$LISTENQ_BENCH_KERNEL")/modules"

@@ -13,6 +13,10 @@
 # --timeout  seconds for the whole boot + suite (default 120)
 # --runner   a prebuilt runner (default: build it with build-runner.sh)
 # --log      where to keep the console log (default: a temporary file)
+# --world    a FreeBSD userland (installworld + distribution) to boot with:
+#            the image is that world plus the runner as /sbin/lqinit (the
+#            kernel's init_path), which runs tests/vm/operator.sh with the
+#            world's /bin/sh (the operator layer) instead of the suite
 # --bench    run only the accept filter benchmark (kernel env listenq.bench=1,
 #            or =quick with LISTENQ_BENCH=quick: filter and hooks rows only;
 #            default timeout 1800)
@@ -33,7 +37,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-kernel= ko= modules= timeout_s= runner= log= bench=
+kernel= ko= modules= timeout_s= runner= log= bench= world=
 default_modules=/var/lib/listenq/modules
 
 die() { echo "run-vm: $*" >&2; exit 2; }
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --runner) runner=${2:-}; shift 2 ;;
         --log) log=${2:-}; shift 2 ;;
         --bench) bench=1; shift ;;
+        --world) world=${2:-}; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-vm: unknown argument: $1" >&2; usage ;;
     esac
@@ -94,6 +99,11 @@ fi
 [[ "$timeout_s" =~ ^[0-9]+$ ]] && [ "$timeout_s" -gt 0 ] || die "--timeout wants a positive number of seconds"
 if [ -z "$modules" ] && [ -d "$default_modules" ]; then modules=$default_modules; fi
 [ -z "$modules" ] || [ -d "$modules" ] || die "modules directory not found: $modules"
+if [ -n "$world" ]; then
+    [ -x "$world/bin/sh" ] || die "not an installed FreeBSD world (no bin/sh): $world"
+    [ -z "$bench" ] || die "--world and --bench do not go together"
+    KENV+=(init_path=/sbin/lqinit listenq.operator=1)
+fi
 
 host=$(uname -s)
 command -v makefs >/dev/null 2>&1 || die "makefs not found (Debian: apt-get install makefs)"
@@ -114,8 +124,28 @@ osabi=$(od -An -tx1 -j7 -N1 "$runner" | tr -d ' ')
 
 # ---------------------------------------------------------------- image
 stage=$work/root
+if [ -n "$world" ]; then
+    # The user's world as it was installed (owners: the image is made by
+    # root; the setuid bits of its METALOG do not matter to root's tests),
+    # then ours beside it.
+    mkdir -p "$stage"
+    cp -a "$world/." "$stage/" || die "copying $world failed"
+    rm -f "$stage/METALOG"
+    mkdir -p "$stage/listenq" "$stage/usr/local/include"
+    install -m 0555 "$runner" "$stage/sbin/lqinit"
+    install -m 0555 "$runner" "$stage/listenq/lqinit"
+    install -m 0555 "$here/operator.sh" "$stage/listenq/operator.sh"
+    install -m 0444 "$here/../../listenq.h" "$stage/usr/local/include/listenq.h"
+    # listenq(4)'s EXAMPLES program, against this world's headers and libc
+    # and the installed listenq.h, as a user would build it.
+    if bash "$here/build-example.sh" "$here/../../listenq.4" "$stage" \
+        "$stage/listenq/xlisteners" >"$work/example.log" 2>&1; then :; else
+        cat "$work/example.log" >&2
+        echo "run-vm: note: the EXAMPLES program did not build" >&2
+    fi
+fi
 mkdir -p "$stage/dev" "$stage/tmp" "$stage/sbin" "$stage/boot/modules" "$stage/boot/kernel"
-install -m 0555 "$runner" "$stage/sbin/init"
+[ -n "$world" ] || install -m 0555 "$runner" "$stage/sbin/init"
 if [ -n "$ko" ]; then
     install -m 0555 "$ko" "$stage/boot/modules/listenq.ko"
 else

@@ -31,6 +31,7 @@ mod t_sysctl;
 mod t_visible;
 mod table;
 mod tap;
+mod tool;
 
 use core::ffi::CStr;
 use env::Env;
@@ -72,9 +73,13 @@ pub extern "C" fn _start() -> ! {
 
 extern "C" fn start(sp: *const usize) -> ! {
     // SAFETY: `sp` is the initial stack pointer set up by the kernel's
-    // exec, which always stores argc (a long) there.
-    let argc = unsafe { sp.read() };
-    let failed = run(argc);
+    // exec: argc, then the argument pointers.
+    let args = unsafe { sys::Args::from_initial_stack(sp) };
+    // Run by a script (the operator layer), not as init: a command.
+    if sys::getpid() != 1 && args.count() >= 2 {
+        sys::exit(tool::main(args));
+    }
+    let failed = run(args.count());
     finish(if failed { 1 } else { 0 })
 }
 
@@ -174,6 +179,43 @@ impl core::fmt::Display for Avail {
     }
 }
 
+/// The operator layer: /bin/sh /listenq/operator.sh as a child, with
+/// the console as its output; true when it failed. Its TAP goes to the
+/// console unchanged, so the runner adds no test lines or plan.
+fn operator(tap: &mut Tap) -> bool {
+    const SCRIPT: &core::ffi::CStr = c"/listenq/operator.sh";
+    match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            let e = sys::execve(
+                c"/bin/sh",
+                &[c"sh", SCRIPT],
+                &[
+                    c"PATH=/sbin:/bin:/usr/sbin:/usr/bin:/listenq",
+                    c"HOME=/tmp",
+                    c"TERM=dumb",
+                ],
+            );
+            tap.diag(format_args!("execve /bin/sh: {}", e));
+            sys::exit(127)
+        }
+        Ok(sys::Forked::Parent(pid)) => match sys::wait4(pid) {
+            Ok(0) => false,
+            Ok(st) => {
+                tap.diag(format_args!("operator.sh: wait status {:#x}", st));
+                true
+            }
+            Err(e) => {
+                tap.diag(format_args!("operator.sh: wait4: {}", e));
+                true
+            }
+        },
+        Err(e) => {
+            tap::bail_out(format_args!("fork for operator.sh: {}", e));
+            true
+        }
+    }
+}
+
 /// Runs everything; returns true when a test failed.
 fn run(argc: usize) -> bool {
     console();
@@ -210,6 +252,14 @@ fn run(argc: usize) -> bool {
         }
         tap.finish();
         return tap.failed() > 0;
+    }
+
+    // Kernel env listenq.operator=1 (run-vm.sh --world): the user's
+    // FreeBSD userland is in the image; /bin/sh runs the operator
+    // script, which prints its own TAP and plan.
+    let mut op = [0u8; 8];
+    if matches!(sys::kenv_get(c"listenq.operator", &mut op), Ok(b"1")) {
+        return operator(tap);
     }
 
     // Kernel env listenq.repro=halfclosed: only listen(2) on a half-closed

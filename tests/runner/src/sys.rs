@@ -1065,3 +1065,58 @@ pub fn kldunload_force(fileid: i32) -> SysResult<()> {
     // SAFETY: kldunloadf takes no pointers.
     unsafe { syscall6(444, fileid as usize, LINKER_UNLOAD_FORCE, 0, 0, 0, 0) }.map(|_| ())
 }
+
+// ---------------------------------------------------------------- exec, arguments
+
+/// The process's arguments, as exec(2) laid them on the initial stack.
+#[derive(Clone, Copy)]
+pub struct Args {
+    sp: *const usize,
+}
+
+impl Args {
+    /// # Safety
+    /// `sp` is the initial stack pointer the kernel's exec set up (argc,
+    /// then argc argument pointers, each to a NUL-terminated string that
+    /// lives as long as the process).
+    pub unsafe fn from_initial_stack(sp: *const usize) -> Args {
+        Args { sp }
+    }
+
+    pub fn count(&self) -> usize {
+        // SAFETY: argc is the first word (from_initial_stack).
+        unsafe { self.sp.read() }
+    }
+
+    /// Argument `i` (0 is the program), None past the end.
+    pub fn get(&self, i: usize) -> Option<&'static CStr> {
+        if i >= self.count() {
+            return None;
+        }
+        // SAFETY: argv[i] for i < argc is a valid C string for the life
+        // of the process (from_initial_stack).
+        unsafe {
+            let p = self.sp.add(1 + i).read() as *const core::ffi::c_char;
+            (!p.is_null()).then(|| CStr::from_ptr(p))
+        }
+    }
+}
+
+/// execve(2) of `path` with the arguments `argv` and the environment
+/// `envp` (each at most 15 entries). Returns only on failure.
+pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
+    let mut a = [0usize; 16];
+    let mut e = [0usize; 16];
+    for (slot, s) in a.iter_mut().zip(argv.iter().take(15)) {
+        *slot = s.as_ptr() as usize;
+    }
+    for (slot, s) in e.iter_mut().zip(envp.iter().take(15)) {
+        *slot = s.as_ptr() as usize;
+    }
+    // SAFETY: path and every string are NUL-terminated and outlive the
+    // call; `a` and `e` are NULL-terminated arrays of their pointers.
+    match unsafe { syscall6(59, path.as_ptr() as usize, ptr(&a), ptr(&e), 0, 0, 0) } {
+        Ok(_) => Errno::EIO,
+        Err(e) => e,
+    }
+}

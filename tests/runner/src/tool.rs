@@ -1,0 +1,155 @@
+//! The runner as a command for the operator layer's shell scripts
+//! (tests/vm/operator.sh), which need sockets a shell cannot make:
+//!
+//!     lqinit listen tcp4|tcp6|stream ADDR|PATH PORT BACKLOG [FILTER]
+//!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N
+//!
+//! `listen` makes a listener (with an accept filter if FILTER is given),
+//! prints `listening` and stays until killed; `connect` opens N
+//! connections to it, prints `connected K` (K of N made) and stays until
+//! killed. Both end by themselves after 600 s.
+
+use crate::net::{SockAddr, LOOPBACK6};
+use crate::sock::Kind;
+use crate::sys::{self, Args, Errno, Fd};
+use crate::tap;
+
+const LIFETIME_MS: u64 = 600_000;
+const MAX_CONN: usize = 256;
+
+fn say(args: core::fmt::Arguments) {
+    tap::print(args);
+}
+
+fn kind(s: &[u8]) -> Option<Kind> {
+    match s {
+        b"tcp4" => Some(Kind::Tcp4),
+        b"tcp6" => Some(Kind::Tcp6),
+        b"stream" => Some(Kind::UnixStream),
+        b"seqpacket" => Some(Kind::UnixSeqpacket),
+        _ => None,
+    }
+}
+
+fn number(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// A dotted IPv4 address.
+fn ipv4(s: &[u8]) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split(|&c| c == b'.');
+    for o in out.iter_mut() {
+        let v = number(parts.next()?)?;
+        *o = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn address(k: Kind, addr: &[u8], port: &[u8]) -> Option<SockAddr> {
+    let port = u16::try_from(number(port)?).ok()?;
+    match k {
+        Kind::Tcp4 => Some(SockAddr::inet(ipv4(addr)?, port)),
+        // Only the loopback: all the scripts need.
+        Kind::Tcp6 => (addr == b"::1").then(|| SockAddr::inet6(LOOPBACK6, port)),
+        Kind::UnixStream | Kind::UnixSeqpacket => Some(SockAddr::unix(addr)),
+    }
+}
+
+fn stay() {
+    let t0 = sys::now_ms();
+    while sys::now_ms().saturating_sub(t0) < LIFETIME_MS {
+        sys::sleep_ms(1000);
+    }
+}
+
+fn listen(
+    k: Kind,
+    sa: &SockAddr,
+    backlog: i32,
+    filter: Option<&[u8]>,
+) -> Result<Fd, (&'static str, Errno)> {
+    let s = k.socket().map_err(|e| ("socket", e))?;
+    if k.is_tcp() {
+        let one = 1i32.to_ne_bytes();
+        // SO_REUSEADDR: a script may listen again on a port it just used.
+        sys::setsockopt(s.raw(), sys::SOL_SOCKET, 0x0004, &one).map_err(|e| ("SO_REUSEADDR", e))?;
+    }
+    sys::bind(s.raw(), sa.bytes()).map_err(|e| ("bind", e))?;
+    sys::listen(s.raw(), backlog).map_err(|e| ("listen", e))?;
+    if let Some(f) = filter {
+        let name = core::str::from_utf8(f).map_err(|_| ("filter name", Errno::EINVAL))?;
+        crate::accf_util::set_filter(s.raw(), name, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
+    }
+    Ok(s)
+}
+
+/// Runs the command in `args` (args.get(1) is its name); the exit code.
+pub fn main(args: Args) -> i32 {
+    let arg = |i: usize| args.get(i).map(|c| c.to_bytes());
+    let usage = || {
+        say(format_args!(
+            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER] | connect tcp4|tcp6|stream ADDR PORT N"
+        ));
+        64
+    };
+    let (Some(cmd), Some(k), Some(a), Some(p), Some(n)) = (
+        arg(1),
+        arg(2).and_then(kind),
+        arg(3),
+        arg(4),
+        arg(5).and_then(number),
+    ) else {
+        return usage();
+    };
+    let Some(sa) = address(k, a, p) else {
+        return usage();
+    };
+    match cmd {
+        b"listen" => {
+            let Ok(backlog) = i32::try_from(n) else {
+                return usage();
+            };
+            match listen(k, &sa, backlog, arg(6)) {
+                Ok(_l) => {
+                    say(format_args!("listening"));
+                    stay();
+                    0
+                }
+                Err((step, e)) => {
+                    say(format_args!("lqinit listen: {}: {}", step, e));
+                    1
+                }
+            }
+        }
+        b"connect" => {
+            let want = usize::try_from(n).unwrap_or(0).min(MAX_CONN);
+            let mut conns = [const { None }; MAX_CONN];
+            let mut made = 0;
+            for c in conns.iter_mut().take(want) {
+                if let Ok(f) = crate::sock::connect(k, &sa) {
+                    *c = Some(f);
+                    made += 1;
+                }
+            }
+            say(format_args!("connected {}", made));
+            stay();
+            0
+        }
+        _ => usage(),
+    }
+}
