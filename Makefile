@@ -13,12 +13,13 @@
 #   make load | unload | reload
 #   make test       host tests, then the kernel layer, then the VM layer
 #                   (2 vCPUs; LISTENQ_VM_CPUS=1 for one)
-#   make bench | profile | fuzz
+#   make bench | profile | fuzz | fuzz-vm DURATION=600
 
 LISTENQ_KERNEL?=	/var/lib/listenq/kernel
 LISTENQ_VM_CPUS?=	2
 
-.if make(test) || make(host-test) || make(bench) || make(profile) || make(fuzz)
+.if make(test) || make(host-test) || make(bench) || make(profile) || make(fuzz) || \
+    make(fuzz-vm)
 # The test layers find out for themselves what they can run (a missing
 # SYSDIR skips the kernel layer), so these do not need bsd.kmod.mk.
 .else
@@ -78,3 +79,10 @@ profile: .PHONY
 
 fuzz: .PHONY
 	@cd ${.CURDIR} && sh accf/fuzz/run.sh
+
+# The syscall fuzzer in the VM for DURATION seconds (RELIABILITY.md); it
+# boots the listenq.ko built by `make`.
+fuzz-vm: .PHONY
+	@cd ${.CURDIR} && LISTENQ_VM_KENV="listenq.fuzz=campaign:${DURATION:U600}" \
+	    bash tests/vm/run-vm.sh --kernel ${LISTENQ_KERNEL} --ko listenq.ko \
+	    --timeout $$(( ${DURATION:U600} + 600 ))

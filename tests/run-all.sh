@@ -174,6 +174,22 @@ matrix() {
 	done
 }
 
+# fuzz_slice: the syscall fuzzer's fixed seeds (tests/runner/src/t_fuzz.rs,
+# kernel env listenq.fuzz=ci: 24 seeds, about a minute in the VM) on
+# LISTENQ_KERNEL; `make fuzz-vm DURATION=SECONDS` runs a longer campaign.
+fuzz_slice() {
+	if [ ! -f "$LISTENQ_KERNEL" ]; then
+		echo "skip fuzz slice: no FreeBSD test kernel at LISTENQ_KERNEL=$LISTENQ_KERNEL"
+		skipped=$((skipped + 1)); return
+	fi
+	echo "== fuzz: listenq.fuzz=ci on $LISTENQ_KERNEL"
+	saved_kenv=${LISTENQ_VM_KENV:-}
+	LISTENQ_VM_KENV=listenq.fuzz=ci${saved_kenv:+,$saved_kenv}
+	export LISTENQ_VM_KENV
+	vm_layer "$LISTENQ_KERNEL" "$LISTENQ_MODULES"
+	LISTENQ_VM_KENV=$saved_kenv
+}
+
 # operator_layer: tests/vm/operator.sh with the user's FreeBSD userland,
 # as an admin would run it, booting LISTENQ_KERNEL.
 operator_layer() {
@@ -218,6 +234,7 @@ if [ "$mode" != host ]; then
 					vm_layer "$k" "$(dirname "$k")/modules"
 				fi
 			done
+			fuzz_slice
 			operator_layer
 		fi
 		if [ "$mode" = bench ] && [ -f "$LISTENQ_BENCH_KERNEL" ]; then

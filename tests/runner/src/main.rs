@@ -8,6 +8,8 @@
 
 mod accf_util;
 mod env;
+mod fuzz_gen;
+mod fuzz_worker;
 mod kld;
 mod net;
 mod record;
@@ -22,6 +24,7 @@ mod t_accf_window;
 mod t_bench;
 mod t_bench_paired;
 mod t_defaults;
+mod t_fuzz;
 mod t_halfclosed;
 mod t_listen;
 mod t_listeners;
@@ -270,6 +273,14 @@ fn run(argc: usize) -> bool {
         Ok(b"halfclosed")
     ) {
         t_halfclosed::repro(tap);
+        tap.finish();
+        return tap.failed() > 0;
+    }
+
+    // Kernel env listenq.fuzz=SEED[,OPS] or listenq.fuzz=ci: only the fuzzer.
+    let mut fz = [0u8; 32];
+    if let Ok(v) = sys::kenv_get(c"listenq.fuzz", &mut fz) {
+        t_fuzz::run(tap, &env, v);
         tap.finish();
         return tap.failed() > 0;
     }

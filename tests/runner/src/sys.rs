@@ -1120,3 +1120,88 @@ pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
         Err(e) => e,
     }
 }
+
+// ---------------------------------------------------------------- fuzzer (t_fuzz)
+
+/// unlink(2) (10).
+pub fn unlink(path: &CStr) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated and outlives the call.
+    unsafe { syscall6(10, path.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+}
+
+pub const MSG_DONTWAIT: i32 = 0x80;
+pub const MSG_CMSG_CLOEXEC: i32 = 0x0004_0000;
+pub const SOCK_NONBLOCK: i32 = 0x2000_0000;
+
+/// recvmsg(2) (27) of at most `buf.len()` bytes with MSG_DONTWAIT, taking
+/// in any descriptors an SCM_RIGHTS message carries: up to `fds.len()`
+/// are stored in `fds` (the rest, if any, are closed here). Returns (bytes
+/// read, descriptors stored).
+pub fn recv_with_rights(fd: i32, buf: &mut [u8], fds: &mut [i32]) -> SysResult<(usize, usize)> {
+    // Room for a few SCM_RIGHTS messages; 8-byte aligned as CMSG_ALIGN.
+    #[repr(C, align(8))]
+    struct Ctl([u8; 128]);
+    let mut ctl = Ctl([0; 128]);
+    let mut iov = IoVec {
+        base: mptr(buf),
+        len: buf.len(),
+    };
+    let mut msg = MsgHdr {
+        name: 0,
+        namelen: 0,
+        iov: mptr(&mut iov),
+        iovlen: 1,
+        control: mptr(&mut ctl),
+        controllen: 128,
+        flags: 0,
+    };
+    // SAFETY: msg, its iovec, buf and ctl are writable for the lengths
+    // stated in them and live across the call.
+    let n = unsafe {
+        syscall6(
+            27,
+            fd as usize,
+            mptr(&mut msg),
+            (MSG_DONTWAIT | MSG_CMSG_CLOEXEC) as usize,
+            0,
+            0,
+            0,
+        )
+    }?;
+    // Walk the control messages the kernel stored (cmsghdr: len, level,
+    // type; data at CMSG_ALIGN(12) = 16).
+    let clen = (msg.controllen as usize).min(ctl.0.len());
+    let c = &ctl.0[..clen];
+    let mut off = 0;
+    let mut got = 0;
+    let word = |at: usize| -> i32 {
+        let mut b = [0u8; 4];
+        if let Some(s) = c.get(at..at + 4) {
+            b.copy_from_slice(s);
+        }
+        i32::from_ne_bytes(b)
+    };
+    let mut guard = 0;
+    while off + 16 <= clen && guard < 16 {
+        guard += 1;
+        let len = word(off) as u32 as usize;
+        if len < 12 {
+            break;
+        }
+        if word(off + 4) == SOL_SOCKET && word(off + 8) == SCM_RIGHTS {
+            let mut at = off + 16;
+            while at + 4 <= (off + len).min(clen) {
+                let d = word(at);
+                if got < fds.len() {
+                    fds[got] = d;
+                    got += 1;
+                } else {
+                    let _ = close(d);
+                }
+                at += 4;
+            }
+        }
+        off += (len + 7) & !7;
+    }
+    Ok((n, got))
+}
