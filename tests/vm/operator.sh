@@ -68,6 +68,19 @@ for bad in hold_timeout_drop=7 hold_timeout_drop=-1 unloadable=2 hold_timeout_ms
 	check "  with Invalid argument on stderr" grep -q "Invalid argument" /tmp/err
 	same "  kern.ipc.listenq.$knob keeps $old" "$(lq "$knob")" "$old"
 done
+for f in dataready httpready dnsready tlsready; do
+	old=$(lq "$f.default_arg")
+	if sysctl "kern.ipc.listenq.$f.default_arg=nosuchoption" >/dev/null 2>/tmp/err; then
+		notok "sysctl kern.ipc.listenq.$f.default_arg=nosuchoption refused"
+	else
+		ok "sysctl kern.ipc.listenq.$f.default_arg=nosuchoption refused"
+	fi
+	same "  kern.ipc.listenq.$f.default_arg keeps \"$old\"" "$(lq "$f.default_arg")" "$old"
+done
+check "sysctl kern.ipc.listenq.httpready.default_arg=proxy accepted" \
+    sysctl kern.ipc.listenq.httpready.default_arg=proxy
+same "  and reads back proxy" "$(lq httpready.default_arg)" proxy
+sysctl kern.ipc.listenq.httpready.default_arg= >/dev/null
 check "sysctl kern.ipc.listenq.hold_timeout_ms=250 accepted" \
     sysctl kern.ipc.listenq.hold_timeout_ms=250
 same "  and reads back 250" "$(lq hold_timeout_ms)" 250
