@@ -356,9 +356,10 @@ lq_so_untag(struct socket *so, void **upcall_arg)
 	 * Most accepted sockets were never held: a first look without the
 	 * socket lock spares them a lock round trip on every accept(2). It
 	 * cannot miss a tag: listenq tags a socket only in the accept filter
-	 * call from soisconnected(), under its socket lock, while it is on
-	 * sol_incomp, before it ever reaches sol_comp; solisten_dequeue()
-	 * took the socket off sol_comp under both locks afterwards, so this
+	 * call from soisconnected() (or from the rescue, inherit_glue.c,
+	 * which first takes it back off sol_comp), under its socket lock and
+	 * its listener's, while it is on sol_incomp; solisten_dequeue() took
+	 * the socket off sol_comp under both locks afterwards, so this
 	 * thread sees the store. Nothing tags it after that.
 	 */
 	if (atomic_load_ptr(&so->so_dtor) != lq_so_dtor)
@@ -437,15 +438,10 @@ lq_log_ratecheck(void)
 	return (ppsratecheck(&last, &count, 5));
 }
 
-/* Knobs, under kern.ipc.listenq; loader tunables as well. */
+/*
+ * Knobs, under kern.ipc.listenq; loader tunables as well. Their OIDs are
+ * added with the module's other handlers (sysctl_glue.c
+ * lq_sysctl_attach()), which range-check them.
+ */
 u_int lq_hold_timeout_ms = 0;
-SYSCTL_DECL(_kern_ipc_listenq);
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, hold_timeout_ms,
-    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_ms,
-    INT_MAX, lq_sysctl_int_range, "I",
-    "Default accept filter hold timeout in ms, 0 to 2147483647 (0: hold until the filter is satisfied)");
 int lq_hold_timeout_drop = 0;
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, hold_timeout_drop,
-    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_drop, 1,
-    lq_sysctl_int_range, "I",
-    "At the default hold timeout: 0 delivers the connection, 1 drops it");

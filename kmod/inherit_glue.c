@@ -34,6 +34,7 @@
 #include <sys/sockbuf.h>
 #include <sys/sysctl.h>
 #include <sys/ucred.h>
+#include <sys/jail.h>
 #include <net/vnet.h>
 
 #include "glue.h"
@@ -78,7 +79,8 @@ lq_inherit_probe(void)
 	struct socket *head, *so;
 	int error, inherit = LQ_INHERIT_UNKNOWN;
 
-	CURVNET_SET(vnet0);
+	/* The vnet socreate() gives the socket (its credential's). */
+	CURVNET_SET(TD_TO_VNET(td));
 	error = socreate(PF_LOCAL, &head, SOCK_STREAM, 0, td->td_ucred, td);
 	if (error != 0)
 		goto out;

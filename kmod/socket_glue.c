@@ -157,10 +157,12 @@ lq_so_orphaned(struct socket *so, u_int ours)
  * EINVAL, as listen(2) gives a connected socket, unless the connection
  * is new (CLOSED) or listens already; a dropped one is left to the
  * kernel's own EINVAL. The kernel's entry takes the inpcb lock again
- * afterwards; what is checked here cannot be undone in between: a tcpcb
- * leaves CLOSED only by connecting (solisten_proto_check() then refuses
- * it) and comes back to it only through tcp_close(), which drops the
- * inpcb; a listener stays in LISTEN.
+ * afterwards, and in between another thread of the process can still
+ * connect the socket and half-close it (a CLOSED tcpcb that connects,
+ * gets its FIN acknowledged and is soisdisconnected() before the
+ * kernel's check): lq_tcp_listen_done() below stops the timers such a
+ * socket brings into LISTEN. Only the kernel fix closes that window for
+ * good (listenq(4) BUGS).
  */
 int
 lq_tcp_listen_check(struct socket *so)
@@ -179,6 +181,40 @@ lq_tcp_listen_check(struct socket *so)
 	}
 	INP_WUNLOCK(inp);
 	return (error);
+}
+
+/*
+ * After the kernel's pr_listen made `so' a TCP listener: a listener's
+ * tcpcb has no timer armed, unless the race above let a half-closed
+ * connection through; stop them, so that none runs tcp_output() on the
+ * listener (no send buffer: the page fault). One lock round trip per
+ * listen(2).
+ */
+void
+lq_tcp_listen_done(struct socket *so)
+{
+	struct inpcb *inp = sotoinpcb(so);
+	struct tcpcb *tp;
+	bool armed = false;
+	int i;
+
+	if (inp == NULL)
+		return;
+	INP_WLOCK(inp);
+	if ((inp->inp_flags & INP_DROPPED) == 0) {
+		tp = intotcpcb(inp);
+		for (i = 0; i < TT_N; i++)
+			if (tp->t_timers[i] != SBT_MAX)
+				armed = true;
+		if (armed && tp->t_state == TCPS_LISTEN) {
+			tcp_timer_stop(tp);	/* may drop and retake the lock */
+			for (i = 0; i < TT_N; i++) {
+				tp->t_timers[i] = SBT_MAX;
+				tp->t_precisions[i] = 0;
+			}
+		}
+	}
+	INP_WUNLOCK(inp);
 }
 
 void

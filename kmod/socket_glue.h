@@ -47,6 +47,8 @@ void	lq_so_owner(struct socket *so, struct lq_owner *out);
 int	lq_so_orphaned(struct socket *so, u_int ours);
 /* EINVAL for listen(2) on a TCP connection that is not over (half closed). */
 int	lq_tcp_listen_check(struct socket *so);
+/* After a TCP listen(2) succeeded: stops timers a racing half-close left. */
+void	lq_tcp_listen_done(struct socket *so);
 /* The name of the accept filter on a listener (any module's), or "". */
 void	lq_so_filter_name(struct socket *so, char out[16]);
 /* Whether the reader of `req' may see `so' (netstat/sockstat rules). */

@@ -18,8 +18,10 @@
 #include <sys/ucred.h>
 #include <sys/smp.h>
 #include <sys/sysctl.h>
+#include <sys/limits.h>
 
 #include "sysctl_glue.h"
+#include "accf_glue.h"
 
 MALLOC_DECLARE(M_LISTENQ);
 
@@ -37,10 +39,6 @@ SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
  * why the kernel cannot prove that no thread is about to enter the module.
  */
 int lq_unloadable = 0;
-SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, unloadable,
-    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_unloadable, 1,
-    lq_sysctl_int_range, "I",
-    "Allow kldunload of listenq, 0 or 1 (not recommended, see listenq(4))");
 
 /*
  * An int knob that takes 0 to arg2 (arg1 points at it; an unsigned one
@@ -48,7 +46,8 @@ SYSCTL_PROC(_kern_ipc_listenq, OID_AUTO, unloadable,
  * loader hand over any int; a value out of range is refused with EINVAL
  * and the old one stays, the same for a loader tunable (the kernel then
  * prints "Setting sysctl ... failed: 22" and the knob keeps its
- * default).
+ * default; a tunable that is not an int at all is dropped by the kernel
+ * without that line). Module code: its OIDs are dynamic (below).
  */
 int
 lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
@@ -225,6 +224,19 @@ lq_sysctl_attach(void)
 	u_int i;
 
 	sysctl_ctx_init(&lq_sysctl_ctx);
+	/* Knobs with a range; CTLFLAG_TUN fetches the loader's value now. */
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "unloadable",
+	    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_unloadable, 1,
+	    lq_sysctl_int_range, "I",
+	    "Allow kldunload of listenq, 0 or 1 (not recommended, see listenq(4))");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "hold_timeout_ms",
+	    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_ms,
+	    INT_MAX, lq_sysctl_int_range, "I",
+	    "Default accept filter hold timeout in ms, 0 to 2147483647 (0: hold until the filter is satisfied)");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "hold_timeout_drop",
+	    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_drop,
+	    1, lq_sysctl_int_range, "I",
+	    "At the default hold timeout: 0 delivers the connection, 1 drops it");
 	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "allocs",
 	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs,
 	    "QU", "Live allocations made by listenq");

@@ -48,7 +48,7 @@ const BURIED: u8 = 1;
 const CLOSED: u8 = 2;
 
 /// accf_callback: a connection of a listener with a listenq filter
-/// completed its handshake (first call, from soisconnected()), or a held
+/// completed its handshake (first call, from soisconnected() or from the rescue of a kernel that does not inherit SO_ACCEPTFILTER, kmod/inherit_glue.c), or a held
 /// one got data or an event (its receive upcall).
 pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     if !rcv.queued() {
@@ -128,7 +128,7 @@ fn feed(rcv: &RcvLocked<'_>, cfg: &Config, e: &mut ConnState) -> bool {
     false
 }
 
-/// The first call, from soisconnected() with SOCK_LOCK held: holds the
+/// The first call, from soisconnected() (or the rescue) with SOCK_LOCK held: holds the
 /// connection `so` on the listener `g` is the state of, evicting the
 /// oldest if the hold queue is full. Where it is held, or (Err) what the
 /// callback returns when it is not held after all.

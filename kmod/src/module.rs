@@ -51,8 +51,11 @@ pub fn load() -> KResult<()> {
     // is pruned once only listenq's references are left; rows hold a
     // reference either way).
     listeners::adopt_existing();
-    let f = accf::register(&entry::accf::CALLBACKS);
+    // Before the filters: the knobs' loader tunables are fetched when
+    // their OIDs are added, and a listener may attach a filter as soon as
+    // its name is registered.
     sysctl::attach();
+    let f = accf::register(&entry::accf::CALLBACKS);
     kprintln!(
         "loaded: {} protocol switches hooked, {} accept filters registered",
         n,

@@ -12,9 +12,11 @@ pub enum Inherit {
     /// It does not: listenq's filters hold connections from its listen
     /// upcall; stock accf modules hold nothing.
     No,
-    /// The probe could not run; treated as No (the rescue is harmless on
-    /// a kernel that inherits: it touches only connections that reached
-    /// the completed queue without meeting listenq's filter).
+    /// The probe could not run; treated as No, so that the filters hold
+    /// whatever the kernel. On a kernel that inherits, the rescue then
+    /// also meets connections listenq's filter let through untagged (no
+    /// memory for their slot): it runs the filter on them a second time,
+    /// which lets them through again.
     Unknown,
 }
 

@@ -221,6 +221,14 @@ impl<'a> SocketRef<'a> {
         Errno::check(unsafe { sys::lq_tcp_listen_check(self.as_ptr()) })
     }
 
+    /// After a TCP listen(2) succeeded: stops any timer a connection that
+    /// raced the check above brought into LISTEN (socket_glue.c).
+    pub fn tcp_listen_done(self) {
+        // SAFETY: live (the pr_listen call that made it a listener is in
+        // progress); the helper takes the inpcb lock itself.
+        unsafe { sys::lq_tcp_listen_done(self.as_ptr()) }
+    }
+
     /// The name of the accept filter set on the listener, whichever module
     /// runs it; all zero when none.
     pub fn filter_name(self) -> [u8; 16] {

@@ -61,6 +61,9 @@ unsafe extern "C" fn lq_pr_listen<const I: usize>(
     // SAFETY: the kernel's own entry, called with the arguments it was
     // given.
     let rc = unsafe { (orig.listen)(so, backlog_arg, td) };
+    if rc == 0 && orig.proto.is_tcp() {
+        s.tcp_listen_done();
+    }
     if rc == 0 {
         listeners::on_listen(s, orig.proto, backlog_arg);
     }
