@@ -18,9 +18,10 @@ LISTENQ_MODULES=${LISTENQ_MODULES:-$(dirname "$LISTENQ_KERNEL")/modules}
 LISTENQ_BENCH_KERNEL=${LISTENQ_BENCH_KERNEL:-$(dirname "$LISTENQ_KERNEL")/prod/kernel}
 # LISTENQ_BENCH=quick: only the filter and hooks rows (about a minute).
 LISTENQ_BENCH=${LISTENQ_BENCH:-1}
-# The operator layer's FreeBSD userland: an installed world (the host's own
-# / on FreeBSD, an extracted base.txz, or one cross-built on Linux).
-LISTENQ_WORLD=${LISTENQ_WORLD:-/var/lib/listenq/world}
+# The operator layer's FreeBSD userland: an installed world (an extracted
+# base.txz, or one cross-built on Linux). Opt-in while the layer is being
+# brought up (README, "The operator layer").
+LISTENQ_WORLD=${LISTENQ_WORLD:-}
 export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH LISTENQ_WORLD
 
 mode=test
@@ -200,6 +201,10 @@ fuzz_slice() {
 # operator_layer: tests/vm/operator.sh with the user's FreeBSD userland,
 # as an admin would run it, booting LISTENQ_KERNEL.
 operator_layer() {
+	if [ -z "$LISTENQ_WORLD" ]; then
+		echo "skip operator layer: LISTENQ_WORLD is not set (a FreeBSD userland; README: \"The operator layer\")"
+		skipped=$((skipped + 1)); return
+	fi
 	echo "== operator: FreeBSD userland $LISTENQ_WORLD, kernel $LISTENQ_KERNEL"
 	if [ ! -x "$LISTENQ_WORLD/bin/sh" ]; then
 		echo "skip operator layer: no FreeBSD userland at LISTENQ_WORLD=$LISTENQ_WORLD (README: \"The operator layer\")"

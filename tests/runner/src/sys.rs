@@ -1205,3 +1205,9 @@ pub fn recv_with_rights(fd: i32, buf: &mut [u8], fds: &mut [i32]) -> SysResult<(
     }
     Ok((n, got))
 }
+
+/// dup2(2) (90).
+pub fn dup2(from: i32, to: i32) -> SysResult<i32> {
+    // SAFETY: dup2 takes no pointers.
+    unsafe { syscall6(90, from as usize, to as usize, 0, 0, 0, 0) }.map(|v| v as i32)
+}

@@ -5,9 +5,11 @@
 //!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N
 //!
 //! `listen` makes a listener (with an accept filter if FILTER is given),
-//! prints `listening` and stays until killed; `connect` opens N
-//! connections to it, prints `connected K` (K of N made) and stays until
-//! killed. Both end by themselves after 600 s.
+//! `connect` opens N connections to it; then each goes on in a child
+//! process that holds them until killed (or 600 s), and prints that
+//! child's pid: `pid=$(lqinit listen ...)`. (Started with `&` from the
+//! world's /bin/sh run as our init's child, background jobs were seen to
+//! run more than once.)
 
 use crate::net::{SockAddr, LOOPBACK6};
 use crate::sock::Kind;
@@ -70,7 +72,24 @@ fn address(k: Kind, addr: &[u8], port: &[u8]) -> Option<SockAddr> {
     }
 }
 
+/// Goes on in a child of its own and lets the command return: prints the
+/// child's pid (for the script's kill) and exits; the child, with stdout
+/// and stderr on /dev/null (so that `$(lqinit ...)` returns), stays.
+/// The scripts start these without `&`.
 fn stay() {
+    match sys::fork() {
+        Ok(sys::Forked::Parent(pid)) => {
+            say(format_args!("{}", pid));
+            sys::exit(0)
+        }
+        Ok(sys::Forked::Child) => {
+            if let Ok(null) = sys::open(c"/dev/null", sys::O_RDWR) {
+                let _ = sys::dup2(null.raw(), 1);
+                let _ = sys::dup2(null.raw(), 2);
+            }
+        }
+        Err(e) => say(format_args!("lqinit: fork: {}", e)),
+    }
     let t0 = sys::now_ms();
     while sys::now_ms().saturating_sub(t0) < LIFETIME_MS {
         sys::sleep_ms(1000);
@@ -126,7 +145,6 @@ pub fn main(args: Args) -> i32 {
             };
             match listen(k, &sa, backlog, arg(6)) {
                 Ok(_l) => {
-                    say(format_args!("listening"));
                     stay();
                     0
                 }
@@ -146,7 +164,12 @@ pub fn main(args: Args) -> i32 {
                     made += 1;
                 }
             }
-            say(format_args!("connected {}", made));
+            if made < want {
+                say(format_args!(
+                    "lqinit connect: {} of {} connected",
+                    made, want
+                ));
+            }
             stay();
             0
         }
