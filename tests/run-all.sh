@@ -19,8 +19,8 @@ LISTENQ_BENCH_KERNEL=${LISTENQ_BENCH_KERNEL:-$(dirname "$LISTENQ_KERNEL")/prod/k
 # LISTENQ_BENCH=quick: only the filter and hooks rows (about a minute).
 LISTENQ_BENCH=${LISTENQ_BENCH:-1}
 # The operator layer's FreeBSD userland: an installed world (an extracted
-# base.txz, or one cross-built on Linux). Opt-in while the layer is being
-# brought up (README, "The operator layer").
+# base.txz, or one cross-built on Linux). Opt-in (README, "The operator
+# layer").
 LISTENQ_WORLD=${LISTENQ_WORLD:-}
 export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH LISTENQ_WORLD
 

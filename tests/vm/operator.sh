@@ -26,7 +26,7 @@ same() {
 KO=/boot/modules/listenq.ko
 lq() { sysctl -n "kern.ipc.listenq.$1"; }
 # lqinit listen/connect go on in a child of their own and print its pid
-# (tests/runner/src/tool.rs); no `&` (see tool.rs).
+# (tests/runner/src/tool.rs).
 pids=""
 bg() { p=$("$@") && pids="$pids $p"; }
 stop_all() { [ -n "$pids" ] && kill $pids 2>/dev/null; pids=""; sleep 0.3; }

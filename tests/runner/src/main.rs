@@ -56,16 +56,20 @@ core::arch::global_asm!(
     ".previous",
 );
 
-/// Process entry. The kernel starts us with %rsp (and %rdi) pointing at
-/// argc, then argv[], NULL, envp[], NULL; %rsp is only 8 mod 16 aligned.
+/// Process entry. The kernel starts us with %rdi pointing at argc, then
+/// argv[], NULL, envp[], NULL (exec_setregs(), sys/amd64/amd64/
+/// exec_machdep.c), and %rsp at ((that - 8) & ~15) + 8, which is argc's
+/// address only when that happens to be 8 mod 16: argc is found through
+/// %rdi, never %rsp (reading %rsp gave argc 0 and garbage arguments for
+/// some argument lengths).
 #[unsafe(naked)]
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     // SAFETY: runs before any Rust code with the kernel-provided stack; it
-    // passes the argc pointer, aligns the stack to 16 bytes as the SysV ABI
+    // keeps the argc pointer the kernel passed in %rdi, aligns the stack
+    // to 16 bytes as the SysV ABI
     // wants at a call, and never returns.
     core::arch::naked_asm!(
-        "mov rdi, rsp",
         "and rsp, -16",
         "xor ebp, ebp",
         "call {start}",
@@ -81,6 +85,17 @@ extern "C" fn start(sp: *const usize) -> ! {
     // Run by a script (the operator layer), not as init: a command.
     if sys::getpid() != 1 && args.count() >= 2 {
         sys::exit(tool::main(args));
+    }
+    // Started by hand, or by a script with too few arguments: the suite
+    // (which mounts /tmp and, in the operator mode, starts the script
+    // again) is init's alone.
+    if sys::getpid() != 1 && sys::kenv_get(c"listenq.operator", &mut [0u8; 8]).is_ok() {
+        tool::say(format_args!(
+            "lqinit: not init (pid {}, argc {}): nothing to do",
+            sys::getpid(),
+            args.count()
+        ));
+        sys::exit(64);
     }
     let failed = run(args.count());
     finish(if failed { 1 } else { 0 })

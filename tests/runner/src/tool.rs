@@ -7,9 +7,8 @@
 //! `listen` makes a listener (with an accept filter if FILTER is given),
 //! `connect` opens N connections to it; then each goes on in a child
 //! process that holds them until killed (or 600 s), and prints that
-//! child's pid: `pid=$(lqinit listen ...)`. (Started with `&` from the
-//! world's /bin/sh run as our init's child, background jobs were seen to
-//! run more than once.)
+//! child's pid: `pid=$(lqinit listen ...)`, so that the script can kill
+//! exactly what it started.
 
 use crate::net::{SockAddr, LOOPBACK6};
 use crate::sock::Kind;
@@ -19,7 +18,7 @@ use crate::tap;
 const LIFETIME_MS: u64 = 600_000;
 const MAX_CONN: usize = 256;
 
-fn say(args: core::fmt::Arguments) {
+pub fn say(args: core::fmt::Arguments) {
     tap::print(args);
 }
 
