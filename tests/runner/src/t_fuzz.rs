@@ -88,7 +88,8 @@ enum Mode {
     Shrink { seed: u64, ops: u64 },
 }
 
-fn num(s: &[u8]) -> Option<u64> {
+/// A decimal number (also the operator tool's, tool.rs).
+pub fn num(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }

@@ -37,16 +37,7 @@ fn number(s: &[u8]) -> Option<i64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(c - b'0');
-    }
+    let v = i64::try_from(crate::t_fuzz::num(digits)?).ok()?;
     Some(if neg { -v } else { v })
 }
 
