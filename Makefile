@@ -83,6 +83,6 @@ fuzz: .PHONY
 # The syscall fuzzer in the VM for DURATION seconds (RELIABILITY.md); it
 # boots the listenq.ko built by `make`.
 fuzz-vm: .PHONY
-	@cd ${.CURDIR} && LISTENQ_VM_KENV="listenq.fuzz=campaign:${DURATION:U600}" \
+	@cd ${.CURDIR} && LISTENQ_VM_KENV="listenq.fuzz=campaign:${DURATION:U600}:${FIRST_SEED:U1}" \
 	    bash tests/vm/run-vm.sh --kernel ${LISTENQ_KERNEL} --ko listenq.ko \
 	    --timeout $$(( ${DURATION:U600} + 600 ))

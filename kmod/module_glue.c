@@ -95,18 +95,6 @@ lq_mtx_destroy(struct mtx *m)
 	mtx_destroy(m);
 }
 
-void
-lq_mtx_lock(struct mtx *m)
-{
-	mtx_lock(m);
-}
-
-void
-lq_mtx_unlock(struct mtx *m)
-{
-	mtx_unlock(m);
-}
-
 uint64_t
 lq_uptime_us(void)
 {

@@ -21,8 +21,6 @@ void	lq_free(void *p);
 /* mtx(9): Rust owns the storage. */
 void	lq_mtx_init(struct mtx *m, const char *name);
 void	lq_mtx_destroy(struct mtx *m);
-void	lq_mtx_lock(struct mtx *m);
-void	lq_mtx_unlock(struct mtx *m);
 
 /* Monotonic time in microseconds (getbinuptime). */
 uint64_t lq_uptime_us(void);

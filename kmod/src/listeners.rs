@@ -26,10 +26,10 @@ use alloc::vec::Vec;
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::hold::SocketHold;
 use crate::kern::listen;
-use crate::kern::mtx::KMutex;
 use crate::kern::pending::{self, PendingRef};
 use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
+use crate::kern::sync::GlobalMutex;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time::Tick;
 use listenq_policy::overflow::Stamp;
@@ -62,6 +62,7 @@ impl State {
     /// released once REGISTRY is.
     fn close(&mut self, so: usize) -> Option<Tracked> {
         self.reg.close(so)?;
+        Stat::Closes.bump();
         let i = self.held.iter().position(|t| t.hold.key() == so)?;
         let h = self.held.swap_remove(i);
         if self.held.is_empty() {
@@ -72,7 +73,7 @@ impl State {
     }
 }
 
-pub static REGISTRY: KMutex<State> = KMutex::new(
+pub static REGISTRY: GlobalMutex<State> = GlobalMutex::new(
     c"listenq registry",
     State {
         reg: Registry::new(),
@@ -102,11 +103,11 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
         // Room for the references of a new row first: once the row is in,
         // keeping them must not need memory. Counted as the registry counts
         // its own failure to add a row.
+        if backlog.is_some() {
+            Stat::Listens.bump();
+        }
         if !known && (fresh.is_none() || st.held.try_reserve(1).is_err()) {
-            if backlog.is_some() {
-                st.reg.stats.listens = st.reg.stats.listens.saturating_add(1);
-            }
-            st.reg.stats.nomem = st.reg.stats.nomem.saturating_add(1);
+            Stat::Nomem.bump();
         } else {
             let done: Result<Listened, NoMemory> = match backlog {
                 Some(b) => {
@@ -134,7 +135,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
                         }
                     }
                 }
-                Err(_) => {}
+                Err(_) => Stat::Nomem.bump(),
             }
         }
     }
@@ -423,25 +424,11 @@ pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
         // The overflow total is folded in lazily from the kernel counters.
         refresh(None)?;
     }
-    let v = match REGISTRY.lock() {
-        Some(r) => {
-            let s = &r.reg.stats;
-            match which {
-                Stat::Listens => s.listens,
-                Stat::Closes => s.closes,
-                // Counted in counter(9) only (fetched below).
-                Stat::Completed | Stat::Accepted | Stat::Overflows => 0,
-                Stat::Held => s.held,
-                Stat::Released => s.released,
-                Stat::Evicted => s.evicted,
-                Stat::Timeouts => s.timeouts,
-                Stat::Nomem => s.nomem,
-            }
-        }
-        None => return Err(Errno::ENOENT),
-    };
-    // What connections counted without REGISTRY (completions, accepts,
-    // overflows, accept filter events).
-    let v = v.saturating_add(which.fetch());
+    // counter(9) is the only source of every counter; they exist while
+    // listenq is loaded.
+    if REGISTRY.lock().is_none() {
+        return Err(Errno::ENOENT);
+    }
+    let v = which.fetch();
     req.out(&v.to_ne_bytes())
 }

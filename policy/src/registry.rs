@@ -71,29 +71,6 @@ pub struct FilterInfo {
     pub held: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stats {
-    pub listens: u64,
-    pub closes: u64,
-    pub held: u64,
-    pub released: u64,
-    pub evicted: u64,
-    pub timeouts: u64,
-    pub nomem: u64,
-}
-
-impl Stats {
-    pub const ZERO: Stats = Stats {
-        listens: 0,
-        closes: 0,
-        held: 0,
-        released: 0,
-        evicted: 0,
-        timeouts: 0,
-        nomem: 0,
-    };
-}
-
 /// A registered listener: its row. `accepted`, `overflows` and `latency`
 /// are filled in from the listener's `Pending` when the row is read.
 #[derive(Debug)]
@@ -154,7 +131,6 @@ pub struct Registry {
     next_id: u64,
     /// Bumped whenever a listener comes or goes (struct xlistenq xl_gen).
     gen: u64,
-    pub stats: Stats,
 }
 
 impl Registry {
@@ -164,7 +140,6 @@ impl Registry {
             by_so: KeyMap::new(),
             next_id: 1,
             gen: 0,
-            stats: Stats::ZERO,
         }
     }
 
@@ -201,7 +176,6 @@ impl Registry {
         q: QueueSample,
         owner: Owner,
     ) -> Result<Listened, NoMemory> {
-        self.stats.listens = self.stats.listens.saturating_add(1);
         self.add(so, proto, local, backlog, q, owner)
     }
 
@@ -246,7 +220,6 @@ impl Registry {
             });
         }
         if so == 0 || self.listeners.try_reserve(1).is_err() || !self.by_so.reserve(1) {
-            self.stats.nomem = self.stats.nomem.saturating_add(1);
             return Err(NoMemory);
         }
         // Both reserved: neither push nor insert can fail now.
@@ -283,7 +256,6 @@ impl Registry {
             return None;
         }
         self.by_so.remove(so);
-        self.stats.closes = self.stats.closes.saturating_add(1);
         let l = self.listeners.swap_remove(i);
         if let Some(moved) = self.listeners.get(i) {
             self.by_so.set(moved.row.so, i);
@@ -394,7 +366,6 @@ mod tests {
             r.get(0x1000).map(|l| (l.row.backlog, l.row.qlimit)),
             Some((9, 9))
         );
-        assert_eq!(r.stats.listens, 2);
     }
 
     #[test]
@@ -406,7 +377,6 @@ mod tests {
             .adopt(7, Proto::Tcp6, Local::Unknown, q(2, 10), who)
             .unwrap();
         assert!(a.new);
-        assert_eq!(r.stats.listens, 0, "adopting is not a listen(2) call");
         let row = r.get(7).unwrap().row;
         assert_eq!(
             (row.backlog, row.qlimit, row.qlen, row.owner),
@@ -433,7 +403,6 @@ mod tests {
         assert!(r.close(1).is_some());
         assert!(r.close(1).is_none());
         assert!(r.is_empty());
-        assert_eq!(r.stats.closes, 1);
         assert_eq!(
             r.listeners.capacity(),
             0,

@@ -25,7 +25,9 @@
 //!   hold queue's leaving list, and is embedded in the state, so the
 //!   state must outlive it (`leave_soon`, `task_done`).
 //!
-//! Its count is `names`.
+//! Each of them owns one counted reference to the state, an `ARef`
+//! (kern/sync): the listener's is the one `FilterArgs` keeps in its list,
+//! the upcalls' and the task's cross the kernel as the raw token.
 //!
 //! So a token the kernel hands to a call names a live state for that call:
 //! the listener's own (accf_create/accf_destroy, the first callback from
@@ -40,22 +42,21 @@
 //!
 //! Each state has its own mutex ("listenq filter"), so connections of
 //! different listeners never meet on a lock: a per-connection call locks
-//! only the state its token names (`Arg::lock`), and the value, its upcall
-//! count and whether it is attached are read and changed only under it.
+//! only the state its token names (`Arg::lock`), and the value and whether
+//! it is attached are read and changed only under it.
 //! The list of attached states is the module's one `FilterArgs`
 //! (filters.rs `Filters`, inside listeners.rs REGISTRY): attach, detach,
 //! the tick and the tables reach states through it, REGISTRY first, then
 //! one state's mutex at a time. Nothing takes REGISTRY with a state's
 //! mutex held, and no thread holds two states' mutexes at once.
 //!
-//! Freeing: a state is freed once it is detached and nothing names it,
-//! by whichever thread makes that true (the last `release` or `task_done`,
-//! or `detach`), after unlocking: by then no token names it and it is in
-//! no list, so no other thread can reach it.
+//! Freeing: a state is freed with its last reference, once it is detached
+//! and nothing names it, by whichever thread gives that reference back
+//! (the last `release` or `task_done`, or `detach`), after unlocking: by
+//! then no token names it and it is in no list, so no other thread can
+//! reach it.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -63,27 +64,26 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use listenq_bindings as sys;
 
+use crate::kern::sync::{ARef, Mutex, MutexGuard};
+
 struct Node<T> {
-    /// This state's own mutex; initialized in `attach`, destroyed in `free`.
-    mtx: UnsafeCell<MaybeUninit<sys::mtx>>,
+    /// This state's own mutex, with what it guards; destroyed with the
+    /// node.
+    inner: Mutex<Inner<T>>,
     /// The listener it was created for (its key); never changes.
     head: usize,
-    /// Under `mtx`.
-    inner: UnsafeCell<Inner<T>>,
     /// Index in `FilterArgs::list` while attached; only touched through
     /// `&mut FilterArgs` (REGISTRY).
     slot: UnsafeCell<Option<usize>>,
     /// The task that lets go of the hold queue's leaving connections
-    /// (work_glue.c); initialized in `attach`, queued under `mtx`.
+    /// (work_glue.c); initialized in `attach`, queued under `inner`.
     leave: UnsafeCell<MaybeUninit<sys::lq_leave>>,
 }
 
 struct Inner<T> {
     value: T,
-    /// Upcalls naming this state, counted and not yet given back, and its
-    /// task while queued ("Lifetime of a state").
-    names: usize,
-    /// The task is queued (or running and not yet done with the list).
+    /// The task is queued (or running and not yet done with the list),
+    /// and owns a reference.
     leave_queued: bool,
     /// Between attach and detach; the listener is live while this is true
     /// and the mutex is held (detach, from the listener's accf_destroy,
@@ -91,9 +91,19 @@ struct Inner<T> {
     attached: bool,
 }
 
-/// Detached states that upcalls or their task still name (module-wide:
-/// there is one `FilterArgs`). Changed under the state's mutex.
+/// Detached states not yet freed, which upcalls or their task still name
+/// (module-wide: there is one `FilterArgs`). Counted up by `detach` and
+/// `clear`, down when the last reference goes.
 static DETACHED: AtomicUsize = AtomicUsize::new(0);
+
+impl<T> Drop for Node<T> {
+    fn drop(&mut self) {
+        // Only `detach` and `clear` give back the list's reference, after
+        // counting the state detached: the last reference always finds it
+        // counted.
+        DETACHED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Every per-listener state of one kind, attached or detached.
 pub struct FilterArgs<T> {
@@ -101,30 +111,34 @@ pub struct FilterArgs<T> {
     /// per-connection path looks here. The key is kept beside the pointer
     /// so that finding a listener for a table row reads one array instead
     /// of every state.
-    list: Vec<(usize, NonNull<Node<T>>)>,
+    list: Vec<(usize, ARef<Node<T>>)>,
 }
 
-// SAFETY: the nodes are owned by this value or, once detached, by the
-// upcalls that name them; every access to a node's value is under its
-// mutex (Locking above), so the value may move between threads.
+// SAFETY: the nodes are shared with the upcalls and tasks that name them;
+// every access to a node's value is under its mutex (Locking above), so
+// the value may move between threads.
 unsafe impl<T: Send> Send for FilterArgs<T> {}
 
 /// A state as the kernel names it for one call into listenq (`'a`); see
 /// "Lifetime of a state" for why it is live.
 pub struct Arg<'a, T> {
-    node: NonNull<Node<T>>,
+    /// `ARef::into_raw` of the node.
+    raw: NonNull<()>,
     _call: PhantomData<&'a mut T>,
 }
 
 /// A state whose mutex this thread holds, for the rest of the call (`'a`)
 /// at most; unlocks when dropped.
 pub struct Locked<'a, T> {
-    node: NonNull<Node<T>>,
-    _call: PhantomData<&'a mut T>,
+    node: &'a Node<T>,
+    /// The node as the kernel names it (the token).
+    raw: NonNull<()>,
+    guard: MutexGuard<'a, Inner<T>>,
 }
 
-/// What accf_create hands the kernel for a newly attached state.
-pub struct Token<T>(NonNull<Node<T>>);
+/// What accf_create hands the kernel for a newly attached state: the
+/// node's address, under the listener's reference (the list's).
+pub struct Token<T>(NonNull<()>, PhantomData<T>);
 
 /// The listener a state is attached to: live for `'b`, because the state
 /// is attached and its mutex held for `'b` (accf_destroy, which the
@@ -148,49 +162,22 @@ impl<T> Token<T> {
     }
 }
 
-/// # Safety
-/// `n` is a live node (attached, or named by a counted upcall).
-unsafe fn mtx_of<T>(n: NonNull<Node<T>>) -> *mut sys::mtx {
-    // SAFETY: live, as the caller says; the cell is the mutex's storage.
-    unsafe { (*n.as_ptr()).mtx.get().cast() }
-}
-
-/// # Safety
-/// `n` is a live node.
-unsafe fn leave_of<T>(n: NonNull<Node<T>>) -> *mut sys::lq_leave {
-    // SAFETY: live, as the caller says; the cell is the task's storage.
-    unsafe { (*n.as_ptr()).leave.get().cast() }
-}
-
-/// Where WITNESS says these mutexes were taken and released.
-const LOCK_FILE: &core::ffi::CStr = c"kmod/src/kern/filter_arg.rs";
-
-/// Locks `n`'s mutex: mtx_lock(9) as a module compiles it (LOCK_DEBUG:
-/// the kernel's __mtx_lock_flags(), which does WITNESS, lock profiling
-/// and the owner's count where the kernel has them), called directly
-/// rather than through a glue function, as both callbacks of every
-/// filtered connection take it.
+/// The node a raw token names, and the lock of it.
 ///
 /// # Safety
-/// `n` is live for as long as the returned guard is used.
-unsafe fn lock<'a, T>(n: NonNull<Node<T>>) -> Locked<'a, T> {
-    // SAFETY: live (caller); initialized in attach(), destroyed only in
-    // free(), which nothing reaching a live node can race with; the
-    // lock word of a struct mtx. mtx_lock may block: every caller runs
-    // where an MTX_DEF mutex may be taken (socket and buffer locks held
-    // at most, both MTX_DEF, taken before).
-    unsafe {
-        sys::__mtx_lock_flags(
-            core::ptr::addr_of_mut!((*mtx_of(n)).mtx_lock),
-            0,
-            LOCK_FILE.as_ptr(),
-            line!() as i32,
-        )
-    };
-    Locked {
-        node: n,
-        _call: PhantomData,
-    }
+/// `raw` is `ARef::into_raw` of a node whose reference someone owns for
+/// `'a` (the token's contract: "Lifetime of a state").
+#[track_caller]
+unsafe fn lock<'a, T>(raw: NonNull<()>) -> Locked<'a, T> {
+    // SAFETY: live for 'a (caller).
+    let node: &'a Node<T> = unsafe { ARef::borrow_raw(raw) };
+    // SAFETY: initialized in attach(), destroyed only when the node is
+    // dropped, which the reference the caller relies on prevents while
+    // the guard lives. mtx_lock may block: every caller runs where an
+    // MTX_DEF mutex may be taken (socket and buffer locks held at most,
+    // both MTX_DEF, taken before).
+    let guard = unsafe { node.inner.lock() };
+    Locked { node, raw, guard }
 }
 
 impl<'a, T> Arg<'a, T> {
@@ -202,42 +189,35 @@ impl<'a, T> Arg<'a, T> {
     /// "Lifetime of a state" says the kernel's tokens are.
     pub(in crate::kern) unsafe fn from_token(token: *mut cty::c_void) -> Option<Self> {
         Some(Arg {
-            node: NonNull::new(token.cast::<Node<T>>())?,
+            raw: NonNull::new(token.cast::<()>())?,
             _call: PhantomData,
         })
     }
 
     /// Takes the state's own mutex (no global lock).
+    #[track_caller]
     pub fn lock(self) -> Locked<'a, T> {
         // SAFETY: live for 'a (from_token's contract), and the guard
         // cannot outlive 'a.
-        unsafe { lock(self.node) }
+        unsafe { lock(self.raw) }
     }
 }
 
 impl<T> Locked<'_, T> {
-    fn inner(&mut self) -> &mut Inner<T> {
-        // SAFETY: live (how the guard was made) and its mutex is held by
-        // this guard, so this is the only reference to the inner state.
-        unsafe { &mut *(*self.node.as_ptr()).inner.get() }
-    }
-
     /// The state.
     pub fn get(&mut self) -> &mut T {
-        &mut self.inner().value
+        &mut self.guard.value
     }
 
     /// The listener's key (live or not: only the caller knows).
     pub fn head_key(&self) -> usize {
-        // SAFETY: live; `head` never changes.
-        unsafe { (*self.node.as_ptr()).head }
+        self.node.head
     }
 
     /// The state, and its listener if it is attached.
     pub fn get_attached(&mut self) -> (&mut T, Option<Attached<'_>>) {
-        // SAFETY: live; `head` never changes.
-        let head = unsafe { (*self.node.as_ptr()).head };
-        let inner = self.inner();
+        let head = self.node.head;
+        let inner = &mut *self.guard;
         let on = inner.attached.then_some(Attached {
             head,
             _held: PhantomData,
@@ -245,69 +225,49 @@ impl<T> Locked<'_, T> {
         (&mut inner.value, on)
     }
 
-    /// The upcall of a connection listenq now holds names this state.
+    /// The upcall of a connection listenq now holds names this state: it
+    /// owns a reference from now on.
     pub fn counted(&mut self) {
-        self.inner().names += 1;
+        // SAFETY: the token's reference is owned for this call; the new
+        // one is the upcall's, taken back by `release`.
+        let _ = unsafe { ARef::<Node<T>>::clone_raw(self.raw) }.into_raw();
     }
 
-    /// An upcall naming this state has been cleared and is given back: a
-    /// detached state nothing names any more is freed (after unlocking).
-    pub fn release(mut self) {
-        let inner = self.inner();
-        inner.names = inner.names.saturating_sub(1);
-        let last = inner.names == 0 && !inner.attached;
-        if last {
-            DETACHED.fetch_sub(1, Ordering::Relaxed);
-        }
-        let node = self.node;
+    /// An upcall naming this state has been cleared and gives its
+    /// reference back: a detached state nothing names any more is freed
+    /// (after unlocking).
+    pub fn release(self) {
+        let raw = self.raw;
         drop(self);
-        if last {
-            // SAFETY: detached (in no list) and nothing names it: no other
-            // thread can reach it; this thread's last name of it (the
-            // guard) is gone.
-            unsafe { free(node) };
-        }
+        // SAFETY: the cleared upcall's reference (`counted`), or the
+        // task's (`leave_soon`), taken back once, after this thread's last
+        // use of the node (the guard is gone).
+        drop(unsafe { ARef::<Node<T>>::from_raw(raw) });
     }
 
     /// Connections wait on the hold queue's leaving list: queues the
-    /// state's task unless it is queued already. The task names the state
+    /// state's task unless it is queued already. The task owns a reference
     /// until `task_done`.
     pub fn leave_soon(&mut self) {
-        let node = self.node;
-        let inner = self.inner();
-        if inner.leave_queued {
+        if self.guard.leave_queued {
             return;
         }
-        inner.leave_queued = true;
-        inner.names += 1;
+        self.guard.leave_queued = true;
+        // SAFETY: as in `counted`; this one is the task's.
+        let _ = unsafe { ARef::<Node<T>>::clone_raw(self.raw) }.into_raw();
         // SAFETY: live, and initialized in attach(); its mutex is held, so
         // no other thread queues it at the same time. taskqueue_enqueue(9)
         // takes only the queue's own mutex and never sleeps: callable
         // under socket locks and in an upcall.
-        unsafe { sys::lq_leave_enqueue(leave_of(node)) };
+        unsafe { sys::lq_leave_enqueue(self.node.leave.get().cast()) };
     }
 
     /// The task found the leaving list empty: it is no longer queued, and
-    /// gives its name back (which may free a detached state, and the task
-    /// with it: the task touches neither after this).
+    /// gives its reference back (which may free a detached state, and the
+    /// task with it: the task touches neither after this).
     pub fn task_done(mut self) {
-        self.inner().leave_queued = false;
+        self.guard.leave_queued = false;
         self.release();
-    }
-}
-
-impl<T> Drop for Locked<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: this guard locked it (`lock`), and it is still live;
-        // mtx_unlock(9) as a module compiles it, as in `lock`.
-        unsafe {
-            sys::__mtx_unlock_flags(
-                core::ptr::addr_of_mut!((*mtx_of(self.node)).mtx_lock),
-                0,
-                LOCK_FILE.as_ptr(),
-                line!() as i32,
-            )
-        };
     }
 }
 
@@ -331,42 +291,36 @@ impl<T> FilterArgs<T> {
     /// `key`, with its own mutex; None when memory is short. After
     /// `try_reserve`, the list does not allocate.
     pub fn attach(&mut self, key: usize, value: T) -> Option<Token<T>> {
-        let layout = Layout::new::<Node<T>>();
-        // SAFETY: a Node has a non-zero size (it holds a mutex).
-        let p = NonNull::new(unsafe { alloc::alloc::alloc(layout) }.cast::<Node<T>>())?;
-        // SAFETY: freshly allocated for a Node<T>, properly aligned; the
-        // mutex is initialized in place, before anyone can reach it.
-        unsafe {
-            p.as_ptr().write(Node {
-                // mtx_init(9) wants zeroed storage (without MTX_NEW it
-                // reads LO_INITIALIZED, which freed memory may have set).
-                mtx: UnsafeCell::new(MaybeUninit::zeroed()),
-                head: key,
-                inner: UnsafeCell::new(Inner {
-                    value,
-                    names: 0,
-                    leave_queued: false,
-                    attached: true,
-                }),
-                slot: UnsafeCell::new(Some(self.list.len())),
-                leave: UnsafeCell::new(MaybeUninit::zeroed()),
-            });
-            sys::lq_mtx_init(mtx_of(p), c"listenq filter".as_ptr());
-            // The task's argument is the node itself: the token its run
-            // hands back (listenq_rs_leave_next).
-            sys::lq_leave_init(leave_of(p), p.as_ptr().cast());
-        }
-        self.list.push((key, p));
-        Some(Token(p))
+        let node = Node {
+            inner: Mutex::new(Inner {
+                value,
+                leave_queued: false,
+                attached: true,
+            }),
+            head: key,
+            slot: UnsafeCell::new(Some(self.list.len())),
+            leave: UnsafeCell::new(MaybeUninit::zeroed()),
+        };
+        let a = ARef::try_new_with(node, |n| {
+            // SAFETY: zeroed, in the node's final place, not shared yet.
+            unsafe { n.inner.init(c"listenq filter") }
+        })?;
+        let raw = a.as_raw();
+        // SAFETY: zeroed task storage in the node, not shared yet. The
+        // task's argument is the token itself, which its run hands back
+        // (listenq_rs_leave_next).
+        unsafe { sys::lq_leave_init(a.leave.get().cast(), raw.as_ptr().cast()) };
+        self.list.push((key, a));
+        Some(Token(raw, PhantomData))
     }
 
     /// Runs `f` on the listener `key`'s state, if attached, under its
     /// mutex.
     pub fn with<R>(&self, key: usize, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let (_, p) = self.list.iter().find(|(k, _)| *k == key)?;
-        // SAFETY: attached, hence live while `self` is borrowed (detach
-        // needs `&mut self`).
-        let mut g: Locked<'_, T> = unsafe { lock(*p) };
+        let (_, a) = self.list.iter().find(|(k, _)| *k == key)?;
+        // SAFETY: the list's reference keeps it live while `self` is
+        // borrowed (detach needs `&mut self`).
+        let mut g: Locked<'_, T> = unsafe { lock(a.as_raw()) };
         Some(f(g.get()))
     }
 
@@ -374,9 +328,10 @@ impl<T> FilterArgs<T> {
     /// each under its mutex; when `f` says so (true), queues the state's
     /// task (`Locked::leave_soon`).
     pub fn for_each_attached(&self, mut f: impl FnMut(&mut T, Attached<'_>) -> bool) {
-        for (_, p) in self.list.iter() {
-            // SAFETY: attached, hence live while `self` is borrowed.
-            let mut g: Locked<'_, T> = unsafe { lock(*p) };
+        for (_, a) in self.list.iter() {
+            // SAFETY: the list's reference keeps it live while `self` is
+            // borrowed.
+            let mut g: Locked<'_, T> = unsafe { lock(a.as_raw()) };
             let (v, on) = g.get_attached();
             if on.is_some_and(|on| f(v, on)) {
                 g.leave_soon();
@@ -388,37 +343,41 @@ impl<T> FilterArgs<T> {
     /// sees it one more time, and `cleared` upcalls naming it were
     /// cleared with it. Freed if no other upcall names it.
     pub fn detach(&mut self, a: Arg<'_, T>, cleared: usize, last: impl FnOnce(&mut T)) {
-        let node = a.node;
-        // SAFETY: live (the listener's own, attached until now); `slot`
-        // is only touched through `&mut self`.
-        if let Some(i) = unsafe { (*(*node.as_ptr()).slot.get()).take() } {
-            self.list.swap_remove(i);
-            if let Some((_, m)) = self.list.get(i) {
-                // SAFETY: attached, and a different node than `a`'s: the
-                // one swap_remove() moved into slot i.
-                unsafe { *(*m.as_ptr()).slot.get() = Some(i) };
+        let raw = a.raw;
+        // SAFETY: the listener's own token, attached until now: its
+        // reference is the list's, which this call gives back below.
+        let node: &Node<T> = unsafe { ARef::borrow_raw(raw) };
+        // SAFETY: `slot` is only touched through `&mut self`.
+        let mine = match unsafe { (*node.slot.get()).take() } {
+            Some(i) if i < self.list.len() => {
+                let (_, mine) = self.list.swap_remove(i);
+                if let Some((_, m)) = self.list.get(i) {
+                    // SAFETY: attached, and a different node than `a`'s:
+                    // the one swap_remove() moved into slot i.
+                    unsafe { *m.slot.get() = Some(i) };
+                }
+                if self.list.is_empty() {
+                    self.list = Vec::new();
+                }
+                mine
             }
-            if self.list.is_empty() {
-                self.list = Vec::new();
-            }
-        }
+            // Not reached (attached states are in the list): a reference
+            // of this thread's to give the cleared upcalls' back through.
+            // SAFETY: live for this call (the token's contract).
+            _ => unsafe { ARef::<Node<T>>::clone_raw(raw) },
+        };
         let mut g = a.lock();
-        let inner = g.inner();
-        inner.attached = false;
-        last(&mut inner.value);
-        inner.names = inner.names.saturating_sub(cleared);
-        let free_now = inner.names == 0;
-        if !free_now {
-            // Counted before the mutex is dropped: the last release,
-            // which takes it, then always finds it counted.
-            DETACHED.fetch_add(1, Ordering::Relaxed);
-        }
+        g.guard.attached = false;
+        last(&mut g.guard.value);
+        // Counted before the mutex is dropped: the last reference, given
+        // back by whichever thread, then always finds it counted.
+        DETACHED.fetch_add(1, Ordering::Relaxed);
         drop(g);
-        if free_now {
-            // SAFETY: detached and no upcall names it: no other thread can
-            // reach it; `a` was consumed.
-            unsafe { free(node) };
-        }
+        // SAFETY: the cleared upcalls' references, each taken back once
+        // here; never the last, `mine` is held.
+        unsafe { mine.drop_raw_refs(cleared) };
+        // Freed here if no other upcall, nor the task, names it.
+        drop(mine);
     }
 
     /// No state, attached or detached.
@@ -426,28 +385,17 @@ impl<T> FilterArgs<T> {
         self.list.is_empty() && DETACHED.load(Ordering::Relaxed) == 0
     }
 
-    /// Frees every attached state, after `last` has seen it (module
-    /// unload, once nothing can name any of them).
+    /// Gives back every attached state, after `last` has seen it (module
+    /// unload, once nothing else can name any of them: each is freed).
     pub fn clear(&mut self, mut last: impl FnMut(&mut T)) {
-        for (_, p) in core::mem::take(&mut self.list) {
-            // SAFETY: attached, hence live.
-            let mut g: Locked<'_, T> = unsafe { lock(p) };
+        for (_, a) in core::mem::take(&mut self.list) {
+            // SAFETY: the list's reference keeps it live.
+            let mut g: Locked<'_, T> = unsafe { lock(a.as_raw()) };
+            g.guard.attached = false;
             last(g.get());
+            DETACHED.fetch_add(1, Ordering::Relaxed);
             drop(g);
-            // SAFETY: unload: no listener and no upcall can name it any
-            // more, and it has left the list.
-            unsafe { free(p) };
+            drop(a);
         }
     }
-}
-
-/// # Safety
-/// `p` came from `attach`, is not freed yet, nobody holds or will take
-/// its mutex, and it is never used again.
-unsafe fn free<T>(p: NonNull<Node<T>>) {
-    // SAFETY: initialized in attach(); unlocked and unreachable (caller).
-    unsafe { sys::lq_mtx_destroy(mtx_of(p)) };
-    // SAFETY: allocated by the global allocator with Layout::new::<Node<T>>()
-    // in attach(), which is what Box expects.
-    drop(unsafe { Box::from_raw(p.as_ptr()) });
 }

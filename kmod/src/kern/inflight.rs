@@ -19,7 +19,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// SeqCst: see KMutex::retire() for the pairing with unload.
+    /// SeqCst: see GlobalMutex::retire() for the pairing with unload.
     pub fn enter() -> InFlight {
         InFlight {
             slot: IN_FLIGHT.add(1),

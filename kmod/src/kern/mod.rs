@@ -2,7 +2,7 @@
 //! that touches the bindings or holds `unsafe` is here. Kernel objects
 //! cross into the rest of the module as types whose lifetimes say what
 //! keeps them live or locked: a borrowed `SocketRef<'a>`, an owned
-//! `SocketHold`, a `SysctlReq<'a>`, a mutex `Guard`, a receive buffer
+//! `SocketHold`, a `SysctlReq<'a>`, a mutex `MutexGuard` (kern::sync, with `GlobalMutex` and the counted `ARef`), a receive buffer
 //! `RcvLocked<'a>` and a listener `ListenLocked<'a>` whose locks the
 //! caller holds, a listener's `Pending` through a counted `PendingRef`
 //! and its mutex guard `PendingLocked<'a>`, an accept filter's state
@@ -21,7 +21,6 @@ pub mod hold;
 pub mod inflight;
 pub mod inherit;
 pub mod listen;
-pub mod mtx;
 pub mod pending;
 pub mod percpu;
 pub mod print;
@@ -29,6 +28,7 @@ pub mod protosw;
 pub mod sockbuf;
 pub mod socket;
 pub mod stat;
+pub mod sync;
 pub mod sysctl;
 pub mod time;
 pub mod work;

@@ -8,11 +8,10 @@
 //!
 //! # Who names a node
 //!
-//! A node counts its references (`refs`), and whoever drops the last one
-//! frees it: nothing else names it then, and nobody holds its mutex (a
-//! guard borrows a reference). Freeing never sleeps (mtx_destroy(9),
-//! free(9)), so a reference may be dropped with any mutex held. The
-//! references are `PendingRef`s:
+//! A node is an `ARef` (kern/sync): counted, and freed by whoever drops the
+//! last reference: nothing else names it then, and nobody holds its mutex
+//! (a guard borrows a reference). The references are `PendingRef`s, or
+//! raw pointers the kernel or the index keep (`ARef::into_raw`):
 //!
 //! - the registry row's (listeners.rs `Tracked`), from registration until
 //!   the row is gone and the node closed (below);
@@ -48,13 +47,12 @@
 //! children"). A thread holds at most one node mutex and one shard mutex.
 
 use core::cell::UnsafeCell;
-use core::marker::PhantomData;
-use core::mem::{ManuallyDrop, MaybeUninit};
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::kern::mtx::KMutex;
 use crate::kern::socket::SocketRef;
+use crate::kern::sync::{ARef, GlobalMutex, Mutex};
 use crate::kern::time::Tick;
 use listenq_bindings as sys;
 use listenq_policy::keymap::KeyMap;
@@ -64,11 +62,8 @@ use listenq_policy::pending::{
 };
 
 struct Node {
-    /// Initialized in `new` on zeroed storage, destroyed in `free`.
-    mtx: UnsafeCell<MaybeUninit<sys::mtx>>,
-    refs: AtomicUsize,
-    /// Under `mtx`.
-    overflow: UnsafeCell<OverflowCounter>,
+    /// Initialized in `new`, destroyed when the node is dropped.
+    overflow: Mutex<OverflowCounter>,
     /// Set by `close`: the upcall records nothing any more.
     closed: AtomicBool,
     /// The upcall's (top of this file).
@@ -79,19 +74,13 @@ struct Node {
 /// One counted reference to a listener's node (see the top of this
 /// file). Dropping it gives the reference back, and frees the node if it
 /// was the last.
-pub struct PendingRef(NonNull<Node>);
+#[derive(Clone)]
+pub struct PendingRef(ARef<Node>);
 
 // SAFETY: the node is shared only through its atomics and its mutex, which
 // any thread may take; `upcall` only under the listener lock the upcall
 // holds; dropping the last reference may free it on any thread.
 unsafe impl Send for PendingRef {}
-
-/// A node whose mutex this thread holds, through a reference that outlives
-/// the guard (`'a`).
-pub struct PendingLocked<'a> {
-    node: NonNull<Node>,
-    _ref: PhantomData<&'a PendingRef>,
-}
 
 /// The child index: a connection (its so_gencnt) to the node of the
 /// listener it completed on (the node's address) and its completion time,
@@ -105,8 +94,8 @@ static RING: ChildRing<2048> = ChildRing::new();
 /// The second level, for connections whose ring slot was taken: sharded
 /// so that accepts on different CPUs rarely meet.
 const SHARDS: usize = 64;
-static CHILDREN: [KMutex<KeyMap<Child>>; SHARDS] =
-    [const { KMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
+static CHILDREN: [GlobalMutex<KeyMap<Child>>; SHARDS] =
+    [const { GlobalMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
 
 /// Entries in the shards. accept(2) of a connection the ring does not
 /// have looks in the shards only when this is not 0: its upcall counted
@@ -114,7 +103,7 @@ static CHILDREN: [KMutex<KeyMap<Child>>; SHARDS] =
 /// took afterwards, so an accept cannot read 0 while its own entry waits.
 static SPILLED: AtomicUsize = AtomicUsize::new(0);
 
-fn shard(gen: u64) -> &'static KMutex<KeyMap<Child>> {
+fn shard(gen: u64) -> &'static GlobalMutex<KeyMap<Child>> {
     // Fibonacci hashing: the top bits pick the shard, so that the KeyMap
     // inside, which hashes the same way but keeps mostly low bits, still
     // spreads a shard's keys.
@@ -153,10 +142,11 @@ pub fn destroy() {
     // Every listener was purged, so the ring is empty; should an entry
     // be left, its reference still goes (nothing else runs any more).
     RING.drain(|c| {
-        if let Some(n) = NonNull::new(c.node as *mut Node) {
-            // SAFETY: the entry owned a reference, which emptying its
-            // slot handed over to this thread, used once here.
-            unsafe { release(n) };
+        if let Some(n) = NonNull::new(c.node as *mut ()) {
+            // SAFETY: the entry owned a reference (`ARef::into_raw` of a
+            // node), which emptying its slot handed over to this thread,
+            // taken back once here.
+            drop(unsafe { ARef::<Node>::from_raw(n) });
         }
     });
 }
@@ -187,105 +177,54 @@ pub fn trim() {
     }
 }
 
-/// Gives back one reference to `n`, freeing it if that was the last.
-///
-/// # Safety
-/// The caller owns a counted reference to `n` and does not use it again.
-unsafe fn release(n: NonNull<Node>) {
-    // SAFETY: live while the caller's reference is counted.
-    let refs = unsafe { &(*n.as_ptr()).refs };
-    if refs.fetch_sub(1, Ordering::Release) != 1 {
-        return;
-    }
-    // Every other thread's use of the node happened before its own
-    // decrement, which this acquire orders before the free.
-    fence(Ordering::Acquire);
-    // SAFETY: the last reference: no row, upcall, index entry or call
-    // names it, so nobody holds (a guard borrows a reference) or will
-    // take its mutex.
-    unsafe { free(n) };
-}
-
-/// # Safety
-/// Nothing names `n` any more and its mutex is not held.
-unsafe fn free(n: NonNull<Node>) {
-    // SAFETY: initialized in new(); unlocked and unreachable (caller).
-    unsafe { sys::lq_mtx_destroy(mtx_of(n)) };
-    // SAFETY: allocated by the global allocator with Layout::new::<Node>()
-    // in new(), which is what Box expects; freed once (the count reached
-    // zero once).
-    drop(unsafe { alloc::boxed::Box::from_raw(n.as_ptr()) });
-}
-
-/// # Safety
-/// `n` is live.
-unsafe fn mtx_of(n: NonNull<Node>) -> *mut sys::mtx {
-    // SAFETY: live (caller); the cell is the mutex's storage.
-    unsafe { (*n.as_ptr()).mtx.get().cast() }
-}
-
 impl PendingRef {
     /// A new node for a listener whose overflow state is (`overcount`,
     /// `lastover`), with one reference (the caller's); None when memory is
     /// short (M_NOWAIT).
     pub fn new(overcount: i32, lastover: Stamp) -> Option<PendingRef> {
-        let layout = core::alloc::Layout::new::<Node>();
-        // SAFETY: a Node has a non-zero size (it holds a mutex).
-        let n = NonNull::new(unsafe { alloc::alloc::alloc(layout) }.cast::<Node>())?;
-        // SAFETY: freshly allocated for a Node, properly aligned, and
-        // nobody else can reach it yet; the mutex is initialized in place.
-        unsafe {
-            n.as_ptr().write(Node {
-                // mtx_init(9) wants zeroed storage (without MTX_NEW it
-                // reads LO_INITIALIZED, which freed memory may have set).
-                mtx: UnsafeCell::new(MaybeUninit::zeroed()),
-                refs: AtomicUsize::new(1),
-                overflow: UnsafeCell::new(OverflowCounter::new(overcount, lastover)),
-                closed: AtomicBool::new(false),
-                upcall: UnsafeCell::new(UpcallState {
-                    newest: Seen::default(),
-                    overflow: (overcount, lastover),
-                }),
-                accepts: Accepts::default(),
-            });
-            sys::lq_mtx_init(mtx_of(n), c"listenq listener".as_ptr());
-        }
-        Some(PendingRef(n))
+        let node = Node {
+            overflow: Mutex::new(OverflowCounter::new(overcount, lastover)),
+            closed: AtomicBool::new(false),
+            upcall: UnsafeCell::new(UpcallState {
+                newest: Seen::default(),
+                overflow: (overcount, lastover),
+            }),
+            accepts: Accepts::default(),
+        };
+        ARef::try_new_with(node, |n| {
+            // SAFETY: zeroed, in the node's final place, not shared yet.
+            unsafe { n.overflow.init(c"listenq listener") }
+        })
+        .map(PendingRef)
     }
 
     fn node(&self) -> &Node {
-        // SAFETY: live while `self` is counted; the shared fields are
-        // atomics, the others are reached only through their locks.
-        unsafe { self.0.as_ref() }
+        &self.0
     }
 
-    /// Takes the node's own mutex.
-    fn lock(&self) -> PendingLocked<'_> {
-        // SAFETY: live while `self` is counted, which the guard's borrow
-        // keeps; initialized in new(). mtx_lock may block: callers hold at
-        // most socket locks and REGISTRY, all MTX_DEF and before this one
-        // in the lock order.
-        unsafe { sys::lq_mtx_lock(mtx_of(self.0)) };
-        PendingLocked {
-            node: self.0,
-            _ref: PhantomData,
-        }
+    /// The node's address: its identity in the child index.
+    fn addr(&self) -> usize {
+        self.0.as_raw().as_ptr() as usize
     }
 
     /// Folds in one sample of the kernel's overflow counter; how many
     /// overflows it adds.
     pub fn sample_overflows(&self, overcount: i32, lastover: Stamp) -> u64 {
-        let mut g = self.lock();
-        let o = g.overflow();
+        // SAFETY: initialized in new(), destroyed only with the node,
+        // which this reference keeps. Callers hold at most socket locks
+        // and REGISTRY, all MTX_DEF and before this one in the lock order.
+        let mut o = unsafe { self.node().overflow.lock() };
         let before = o.total();
         o.sample(overcount, lastover);
         let grew = o.total().saturating_sub(before);
-        drop(g);
+        drop(o);
         grew
     }
 
     pub fn overflows(&self) -> u64 {
-        self.lock().overflow().total()
+        // SAFETY: as in sample_overflows.
+        let o = unsafe { self.node().overflow.lock() };
+        o.total()
     }
 
     pub fn accepts(&self) -> &Accepts {
@@ -305,12 +244,14 @@ impl PendingRef {
         arg: *mut cty::c_void,
         f: impl FnOnce(&PendingRef, &mut UpcallState) -> R,
     ) -> Option<R> {
-        let n = NonNull::new(arg.cast::<Node>())?;
+        let n = NonNull::new(arg.cast::<()>())?;
         // Not dropped: the reference stays the upcall's.
-        let r = ManuallyDrop::new(PendingRef(n));
-        // SAFETY: live (the upcall's reference); `upcall` is touched only
-        // by this listener's upcalls, which its lock serializes (caller).
-        let st = unsafe { &mut *(*n.as_ptr()).upcall.get() };
+        // SAFETY: the upcall's argument is `ARef::into_raw` of a node
+        // (install_listen_upcall), still owned by the upcall (caller).
+        let r = ManuallyDrop::new(PendingRef(unsafe { ARef::from_raw(n) }));
+        // SAFETY: `upcall` is touched only by this listener's upcalls,
+        // which its lock serializes (caller).
+        let st = unsafe { &mut *r.node().upcall.get() };
         Some(f(&r, st))
     }
 
@@ -331,10 +272,10 @@ impl PendingRef {
     /// reference than the caller's is left, which every entry is; a sweep
     /// of every shard (a listener's close, not a connection's path).
     pub fn purge(&self) {
-        if self.node().refs.load(Ordering::Acquire) <= 1 {
+        if self.0.count() <= 1 {
             return;
         }
-        let me = self.0.as_ptr() as usize;
+        let me = self.addr();
         let mut gone = RING.remove_where(|c| c.node == me);
         if SPILLED.load(Ordering::Acquire) != 0 {
             let mut spilled = 0;
@@ -348,44 +289,14 @@ impl PendingRef {
             SPILLED.fetch_sub(spilled, Ordering::Release);
             gone += spilled;
         }
-        // The entries' references: never the last, the caller holds one.
-        self.node().refs.fetch_sub(gone, Ordering::Release);
+        // SAFETY: each entry removed owned one reference, now given back;
+        // never the last, the caller holds one.
+        unsafe { self.0.drop_raw_refs(gone) };
     }
 
     /// The index as this listener's upcall files into it.
     pub fn index(&self) -> ChildIndex<'_> {
         ChildIndex { me: self }
-    }
-}
-
-impl Clone for PendingRef {
-    /// Another counted reference to the same node.
-    fn clone(&self) -> PendingRef {
-        self.node().refs.fetch_add(1, Ordering::Relaxed);
-        PendingRef(self.0)
-    }
-}
-
-impl Drop for PendingRef {
-    fn drop(&mut self) {
-        // SAFETY: this value owns one counted reference and gives it back
-        // once.
-        unsafe { release(self.0) };
-    }
-}
-
-impl PendingLocked<'_> {
-    fn overflow(&mut self) -> &mut OverflowCounter {
-        // SAFETY: live (the guard borrows a counted reference) and its
-        // mutex is held by this guard: the only reference to the counter.
-        unsafe { &mut *(*self.node.as_ptr()).overflow.get() }
-    }
-}
-
-impl Drop for PendingLocked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: this guard locked it, and it is live.
-        unsafe { sys::lq_mtx_unlock(mtx_of(self.node)) };
     }
 }
 
@@ -396,7 +307,7 @@ pub struct ChildIndex<'a> {
 
 impl Index for ChildIndex<'_> {
     fn file(&mut self, gen: u64, now: u32) -> bool {
-        let me = self.me.0.as_ptr() as usize;
+        let me = self.me.addr();
         // Filed twice only if the connection recorded last left the queue
         // from its middle and the walk started over (FreeBSD 14 takes
         // connections off sol_comp only at its head or with the whole
@@ -411,7 +322,7 @@ impl Index for ChildIndex<'_> {
         }
         // The entry's reference, counted before it is published (an
         // accept may take the entry and give it back right after).
-        self.me.node().refs.fetch_add(1, Ordering::Relaxed);
+        let entry = self.me.0.clone().into_raw();
         let filed = if RING_OFF.load(Ordering::Relaxed) {
             RingFiled::Occupied
         } else {
@@ -421,12 +332,14 @@ impl Index for ChildIndex<'_> {
             RingFiled::New => return true,
             RingFiled::Already => {
                 // The entry keeps its one reference.
-                self.me.node().refs.fetch_sub(1, Ordering::Relaxed);
+                // SAFETY: `entry` was not published; taken back once.
+                drop(unsafe { ARef::<Node>::from_raw(entry) });
                 return true;
             }
             RingFiled::Occupied => {
                 // Never the last reference: the upcall's is held.
-                self.me.node().refs.fetch_sub(1, Ordering::Relaxed);
+                // SAFETY: as above.
+                drop(unsafe { ARef::<Node>::from_raw(entry) });
             }
         }
         let Some(mut m) = shard(gen).lock() else {
@@ -437,19 +350,21 @@ impl Index for ChildIndex<'_> {
             // The entry keeps its one reference.
             Filed::Already => return true,
             Filed::New => None,
-            Filed::Replaced(other) => NonNull::new(other as *mut Node),
+            Filed::Replaced(other) => NonNull::new(other as *mut ()),
         };
         if replaced.is_none() {
             SPILLED.fetch_add(1, Ordering::Release);
         }
         // The new entry's reference, counted before the shard is unlocked
-        // (an accept may take the entry and give it back right after).
-        self.me.node().refs.fetch_add(1, Ordering::Relaxed);
+        // (an accept may take the entry and give it back right after); the
+        // entry holds it as `me`, the same address.
+        let _ = self.me.0.clone().into_raw();
         drop(m);
         if let Some(other) = replaced {
-            // SAFETY: the replaced entry owned a reference to `other`,
-            // which is now this thread's, used once here.
-            unsafe { release(other) };
+            // SAFETY: the replaced entry owned a reference to `other` (a
+            // node's `into_raw`), which is now this thread's, taken back
+            // once here.
+            drop(unsafe { ARef::<Node>::from_raw(other) });
         }
         true
     }
@@ -469,20 +384,23 @@ pub fn take_child(gen: u64) -> Option<(PendingRef, Tick)> {
         }
     };
     // The entry's reference becomes the caller's.
-    NonNull::new(c.node as *mut Node).map(|n| (PendingRef(n), Tick(c.since)))
+    let n = NonNull::new(c.node as *mut ())?;
+    // SAFETY: the entry owned a reference (a node's `into_raw`), taken
+    // off the index once, here.
+    Some((PendingRef(unsafe { ARef::from_raw(n) }), Tick(c.since)))
 }
 
 impl SocketRef<'_> {
     /// Claims the listen upcall if nobody else has (see socket_glue.h), with
     /// a reference to `p` as its argument. True if it was installed.
     pub fn install_listen_upcall(self, p: &PendingRef) -> bool {
-        let r = ManuallyDrop::new(p.clone());
+        let r = p.0.clone().into_raw();
         // SAFETY: live socket; the helper takes the listen lock. The
         // argument is a counted reference the upcall owns if installed.
-        let done =
-            unsafe { sys::lq_listen_upcall_install(self.as_ptr(), r.0.as_ptr().cast()) } != 0;
+        let done = unsafe { sys::lq_listen_upcall_install(self.as_ptr(), r.as_ptr().cast()) } != 0;
         if !done {
-            drop(ManuallyDrop::into_inner(r));
+            // SAFETY: not installed, so still this thread's; taken back once.
+            drop(unsafe { ARef::<Node>::from_raw(r) });
         }
         done
     }
@@ -493,10 +411,12 @@ impl SocketRef<'_> {
     pub fn remove_listen_upcall(self, p: &PendingRef) {
         // SAFETY: live socket; the helper takes the listen lock.
         let removed =
-            unsafe { sys::lq_listen_upcall_remove(self.as_ptr(), p.0.as_ptr().cast()) } != 0;
+            unsafe { sys::lq_listen_upcall_remove(self.as_ptr(), p.0.as_raw().as_ptr().cast()) }
+                != 0;
         if removed {
-            // The upcall's reference, now this thread's.
-            drop(PendingRef(p.0));
+            // SAFETY: the upcall's reference (install_listen_upcall), now
+            // this thread's, taken back once.
+            drop(unsafe { ARef::<Node>::from_raw(p.0.as_raw()) });
         }
     }
 }

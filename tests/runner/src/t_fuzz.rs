@@ -11,8 +11,10 @@
 //!   worker (default DEFAULT_OPS). A human bisects OPS by hand with it.
 //! - `ci`: seeds 1..=CI_SEEDS with CI_OPS each (about a minute of VM time
 //!   on 2 vCPUs).
-//! - `campaign,SECONDS`: seeds 1, 2, ... with DEFAULT_OPS each, until
-//!   SECONDS of wall time have passed (checked before each seed).
+//! - `campaign,SECONDS` or `campaign,SECONDS,FIRST`: seeds FIRST (default
+//!   1), FIRST + 1, ... with DEFAULT_OPS each, until SECONDS of wall time
+//!   have passed (checked before each seed). A later campaign starts where
+//!   an earlier one stopped, so that together they cover new seeds.
 //! - `shrink,SEED` or `shrink,SEED,OPS`: runs the seed with OPS, then with
 //!   half as many ops while it still fails a runner-level invariant, then
 //!   bisects between the last failing and the first passing count, and
@@ -84,7 +86,7 @@ const UNLOADABLE: &str = "kern.ipc.listenq.unloadable";
 enum Mode {
     One { seed: u64, ops: u64 },
     Ci,
-    Campaign { secs: u64 },
+    Campaign { secs: u64, first: u64 },
     Shrink { seed: u64, ops: u64 },
 }
 
@@ -117,8 +119,12 @@ fn parse(v: &[u8]) -> Option<Mode> {
     };
     match a {
         b"ci" if b.is_none() => Some(Mode::Ci),
-        b"campaign" if c.is_none() => Some(Mode::Campaign {
+        b"campaign" => Some(Mode::Campaign {
             secs: num(b?).filter(|&s| s > 0)?,
+            first: match c {
+                None => 1,
+                Some(s) => num(s).filter(|&f| f > 0 && f < u64::MAX)?,
+            },
         }),
         b"shrink" => Some(Mode::Shrink {
             seed: num(b?)?,
@@ -885,7 +891,7 @@ pub fn run(tap: &mut Tap, env: &Env, v: &[u8]) {
         tap.ok(
             false,
             format_args!(
-                "listenq.fuzz={}: expected SEED[,OPS], ci, campaign,SECONDS or shrink,SEED[,OPS]",
+                "listenq.fuzz={}: expected SEED[,OPS], ci, campaign,SECONDS[,FIRST] or shrink,SEED[,OPS]",
                 au::Show(v)
             ),
         );
@@ -918,8 +924,8 @@ pub fn run(tap: &mut Tap, env: &Env, v: &[u8]) {
                 seqs += 1;
             }
         }
-        Mode::Campaign { secs } => {
-            let mut seed = 1;
+        Mode::Campaign { secs, first } => {
+            let mut seed = first;
             while sys::now_ms() - t0 < secs.saturating_mul(1000) && seed < u64::MAX {
                 total += sequence(tap, env, &knobs, seed, DEFAULT_OPS, true).ops;
                 seqs += 1;
