@@ -32,10 +32,6 @@ static bool lq_defaults_ready;
  */
 static struct sysctl_ctx_list lq_defaults_ctx;
 
-static const char *const lq_filter_names[LQ_NFILTERS] = {
-	"dataready", "httpready", "dnsready", "tlsready"	/* defaults.rs */
-};
-
 static int
 sysctl_default_arg(SYSCTL_HANDLER_ARGS)
 {
@@ -73,15 +69,19 @@ static void
 lq_defaults_init(void *arg __unused)
 {
 	struct sysctl_oid *node;
+	const char *name;
 	int i;
 
 	mtx_init(&lq_defaults_mtx, "listenq defaults", NULL, MTX_DEF);
 	lq_defaults_ready = true;
 	sysctl_ctx_init(&lq_defaults_ctx);
 	for (i = 0; i < LQ_NFILTERS; i++) {
+		name = listenq_rs_filter_name(i);
+		if (name == NULL)
+			continue;
 		node = SYSCTL_ADD_NODE(&lq_defaults_ctx,
 		    SYSCTL_STATIC_CHILDREN(_kern_ipc_listenq), OID_AUTO,
-		    lq_filter_names[i], CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+		    name, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
 		    "listenq accept filter");
 		if (node == NULL)
 			continue;

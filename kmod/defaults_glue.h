@@ -4,7 +4,7 @@
 
 #include <sys/types.h>
 
-/* dataready, httpready, dnsready, tlsready (kern.ipc.listenq.<name>). */
+/* The filters (listenq-accf's FilterKind::ALL, which a Rust assertion keeps equal). */
 #define	LQ_NFILTERS		4
 /* sizeof(struct accept_filter_arg.af_arg): the same limit as af_arg. */
 #define	LQ_DEFAULT_ARG_LEN	240
@@ -15,6 +15,9 @@
  * sleeps: called from accf_create with the listener locked.
  */
 size_t	lq_default_arg(int filter, char *buf, size_t len);
+
+/* Rust: filter's name (kern.ipc.listenq.<name>), NULL past the last. */
+const char	*listenq_rs_filter_name(int filter);
 
 /* Rust: 0 if arg (len bytes, no NUL) is a valid af_arg, else EINVAL. */
 int	listenq_rs_default_arg_check(int filter, const char *arg, size_t len);

@@ -116,7 +116,7 @@ lq_leave_enqueue(struct lq_leave *lv)
  * the task can use both once it drops the state's mutex. Called with that
  * mutex held (listenq_rs_leave_next), under which the connection cannot
  * finish sofree(): its destructor takes the mutex to take its key out of
- * the queue (kern/held.rs says why every key names such a socket), so its
+ * the queue (kern/held_conns.rs says why every key names such a socket), so its
  * memory is valid here; a count already at zero means it is being freed:
  * leave it alone. ESRCH: the listener is being freed (nothing to do);
  * otherwise *so is NULL when only the listener's reference was taken.

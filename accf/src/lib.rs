@@ -99,14 +99,38 @@ impl FilterKind {
             .find(|k| k.name().as_bytes() == name)
     }
 
-    /// The accept_filter(9) name, as userland passes it in `af_name`.
-    pub fn name(self) -> &'static str {
+    /// The accept_filter(9) name, as the kernel registers it and userland
+    /// passes it in `af_name`: the one list of names (kmod registers
+    /// these, and names its `kern.ipc.listenq.<filter>` sysctl nodes with
+    /// them).
+    pub const fn c_name(self) -> &'static core::ffi::CStr {
         match self {
-            FilterKind::Data => "dataready",
-            FilterKind::Http => "httpready",
-            FilterKind::Dns => "dnsready",
-            FilterKind::Tls => "tlsready",
+            FilterKind::Data => c"dataready",
+            FilterKind::Http => c"httpready",
+            FilterKind::Dns => c"dnsready",
+            FilterKind::Tls => c"tlsready",
         }
+    }
+
+    /// `c_name` without its NUL.
+    pub fn name(self) -> &'static str {
+        self.c_name().to_str().unwrap_or_default()
+    }
+
+    /// Its place in `ALL`: the kernel's index of the filter (the
+    /// defaults' table and sysctl arg2).
+    pub const fn index(self) -> usize {
+        match self {
+            FilterKind::Data => 0,
+            FilterKind::Http => 1,
+            FilterKind::Dns => 2,
+            FilterKind::Tls => 3,
+        }
+    }
+
+    /// The filter at `index` of `ALL`.
+    pub fn from_index(index: usize) -> Option<FilterKind> {
+        FilterKind::ALL.get(index).copied()
     }
 }
 

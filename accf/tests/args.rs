@@ -31,6 +31,18 @@ fn names_round_trip() {
 }
 
 #[test]
+fn index_is_the_place_in_all_and_names_are_the_stock_ones() {
+    for (i, k) in FilterKind::ALL.into_iter().enumerate() {
+        assert_eq!(k.index(), i);
+        assert_eq!(FilterKind::from_index(i), Some(k));
+        assert_eq!(k.c_name().to_bytes(), k.name().as_bytes());
+    }
+    assert_eq!(FilterKind::from_index(FilterKind::ALL.len()), None);
+    let names: Vec<&str> = FilterKind::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(names, ["dataready", "httpready", "dnsready", "tlsready"]);
+}
+
+#[test]
 fn every_option() {
     let http = |a: &str| parse_af_arg(FilterKind::Http, a.as_bytes());
     let c = http("proxy,timeout=1500,ontimeout=drop,methods=all,h2,parsehttpversion=0").unwrap();

@@ -23,7 +23,7 @@ use crate::filters::{self, ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, Callbacks, ListenLocked, Upcall};
 use crate::kern::errno::Errno;
 use crate::kern::filter_arg::{self, Locked, Token};
-use crate::kern::held::{Admitted, HeldConns, Pos};
+use crate::kern::held_conns::{Admitted, HeldConns, Pos};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
 use crate::kern::work::Leaving;
@@ -375,13 +375,6 @@ pub fn tick() {
 
 pub const TICK_MS: i32 = 100;
 
-const NAMES: [(FilterKind, &core::ffi::CStr); 4] = [
-    (FilterKind::Data, c"dataready"),
-    (FilterKind::Http, c"httpready"),
-    (FilterKind::Dns, c"dnsready"),
-    (FilterKind::Tls, c"tlsready"),
-];
-
 /// At load: registers every name no one else holds, with the entries
 /// `cb`, and starts the hold timeouts; says how many names are listenq's.
 pub fn register(cb: &Callbacks) -> usize {
@@ -389,8 +382,8 @@ pub fn register(cb: &Callbacks) -> usize {
     // name is on the list.
     kaccf::tick_start(TICK_MS);
     let mut n = 0;
-    for (kind, name) in NAMES.iter() {
-        match kaccf::register(cb, *kind, name) {
+    for kind in FilterKind::ALL {
+        match kaccf::register(cb, kind, kind.c_name()) {
             Ok(()) => n += 1,
             Err(Errno::EEXIST) => kprintln!(
                 "accept filter {} is already registered (stock accf module loaded?); listenq leaves it alone",
@@ -437,8 +430,8 @@ pub fn unregister(cb: &Callbacks) -> bool {
             return false;
         }
         PHASE.store(BURIED, Ordering::Release);
-        for (_, name) in NAMES.iter() {
-            if kaccf::bury(cb, name).is_err() {
+        for kind in FilterKind::ALL {
+            if kaccf::bury(cb, kind.c_name()).is_err() {
                 // A name that could not be retired would reach freed
                 // code after unload.
                 revive();
@@ -468,9 +461,9 @@ pub fn reopen(cb: &Callbacks) {
     // The taskqueue first (it may sleep: outside REGISTRY), as at load.
     kaccf::tick_start(TICK_MS);
     let _g = REGISTRY.lock();
-    for (kind, name) in NAMES.iter() {
+    for kind in FilterKind::ALL {
         // ENOENT: a stock module had this name at load.
-        let _ = kaccf::unretire(cb, *kind, name);
+        let _ = kaccf::unretire(cb, kind, kind.c_name());
     }
     PHASE.store(OPEN, Ordering::Release);
 }

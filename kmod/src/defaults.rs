@@ -15,16 +15,11 @@ use listenq_accf::{parse_af_arg, FilterKind};
 
 /// Index of `kind` in defaults_glue.c's table (the sysctl's arg2).
 fn index(kind: FilterKind) -> usize {
-    match kind {
-        FilterKind::Data => 0,
-        FilterKind::Http => 1,
-        FilterKind::Dns => 2,
-        FilterKind::Tls => 3,
-    }
+    kind.index()
 }
 
 fn kind(idx: usize) -> Option<FilterKind> {
-    FilterKind::ALL.into_iter().find(|k| index(*k) == idx)
+    FilterKind::from_index(idx)
 }
 
 const _: () = assert!(FilterKind::ALL.len() == NFILTERS);

@@ -5,7 +5,7 @@
 //! mutex (kern/filter_arg.rs), which is all a connection's calls take.
 
 use crate::kern::filter_arg::{Arg, FilterArgs};
-use crate::kern::held::{self, HeldConns};
+use crate::kern::held_conns::{self, HeldConns};
 use crate::kern::percpu::PerCpu;
 use listenq_accf::{Config, Conn};
 use listenq_policy::backlog;
@@ -13,7 +13,7 @@ use listenq_policy::registry::{FilterInfo, Row};
 
 /// A held connection's parser state and how many bytes it has consumed.
 /// Letting it go needs nothing more: its slot waits on the hold queue's
-/// leaving list for the listener's task (kern/held.rs).
+/// leaving list for the listener's task (kern/held_conns.rs).
 #[derive(Clone, Copy)]
 pub struct ConnState {
     pub conn: Conn,
@@ -27,7 +27,7 @@ pub struct ConnState {
 /// bench's check in tests/runner/src/t_bench.rs). Checked here so that a
 /// change shows.
 const _: () = assert!(core::mem::size_of::<ConnState>() == 16);
-const _: () = assert!(held::slot_bytes::<ConnState>() == 40);
+const _: () = assert!(held_conns::slot_bytes::<ConnState>() == 40);
 
 /// One listener with a listenq filter attached: its own state, on the
 /// heap, reached from the kernel's filter argument. How long it lives:

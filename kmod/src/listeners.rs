@@ -24,16 +24,16 @@
 use alloc::vec::Vec;
 
 use crate::kern::errno::{Errno, KResult};
-use crate::kern::hold::SocketHold;
 use crate::kern::listen;
 use crate::kern::pending::{self, PendingRef};
 use crate::kern::socket::SocketRef;
+use crate::kern::sockref::SocketHold;
 use crate::kern::stat::Stat;
 use crate::kern::sync::GlobalMutex;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time::Tick;
+use listenq_policy::children::{self as completion, Recorded, UpcallState};
 use listenq_policy::overflow::Stamp;
-use listenq_policy::pending::{self as completion, Recorded, UpcallState};
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
@@ -249,7 +249,7 @@ pub fn on_accept(child: SocketRef<'_>) {
 /// completed queue, whose overflow state (sol_overcount, sol_lastover)
 /// then was `overflow`. `walk(newest, f)` calls `f` for each connection
 /// behind `newest` on that queue, oldest first, moving `newest` along
-/// (policy::pending::each_new). Each is filed in the child index (no lock
+/// (policy::children::each_new). Each is filed in the child index (no lock
 /// unless its ring slot is taken), and nothing else is locked unless a
 /// connection was refused since the upcall last looked.
 pub fn completed(

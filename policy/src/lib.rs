@@ -11,11 +11,11 @@ extern crate alloc;
 extern crate std;
 
 pub mod backlog;
+pub mod children;
 pub mod holdq;
 pub mod keymap;
 pub mod latency;
 pub mod overflow;
-pub mod pending;
 pub mod registry;
 pub mod table;
 pub mod xlisten;

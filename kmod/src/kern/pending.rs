@@ -1,5 +1,5 @@
 //! Each registered listener's node: what the listen upcall and pr_accept
-//! change for it (policy/src/pending.rs says who touches what), on the
+//! change for it (policy/src/children.rs says who touches what), on the
 //! heap and counted, and the index from a connection to its listener's
 //! node: a lock-free ring of slots (`RING`), and for a connection whose
 //! slot is taken, shards with a mutex each. A connection whose slot was
@@ -55,11 +55,11 @@ use crate::kern::socket::SocketRef;
 use crate::kern::sync::{ARef, GlobalMutex, Mutex};
 use crate::kern::time::Tick;
 use listenq_bindings as sys;
-use listenq_policy::keymap::KeyMap;
-use listenq_policy::overflow::{OverflowCounter, Stamp};
-use listenq_policy::pending::{
+use listenq_policy::children::{
     self as policy, Accepts, Child, ChildRing, Filed, Index, RingFiled, Seen, UpcallState,
 };
+use listenq_policy::keymap::KeyMap;
+use listenq_policy::overflow::{OverflowCounter, Stamp};
 
 struct Node {
     /// Initialized in `new`, destroyed when the node is dropped.

@@ -190,7 +190,7 @@ impl SockLocked<'_> {
 }
 
 /// A socket `SockLocked::tag` gave listenq's destructor, SOCK_LOCK still
-/// held: what a hold queue admits (held.rs).
+/// held: what a hold queue admits (held_conns.rs).
 pub struct Tagged<'t> {
     so: SocketRef<'t>,
 }

@@ -3,7 +3,7 @@
 //! - `SocketRef`: borrowed for the duration of a kernel call into
 //!   listenq (a protocol-switch entry, an upcall) or of a `SocketHold`;
 //!   the lifetime keeps it from outliving what keeps the socket live.
-//! - `SocketHold` (hold.rs): an owned reference, soref(9) on creation
+//! - `SocketHold` (sockref.rs): an owned reference, soref(9) on creation
 //!   and sorele(9) on drop.
 //! - with a lock held for the call: `RcvLocked` and `SockLocked`
 //!   (sockbuf.rs), `ListenLocked` (accf.rs).
@@ -14,8 +14,8 @@ use core::ptr::NonNull;
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
+use listenq_policy::children::{CompQueue, Seen};
 use listenq_policy::overflow::Stamp;
-use listenq_policy::pending::{CompQueue, Seen};
 use listenq_policy::registry::{Local, Owner, QueueSample};
 
 /// A live socket, borrowed for `'a`.

@@ -25,7 +25,7 @@ pub struct Leaving {
 /// it away.
 ///
 /// # Safety
-/// `head` and `so` are live (kern/held.rs says why).
+/// `head` and `so` are live (kern/held_conns.rs says why).
 pub(in crate::kern) unsafe fn evict_now(head: usize, so: usize) -> Option<Leave> {
     // SAFETY: the contract above; the C side only try-locks `so` and
     // leaves everything to the task when this thread does not hold the
@@ -56,7 +56,7 @@ impl Leaving {
     ///
     /// # Safety
     /// `head` and `so` are live, and stay so until this returns (the
-    /// state's mutex is held: kern/held.rs says why that is enough).
+    /// state's mutex is held: kern/held_conns.rs says why that is enough).
     pub(in crate::kern) unsafe fn hold(head: usize, so: usize, deliver: bool) -> Option<Leaving> {
         let head = head as *mut sys::socket;
         let mut so = so as *mut sys::socket;

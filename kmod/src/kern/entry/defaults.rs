@@ -24,3 +24,14 @@ pub extern "C" fn listenq_rs_default_arg_check(
         bytes,
     ))
 }
+
+/// The name of filter `filter` (the defaults' index), for its sysctl node
+/// (`kern.ipc.listenq.<name>`); NULL past the last. The names live in
+/// listenq-accf (`FilterKind::c_name`), the one list of them.
+#[no_mangle]
+pub extern "C" fn listenq_rs_filter_name(filter: i32) -> *const cty::c_char {
+    usize::try_from(filter)
+        .ok()
+        .and_then(listenq_accf::FilterKind::from_index)
+        .map_or(core::ptr::null(), |k| k.c_name().as_ptr())
+}

@@ -7,7 +7,7 @@ use crate::kern::protosw;
 use crate::kern::socket::SocketRef;
 use crate::listeners;
 use listenq_bindings as sys;
-use listenq_policy::pending::{each_new, Seen};
+use listenq_policy::children::{each_new, Seen};
 
 /// From the walks at load: a listener that existed before listenq.
 /// lq_tcp_listeners_foreach() holds the inpcb read-locked (lock order:
