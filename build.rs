@@ -22,7 +22,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LISTENQ_NO_GLUE");
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
     println!("cargo:rerun-if-changed=kmod/glue.h");
-    for f in ["module", "sysctl", "socket", "sockbuf", "work", "inherit"] {
+    for f in [
+        "module", "sysctl", "socket", "sockbuf", "work", "inherit", "tag",
+    ] {
         println!("cargo:rerun-if-changed=kmod/{f}_glue.c");
         println!("cargo:rerun-if-changed=kmod/{f}_glue.h");
     }
@@ -97,6 +99,7 @@ fn main() {
         .file(top.join("kmod/sysctl_glue.c"))
         .file(top.join("kmod/socket_glue.c"))
         .file(top.join("kmod/accf_glue.c"))
+        .file(top.join("kmod/tag_glue.c"))
         .file(top.join("kmod/sockbuf_glue.c"))
         .file(top.join("kmod/work_glue.c"))
         .file(top.join("kmod/defaults_glue.c"))

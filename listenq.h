@@ -24,6 +24,9 @@
 /* xl_flags */
 #define	XL_F_KFILTER		0x01	/* filter run by another module */
 
+/* xl_evflags */
+#define	XL_EV_FAIR		0x01	/* evict=fair: shared between sources */
+
 struct xlistenq {
 	uint32_t	xl_len;		/* sizeof(struct xlistenq) */
 	uint32_t	xl_version;	/* XLISTENQ_VERSION */
@@ -46,6 +49,11 @@ struct xlistenq {
 	int32_t		xl_jid;		/* owner's jail id, 0 for the host */
 	/* accept latency: bucket 0 counts < 1 us, bucket i [2^(i-1), 2^i) us */
 	uint64_t	xl_lat[XLISTENQ_NBUCKETS];
+	/* Appended (check xl_len): the fair eviction policy (listenq(4)). */
+	uint32_t	xl_sources;	/* sources holding a connection */
+	uint32_t	xl_evflags;	/* XL_EV_* */
+	uint64_t	xl_evicted_fair;	/* of xl_evicted: largest source's oldest */
+	uint64_t	xl_evicted_cap;	/* of xl_evicted: a source's cap (persource) */
 };
 
 #endif /* !_LISTENQ_H_ */

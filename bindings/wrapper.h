@@ -18,6 +18,7 @@
 
 #include "../kmod/glue.h"
 #include "../kmod/accf_glue.h"
+#include "../kmod/tag_glue.h"
 #include "../kmod/sockbuf_glue.h"
 #include "../kmod/work_glue.h"
 #include "../kmod/defaults_glue.h"

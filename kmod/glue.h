@@ -3,13 +3,15 @@
  * MALLOC_DEFINE) and small functions standing in for kernel macros and
  * inline functions. One concern per file:
  *
- *	module_glue.c	the module, malloc(9), printf(9), mtx(9), time
+ *	module_glue.c	the module, malloc(9), printf(9) and its rate limit,
+ *			mtx(9), time
  *	sysctl_glue.c	the kern.ipc.listenq tree and SYSCTL_OUT
  *	socket_glue.c	socket accessors, references, the listen upcall
- *	accf_glue.c	accept filter registration, held-socket tag and
- *			upcall, filter removal
+ *	accf_glue.c	accept filter names: registration, burial for unload
+ *	tag_glue.c	a held connection's tag and upcall, filter removal
  *	sockbuf_glue.c	a held connection's receive buffer
  *	work_glue.c	deferred work on held connections, the timeout clock
+ *			and its knobs
  *	defaults_glue.c	per-filter default af_arg
  *	inherit_glue.c	accept filters on a kernel whose connections do not
  *			inherit SO_ACCEPTFILTER: the probe and the rescue

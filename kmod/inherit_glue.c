@@ -39,6 +39,7 @@
 
 #include "glue.h"
 #include "accf_glue.h"
+#include "tag_glue.h"
 #include "inherit_glue.h"
 
 static int lq_accf_inherit = LQ_INHERIT_UNKNOWN;

@@ -136,3 +136,13 @@ static moduledata_t listenq_mod = {
 };
 DECLARE_MODULE(listenq, listenq_mod, SI_SUB_PROTO_END, SI_ORDER_ANY);
 MODULE_VERSION(listenq, 1);
+
+/* Console lines an unprivileged user can cause: at most a few a second. */
+int
+lq_log_ratecheck(void)
+{
+	static struct timeval last;
+	static int count;
+
+	return (ppsratecheck(&last, &count, 5));
+}

@@ -22,6 +22,9 @@ void	lq_free(void *p);
 void	lq_mtx_init(struct mtx *m, const char *name);
 void	lq_mtx_destroy(struct mtx *m);
 
+/* ppsratecheck(9) for console lines users can cause: 1 to print. */
+int	lq_log_ratecheck(void);
+
 /* Monotonic time in microseconds (getbinuptime). */
 uint64_t lq_uptime_us(void);
 /* 1 while debug.fail_point.listenq_ring_full fires. */

@@ -59,6 +59,68 @@ lq_solisten_sample(struct socket *so, struct lq_qsample *out)
 	return (0);
 }
 
+/* The top `plen' bits of a big-endian address of `len' bytes, folded to 64. */
+static uint64_t
+lq_prefix(const uint8_t *a, int len, int plen)
+{
+	uint64_t hi = 0, lo = 0;
+	int i, bit;
+
+	for (i = 0; i < len; i++) {
+		uint8_t b = a[i];
+
+		bit = i * 8;
+		if (bit >= plen)
+			b = 0;
+		else if (bit + 8 > plen)
+			b &= (uint8_t)(0xff << (8 - (plen - bit)));
+		if (i < 8)
+			hi = hi << 8 | b;
+		else
+			lo = lo << 8 | b;
+	}
+	/* /64 and shorter use the high half alone; longer ones mix in the rest. */
+	return (hi ^ (lo * 0x9E3779B97F4A7C15ULL));
+}
+
+/*
+ * Which source a connection comes from, for fair eviction: its peer's
+ * address under a prefix (TCP), or its peer's uid (local sockets, from the
+ * credentials unp_connectat() copied before the connection completed).
+ * The family is in the top bits so that sources of different kinds do not
+ * meet. Called with the socket locked; an established connection's
+ * foreign address and peer credentials do not change.
+ */
+uint64_t
+lq_so_source(struct socket *so, int plen4, int plen6)
+{
+	int family = so->so_proto->pr_domain->dom_family;
+
+	switch (family) {
+	case AF_INET:
+	case AF_INET6: {
+		struct inpcb *inp = sotoinpcb(so);
+
+		if (inp == NULL)
+			return (0);
+		if (inp->inp_vflag & INP_IPV6)
+			return ((uint64_t)2 << 62 ^ lq_prefix(
+			    (const uint8_t *)&inp->inp_inc.inc6_faddr, 16,
+			    plen6));
+		return ((uint64_t)1 << 62 | lq_prefix(
+		    (const uint8_t *)&inp->inp_inc.inc_faddr, 4, plen4));
+	}
+	case AF_LOCAL: {
+		struct unpcb *unp = sotounpcb(so);
+
+		if (unp == NULL || (unp->unp_flags & UNP_HAVEPC) == 0)
+			return ((uint64_t)3 << 62);
+		return ((uint64_t)3 << 62 | (uint64_t)unp->unp_peercred.cr_uid);
+	}
+	}
+	return (0);
+}
+
 void
 lq_so_local(struct socket *so, struct lq_local *out)
 {

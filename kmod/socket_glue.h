@@ -40,6 +40,8 @@ int	lq_solisten_sample(struct socket *so, struct lq_qsample *out);
 /* Queue state of a listening socket whose lock the caller holds. */
 void	lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out);
 void	lq_so_local(struct socket *so, struct lq_local *out);
+/* A connection's source for fair eviction (socket locked); see the .c. */
+uint64_t lq_so_source(struct socket *so, int plen4, int plen6);
 void	lq_soref(struct socket *so);
 void	lq_sorele(struct socket *so);
 void	lq_so_owner(struct socket *so, struct lq_owner *out);

@@ -22,6 +22,7 @@
 
 #include "sysctl_glue.h"
 #include "accf_glue.h"
+#include "work_glue.h"
 
 MALLOC_DECLARE(M_LISTENQ);
 

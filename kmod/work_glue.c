@@ -24,6 +24,7 @@
 
 #include "glue.h"
 #include "accf_glue.h"
+#include "tag_glue.h"
 #include "work_glue.h"
 
 /*
@@ -328,3 +329,11 @@ lq_tick_stop(void)
 	taskqueue_free(lq_tq);
 	lq_tq = NULL;
 }
+
+/*
+ * Knobs, under kern.ipc.listenq; loader tunables as well. Their OIDs are
+ * added with the module's other handlers (sysctl_glue.c
+ * lq_sysctl_attach()), which range-check them.
+ */
+u_int lq_hold_timeout_ms = 0;
+int lq_hold_timeout_drop = 0;

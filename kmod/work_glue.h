@@ -45,4 +45,8 @@ void	listenq_rs_work_done(void *head_arg, void *upcall_arg,
 	    struct socket *so, int delivered);
 void	listenq_rs_tick(void);
 
+/* Knobs (kern.ipc.listenq.hold_timeout_*; sysctl_glue.c adds their OIDs). */
+extern u_int lq_hold_timeout_ms;
+extern int lq_hold_timeout_drop;
+
 #endif

@@ -151,6 +151,17 @@ pub enum ProxyMode {
     Required,
 }
 
+/// Which held connection a full secondary queue lets go (`evict=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictPolicy {
+    /// The oldest: listen(2) and stock FreeBSD (the default).
+    Oldest,
+    /// The oldest of the source holding the most connections (a peer
+    /// address prefix for TCP, a peer uid for local sockets), so that one
+    /// source flooding the listener evicts only its own.
+    Fair,
+}
+
 /// What the kernel wrapper does with a connection whose hold timeout expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeoutAction {
@@ -201,6 +212,16 @@ pub struct Config {
     /// arrived even if it spans several records. Stock releases at the end
     /// of the first record.
     pub tls_clienthello: bool,
+    /// `evict=oldest|fair`.
+    pub evict: EvictPolicy,
+    /// `prefix4=0..32`: the IPv4 source is the peer's address under this
+    /// prefix (fair eviction).
+    pub prefix4: u8,
+    /// `prefix6=0..128`: the same for IPv6.
+    pub prefix6: u8,
+    /// `persource=N`: with `evict=fair`, a source already holding N
+    /// connections lets its own oldest go for a new one (0: no cap).
+    pub per_source: u32,
 }
 
 impl Config {
@@ -215,6 +236,10 @@ impl Config {
             http_h2: false,
             http_parse_version: true,
             tls_clienthello: false,
+            evict: EvictPolicy::Oldest,
+            prefix4: 32,
+            prefix6: 64,
+            per_source: 0,
         }
     }
 }
@@ -262,6 +287,9 @@ pub enum ArgError {
     Duplicate,
     /// A known key that belongs to another filter (e.g. `h2` on tlsready).
     WrongFilter,
+    /// `prefix4`, `prefix6` or `persource` without `evict=fair`, which
+    /// alone uses them.
+    NeedsFair,
 }
 
 impl ArgError {
@@ -276,6 +304,7 @@ impl ArgError {
             ArgError::UnexpectedValue => "option takes no value",
             ArgError::Duplicate => "option given twice",
             ArgError::WrongFilter => "option does not apply to this filter",
+            ArgError::NeedsFair => "prefix4, prefix6 and persource need evict=fair",
         }
     }
 }
@@ -305,6 +334,10 @@ fn until_nul(bytes: &[u8]) -> &[u8] {
 /// | `h2` | (flag) | httpready |
 /// | `parsehttpversion` | `0`, `1` | httpready |
 /// | `clienthello` | (flag) | tlsready |
+/// | `evict` | `oldest` (stock, the default), `fair` | all |
+/// | `prefix4` | 0..=32, default 32: IPv4 sources (with `evict=fair`) | all |
+/// | `prefix6` | 0..=128, default 64: IPv6 sources (with `evict=fair`) | all |
+/// | `persource` | decimal u32, 0 = no cap (with `evict=fair`) | all |
 ///
 /// Parsing stops at the first NUL.
 ///
@@ -321,7 +354,7 @@ pub fn parse_af_arg(kind: FilterKind, af_arg: &[u8]) -> Result<Config, ArgError>
     if arg.is_empty() {
         return Ok(cfg);
     }
-    let mut seen: u8 = 0;
+    let mut seen: u16 = 0;
     for item in arg.split(|&b| b == b',') {
         if item.is_empty() {
             return Err(ArgError::EmptyOption);
@@ -345,6 +378,10 @@ pub fn parse_af_arg(kind: FilterKind, af_arg: &[u8]) -> Result<Config, ArgError>
         seen |= opt.bit();
         opt.apply(&mut cfg, value)?;
     }
+    let fair_only = Opt::Prefix4.bit() | Opt::Prefix6.bit() | Opt::PerSource.bit();
+    if seen & fair_only != 0 && cfg.evict != EvictPolicy::Fair {
+        return Err(ArgError::NeedsFair);
+    }
     Ok(cfg)
 }
 
@@ -357,6 +394,10 @@ enum Opt {
     H2,
     ParseHttpVersion,
     ClientHello,
+    Evict,
+    Prefix4,
+    Prefix6,
+    PerSource,
 }
 
 impl Opt {
@@ -369,11 +410,15 @@ impl Opt {
             b"h2" => Opt::H2,
             b"parsehttpversion" => Opt::ParseHttpVersion,
             b"clienthello" => Opt::ClientHello,
+            b"evict" => Opt::Evict,
+            b"prefix4" => Opt::Prefix4,
+            b"prefix6" => Opt::Prefix6,
+            b"persource" => Opt::PerSource,
             _ => return None,
         })
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         match self {
             Opt::Proxy => 1,
             Opt::Timeout => 2,
@@ -382,12 +427,22 @@ impl Opt {
             Opt::H2 => 16,
             Opt::ParseHttpVersion => 32,
             Opt::ClientHello => 64,
+            Opt::Evict => 128,
+            Opt::Prefix4 => 256,
+            Opt::Prefix6 => 512,
+            Opt::PerSource => 1024,
         }
     }
 
     fn only_for(self) -> Option<FilterKind> {
         match self {
-            Opt::Proxy | Opt::Timeout | Opt::OnTimeout => None,
+            Opt::Proxy
+            | Opt::Timeout
+            | Opt::OnTimeout
+            | Opt::Evict
+            | Opt::Prefix4
+            | Opt::Prefix6
+            | Opt::PerSource => None,
             Opt::Methods | Opt::H2 | Opt::ParseHttpVersion => Some(FilterKind::Http),
             Opt::ClientHello => Some(FilterKind::Tls),
         }
@@ -428,11 +483,41 @@ impl Opt {
                     _ => return Err(ArgError::BadValue),
                 }
             }
+            (Opt::Evict, Some(v)) => {
+                cfg.evict = match v {
+                    b"oldest" => EvictPolicy::Oldest,
+                    b"fair" => EvictPolicy::Fair,
+                    _ => return Err(ArgError::BadValue),
+                }
+            }
+            (Opt::Prefix4, Some(v)) => {
+                cfg.prefix4 = parse_u32(v)
+                    .filter(|&n| n <= 32)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or(ArgError::BadValue)?;
+            }
+            (Opt::Prefix6, Some(v)) => {
+                cfg.prefix6 = parse_u32(v)
+                    .filter(|&n| n <= 128)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or(ArgError::BadValue)?;
+            }
+            (Opt::PerSource, Some(v)) => {
+                cfg.per_source = parse_u32(v).ok_or(ArgError::BadValue)?;
+            }
             (Opt::H2, None) => cfg.http_h2 = true,
             (Opt::ClientHello, None) => cfg.tls_clienthello = true,
-            (Opt::Timeout | Opt::OnTimeout | Opt::Methods | Opt::ParseHttpVersion, None) => {
-                return Err(ArgError::MissingValue)
-            }
+            (
+                Opt::Timeout
+                | Opt::OnTimeout
+                | Opt::Methods
+                | Opt::ParseHttpVersion
+                | Opt::Evict
+                | Opt::Prefix4
+                | Opt::Prefix6
+                | Opt::PerSource,
+                None,
+            ) => return Err(ArgError::MissingValue),
             (Opt::H2 | Opt::ClientHello, Some(_)) => return Err(ArgError::UnexpectedValue),
         }
         Ok(())

@@ -162,3 +162,46 @@ fn timeout_options_against_the_defaults() {
         Some((50, Drop))
     );
 }
+
+#[test]
+fn eviction_policy_options() {
+    use listenq_accf::EvictPolicy;
+    for k in FilterKind::ALL {
+        let c = parse_af_arg(k, b"").unwrap();
+        assert_eq!(
+            (c.evict, c.prefix4, c.prefix6, c.per_source),
+            (EvictPolicy::Oldest, 32, 64, 0)
+        );
+        let c = parse_af_arg(k, b"evict=fair").unwrap();
+        assert_eq!(c.evict, EvictPolicy::Fair);
+        let c = parse_af_arg(k, b"evict=fair,prefix4=24,prefix6=48,persource=8").unwrap();
+        assert_eq!((c.prefix4, c.prefix6, c.per_source), (24, 48, 8));
+        assert_eq!(
+            parse_af_arg(k, b"evict=oldest").unwrap().evict,
+            EvictPolicy::Oldest
+        );
+    }
+    let bad: [(&[u8], ArgError); 9] = [
+        (b"evict=newest", ArgError::BadValue),
+        (b"evict", ArgError::MissingValue),
+        (b"evict=fair,prefix4=33", ArgError::BadValue),
+        (b"evict=fair,prefix6=129", ArgError::BadValue),
+        (b"evict=fair,persource=-1", ArgError::BadValue),
+        (b"evict=fair,persource", ArgError::MissingValue),
+        (b"prefix4=24", ArgError::NeedsFair),
+        (b"evict=oldest,persource=3", ArgError::NeedsFair),
+        (b"evict=fair,evict=fair", ArgError::Duplicate),
+    ];
+    for (arg, e) in bad {
+        assert_eq!(
+            parse_af_arg(FilterKind::Http, arg),
+            Err(e),
+            "{}",
+            String::from_utf8_lossy(arg)
+        );
+    }
+    assert_eq!(
+        ArgError::NeedsFair.as_str(),
+        "prefix4, prefix6 and persource need evict=fair"
+    );
+}

@@ -94,9 +94,14 @@ impl Filters {
             if let Some(d) = name.get_mut(..n.len()) {
                 d.copy_from_slice(n);
             }
+            let ev = f.holdq.evictions();
             let info = FilterInfo {
                 name,
                 held: u32::try_from(f.holdq.len()).unwrap_or(u32::MAX),
+                fair: f.holdq.is_fair(),
+                sources: u32::try_from(f.holdq.sources()).unwrap_or(u32::MAX),
+                evicted_fair: ev.fair,
+                evicted_cap: ev.cap,
             };
             (info, f.evicted)
         });

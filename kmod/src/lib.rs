@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod kern;
 
 mod accf;
+mod accf_names;
 mod defaults;
 mod filters;
 mod listeners;

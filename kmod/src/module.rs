@@ -23,13 +23,125 @@
 //! (listenq(4), UNLOADING). Everything else unload does is safe by
 //! construction, as the comments below argue.
 
-use crate::accf;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::accf_names;
 use crate::kern::entry;
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::inherit::{self, Inherit};
 use crate::kern::{inflight, listen, pending, protosw, stat, sysctl};
 use crate::kprintln;
 use crate::listeners::{self, REGISTRY};
+
+// # The lifecycle as types
+//
+// Load builds `Loaded`; unload is a chain of steps, each consuming one
+// phase and returning the next, or, where a step may refuse, the phase it
+// was given, so that backing out is the only thing left to do with it:
+//
+//   Loaded --take_names--> NamesTaken --detach_sysctls--> Unreachable
+//     ^                        |                              |
+//     +------give_back---------+                     close --> Drained --free
+//
+// Only this file can make a phase (each has a private field), and the
+// kernel serializes module events (kld_sx), so the one `Loaded` between
+// MOD_LOAD and MOD_UNLOAD lives in `LOADED` as a flag.
+
+/// Everything is in: hooks, registry, sysctls, filter names.
+struct Loaded(());
+/// listenq's accept filter names are off the list: no listener uses or
+/// can start using one of its filters (accf_names::unregister).
+struct NamesTaken(());
+/// Neither names nor sysctls: nothing new reaches listenq but through the
+/// protocol switches and the upcalls still installed.
+struct Unreachable(());
+/// No pointer of listenq's is left in the kernel and every counted thread
+/// has left: only its own memory remains.
+struct Drained(());
+
+/// A `Loaded` is held between MOD_LOAD and MOD_UNLOAD.
+static LOADED: AtomicBool = AtomicBool::new(false);
+
+impl Loaded {
+    /// The one `Loaded`, if load finished and unload has not.
+    fn take() -> Option<Loaded> {
+        LOADED.swap(false, Ordering::AcqRel).then_some(Loaded(()))
+    }
+
+    /// Unload refused: listenq stays loaded.
+    fn keep(self) {
+        LOADED.store(true, Ordering::Release);
+    }
+
+    /// Held connections carry listenq's upcall and destructor: while any
+    /// listener uses a listenq filter, refuse rather than free that code.
+    fn take_names(self) -> Result<NamesTaken, Loaded> {
+        if accf_names::unregister(&entry::accf::CALLBACKS) {
+            Ok(NamesTaken(()))
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl NamesTaken {
+    fn give_back(self) -> Loaded {
+        accf_names::reopen(&entry::accf::CALLBACKS);
+        Loaded(())
+    }
+
+    /// sysctl_ctx_free() waits for handlers already running; after it no
+    /// handler of listenq's can start.
+    fn detach_sysctls(self) -> Result<Unreachable, NamesTaken> {
+        match sysctl::detach() {
+            Ok(()) => Ok(Unreachable(())),
+            Err(_) => Err(self),
+        }
+    }
+}
+
+impl Unreachable {
+    /// Takes every pointer back and waits for the threads inside. Cannot
+    /// fail: nothing here allocates or waits for an event listenq would
+    /// have to cause.
+    fn close(self) -> Drained {
+        // Rows hold a socket reference each, and close_all() takes them
+        // all without allocating, so no row can be left naming a freed
+        // listener (one that closed through the kernel's pr_close after
+        // restore() below is simply released here or kept alive until its
+        // reference is dropped). Upcalls: see lq_upcalls_closed in
+        // socket_glue.c.
+        listeners::close_all();
+        // Nothing registers any more (the registry is closed, no filter
+        // can be created): free what is left while the lock still works.
+        if let Some(mut r) = REGISTRY.lock() {
+            r.reg.clear();
+            r.accf.clear();
+        }
+        protosw::restore();
+        // No new thread can enter through a pointer listenq still owns;
+        // the registry refuses lockers from now on, and every thread
+        // already counted leaves in bounded time.
+        REGISTRY.retire();
+        pending::retire();
+        inflight::drain_all();
+        // The residual window (see the top of this file): not a proof,
+        // only a margin for a thread preempted between a pointer load and
+        // the call.
+        crate::kern::time::pause_ms(20);
+        protosw::clear();
+        Drained(())
+    }
+}
+
+impl Drained {
+    /// Frees what is left; also a failed load's way out (`load`).
+    fn free(self) {
+        pending::destroy();
+        REGISTRY.destroy();
+        stat::fini();
+    }
+}
 
 pub fn load() -> KResult<()> {
     // Before the hooks: the probe's own sockets must not reach them.
@@ -40,9 +152,8 @@ pub fn load() -> KResult<()> {
     listen::upcalls_close(false);
     let n = entry::protosw::install();
     if n == 0 {
-        pending::destroy();
-        REGISTRY.destroy();
-        stat::fini();
+        // Nothing was installed: nothing can be inside listenq.
+        Drained(()).free();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
         return Err(Errno::ENOENT);
     }
@@ -55,13 +166,14 @@ pub fn load() -> KResult<()> {
     // their OIDs are added, and a listener may attach a filter as soon as
     // its name is registered.
     sysctl::attach();
-    let f = accf::register(&entry::accf::CALLBACKS);
+    let f = accf_names::register(&entry::accf::CALLBACKS);
     kprintln!(
         "loaded: {} protocol switches hooked, {} accept filters registered",
         n,
         f
     );
     kprintln!("{}", inherit_line(inherit));
+    Loaded(()).keep();
     Ok(())
 }
 
@@ -89,51 +201,32 @@ fn refuse_unloadable() -> Errno {
 }
 
 pub fn unload() -> KResult<()> {
+    // After a failed MOD_LOAD the kernel sends MOD_UNLOAD too: load
+    // cleaned up already.
+    let Some(loaded) = Loaded::take() else {
+        return Ok(());
+    };
     if !sysctl::unloadable() {
+        loaded.keep();
         return Err(refuse_unloadable());
     }
-    // Held connections carry listenq's upcall and destructor: while any
-    // listener uses a listenq filter, refuse rather than free that code.
-    // From here on no listener can attach one (accf.rs unregister()).
-    if !accf::unregister(&entry::accf::CALLBACKS) {
-        kprintln!("unload refused: accept filters in use (remove them or close the listeners)");
-        return Err(Errno::EBUSY);
-    }
-    // sysctl_ctx_free() waits for handlers already running; after it no
-    // handler of listenq's can start.
-    if sysctl::detach().is_err() {
-        accf::reopen(&entry::accf::CALLBACKS);
-        kprintln!("unload refused: its sysctls could not be removed");
-        return Err(Errno::EBUSY);
-    }
-    // Nothing below can fail.
-    //
-    // Rows hold a socket reference each, and close_all() takes them all
-    // without allocating, so no row can be left naming a freed listener
-    // (one that closed through the kernel's pr_close after restore()
-    // below is simply released here or kept alive until its reference is
-    // dropped). Upcalls: see lq_upcalls_closed in socket_glue.c.
-    listeners::close_all();
-    // Nothing registers any more (the registry is closed, no filter can
-    // be created): free what is left while the lock still works.
-    if let Some(mut r) = REGISTRY.lock() {
-        r.reg.clear();
-        r.accf.clear();
-    }
-    protosw::restore();
-    // No new thread can enter through a pointer listenq still owns; the
-    // registry refuses lockers from now on, and every thread already
-    // counted leaves in bounded time.
-    REGISTRY.retire();
-    pending::retire();
-    inflight::drain_all();
-    // The residual window (see the top of this file): not a proof, only a
-    // margin for a thread preempted between a pointer load and the call.
-    crate::kern::time::pause_ms(20);
-    protosw::clear();
-    pending::destroy();
-    REGISTRY.destroy();
-    stat::fini();
+    let names = match loaded.take_names() {
+        Ok(n) => n,
+        Err(loaded) => {
+            loaded.keep();
+            kprintln!("unload refused: accept filters in use (remove them or close the listeners)");
+            return Err(Errno::EBUSY);
+        }
+    };
+    let gone = match names.detach_sysctls() {
+        Ok(u) => u,
+        Err(names) => {
+            names.give_back().keep();
+            kprintln!("unload refused: its sysctls could not be removed");
+            return Err(Errno::EBUSY);
+        }
+    };
+    gone.close().free();
     kprintln!("unloaded");
     Ok(())
 }
@@ -143,7 +236,7 @@ pub fn unload() -> KResult<()> {
 /// stock's accept_filt_generic_mod_event(); that also covers
 /// `kldunload -f`, which skips MOD_QUIESCE.
 pub fn quiesce() -> KResult<()> {
-    if sysctl::unloadable() && accf::busy() {
+    if sysctl::unloadable() && accf_names::busy() {
         Err(Errno::EBUSY)
     } else {
         Ok(())

@@ -31,6 +31,7 @@
 
 use alloc::vec::Vec;
 
+use crate::fair::{Fair, Source};
 use crate::keymap::{bucket, fills_hole};
 
 /// A held connection: `key` identifies the socket, `since` is when it
@@ -74,6 +75,29 @@ pub enum Admit {
     NoMemory,
     /// Already in the queue (a repeated notification); nothing changed.
     AlreadyHeld,
+}
+
+/// Which held connection a full queue lets go (listen(2): the oldest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Evict {
+    /// The oldest overall: stock FreeBSD's rule, the default.
+    #[default]
+    Oldest,
+    /// The oldest of the source holding the most (fair.rs); with
+    /// `per_source` > 0, a source already holding that many lets its own
+    /// oldest go for a new one, whether or not the queue is full.
+    Fair { per_source: u32 },
+}
+
+/// Connections a queue let go to make room, by why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Evictions {
+    /// The queue was full, oldest-first policy.
+    pub oldest: u64,
+    /// The queue was full, fair policy: the largest source's oldest.
+    pub fair: u64,
+    /// Its source held `per_source` already (fair policy).
+    pub cap: u64,
 }
 
 /// No slot: end of a list, or an empty index bucket.
@@ -167,6 +191,11 @@ pub struct HoldQueue<T> {
     held: List,
     leaving: List,
     capacity: usize,
+    policy: Evict,
+    /// The held connections' sources, with `Evict::Fair` only (empty and
+    /// unallocated otherwise).
+    fair: Fair,
+    evictions: Evictions,
     /// Tests make the allocator "fail" past this many chunks.
     #[cfg(test)]
     chunk_limit: usize,
@@ -202,6 +231,13 @@ impl<T: Copy> HoldQueue<T> {
             held: EMPTY,
             leaving: EMPTY,
             capacity: capacity.max(1),
+            policy: Evict::Oldest,
+            fair: Fair::new(),
+            evictions: Evictions {
+                oldest: 0,
+                fair: 0,
+                cap: 0,
+            },
             #[cfg(test)]
             chunk_limit: usize::MAX,
         }
@@ -229,7 +265,38 @@ impl<T: Copy> HoldQueue<T> {
                 return false;
             }
         }
-        true
+        !self.is_fair() || self.fair.reserve(self.room())
+    }
+
+    /// The eviction policy; set before the first admission (the filter's
+    /// af_arg decides it when it is attached).
+    pub fn set_policy(&mut self, policy: Evict) {
+        if self.held.len == 0 && self.leaving.len == 0 {
+            self.policy = policy;
+        }
+    }
+
+    pub fn policy(&self) -> Evict {
+        self.policy
+    }
+
+    fn is_fair(&self) -> bool {
+        matches!(self.policy, Evict::Fair { .. })
+    }
+
+    /// Sources holding a connection (fair policy; 0 otherwise).
+    pub fn sources(&self) -> usize {
+        self.fair.distinct()
+    }
+
+    /// Evictions so far, by why.
+    pub fn evictions(&self) -> Evictions {
+        self.evictions
+    }
+
+    /// Bytes the fair policy's bookkeeping has allocated (0 without it).
+    pub fn fair_bytes(&self) -> usize {
+        self.fair.bytes()
     }
 
     /// listen() again changes the backlog and so the capacity; a smaller
@@ -473,6 +540,10 @@ impl<T: Copy> HoldQueue<T> {
         let free = self.free;
         let e = self.slot_mut(s)?;
         let (prev, next, place) = (e.prev, e.next, e.place);
+        if place == Place::Held && matches!(self.policy, Evict::Fair { .. }) {
+            self.fair.remove(s);
+        }
+        let e = self.slot_mut(s)?;
         e.place = Place::Free;
         e.next = free;
         e.prev = NIL;
@@ -500,6 +571,9 @@ impl<T: Copy> HoldQueue<T> {
     fn let_go(&mut self, s: u32, how: Option<Leave>) {
         match how {
             Some(how) => {
+                if self.is_fair() {
+                    self.fair.remove(s);
+                }
                 self.unlink(s);
                 if let Some(e) = self.slot_mut(s) {
                     e.place = Place::Leaving(how);
@@ -521,8 +595,32 @@ impl<T: Copy> HoldQueue<T> {
     /// whether it moves to the leaving list (and how it leaves) or out of
     /// the queue (None: there is nothing left to do for it).
     fn evict_oldest(&mut self, how: &mut impl FnMut(usize) -> Option<Leave>) -> bool {
-        let s = self.held.first;
-        let Some(key) = self.slot(s).map(|e| e.key) else {
+        let (s, fair) = match self.policy {
+            Evict::Oldest => (self.held.first, false),
+            Evict::Fair { .. } => match self.fair.victim() {
+                Some(s) => (s, true),
+                // Not reached: every held slot is counted by a source.
+                None => (self.held.first, false),
+            },
+        };
+        if !self.evict_slot(s, how) {
+            return false;
+        }
+        if fair {
+            self.evictions.fair += 1;
+        } else {
+            self.evictions.oldest += 1;
+        }
+        true
+    }
+
+    /// Lets held slot `s` go, as `evict_oldest` does.
+    fn evict_slot(&mut self, s: u32, how: &mut impl FnMut(usize) -> Option<Leave>) -> bool {
+        let Some(key) = self
+            .slot(s)
+            .filter(|e| e.place == Place::Held)
+            .map(|e| e.key)
+        else {
             return false;
         };
         let h = how(key);
@@ -568,6 +666,19 @@ impl<T: Copy> HoldQueue<T> {
         key: usize,
         since: u32,
         state: T,
+        evict: impl FnMut(usize) -> Option<Leave>,
+    ) -> Result<Pos, Admit> {
+        self.admit_from(key, Source::new(0), since, state, evict)
+    }
+
+    /// `admit_pos` for a connection from `source`, which the fair policy
+    /// (`set_policy`) counts; the other policy ignores it.
+    pub fn admit_from(
+        &mut self,
+        key: usize,
+        source: Source,
+        since: u32,
+        state: T,
         mut evict: impl FnMut(usize) -> Option<Leave>,
     ) -> Result<Pos, Admit> {
         if self.find(key).is_some() {
@@ -584,7 +695,25 @@ impl<T: Copy> HoldQueue<T> {
         if !self.slot_ready() {
             return Err(Admit::NoMemory);
         }
-        if self.held.len >= self.capacity {
+        // The fair bookkeeping has room for every slot the chunks have, so
+        // counting the new one below cannot fail.
+        if self.is_fair() && !self.fair.reserve(self.room()) {
+            return Err(Admit::NoMemory);
+        }
+        let cap = match self.policy {
+            Evict::Fair { per_source } if per_source > 0 => Some(per_source),
+            _ => None,
+        };
+        let capped = cap.is_some_and(|c| self.fair.count(source) >= c);
+        if capped {
+            // Its own oldest makes room, full queue or not: one source
+            // never holds more than `per_source`.
+            if let Some(s) = self.fair.oldest_of(source) {
+                if self.evict_slot(s, &mut evict) {
+                    self.evictions.cap += 1;
+                }
+            }
+        } else if self.held.len >= self.capacity {
             self.evict_oldest(&mut evict);
         }
         let Some(s) = self.put(Slot {
@@ -600,6 +729,10 @@ impl<T: Copy> HoldQueue<T> {
             return Err(Admit::NoMemory);
         };
         self.link_last(Which::Held, s);
+        if self.is_fair() {
+            // Reserved above for every slot: does not fail.
+            self.fair.add(s, source);
+        }
         // The index has a free bucket: it is kept at most three quarters
         // full of the slots the chunks have room for.
         let bucket = self.index_insert(key, s).unwrap_or(usize::MAX);
@@ -766,6 +899,130 @@ mod tests {
         assert_eq!(gone, [1, 2, 3, 4, 5]);
         assert_eq!(keys(&q), [6, 7, 8]);
         assert_eq!(q.leaving_len(), 0);
+    }
+
+    /// A flood from one source against a few real clients: with the fair
+    /// policy the flood only ever evicts its own; oldest-first evicts the
+    /// clients too.
+    fn flood(policy: Evict) -> (usize, Evictions) {
+        let mut q = HoldQueue::new(16);
+        q.set_policy(policy);
+        assert!(q.reserve());
+        let mut next = 1usize;
+        let mut clients = Vec::new();
+        for round in 0..200 {
+            // Five flood connections per client connection.
+            for _ in 0..5 {
+                q.admit_from(next, Source::new(2), round, (), |_| None)
+                    .unwrap();
+                next += 1;
+            }
+            if round % 10 == 0 && clients.len() < 4 {
+                q.admit_from(next, Source::new(1), round, (), |_| None)
+                    .unwrap();
+                clients.push(next);
+                next += 1;
+            }
+            assert!(q.len() <= 16);
+        }
+        let kept = clients.iter().filter(|&&c| q.contains(c)).count();
+        (kept, q.evictions())
+    }
+
+    #[test]
+    fn fair_policy_keeps_the_clients_a_flood_would_evict() {
+        let (kept, ev) = flood(Evict::Fair { per_source: 0 });
+        assert_eq!(kept, 4, "every client still held");
+        assert_eq!(ev.oldest, 0);
+        assert!(ev.fair > 900 && ev.cap == 0, "{ev:?}");
+        let (kept, ev) = flood(Evict::Oldest);
+        assert_eq!(kept, 0, "oldest-first evicts them all");
+        assert!(ev.oldest > 900 && ev.fair == 0, "{ev:?}");
+    }
+
+    #[test]
+    fn per_source_cap_evicts_its_own_oldest_before_the_queue_is_full() {
+        let mut q = HoldQueue::new(100);
+        q.set_policy(Evict::Fair { per_source: 3 });
+        let mut gone = Vec::new();
+        for k in 1..=5usize {
+            q.admit_from(k, Source::new(7), 0, (), |v| {
+                gone.push(v);
+                None
+            })
+            .unwrap();
+        }
+        q.admit_from(6, Source::new(8), 0, (), |_| None).unwrap();
+        assert_eq!(gone, [1, 2]);
+        assert_eq!(keys(&q), [3, 4, 5, 6]);
+        assert_eq!(q.sources(), 2);
+        assert_eq!(q.evictions().cap, 2);
+        // Releases, timeouts and drains keep the sources right.
+        assert!(q.remove(3).is_some());
+        assert_eq!(q.expire(10, 1, Leave::Abort), Some(4));
+        assert_eq!(q.sources(), 2);
+        assert_eq!(q.drain().count(), 2);
+        assert_eq!(q.sources(), 0);
+    }
+
+    #[test]
+    fn the_policy_is_fixed_once_something_is_held() {
+        let mut q = HoldQueue::new(2);
+        q.admit(1, 0, (), |_| None);
+        q.set_policy(Evict::Fair { per_source: 0 });
+        assert_eq!(q.policy(), Evict::Oldest);
+        assert_eq!(q.fair_bytes(), 0);
+    }
+
+    proptest::proptest! {
+        /// Fair policy against a model: the queue never passes its
+        /// capacity, and every eviction of a full queue takes the oldest
+        /// connection of a source holding the most.
+        #[test]
+        fn fair_eviction_matches_a_model(ops in proptest::collection::vec((0u8..4, 0u64..4), 1..400), cap in 1usize..8) {
+            let mut q = HoldQueue::new(cap);
+            q.set_policy(Evict::Fair { per_source: 0 });
+            // key -> source, arrival order kept by key (keys only grow).
+            let mut model: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+            let mut next = 1usize;
+            for (op, s) in ops {
+                match op {
+                    0..=2 => {
+                        let mut counts: std::collections::BTreeMap<u64, (usize, usize)> = Default::default();
+                        for (&k, &so) in &model {
+                            let e = counts.entry(so).or_insert((0, k));
+                            e.0 += 1;
+                        }
+                        let max = counts.values().map(|c| c.0).max().unwrap_or(0);
+                        let allowed: Vec<usize> = counts.values().filter(|c| c.0 == max).map(|c| c.1).collect();
+                        let full = model.len() >= cap;
+                        let mut victims = Vec::new();
+                        let r = q.admit_from(next, Source::new(s), 0, (), |v| { victims.push(v); None });
+                        proptest::prop_assert!(r.is_ok());
+                        if full {
+                            proptest::prop_assert_eq!(victims.len(), 1);
+                            proptest::prop_assert!(allowed.contains(&victims[0]), "{:?} not in {:?}", victims, allowed);
+                            model.remove(&victims[0]);
+                        } else {
+                            proptest::prop_assert!(victims.is_empty());
+                        }
+                        model.insert(next, s);
+                        next += 1;
+                    }
+                    _ => {
+                        // Release the oldest of source s, if any.
+                        if let Some((&k, _)) = model.iter().find(|(_, &so)| so == s) {
+                            proptest::prop_assert!(q.remove(k).is_some());
+                            model.remove(&k);
+                        }
+                    }
+                }
+                proptest::prop_assert!(q.len() <= cap);
+                proptest::prop_assert_eq!(q.len(), model.len());
+                let distinct: std::collections::BTreeSet<u64> = model.values().copied().collect();
+                proptest::prop_assert_eq!(q.sources(), distinct.len());
+            }
+        }
     }
 
     #[test]

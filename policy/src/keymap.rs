@@ -113,6 +113,11 @@ impl<V: Copy + Default> KeyMap<V> {
 
     /// Room for `additional` more keys, so that inserting them cannot
     /// fail. False when the memory is not there (nothing changes then).
+    /// Bytes the table has allocated.
+    pub fn bytes(&self) -> usize {
+        self.buckets.capacity() * core::mem::size_of::<(usize, V)>()
+    }
+
     pub fn reserve(&mut self, additional: usize) -> bool {
         let Some(want) = self
             .len

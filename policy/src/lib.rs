@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod backlog;
 pub mod children;
+pub mod fair;
 pub mod holdq;
 pub mod keymap;
 pub mod latency;

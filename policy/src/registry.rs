@@ -69,6 +69,15 @@ pub struct Owner {
 pub struct FilterInfo {
     pub name: [u8; 16],
     pub held: u32,
+    /// `evict=fair`: held connections are shared between sources.
+    pub fair: bool,
+    /// Sources holding a connection (fair policy; 0 otherwise).
+    pub sources: u32,
+    /// Evictions of a full queue that took the largest source's oldest
+    /// (fair policy), and evictions for a source's cap (`persource`);
+    /// both are part of the row's `evicted`.
+    pub evicted_fair: u64,
+    pub evicted_cap: u64,
 }
 
 /// A registered listener: its row. `accepted`, `overflows` and `latency`

@@ -9,10 +9,10 @@ use crate::registry::{Local, Row};
 
 /// Every column header is one word, so `awk '{print $N}'` sees the same
 /// columns in the header as in the rows (listenq(4)).
-pub const HEADER: &str = "LOCAL                                     PROTO      BACKLOG      LIMIT   QLEN INCQLEN   ACCEPTED  OVERFLOWS FILTER          HELD   EVICTED  LAT_P50  LAT_P99        UID    JID";
+pub const HEADER: &str = "LOCAL                                     PROTO      BACKLOG      LIMIT   QLEN INCQLEN   ACCEPTED  OVERFLOWS FILTER          HELD   EVICTED  LAT_P50  LAT_P99        UID    JID SOURCES   EV_FAIR    EV_CAP";
 
 /// How many blank-separated columns a row (and the header) has.
-pub const COLUMNS: usize = 15;
+pub const COLUMNS: usize = 18;
 
 /// One row, terminated by a newline.
 pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
@@ -63,6 +63,15 @@ pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
     w.write_char(' ')?;
     write_latency(w, r.latency.percentile_bucket(99))?;
     write!(w, " {:>10} {:>6}", r.owner.uid, r.owner.jid)?;
+    // The fair policy's columns; "-" for a listener without it.
+    match &r.filter {
+        Some(f) if f.fair => write!(
+            w,
+            " {:>7} {:>9} {:>9}",
+            f.sources, f.evicted_fair, f.evicted_cap
+        )?,
+        _ => write!(w, " {:>7} {:>9} {:>9}", "-", "-", "-")?,
+    }
     w.write_char('\n')
 }
 
@@ -277,7 +286,11 @@ mod tests {
             incqlen: 2,
             accepted: 12,
             overflows: 5,
-            filter: Some(FilterInfo { name, held: 2 }),
+            filter: Some(FilterInfo {
+                name,
+                held: 2,
+                ..Default::default()
+            }),
             kfilter: [0; 16],
             evicted: 3,
             latency: lat,
@@ -303,7 +316,10 @@ mod tests {
                 "<128us",
                 "<128us",
                 "80",
-                "2"
+                "2",
+                "-",
+                "-",
+                "-"
             ]
         );
         assert_eq!(HEADER.split_whitespace().count(), COLUMNS);

@@ -19,6 +19,9 @@ pub const XL_PROTO_SEQPACKET: u8 = 4;
 /// listenq does not see what it holds, so xl_held is 0.
 pub const XL_F_KFILTER: u8 = 0x01;
 
+/// xl_evflags: the filter evicts fairly (`evict=fair`).
+pub const XL_EV_FAIR: u32 = 0x01;
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XListenq {
@@ -52,6 +55,13 @@ pub struct XListenq {
     pub xl_jid: i32,
     /// Accept latency histogram: bucket i counts [2^(i-1), 2^i) us.
     pub xl_lat: [u64; BUCKETS],
+    /// Appended in 0.x (xl_len tells): sources holding a connection, and
+    /// XL_EV_* flags; evictions of the largest source's oldest (fair
+    /// policy) and for a source's cap, both part of xl_evicted.
+    pub xl_sources: u32,
+    pub xl_evflags: u32,
+    pub xl_evicted_fair: u64,
+    pub xl_evicted_cap: u64,
 }
 
 impl XListenq {
@@ -106,6 +116,14 @@ impl XListenq {
             xl_uid: r.owner.uid,
             xl_jid: r.owner.jid,
             xl_lat: *r.latency.buckets(),
+            xl_sources: r.filter.map_or(0, |f| f.sources),
+            xl_evflags: if r.filter.is_some_and(|f| f.fair) {
+                XL_EV_FAIR
+            } else {
+                0
+            },
+            xl_evicted_fair: r.filter.map_or(0, |f| f.evicted_fair),
+            xl_evicted_cap: r.filter.map_or(0, |f| f.evicted_cap),
         }
     }
 
@@ -140,13 +158,17 @@ impl XListenq {
         for b in &self.xl_lat {
             put(&b.to_ne_bytes());
         }
+        put(&self.xl_sources.to_ne_bytes());
+        put(&self.xl_evflags.to_ne_bytes());
+        put(&self.xl_evicted_fair.to_ne_bytes());
+        put(&self.xl_evicted_cap.to_ne_bytes());
         out
     }
 }
 
 /// Every field of struct xlistenq: (name, offset, size), in order; what
 /// policy/tests/header.rs holds listenq.h to.
-pub const FIELDS: [(&str, usize, usize); 22] = {
+pub const FIELDS: [(&str, usize, usize); 26] = {
     use core::mem::{offset_of, size_of};
     type X = XListenq;
     [
@@ -170,6 +192,10 @@ pub const FIELDS: [(&str, usize, usize); 22] = {
         ("xl_uid", offset_of!(X, xl_uid), 4),
         ("xl_jid", offset_of!(X, xl_jid), 4),
         ("xl_lat", offset_of!(X, xl_lat), 8 * BUCKETS),
+        ("xl_sources", offset_of!(X, xl_sources), 4),
+        ("xl_evflags", offset_of!(X, xl_evflags), 4),
+        ("xl_evicted_fair", offset_of!(X, xl_evicted_fair), 8),
+        ("xl_evicted_cap", offset_of!(X, xl_evicted_cap), 8),
         ("sizeof", size_of::<X>(), 0),
         ("XLISTENQ_NBUCKETS", BUCKETS, 0),
     ]
@@ -185,11 +211,11 @@ mod tests {
     fn layout_has_no_hidden_padding() {
         // as_bytes() writes the fields back to back; that equals the repr(C)
         // layout only if the compiler inserted no padding.
-        let fields: usize = FIELDS.iter().take(20).map(|f| f.2).sum();
+        let fields: usize = FIELDS.iter().take(FIELDS.len() - 2).map(|f| f.2).sum();
         assert_eq!(core::mem::size_of::<XListenq>(), fields);
         assert_eq!(core::mem::size_of::<XListenq>() % 8, 0);
         let mut at = 0;
-        for (name, off, size) in FIELDS.iter().take(20) {
+        for (name, off, size) in FIELDS.iter().take(FIELDS.len() - 2) {
             assert_eq!(*off, at, "{name}");
             at += size;
         }
@@ -215,7 +241,14 @@ mod tests {
             incqlen: 7,
             accepted: 8,
             overflows: 9,
-            filter: Some(FilterInfo { name, held: 3 }),
+            filter: Some(FilterInfo {
+                name,
+                held: 3,
+                fair: true,
+                sources: 2,
+                evicted_fair: 7,
+                evicted_cap: 1,
+            }),
             kfilter: [0; 16],
             evicted: 10,
             latency: lat,
@@ -240,6 +273,10 @@ mod tests {
         assert_eq!(b[at("xl_laddr")..][..16], [9; 16]);
         assert_eq!(u32_at(at("xl_held")), 3);
         assert_eq!(u64_at(at("xl_evicted")), 10);
+        assert_eq!(u32_at(at("xl_sources")), 2);
+        assert_eq!(u32_at(at("xl_evflags")), XL_EV_FAIR);
+        assert_eq!(u64_at(at("xl_evicted_fair")), 7);
+        assert_eq!(u64_at(at("xl_evicted_cap")), 1);
         assert_eq!(&b[at("xl_filter")..][..9], b"httpready");
         assert_eq!(u32_at(at("xl_uid")), 1001);
         assert_eq!(u32_at(at("xl_jid")), 4);

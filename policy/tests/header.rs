@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use listenq_policy::xlisten::{
-    FIELDS, XLISTENQ_VERSION, XL_F_KFILTER, XL_PROTO_SEQPACKET, XL_PROTO_STREAM, XL_PROTO_TCP4,
-    XL_PROTO_TCP6,
+    FIELDS, XLISTENQ_VERSION, XL_EV_FAIR, XL_F_KFILTER, XL_PROTO_SEQPACKET, XL_PROTO_STREAM,
+    XL_PROTO_TCP4, XL_PROTO_TCP6,
 };
 
 fn top() -> PathBuf {
@@ -66,6 +66,7 @@ fn header_matches_the_kernel_layout() {
     sa(format!("XL_PROTO_STREAM == {XL_PROTO_STREAM}"));
     sa(format!("XL_PROTO_SEQPACKET == {XL_PROTO_SEQPACKET}"));
     sa(format!("XL_F_KFILTER == {XL_F_KFILTER}"));
+    sa(format!("XL_EV_FAIR == {XL_EV_FAIR}"));
     // The header's own field list, in order, is exactly FIELDS: a field
     // added to one side only fails here even when offsets still agree.
     let h = std::fs::read_to_string(top().join("listenq.h")).unwrap();

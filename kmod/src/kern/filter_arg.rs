@@ -19,7 +19,7 @@
 //!   exactly once, and given back then: by the upcall returning
 //!   SU_ISCONNECTED, by filter removal (lq_accf_release_all, counted in
 //!   `detach`), by the deferred work, by the socket's destructor or by its
-//!   accept (accf_glue.c lq_so_upcall_take);
+//!   accept (tag_glue.c lq_so_upcall_take);
 //! - the state's own task (work_glue.c lq_leave_run), from when it is
 //!   queued to the end of its run: it lets go of the connections on the
 //!   hold queue's leaving list, and is embedded in the state, so the

@@ -20,7 +20,8 @@
 use crate::kern::filter_arg::Attached;
 use crate::kern::sockbuf::Tagged;
 use crate::kern::work::{self, Leaving};
-use listenq_policy::holdq::{self, Admit, HoldQueue, Leave};
+use listenq_policy::fair::Source;
+use listenq_policy::holdq::{self, Admit, Evict, Evictions, HoldQueue, Leave};
 
 pub use listenq_policy::holdq::Pos;
 
@@ -29,7 +30,9 @@ pub const fn slot_bytes<S>() -> usize {
     holdq::slot_bytes::<S>()
 }
 
-pub struct HeldConns<S>(HoldQueue<S>);
+/// The queue, and the prefixes that make a TCP peer's source (fair
+/// policy).
+pub struct HeldConns<S>(HoldQueue<S>, (u8, u8));
 
 /// How an admission went (holdq::Admit, the victims already dealt with).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -44,7 +47,7 @@ pub enum Admitted {
 
 impl<S: Copy> HeldConns<S> {
     pub fn new(capacity: usize) -> Self {
-        HeldConns(HoldQueue::new(capacity))
+        HeldConns(HoldQueue::new(capacity), (32, 64))
     }
 
     /// Room for the whole capacity; false when memory is short.
@@ -54,6 +57,27 @@ impl<S: Copy> HeldConns<S> {
 
     pub fn set_capacity(&mut self, capacity: usize) {
         self.0.set_capacity(capacity);
+    }
+
+    /// Which connection a full queue lets go, and (fair policy) how many
+    /// bits of a TCP peer's IPv4 and IPv6 address make its source; before
+    /// the first admission.
+    pub fn set_policy(&mut self, policy: Evict, prefix4: u8, prefix6: u8) {
+        self.0.set_policy(policy);
+        self.1 = (prefix4, prefix6);
+    }
+
+    pub fn is_fair(&self) -> bool {
+        matches!(self.0.policy(), Evict::Fair { .. })
+    }
+
+    /// Sources holding a connection (fair policy).
+    pub fn sources(&self) -> usize {
+        self.0.sources()
+    }
+
+    pub fn evictions(&self) -> Evictions {
+        self.0.evictions()
     }
 
     pub fn len(&self) -> usize {
@@ -130,7 +154,13 @@ impl<S: Copy> HeldConns<S> {
     ) -> (Admitted, u64) {
         let head = on.head();
         let mut gone_now = 0u64;
-        let admitted = self.0.admit_pos(so.key(), now, state, |v| {
+        // The source only matters to the fair policy: the others skip the
+        // pcb read.
+        let source = match self.0.policy() {
+            Evict::Fair { .. } => Source::new(so.source(self.1 .0, self.1 .1)),
+            Evict::Oldest => Source::new(0),
+        };
+        let admitted = self.0.admit_from(so.key(), source, now, state, |v| {
             // SAFETY: `head` and `v` are live (top of this file).
             let how = unsafe { work::evict_now(head, v) };
             if how == Some(Leave::Detached) {

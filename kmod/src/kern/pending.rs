@@ -156,7 +156,7 @@ pub fn destroy() {
 /// lets a test reach the shards' failure to allocate.
 static RING_OFF: AtomicBool = AtomicBool::new(false);
 
-/// The tick (every accf::TICK_MS): the ring's fail point is read, and
+/// The tick (every accf_names::TICK_MS): the ring's fail point is read, and
 /// the empty shards give their tables back within a tick of going idle
 /// (they keep them while connections come and go).
 pub fn tick() {

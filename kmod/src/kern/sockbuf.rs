@@ -172,10 +172,10 @@ impl<'a> RcvLocked<'a> {
 impl SockLocked<'_> {
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
     /// freed; None if it already has another destructor. The one place a
-    /// socket gets it (accf_glue.c lq_so_untag() and kern/socket.rs
+    /// socket gets it (tag_glue.c lq_so_untag() and kern/socket.rs
     /// `maybe_tagged` look for it), set here without a call.
     pub fn tag(&self) -> Option<Tagged<'_>> {
-        // SAFETY: a const pointer, initialized statically in accf_glue.c.
+        // SAFETY: a const pointer, initialized statically in tag_glue.c.
         let ours = unsafe { sys::lq_so_dtor_ptr }.map_or(0, |f| f as usize);
         // SAFETY: live; so_dtor is an aligned pointer that SOCK_LOCK,
         // held (the type's invariant), guards: read and written as one
@@ -198,6 +198,16 @@ pub struct Tagged<'t> {
 impl Tagged<'_> {
     pub fn key(&self) -> usize {
         self.so.key()
+    }
+
+    /// Where the connection comes from, for fair eviction: its peer's
+    /// address under `prefix4`/`prefix6` bits (TCP), or its peer's uid
+    /// (local sockets), as a key (socket_glue.c lq_so_source()).
+    pub fn source(&self, prefix4: u8, prefix6: u8) -> u64 {
+        // SAFETY: live, SOCK_LOCK held (the type's invariant); the helper
+        // reads the pcb's foreign address or the peer credentials, which
+        // a connected socket keeps unchanged.
+        unsafe { sys::lq_so_source(self.so.as_ptr(), i32::from(prefix4), i32::from(prefix6)) }
     }
 
     /// Takes listenq's so_dtor back: the socket is not held after all.

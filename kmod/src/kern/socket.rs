@@ -107,7 +107,7 @@ impl<'a> SocketRef<'a> {
     /// the caller says why
     /// that cannot miss a tag, and confirms a yes under the lock.
     pub(super) fn maybe_tagged(self) -> bool {
-        // SAFETY: a const pointer, initialized statically in accf_glue.c.
+        // SAFETY: a const pointer, initialized statically in tag_glue.c.
         let ours = unsafe { sys::lq_so_dtor_ptr }.map_or(0, |f| f as usize);
         self.dtor_is(ours)
     }

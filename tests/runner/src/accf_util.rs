@@ -291,6 +291,10 @@ pub struct TableRow {
     pub held: i64,
     pub evicted: i64,
     pub incqlen: i64,
+    /// The fair policy's columns; -1 where the table shows "-".
+    pub sources: i64,
+    pub ev_fair: i64,
+    pub ev_cap: i64,
 }
 
 impl TableRow {
@@ -304,6 +308,9 @@ const COL_INCQLEN: usize = 5;
 const COL_FILTER: usize = 8;
 const COL_HELD: usize = 9;
 const COL_EVICTED: usize = 10;
+const COL_SOURCES: usize = 15;
+const COL_EV_FAIR: usize = 16;
+const COL_EV_CAP: usize = 17;
 
 /// The table row of the listener on 127.0.0.1:`port`: Ok(None) when the
 /// table has no such row.
@@ -325,6 +332,9 @@ pub fn table_row(port: u16) -> SysResult<Option<TableRow>> {
         held: row.num(COL_HELD).unwrap_or(-1),
         evicted: row.num(COL_EVICTED).unwrap_or(-1),
         incqlen: row.num(COL_INCQLEN).unwrap_or(-1),
+        sources: row.num(COL_SOURCES).unwrap_or(-1),
+        ev_fair: row.num(COL_EV_FAIR).unwrap_or(-1),
+        ev_cap: row.num(COL_EV_CAP).unwrap_or(-1),
     }))
 }
 

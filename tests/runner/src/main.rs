@@ -25,6 +25,7 @@ mod t_bench;
 mod t_bench_paired;
 mod t_defaults;
 mod t_fuzz;
+mod t_fair;
 mod t_halfclosed;
 mod t_listen;
 mod t_listeners;
@@ -351,6 +352,8 @@ fn run(argc: usize) -> bool {
     // The module's own sysctls and listener statistics (filled in later).
     if id.is_some() {
         t_listeners::run(tap, &env);
+        // listenq's filters, before any stock accf module is loaded.
+        t_fair::run(tap, &env);
     }
 
     let unloaded = t_module::unload(tap, id);

@@ -139,6 +139,20 @@ fn setup_v4(tap: &mut Tap) -> SysResult<()> {
     }
 }
 
+/// Adds `addr`/32 to lo0 as an alias (a second source address on the
+/// loopback for tests); EEXIST counts as done.
+pub fn add_alias4(addr: [u8; 4]) -> SysResult<()> {
+    let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
+    let mut req = [0u8; 68];
+    ifname(&mut req[..IFNAMSIZ], b"lo0");
+    req[16..32].copy_from_slice(SockAddr::inet(addr, 0).bytes());
+    req[48..64].copy_from_slice(SockAddr::inet([255, 255, 255, 255], 0).bytes());
+    match sys::ioctl(s.raw(), SIOCAIFADDR, &mut req) {
+        Ok(_) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn ensure_up(tap: &mut Tap) -> SysResult<()> {
     let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
     let mut ifr = [0u8; 32];

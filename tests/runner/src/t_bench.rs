@@ -62,9 +62,9 @@ pub fn wanted() -> bool {
 }
 
 /// LISTENQ_BENCH=quick: the filter and hooks rows only, no held/idle
-/// scaling (a minute instead of several, for trying a change); with
-/// LISTENQ_VM_KENV=listenq.bench_only=<row> ("none", "dataready", ...)
-/// only that comparison.
+/// scaling nor flood (a minute instead of several, for trying a change);
+/// with LISTENQ_VM_KENV=listenq.bench_only=<row> ("none", "dataready",
+/// ..., or "flood") only that comparison.
 fn quick() -> bool {
     let mut b = [0u8; 16];
     matches!(sys::kenv_get(c"listenq.bench", &mut b), Ok(v) if v == b"quick")
@@ -326,6 +326,76 @@ fn scaling(
     }
 }
 
+/// The flood row (t_fair.rs `bench`): the share of real clients a
+/// filtered listener serves while a few addresses flood it with
+/// connections that never send, under listenq's two eviction rules and
+/// under stock accf_http (which, like listen(2), drops the oldest).
+fn flood(tap: &mut Tap) {
+    use crate::t_fair::{self, bench::share};
+    if let Err(e) = t_fair::add_flooders() {
+        tap.skip("bench flood", format_args!("lo0 aliases: {}", e));
+        return;
+    }
+    let row = |tap: &mut Tap, who: &str, arg: &str| -> Option<(usize, usize)> {
+        match share(arg) {
+            Ok(s) => {
+                tap.diag(format_args!(
+                    "bench flood {}: {} of {} clients served ({}%), {} flood connections from {} addresses",
+                    who,
+                    s.served,
+                    s.clients,
+                    s.served * 100 / s.clients.max(1),
+                    s.flood,
+                    t_fair::FLOODERS.len()
+                ));
+                crate::tap::print(format_args!(
+                    "# bench flood-share {} {} {}",
+                    who, s.served, s.clients
+                ));
+                Some((s.served, s.clients))
+            }
+            Err((step, e)) => {
+                tap.ok(false, format_args!("bench flood {}: {}: {}", who, step, e));
+                None
+            }
+        }
+    };
+    let inherit = match au::listenq_loaded() {
+        Ok(id) => {
+            let inherit = sysctl::read_int("kern.ipc.listenq.accf_inherit").unwrap_or(-1);
+            let oldest = row(tap, "listenq-oldest", "evict=oldest");
+            let fair = row(tap, "listenq-fair", "evict=fair");
+            if let (Some(o), Some(f)) = (oldest, fair) {
+                tap.ok(
+                    f.0 * 10 >= f.1 * 9 && f.0 > o.0,
+                    "bench flood: evict=fair serves at least 90% of the real clients, and more than oldest-first",
+                );
+            }
+            let _ = au::allocs_settle(2000);
+            let _ = kld::unload(id);
+            inherit
+        }
+        Err(e) => {
+            tap.ok(false, format_args!("bench flood: kldload listenq: {}", e));
+            return;
+        }
+    };
+    if inherit != 1 {
+        tap.diag(format_args!(
+            "bench flood stock: not measured (accf_inherit {}: stock accept filters hold nothing on this kernel)",
+            inherit
+        ));
+        return;
+    }
+    match kld::load(au::ACCF_HTTP) {
+        Ok(id) => {
+            row(tap, "stock-accf_http", "");
+            let _ = kld::unload(id);
+        }
+        Err(e) => tap.diag(format_args!("bench flood stock: kldload accf_http: {}", e)),
+    }
+}
+
 /// x/y with four decimals.
 fn frac(x: u64, y: u64) -> (u64, u64) {
     let r = x * 10000 / y.max(1);
@@ -476,6 +546,10 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let mut pairs = [(paired::Side::default(), paired::Side::default()); PAIRS.len()];
     let mut only = [0u8; 16];
     let only = sys::kenv_get(c"listenq.bench_only", &mut only).unwrap_or(b"");
+    if only == b"flood" {
+        flood(tap);
+        return;
+    }
     for (i, p) in PAIRS.iter().enumerate() {
         if only.is_empty() || only == p.label.as_bytes() {
             pairs[i] = paired::compare(tap, p, measure);
@@ -505,6 +579,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
     }
     if !quick() {
         scaling(tap, &mut held_rows, &mut idle_rows);
+        flood(tap);
     }
     for (p, (a, b)) in PAIRS.iter().zip(pairs.iter()) {
         let base = if p.stock.is_some() { "stock" } else { "bare" };

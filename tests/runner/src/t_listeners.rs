@@ -160,20 +160,22 @@ fn kind_proto(kind: Kind) -> &'static [u8] {
     }
 }
 
-/// struct xlistenq v2 (listenq.h; policy/src/xlisten.rs).
-const XL_SIZE: usize = 384;
+/// struct xlistenq v2 (listenq.h; policy/src/xlisten.rs): its size with
+/// the fair-eviction fields appended, and the offsets the suite reads
+/// (t_visible.rs uses these too).
+pub const XL_SIZE: usize = 408;
 const XL_VERSION: u32 = 2;
 const XO_GEN: usize = 8;
 const XO_PROTO: usize = 24;
-const XO_LPORT: usize = 26;
+pub const XO_LPORT: usize = 26;
 const XO_BACKLOG: usize = 28;
 const XO_LADDR: usize = 32;
 const XO_QLIMIT: usize = 96;
 const XO_QLEN: usize = 100;
 const XO_ACCEPTED: usize = 112;
 const XO_OVERFLOWS: usize = 120;
-const XO_UID: usize = 152;
-const XO_JID: usize = 156;
+pub const XO_UID: usize = 152;
+pub const XO_JID: usize = 156;
 const XO_LAT: usize = 160;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -408,6 +410,9 @@ fn header(tap: &mut Tap) {
         b"LAT_P99",
         b"UID",
         b"JID",
+        b"SOURCES",
+        b"EV_FAIR",
+        b"EV_CAP",
     ];
     let pass = match sysctl::read_string(TABLE, buf) {
         Ok(t) => {
@@ -417,7 +422,7 @@ fn header(tap: &mut Tap) {
     };
     tap.ok(
         pass,
-        "listeners table header: 15 one-word columns LOCAL PROTO ... UID JID",
+        "listeners table header: 18 one-word columns LOCAL PROTO ... UID JID SOURCES EV_FAIR EV_CAP",
     );
 }
 

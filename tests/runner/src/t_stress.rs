@@ -1096,7 +1096,7 @@ const RACE_MS: u64 = 8000;
 /// only re-checks so_listen, so it then takes the connection off the
 /// incomplete queue it is no longer on and corrupts sol_comp ("Bad tailq
 /// NEXT(...) != NULL" on the next insert). listenq's filters leave such a
-/// connection to soisconnected() (lq_accf_release_all in accf_glue.c).
+/// connection to soisconnected() (lq_accf_release_all in tag_glue.c).
 ///
 /// Two children connect, send a byte and close, as fast as they can; the
 /// parent sets and removes `filter` over and over and accepts whatever is

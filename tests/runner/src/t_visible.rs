@@ -24,10 +24,7 @@ const JAIL_PATH: &[u8] = b"/tmp/lq.jailed";
 const VNET_PATH: &[u8] = b"/tmp/lq.vnet";
 const VNET_PORT: u16 = 47002;
 
-const XL_SIZE: usize = 384;
-const XO_LPORT: usize = 26;
-const XO_UID: usize = 152;
-const XO_JID: usize = 156;
+use crate::t_listeners::{XL_SIZE, XO_JID, XO_LPORT, XO_UID};
 
 static mut BUF: [u8; 32768] = [0; 32768];
 static mut XBUF: [u8; 65536] = [0; 65536];

@@ -1,5 +1,5 @@
 //! Reading `sysctl kern.ipc.listenq.listeners`, the text table: one row per
-//! listener, 15 blank-separated columns (every header is one word), after
+//! listener, 18 blank-separated columns (every header is one word), after
 //! an empty first line and the header (listenq(4)).
 
 /// Columns of one table row, as text.
@@ -7,7 +7,7 @@ use crate::net::SockAddr;
 use crate::sock::Kind;
 
 /// Columns of a row, and of the header.
-pub const COLUMNS: usize = 15;
+pub const COLUMNS: usize = 18;
 pub const COL_UID: usize = 13;
 pub const COL_JID: usize = 14;
 

@@ -236,7 +236,7 @@ pub(in crate::kern) fn accepted(s: SocketRef<'_>) {
     accf::untag(s.key(), was, a);
 }
 
-/// The hold-timeout clock (a callout, every accf::TICK_MS).
+/// The hold-timeout clock (a callout, every accf_names::TICK_MS).
 #[no_mangle]
 pub extern "C" fn listenq_rs_tick() {
     let _f = InFlight::enter();
