@@ -23,13 +23,15 @@ mod t_accf_records;
 mod t_accf_window;
 mod t_bench;
 mod t_bench_paired;
+mod t_bench_pieces;
 mod t_defaults;
-mod t_fuzz;
 mod t_fair;
+mod t_fuzz;
 mod t_halfclosed;
 mod t_listen;
 mod t_listeners;
 mod t_module;
+mod t_repro_scm;
 mod t_stress;
 mod t_sysctl;
 mod t_visible;
@@ -282,15 +284,22 @@ fn run(argc: usize) -> bool {
     }
 
     // Kernel env listenq.repro=halfclosed: only listen(2) on a half-closed
-    // TCP connection, without listenq (a stock 14 kernel panics).
+    // TCP connection, without listenq (a stock 14 kernel panics);
+    // listenq.repro=scmdrop: only the fuzzer's finding 2 (t_repro_scm.rs).
     let mut repro = [0u8; 16];
-    if matches!(
-        sys::kenv_get(c"listenq.repro", &mut repro),
-        Ok(b"halfclosed")
-    ) {
-        t_halfclosed::repro(tap);
-        tap.finish();
-        return tap.failed() > 0;
+    match sys::kenv_get(c"listenq.repro", &mut repro) {
+        Ok(b"halfclosed") => {
+            t_halfclosed::repro(tap);
+            tap.finish();
+            return tap.failed() > 0;
+        }
+        // The fuzzer's finding 2 with only the stock accf_dns.
+        Ok(b"scmdrop") => {
+            t_repro_scm::repro(tap);
+            tap.finish();
+            return tap.failed() > 0;
+        }
+        _ => {}
     }
 
     // Kernel env listenq.fuzz=SEED[,OPS] or listenq.fuzz=ci: only the fuzzer.

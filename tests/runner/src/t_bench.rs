@@ -555,9 +555,16 @@ pub fn run(tap: &mut Tap, env: &Env) {
             pairs[i] = paired::compare(tap, p, measure);
         }
     }
+    // Requests in pieces (issue 19); not in the quick run.
+    let pieces = if quick() && only.is_empty() {
+        None
+    } else {
+        Some(crate::t_bench_pieces::run(tap, only))
+    };
     match au::listenq_loaded() {
-        // A profile of one side (paired::side_only) holds nothing else.
-        _ if paired::side_only().is_some() => {}
+        // A profile of one side (paired::side_only) holds nothing else,
+        // and one row (listenq.bench_only) is only that row.
+        _ if paired::side_only().is_some() || !only.is_empty() => {}
         Ok(id) => {
             tap.ok(true, "bench: kldload listenq");
             let (f, req) = FILTERS[3];
@@ -577,7 +584,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
             tap.diag(format_args!("  {}", e));
         }
     }
-    if !quick() {
+    if !quick() && only.is_empty() {
         scaling(tap, &mut held_rows, &mut idle_rows);
         flood(tap);
     }
@@ -591,6 +598,12 @@ pub fn run(tap: &mut Tap, env: &Env) {
             a.best(),
             base,
         );
+    }
+    if let Some(pieces) = pieces {
+        for (row, (a, b)) in crate::t_bench_pieces::ROWS.iter().zip(pieces.iter()) {
+            let base = if row.stock.is_some() { "stock" } else { "bare" };
+            ratio(tap, &row.label, b.cps(), a.cps(), base);
+        }
     }
     scaling_ratios(tap, "held", &HELD, &held_rows, "stock");
     scaling_ratios(tap, "idle", &IDLE, &idle_rows, "bare");

@@ -98,8 +98,10 @@ fn scenario(arg: &str) -> Result<Outcome, (&'static str, Errno)> {
     // Every connection completed and was held or evicted: the queue is
     // full and the evictions add up.
     let evictions = (CLIENTS + FLOOD) as i64 - i64::from(BACKLOG);
-    wait_row(port, |r| r.held == i64::from(BACKLOG) && r.evicted >= evictions)
-        .ok_or(("flood held or evicted", Errno::TIMEOUT))?;
+    wait_row(port, |r| {
+        r.held == i64::from(BACKLOG) && r.evicted >= evictions
+    })
+    .ok_or(("flood held or evicted", Errno::TIMEOUT))?;
     let row = au::table_row(port).ok().flatten();
     for c in cfds.iter().flatten() {
         // An evicted client's send may fail (reset): it is not served.
@@ -128,8 +130,8 @@ fn heapless_fds<const N: usize>() -> [Option<Fd>; N] {
 /// `persource=2`: ten connections from one flooder, the queue far from
 /// full: that source keeps its two newest, the cap evicts the rest.
 fn capped() -> Result<Option<au::TableRow>, (&'static str, Errno)> {
-    let (_l, sa) =
-        au::filtered(BACKLOG, "httpready", "evict=fair,persource=2").map_err(|e| ("listener", e))?;
+    let (_l, sa) = au::filtered(BACKLOG, "httpready", "evict=fair,persource=2")
+        .map_err(|e| ("listener", e))?;
     let port = au::addr_port(&sa);
     let mut fds: [Option<Fd>; 10] = [const { None }; 10];
     for slot in fds.iter_mut() {
@@ -164,12 +166,16 @@ pub fn run(tap: &mut Tap, env: &Env) {
                 "evict=oldest (stock's rule): a flood of never-sending connections evicts the waiting clients",
             );
             tap.ok(
-                o.row.is_some_and(|r| r.sources == -1 && r.ev_fair == -1 && r.ev_cap == -1),
+                o.row
+                    .is_some_and(|r| r.sources == -1 && r.ev_fair == -1 && r.ev_cap == -1),
                 "evict=oldest: SOURCES, EV_FAIR and EV_CAP are '-'",
             );
         }
         Err((step, e)) => {
-            tap.ok(false, format_args!("evict=oldest scenario: {}: {}", step, e));
+            tap.ok(
+                false,
+                format_args!("evict=oldest scenario: {}: {}", step, e),
+            );
         }
     }
     match scenario("evict=fair") {
