@@ -219,6 +219,16 @@ pub fn run(tap: &mut Tap, env: &Env) {
             tap.ok(false, format_args!("persource scenario: {}: {}", step, e));
         }
     }
+    // Everything is closed: the evicted connections' task finishes, and
+    // the fair bookkeeping went with the queues.
+    let settled = au::allocs_settle(10_000);
+    tap.ok(
+        settled.is_ok(),
+        "fair eviction: with every listener and connection closed, kern.ipc.listenq.allocs and memuse are back to 0",
+    );
+    if let Err(live) = settled {
+        tap.diag(format_args!("  still: {}", live));
+    }
 }
 
 // ------------------------------------------------------------ the bench
