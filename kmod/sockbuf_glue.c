@@ -78,3 +78,86 @@ lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len)
 		return (0);
 	return (lq_sb_data(&so->so_rcv, off, buf, len));
 }
+
+/*
+ * The same bytes in place, run by run, for a parser that reads each byte
+ * once: lq_sb_seek() puts the cursor at the `off'th data byte (one walk,
+ * O(mbufs), as stock accf_http's own), then each lq_sb_next() hands out
+ * the next contiguous run of it in an mbuf and moves on. The runs stay
+ * valid while the receive-buffer lock is held: appends only add bytes
+ * after them (sbcompress() writes past m_len). A run that cannot be read
+ * in place (an unmapped M_EXTPG mbuf) ends the walk: the caller copies
+ * from there (lq_sb_copy(), which knows how).
+ */
+static bool
+lq_sb_data_mbuf(const struct mbuf *m)
+{
+	return (m->m_type != MT_SONAME && m->m_type != MT_CONTROL &&
+	    m->m_len > 0);
+}
+
+void
+lq_sb_seek(struct socket *so, u_int off, struct lq_sb_cursor *c)
+{
+	struct sockbuf *sb = &so->so_rcv;
+	struct mbuf *rec, *m;
+
+	SOCK_RECVBUF_LOCK_ASSERT(so);
+	c->rec = NULL;
+	c->m = NULL;
+	c->off = 0;
+	for (rec = sb->sb_mb; rec != NULL; rec = rec->m_nextpkt) {
+		for (m = rec; m != NULL; m = m->m_next) {
+			if ((m->m_flags & M_NOTAVAIL) != 0)
+				return;
+			if (!lq_sb_data_mbuf(m))
+				continue;
+			if (off >= (u_int)m->m_len) {
+				off -= m->m_len;
+				continue;
+			}
+			c->rec = rec;
+			c->m = m;
+			c->off = off;
+			return;
+		}
+	}
+}
+
+u_int
+lq_sb_next(struct socket *so, struct lq_sb_cursor *c, const char **p)
+{
+	struct mbuf *m = c->m, *rec = c->rec;
+	u_int n;
+
+	SOCK_RECVBUF_LOCK_ASSERT(so);
+	*p = NULL;
+	while (m != NULL) {
+		if ((m->m_flags & (M_NOTAVAIL | M_EXTPG)) != 0)
+			break;
+		if (lq_sb_data_mbuf(m) && c->off < (u_int)m->m_len) {
+			*p = mtod(m, const char *) + c->off;
+			n = (u_int)m->m_len - c->off;
+			/* Past this run: the next mbuf, or the next record's. */
+			c->off = 0;
+			if (m->m_next != NULL) {
+				c->m = m->m_next;
+				c->rec = rec;
+			} else {
+				c->rec = rec->m_nextpkt;
+				c->m = c->rec;
+			}
+			return (n);
+		}
+		c->off = 0;
+		if (m->m_next != NULL)
+			m = m->m_next;
+		else {
+			rec = rec->m_nextpkt;
+			m = rec;
+		}
+	}
+	c->m = NULL;
+	c->rec = NULL;
+	return (0);
+}

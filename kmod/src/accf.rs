@@ -103,6 +103,19 @@ fn feed(rcv: &RcvLocked<'_>, cfg: &Config, e: &mut ConnState) -> bool {
     // sbavail() bounds the bytes there are: no call when none are new
     // (the first call of a connection that has sent nothing yet).
     let avail = rcv.avail_bound();
+    if e.fed >= avail {
+        return false;
+    }
+    // In place: each new byte once, no copy.
+    for run in rcv.runs(e.fed) {
+        e.fed = e
+            .fed
+            .saturating_add(u32::try_from(run.len()).unwrap_or(u32::MAX));
+        if e.conn.feed(cfg, run) == Progress::Ready {
+            return true;
+        }
+    }
+    // Whatever the walk could not read in place (unmapped pages), copied.
     let mut buf = MaybeUninit::<[u8; 256]>::uninit();
     while e.fed < avail {
         // Not zeroed (256 bytes on every call): copy() writes before

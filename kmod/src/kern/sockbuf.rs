@@ -169,6 +169,51 @@ impl<'a> RcvLocked<'a> {
     }
 }
 
+impl<'a> RcvLocked<'a> {
+    /// The data bytes a reader would get, from the `off`th on, in place,
+    /// run by run (one walk to `off`, then each mbuf's bytes once): the
+    /// runs are borrowed for as long as the receive-buffer lock is held.
+    /// The walk ends at the end of the data or where bytes cannot be read
+    /// in place (an unmapped mbuf); `copy_uninit` reads on from there.
+    pub fn runs(&self, off: u32) -> Runs<'_> {
+        let mut cur = MaybeUninit::<sys::lq_sb_cursor>::uninit();
+        // SAFETY: live, receive buffer locked; the helper fills in the
+        // whole cursor, walking only the chains it finds.
+        unsafe { sys::lq_sb_seek(self.so.as_ptr(), off, cur.as_mut_ptr()) };
+        Runs {
+            rcv: self,
+            // SAFETY: lq_sb_seek() wrote every field.
+            cur: unsafe { cur.assume_init() },
+        }
+    }
+}
+
+/// `RcvLocked::runs`: an iterator over runs of a held connection's bytes.
+pub struct Runs<'r> {
+    rcv: &'r RcvLocked<'r>,
+    cur: sys::lq_sb_cursor,
+}
+
+impl<'r> Iterator for Runs<'r> {
+    type Item = &'r [u8];
+
+    fn next(&mut self) -> Option<&'r [u8]> {
+        let mut p: *const cty::c_char = core::ptr::null();
+        // SAFETY: live, receive buffer locked for 'r; the cursor came from
+        // lq_sb_seek() on this socket under this lock and was moved only
+        // by lq_sb_next(): it names an mbuf of this buffer or nothing.
+        let n = unsafe { sys::lq_sb_next(self.rcv.so.as_ptr(), &mut self.cur, &mut p) };
+        if n == 0 || p.is_null() {
+            return None;
+        }
+        // SAFETY: `n` bytes of an mbuf's data at `p` (mtod + offset, within
+        // m_len), which nothing changes or frees while the receive-buffer
+        // lock is held (appends only write past m_len), and 'r is no
+        // longer than that lock.
+        Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), n as usize) })
+    }
+}
+
 impl SockLocked<'_> {
     /// Gives the socket listenq's so_dtor, so listenq learns when it is
     /// freed; None if it already has another destructor. The one place a
