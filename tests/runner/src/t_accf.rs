@@ -812,29 +812,47 @@ fn removal(tap: &mut Tap) {
 
 /// kldunload while a filter is in use, and after removal while a released
 /// connection waits for accept(); then the real unload. Returns whether
-/// listenq was unloaded.
+/// listenq was unloaded. Each check is its own TAP line, written when it
+/// is made; a setup step that fails ends the test with what it reached.
 fn unload_busy(tap: &mut Tap, id: i32) -> bool {
-    let r = (|| -> Result<[bool; 6], Failed> {
+    const FINAL: &str = "[listenq] kldunload succeeds once nothing uses its filters";
+    let r = (|tap: &mut Tap| -> Result<bool, Failed> {
         let (l, sa) = au::filtered(5, "dataready", "").map_err(at("listener"))?;
         let c1 = au::client(&sa).map_err(at("connect"))?;
         sys::sleep_ms(50);
-        let busy1 = kld::unload(id) == Err(Errno::EBUSY);
+        tap.check(
+            kld::unload(id),
+            Err(Errno::EBUSY),
+            "[listenq] kldunload while a listener uses dataready and holds a connection: EBUSY",
+        );
         au::send_all(c1.raw(), b"z").map_err(at("send"))?;
         let a1 = au::accept_within(l.raw(), PASS_MS);
-        let got1 = match &a1 {
-            Ok(a) => au::reads_exactly(a.raw(), b"z", 1000),
-            Err(_) => false,
-        };
+        tap.ok(
+            a1.as_ref()
+                .is_ok_and(|a| au::reads_exactly(a.raw(), b"z", 1000)),
+            "[listenq] the held connection is accepted after its data arrives (module still loaded)",
+        );
         let c2 = au::client(&sa).map_err(at("connect"))?;
         sys::sleep_ms(50);
         au::remove_filter(l.raw()).map_err(at("remove filter"))?;
-        let busy2 = kld::unload(id) == Err(Errno::EBUSY);
-        let a2 = au::try_accept(l.raw()).is_ok();
+        tap.check(
+            kld::unload(id),
+            Err(Errno::EBUSY),
+            "[listenq] kldunload while a released connection waits for accept(): EBUSY",
+        );
+        tap.ok(
+            au::try_accept(l.raw()).is_ok(),
+            "[listenq] the released connection is accepted",
+        );
         drop(a1);
         drop(c1);
         drop(c2);
         drop(l);
         let settled = au::allocs_settle(1000);
+        tap.ok(
+            settled.is_ok(),
+            "[listenq] kern.ipc.listenq.allocs and memuse are 0 before unloading",
+        );
         if let Err(n) = settled {
             tap.diag(format_args!(
                 "  {} = {} 1000 ms after closing everything",
@@ -842,32 +860,15 @@ fn unload_busy(tap: &mut Tap, id: i32) -> bool {
                 n
             ));
         }
-        let un = kld::unload(id);
-        if let Err(e) = un {
-            tap.diag(format_args!("  final kldunload: {}", e));
-        }
-        Ok([busy1, got1, busy2, a2, settled.is_ok(), un.is_ok()])
-    })();
-    let names = [
-        "[listenq] kldunload while a listener uses dataready and holds a connection: EBUSY",
-        "[listenq] the held connection is accepted after its data arrives (module still loaded)",
-        "[listenq] kldunload while a released connection waits for accept(): EBUSY",
-        "[listenq] the released connection is accepted",
-        "[listenq] kern.ipc.listenq.allocs and memuse are 0 before unloading",
-        "[listenq] kldunload succeeds once nothing uses its filters",
-    ];
+        Ok(tap.check(kld::unload(id), Ok(()), FINAL))
+    })(tap);
     match r {
-        Ok(v) => {
-            for (ok, n) in v.iter().zip(names) {
-                tap.ok(*ok, n);
-            }
-            v[5]
-        }
+        Ok(unloaded) => unloaded,
         Err(Failed(s, e)) => {
-            for n in names {
-                tap.ok(false, n);
-            }
-            tap.diag(format_args!("  {}: {}", s, e));
+            tap.ok(
+                false,
+                format_args!("[listenq] kldunload while busy: {}: {}", s, e),
+            );
             // Leave the module unloaded if we can, for the stock phase.
             kld::unload(id).is_ok()
         }

@@ -90,19 +90,21 @@ struct Report {
     closes: u64,
     connects: u64,
     accepts: u64,
-    /// Failures; the first is `step * 1000 + errno` in `first_bad`.
+    /// Failures, and the first one's step (S_*) and errno.
     bad: u64,
-    first_bad: u64,
+    first_step: u64,
+    first_errno: u64,
     /// Mutator: operations done. Flooder: silent clients connected.
     aux: u64,
 }
 
-const REPORT_LEN: usize = 8 * 8;
+const REPORT_LEN: usize = 9 * 8;
 
 impl Report {
     fn fail(&mut self, step: u64, e: Errno) {
         if self.bad == 0 {
-            self.first_bad = step * 1000 + e.0.unsigned_abs() as u64;
+            self.first_step = step;
+            self.first_errno = u64::from(e.0.unsigned_abs());
         }
         self.bad += 1;
     }
@@ -115,7 +117,8 @@ impl Report {
             self.connects,
             self.accepts,
             self.bad,
-            self.first_bad,
+            self.first_step,
+            self.first_errno,
             self.aux,
         ];
         let mut b = [0u8; REPORT_LEN];
@@ -126,7 +129,7 @@ impl Report {
     }
 
     fn from_bytes(b: &[u8; REPORT_LEN]) -> Report {
-        let mut v = [0u64; 8];
+        let mut v = [0u64; 9];
         for (i, x) in v.iter_mut().enumerate() {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[i * 8..i * 8 + 8]);
@@ -139,8 +142,9 @@ impl Report {
             connects: v[3],
             accepts: v[4],
             bad: v[5],
-            first_bad: v[6],
-            aux: v[7],
+            first_step: v[6],
+            first_errno: v[7],
+            aux: v[8],
         }
     }
 
@@ -151,7 +155,7 @@ impl Report {
     }
 }
 
-// Failure steps (the thousands of `first_bad`).
+// Failure steps (`first_step`).
 const S_LISTENER: u64 = 1;
 const S_FILTER: u64 = 2;
 const S_CONNECT: u64 = 3;
@@ -431,8 +435,8 @@ fn describe(tap: &Tap, r: &Report) {
         r.accepts,
         r.aux,
         r.bad,
-        r.first_bad / 1000,
-        r.first_bad % 1000
+        r.first_step,
+        r.first_errno
     ));
 }
 
@@ -1111,7 +1115,7 @@ pub fn removal_race(tap: &mut Tap, label: &str) {
     // scheduler's doing, not the race this looks for.
     let saved = sysctl::read_int("kern.ipc.soacceptqueue");
     let _ = sysctl::write_int("kern.ipc.soacceptqueue", 1024);
-    let r = (|| -> Result<(u64, u64, u64, i32), Errno> {
+    let r = (|| -> Result<RaceOutcome, Errno> {
         let (l, sa) = au::listener(1024)?;
         let mut pids = [0i32; RACE_CONNECTORS];
         for p in pids.iter_mut() {
@@ -1164,13 +1168,18 @@ pub fn removal_race(tap: &mut Tap, label: &str) {
                 Err(_) => {}
             }
         }
-        let inc = sock::incqlen(l.raw()).unwrap_or(-1);
-        Ok((accepted, want, toggles, bad_children * 1000 + inc))
+        Ok(RaceOutcome {
+            accepted,
+            want,
+            toggles,
+            bad_children,
+            incqlen: sock::incqlen(l.raw()).unwrap_or(-1),
+        })
     })();
     if let Ok(v) = saved {
         let _ = sysctl::write_int("kern.ipc.soacceptqueue", v);
     }
-    let ok = matches!(r, Ok((a, w, t, 0)) if a == w && t > 0);
+    let ok = matches!(&r, Ok(o) if o.accepted == o.want && o.toggles > 0 && o.bad_children == 0 && o.incqlen == 0);
     tap.ok(
         ok,
         format_args!(
@@ -1179,10 +1188,19 @@ pub fn removal_race(tap: &mut Tap, label: &str) {
             RACE_CONNECTORS * RACE_CONNECTS
         ),
     );
-    tap.diag(format_args!(
-        "  (accepted, connections, filter set, bad children * 1000 + incqlen) = {:?}",
-        r
-    ));
+    tap.diag(format_args!("  {:?}", r));
+}
+
+/// What the removal race saw: connections accepted of those made, how
+/// often the filter was set, children that failed, what the incomplete
+/// queue kept.
+#[derive(Debug)]
+struct RaceOutcome {
+    accepted: u64,
+    want: u64,
+    toggles: u64,
+    bad_children: u64,
+    incqlen: i32,
 }
 
 /// A suite that could not start: every one of its tests fails, with why.
