@@ -197,7 +197,12 @@ impl<S: Copy> HeldConns<S> {
     pub fn next_leaving(&mut self, head: usize, on: Option<Attached<'_>>) -> Option<Leaving> {
         while let Some((key, how)) = self.0.pop_leaving() {
             match how {
-                Leave::Detached => return Some(Leaving::detached(head, key)),
+                Leave::Detached => {
+                    // SAFETY: a Detached entry owns the references the
+                    // incomplete queue held on `key` and on `head` (top of
+                    // this file), handed to the task with it.
+                    return Some(unsafe { Leaving::detached(head, key) });
+                }
                 Leave::Abort | Leave::Deliver => {
                     // Not reached without `on`: detach() dropped these.
                     let Some(on) = on else { continue };

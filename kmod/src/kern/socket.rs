@@ -57,8 +57,9 @@ impl<'a> SocketRef<'a> {
         self.so.as_ptr()
     }
 
-    /// The key listenq files the socket under (its address; never turned
-    /// back into a pointer by safe code).
+    /// The key listenq files the socket under (its address). Safe code
+    /// never turns one back into a socket: only `socket_of_key` does, in
+    /// this layer, where a hold queue's argument says the socket is live.
     pub fn key(self) -> usize {
         self.so.as_ptr() as usize
     }
@@ -341,4 +342,15 @@ fn from_c(q: &sys::lq_qsample) -> QueueSample {
             usec: q.lastover_usec,
         },
     }
+}
+
+/// The socket a key (`SocketRef::key`) names, for the C side.
+///
+/// # Safety
+/// The socket is live for as long as the caller uses the pointer: the
+/// key is in a hold queue whose state's mutex the caller holds, or its
+/// entry owns references on it (kern/held_conns.rs says why either is
+/// enough).
+pub(in crate::kern) unsafe fn socket_of_key(key: usize) -> *mut sys::socket {
+    key as *mut sys::socket
 }

@@ -5,6 +5,7 @@
 //! listener's filter state (kern/filter_arg.rs), and the leaving list
 //! lives in the hold queue's own slots.
 
+use crate::kern::socket::socket_of_key;
 use listenq_bindings as sys;
 use listenq_policy::holdq::Leave;
 
@@ -30,7 +31,7 @@ pub(in crate::kern) unsafe fn evict_now(head: usize, so: usize) -> Option<Leave>
     // SAFETY: the contract above; the C side only try-locks `so` and
     // leaves everything to the task when this thread does not hold the
     // listener's lock.
-    let how = unsafe { sys::lq_evict_now(head as *mut sys::socket, so as *mut sys::socket) };
+    let how = unsafe { sys::lq_evict_now(socket_of_key(head), socket_of_key(so)) };
     match how as u32 {
         sys::LQ_LEAVE_DETACHED => Some(Leave::Detached),
         sys::LQ_LEAVE_ABORT => Some(Leave::Abort),
@@ -42,10 +43,16 @@ impl Leaving {
     /// A connection an eviction took off the incomplete queue: its hold
     /// queue entry owns the references the queue held on it and on the
     /// listener `head`, which go to the task with it.
-    pub(in crate::kern) fn detached(head: usize, so: usize) -> Leaving {
+    ///
+    /// # Safety
+    /// `head` and `so` are such an entry's keys, whose references keep
+    /// both sockets live until the task gives them back.
+    pub(in crate::kern) unsafe fn detached(head: usize, so: usize) -> Leaving {
+        // SAFETY: live by the entry's references (the contract above).
+        let (head, so) = unsafe { (socket_of_key(head), socket_of_key(so)) };
         Leaving {
-            head: head as *mut sys::socket,
-            so: so as *mut sys::socket,
+            head,
+            so,
             how: sys::LQ_LEAVE_DETACHED as i32,
         }
     }
@@ -58,8 +65,8 @@ impl Leaving {
     /// `head` and `so` are live, and stay so until this returns (the
     /// state's mutex is held: kern/held_conns.rs says why that is enough).
     pub(in crate::kern) unsafe fn hold(head: usize, so: usize, deliver: bool) -> Option<Leaving> {
-        let head = head as *mut sys::socket;
-        let mut so = so as *mut sys::socket;
+        // SAFETY: live (the contract above).
+        let (head, mut so) = unsafe { (socket_of_key(head), socket_of_key(so)) };
         // SAFETY: the contract above; refcount_acquire_if_not_zero(9)
         // leaves a socket already being freed alone.
         if unsafe { sys::lq_leave_hold(head, &mut so) } != 0 {
