@@ -21,6 +21,7 @@
 #include <sys/selinfo.h>
 #include <sys/event.h>
 #include <sys/sysctl.h>
+#include <sys/fail.h>
 #include <sys/un.h>
 #include <sys/unpcb.h>
 #include <sys/jail.h>
@@ -500,11 +501,25 @@ lq_listen_upcall_install(struct socket *so, void *arg)
 {
 	int done = 0;
 
+	/*
+	 * For the test of the window below: debug.fail_point.
+	 * listenq_listen_upcall ("1*sleep(ms)") stalls here, before the lock,
+	 * as a thread preempted after the kernel's listen would.
+	 */
+	KFAIL_POINT_CODE(DEBUG_FP, listenq_listen_upcall, );
 	SOCK_LOCK(so);
 	if (SOLISTENING(so) && so->sol_upcall == NULL &&
 	    atomic_load_acq_int(&lq_upcalls_closed) == 0) {
 		solisten_upcall_set(so, lq_sol_upcall, arg);
 		done = 1;
+		/*
+		 * Connections that completed between the kernel's listen and
+		 * now never called this upcall: record them now, under the
+		 * same lock the upcall runs with, or their accept(2) goes
+		 * uncounted (the fuzzer's finding 8).
+		 */
+		if (!TAILQ_EMPTY(&so->sol_comp))
+			listenq_rs_sol_upcall(so, arg);
 	}
 	SOCK_UNLOCK(so);
 	return (done);

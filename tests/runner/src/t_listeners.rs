@@ -6,9 +6,9 @@
 
 use crate::env::{Env, KO_NAME, KO_PATH};
 use crate::kld;
-use crate::net::SockAddr;
+use crate::net::{self, SockAddr};
 use crate::sock::{self, Kind};
-use crate::sys::{self, Fd};
+use crate::sys::{self, Errno, Fd};
 use crate::sysctl;
 use crate::table::{self, addr_text, find_row, Row, Writer, COL_JID, COL_UID};
 use crate::tap::Tap;
@@ -494,7 +494,75 @@ pub fn run(tap: &mut Tap, env: &Env) {
     }
     backlog_columns(tap);
     per_listener_state(tap);
+    if env.unusable(Kind::Tcp4).is_none() {
+        early_connection(tap);
+    }
     crate::t_visible::run(tap, env);
+}
+
+/// A connection that completes between the kernel's listen and listenq's
+/// installing its listen upcall (a fail point holds listen(2) there) is
+/// recorded when the upcall is installed, so its accept(2) is counted
+/// (the fuzzer's finding 8: it was not).
+fn early_connection(tap: &mut Tap) {
+    const FP: &str = "debug.fail_point.listenq_listen_upcall";
+    let name = "a connection that completes before listenq's listen upcall is set: its accept(2) is counted (stats.accepted +1)";
+    let r = (|| -> Result<(u64, u64), (&'static str, Errno)> {
+        let s = Kind::Tcp4.socket().map_err(|e| ("socket", e))?;
+        sys::bind(s.raw(), SockAddr::inet(net::LOOPBACK4, 0).bytes()).map_err(|e| ("bind", e))?;
+        let port = crate::accf_util::local_port(s.raw()).map_err(|e| ("port", e))?;
+        let to = SockAddr::inet(net::LOOPBACK4, port);
+        let before = crate::accf_util::stat("accepted").map_err(|e| ("stats.accepted", e))?;
+        sysctl::write_str(FP, "1*sleep(600)").map_err(|e| ("fail point", e))?;
+        let child = match sys::fork().map_err(|e| ("fork", e))? {
+            sys::Forked::Child => {
+                // listen(2) returns after the fail point's sleep.
+                sys::exit(if sys::listen(s.raw(), 5).is_ok() {
+                    0
+                } else {
+                    1
+                })
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        // Refused until the kernel's listen; then it completes at once,
+        // while the child still sleeps before listenq's upcall.
+        let t0 = sys::now_ms();
+        let c = loop {
+            match sock::connect(Kind::Tcp4, &to) {
+                Ok(c) => break c,
+                Err(_) if sys::now_ms() - t0 < 3000 => sys::sleep_ms(2),
+                Err(e) => {
+                    let _ = sysctl::write_str(FP, "off");
+                    return Err(("connect", e));
+                }
+            }
+        };
+        let connected_ms = sys::now_ms() - t0;
+        let st = sys::wait4(child).map_err(|e| ("wait4", e))?;
+        let _ = sysctl::write_str(FP, "off");
+        if st != 0 {
+            return Err(("listen(2) in the child", Errno(st)));
+        }
+        let a = sock::accept(s.raw()).map_err(|e| ("accept", e))?;
+        drop(a);
+        drop(c);
+        let after = crate::accf_util::stat("accepted").map_err(|e| ("stats.accepted", e))?;
+        Ok((after.wrapping_sub(before), connected_ms))
+    })();
+    match r {
+        Ok((n, ms)) => {
+            tap.diag(format_args!(
+                "  connected {} ms after the child's listen(2) began; stats.accepted +{}",
+                ms, n
+            ));
+            tap.ok(n == 1, name);
+        }
+        Err((step, e)) => {
+            tap.ok(false, name);
+            tap.diag(format_args!("  {}: {}", step, e));
+        }
+    }
 }
 
 /// A listener created while listenq was loaded keeps working after
