@@ -133,8 +133,14 @@ lq_sb_next(struct socket *so, struct lq_sb_cursor *c, const char **p)
 	SOCK_RECVBUF_LOCK_ASSERT(so);
 	*p = NULL;
 	while (m != NULL) {
-		if ((m->m_flags & (M_NOTAVAIL | M_EXTPG)) != 0)
+		if ((m->m_flags & M_NOTAVAIL) != 0)
 			break;
+		if ((m->m_flags & M_EXTPG) != 0) {
+			/* Left at it: lq_sb_copy() reads on from here. */
+			c->m = m;
+			c->rec = rec;
+			return (0);
+		}
 		if (lq_sb_data_mbuf(m) && c->off < (u_int)m->m_len) {
 			*p = mtod(m, const char *) + c->off;
 			n = (u_int)m->m_len - c->off;

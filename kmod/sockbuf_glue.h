@@ -24,8 +24,8 @@ struct lq_sb_cursor {
 void	lq_sb_seek(struct socket *so, u_int off, struct lq_sb_cursor *c);
 /*
  * The next run of data bytes in place from `c' (*p, the returned length),
- * moving `c' past it; 0 at the end, or where the bytes cannot be read in
- * place (the caller copies from there).
+ * moving `c' past it; 0 at the end (c->m NULL), or where the bytes cannot
+ * be read in place (c->m left there: the caller copies from there).
  */
 u_int	lq_sb_next(struct socket *so, struct lq_sb_cursor *c, const char **p);
 

@@ -107,13 +107,19 @@ fn feed(rcv: &RcvLocked<'_>, cfg: &Config, e: &mut ConnState) -> bool {
         return false;
     }
     // In place: each new byte once, no copy.
-    for run in rcv.runs(e.fed) {
+    let mut runs = rcv.runs(e.fed);
+    for run in runs.by_ref() {
         e.fed = e
             .fed
             .saturating_add(u32::try_from(run.len()).unwrap_or(u32::MAX));
         if e.conn.feed(cfg, run) == Progress::Ready {
             return true;
         }
+    }
+    // At the end of the data (sbavail() also counts control mbufs, so
+    // `avail` is no end mark): no second walk.
+    if !runs.stopped_unmapped() {
+        return false;
     }
     // Whatever the walk could not read in place (unmapped pages), copied.
     let mut buf = MaybeUninit::<[u8; 256]>::uninit();

@@ -108,25 +108,8 @@ impl Fair {
         let Some(buckets) = slots.checked_add(1) else {
             return false;
         };
-        if self.links.len() < slots {
-            if self
-                .links
-                .try_reserve_exact(slots - self.links.len())
-                .is_err()
-            {
-                return false;
-            }
-            self.links.resize(slots, UNUSED);
-        }
-        if self.buckets.len() < buckets {
-            if self
-                .buckets
-                .try_reserve_exact(buckets - self.buckets.len())
-                .is_err()
-            {
-                return false;
-            }
-            self.buckets.resize(buckets, NIL);
+        if !grow(&mut self.links, slots, UNUSED) || !grow(&mut self.buckets, buckets, NIL) {
+            return false;
         }
         if self.srcs.capacity() < slots
             && self
@@ -369,6 +352,18 @@ impl Fair {
             }
         }
     }
+}
+
+/// Makes `v` at least `len` long, filled with `fill`, without a failing
+/// allocation panicking; false when memory is short (`v` unchanged).
+fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) -> bool {
+    if v.len() < len {
+        if v.try_reserve_exact(len - v.len()).is_err() {
+            return false;
+        }
+        v.resize(len, fill);
+    }
+    true
 }
 
 #[cfg(test)]

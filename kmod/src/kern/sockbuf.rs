@@ -194,6 +194,14 @@ pub struct Runs<'r> {
     cur: sys::lq_sb_cursor,
 }
 
+impl Runs<'_> {
+    /// The walk stopped at bytes it cannot read in place (an unmapped
+    /// mbuf): `copy_uninit` reads on; false at the end of the data.
+    pub fn stopped_unmapped(&self) -> bool {
+        !self.cur.m.is_null()
+    }
+}
+
 impl<'r> Iterator for Runs<'r> {
     type Item = &'r [u8];
 

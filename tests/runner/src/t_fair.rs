@@ -266,6 +266,20 @@ pub mod bench {
         pub flood: usize,
     }
 
+    /// Sends the request of every client that has waited CLIENT_WAIT_MS.
+    fn send_due(clients: &mut [Option<Client>]) {
+        let now = sys::now_ms();
+        for c in clients.iter_mut().flatten() {
+            if !c.sent && now - c.start >= CLIENT_WAIT_MS {
+                c.sent = true;
+                if let Some(fd) = &c.fd {
+                    // An evicted client's send fails: not served.
+                    let _ = sys::send(fd.raw(), REQUEST, sys::MSG_NOSIGNAL);
+                }
+            }
+        }
+    }
+
     /// One run on a fresh listener with httpready and `arg`.
     pub fn share(arg: &str) -> Result<Share, (&'static str, Errno)> {
         let (l, sa) = au::filtered(BACKLOG, "httpready", arg).map_err(|e| ("listener", e))?;
@@ -307,31 +321,14 @@ pub mod bench {
                     started += 1;
                 }
             }
-            let now = sys::now_ms();
-            for c in clients.iter_mut().flatten() {
-                if !c.sent && now - c.start >= CLIENT_WAIT_MS {
-                    c.sent = true;
-                    if let Some(fd) = &c.fd {
-                        // An evicted client's send fails: not served.
-                        let _ = sys::send(fd.raw(), REQUEST, sys::MSG_NOSIGNAL);
-                    }
-                }
-            }
+            send_due(&mut clients);
             accept_all(&mut clients);
             sys::sleep_ms(1);
         }
         // The last clients' requests, then their accepts.
         let t0 = sys::now_ms();
         while sys::now_ms() - t0 < 1000 {
-            let now = sys::now_ms();
-            for c in clients.iter_mut().flatten() {
-                if !c.sent && now - c.start >= CLIENT_WAIT_MS {
-                    c.sent = true;
-                    if let Some(fd) = &c.fd {
-                        let _ = sys::send(fd.raw(), REQUEST, sys::MSG_NOSIGNAL);
-                    }
-                }
-            }
+            send_due(&mut clients);
             accept_all(&mut clients);
             sys::sleep_ms(5);
         }
