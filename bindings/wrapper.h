@@ -21,6 +21,7 @@
 #include "../kmod/tag_glue.h"
 #include "../kmod/sockbuf_glue.h"
 #include "../kmod/work_glue.h"
+#include "../kmod/deliver_glue.h"
 #include "../kmod/defaults_glue.h"
 #include "../kmod/inherit_glue.h"
 #include "../kmod/offsets_glue.h"

@@ -26,6 +26,7 @@
 #include <sys/unpcb.h>
 #include <sys/jail.h>
 #include <sys/ucred.h>
+#include <sys/epoch.h>
 #include <net/vnet.h>
 #include <netinet/in.h>
 #include <netinet/in_pcb.h>
@@ -479,6 +480,94 @@ lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 	selwakeuppri(&head->so_rdsel, PSOCK);
 	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);
 	return (SU_OK);
+}
+
+/*
+ * A listener's close (listenq's pr_close, after the protocol's own); only
+ * TCP's matters here. TCP's pr_close took the listener off the pcb hash:
+ * no connection is added to its queues any more. The kernel's soclose() would now take every connection off the
+ * queues under the listener's lock and then, with its last reference,
+ * free the listener. But a connection of a listener with an accept filter
+ * completes in the connection's own TCP input, not under the listener's
+ * pcb lock: soisconnected() from the final ACK (TF_SONOTCONN, where a
+ * filtered listener's connection always goes) or from a filter's
+ * SU_ISCONNECTED, and solisten_wakeup() reads the listener after
+ * unlocking it ((W) in deliver_glue.c). A close in that window frees it
+ * under that reader. So the queues are emptied here, as soclose() does,
+ * and then one network-epoch grace period passes before anything can
+ * free the listener: every TCP input runs in the network epoch, so a
+ * reader that found a connection on the queues before they were emptied
+ * has left solisten_wakeup() by then, and none can find one after. The
+ * connections are aborted last, as soclose() aborts them. soclose() then
+ * finds the queues empty.
+ *
+ * Called with no lock held, in soclose(), which may sleep (the epoch wait
+ * does). Not from inside the network epoch, where it cannot wait: there
+ * (no caller in FreeBSD 14 closes a listener in it) the kernel's own
+ * sweep stays as it was.
+ */
+void
+lq_tcp_listen_close(struct socket *head)
+{
+	struct accept_queue lqueue;
+	struct socket *sp, *tsp;
+	bool last __diagused;
+
+	if (head->so_proto->pr_protocol != IPPROTO_TCP ||
+	    in_epoch(net_epoch_preempt))
+		return;
+	SOLISTEN_LOCK(head);
+	if (!SOLISTENING(head)) {
+		SOLISTEN_UNLOCK(head);
+		return;
+	}
+	TAILQ_INIT(&lqueue);
+	TAILQ_SWAP(&lqueue, &head->sol_incomp, socket, so_list);
+	TAILQ_CONCAT(&lqueue, &head->sol_comp, so_list);
+	head->sol_qlen = head->sol_incqlen = 0;
+	TAILQ_FOREACH(sp, &lqueue, so_list) {
+		SOCK_LOCK(sp);
+		sp->so_qstate = SQ_NONE;
+		sp->so_listen = NULL;
+		SOCK_UNLOCK(sp);
+		/* The descriptor being closed still holds one. */
+		last = refcount_release(&head->so_count);
+		KASSERT(!last, ("%s: released last reference for %p",
+		    __func__, head));
+	}
+	SOLISTEN_UNLOCK(head);
+	NET_EPOCH_WAIT();
+	TAILQ_FOREACH_SAFE(sp, &lqueue, so_list, tsp)
+		soabort(sp);
+}
+
+/*
+ * Whether a listener has no listen upcall or listenq's (listener locked):
+ * only then does an in-place delivery (deliver_glue.c) wake it, under the
+ * connection's locks, with lq_listen_wakeup_locked().
+ */
+int
+lq_sol_upcall_is_ours(struct socket *head)
+{
+	SOLISTEN_LOCK_ASSERT(head);
+	return (head->sol_upcall == NULL || head->sol_upcall == lq_sol_upcall);
+}
+
+/*
+ * What solisten_wakeup() does under the listener lock, for a connection
+ * listenq's filter delivers in place: listenq's listen upcall without its
+ * rescue (the connection is tagged, so the rescue would leave it alone,
+ * but it locks the connection first, which the caller's receive-buffer
+ * lock forbids), or the kernel's wakeup for a listener without an upcall.
+ */
+void
+lq_listen_wakeup_locked(struct socket *head)
+{
+	SOLISTEN_LOCK_ASSERT(head);
+	if (head->sol_upcall == lq_sol_upcall)
+		listenq_rs_sol_upcall(head, head->sol_upcallarg);
+	selwakeuppri(&head->so_rdsel, PSOCK);
+	KNOTE_LOCKED(&head->so_rdsel.si_note, 0);
 }
 
 /*

@@ -53,6 +53,12 @@ int	lq_tcp_listen_check(struct socket *so);
 void	lq_tcp_listen_done(struct socket *so);
 /* The name of the accept filter on a listener (any module's), or "". */
 void	lq_so_filter_name(struct socket *so, char out[16]);
+/* pr_close of a TCP listener, after TCP's: empties its queues, then waits. */
+void	lq_tcp_listen_close(struct socket *head);
+/* Listener locked: it has no listen upcall, or listenq's. */
+int	lq_sol_upcall_is_ours(struct socket *head);
+/* Listener locked, with such an upcall: solisten_wakeup() before its unlock. */
+void	lq_listen_wakeup_locked(struct socket *head);
 /* Whether the reader of `req' may see `so' (netstat/sockstat rules). */
 int	lq_so_visible(struct socket *so, struct sysctl_req *req);
 

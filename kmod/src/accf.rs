@@ -64,7 +64,7 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
             };
             match admit(&mut g, &so) {
                 Ok(p) => p,
-                Err(v) => return v,
+                Err(v) => return pass_on(&rcv, g, v),
             }
         }
     };
@@ -84,14 +84,66 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
     if ready || rcv.eof() || rcv.full() {
+        return release(&rcv, g, pos);
+    }
+    Upcall::Ok
+}
+
+/// The held connection at `pos` met its filter (or never can): to the
+/// completed queue. Never by answering SU_ISCONNECTED, which has the
+/// kernel read the listener after unlocking it with nothing keeping it
+/// alive (kmod/deliver_glue.c, "(W)"): in place when the locks are free,
+/// otherwise by the state's task. The upcall answers SU_OK either way.
+fn release(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, pos: Pos) -> Upcall {
+    let (_, on) = g.get_attached();
+    let Some(on) = on else {
+        // Not reached: a held connection's state is attached (filter
+        // removal takes every held connection's upcall first). With no
+        // listener to deliver to, the kernel's own way.
         Stat::Released.bump();
-        // The kernel clears the upcall on SU_ISCONNECTED, under the
-        // buffer lock this thread holds: nothing calls it again.
         g.get().holdq.remove_pos(pos);
         g.release();
         return Upcall::IsConnected;
+    };
+    match rcv.deliver_begin(on) {
+        Some(d) => {
+            Stat::Released.bump();
+            g.get().holdq.remove_pos(pos);
+            if d.upcall_taken() {
+                // The upcall deliver_begin() cleared gives its reference
+                // back; the state stays attached (its listener is locked).
+                g.release();
+            } else {
+                drop(g);
+            }
+            d.finish();
+        }
+        None => {
+            // Counted as released when the task delivers it.
+            g.get().holdq.leave_to_deliver(pos);
+            g.leave_soon();
+        }
     }
     Upcall::Ok
+}
+
+/// A connection the filter could not hold (`v`, from `admit`), on the
+/// first call: passed on unfiltered, in place when it can be (not through
+/// SU_ISCONNECTED, as `release` says). Its upcall held no reference.
+fn pass_on(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, v: Upcall) -> Upcall {
+    if v != Upcall::IsConnected {
+        return v;
+    }
+    let (_, on) = g.get_attached();
+    let d = on.and_then(|on| rcv.deliver_begin(on));
+    drop(g);
+    match d {
+        Some(d) => {
+            d.finish();
+            Upcall::Ok
+        }
+        None => Upcall::IsConnected,
+    }
 }
 
 /// Feeds the parser of held connection `e` the bytes that arrived since

@@ -755,17 +755,28 @@ impl<T: Copy> HoldQueue<T> {
     /// Takes the held connection at `p` out of the queue; false if `p`
     /// names none (any more).
     pub fn remove_pos(&mut self, p: Pos) -> bool {
-        // A stale `p` (the queue changed since) must not take another
-        // entry out: the bucket must still hold its slot, and the slot a
-        // held connection.
-        match self.index.get(p.bucket) {
-            Some(&b) if b & SLOT_MASK == p.slot => {}
-            _ => return false,
-        }
-        if self.slot(p.slot).map(|e| e.place) != Some(Place::Held) {
+        if !self.names_held(p) {
             return false;
         }
         self.take_out(p.bucket, p.slot).is_some()
+    }
+
+    /// Moves the held connection at `p` to the leaving list, to leave
+    /// `how` (a released connection the task must deliver); false if `p`
+    /// names none (any more). Needs no memory: the slot goes with it.
+    pub fn leave_pos(&mut self, p: Pos, how: Leave) -> bool {
+        if !self.names_held(p) {
+            return false;
+        }
+        self.let_go(p.slot, Some(how));
+        true
+    }
+
+    /// `p` still names a held connection: its bucket holds its slot (a
+    /// stale `p` must not reach another entry), and the slot is held.
+    fn names_held(&self, p: Pos) -> bool {
+        matches!(self.index.get(p.bucket), Some(&b) if b & SLOT_MASK == p.slot)
+            && self.slot(p.slot).map(|e| e.place) == Some(Place::Held)
     }
 
     /// The state of held `key`.
@@ -883,6 +894,30 @@ mod tests {
 
     fn keys<T: Copy>(q: &HoldQueue<T>) -> Vec<usize> {
         q.iter().map(|e| e.key).collect()
+    }
+
+    /// A released connection the upcall cannot deliver: it moves to the
+    /// leaving list with its slot, is no longer held (the upcall ignores
+    /// it), and the task finds it there to deliver; a stale position
+    /// moves nothing.
+    #[test]
+    fn leave_pos_moves_a_held_connection_to_the_task() {
+        let mut q = HoldQueue::new(4);
+        assert!(q.reserve());
+        for k in 1..=3usize {
+            q.admit_from(k, Source::new(0), 0, 7u8, |_| None).unwrap();
+        }
+        let p = q.held_pos(2).unwrap();
+        assert!(q.leave_pos(p, Leave::Deliver));
+        assert_eq!(q.held_pos(2), None);
+        assert!(!q.contains(2) && q.is_leaving(2), "on the leaving list");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.leaving_len(), 1);
+        assert!(!q.leave_pos(p, Leave::Deliver), "a stale position");
+        assert!(!q.remove_pos(p));
+        assert_eq!(q.pop_leaving(), Some((2, Leave::Deliver)));
+        assert!(!q.is_leaving(2));
+        assert_eq!(keys(&q), [1, 3]);
     }
 
     #[test]

@@ -116,6 +116,13 @@ impl<S: Copy> HeldConns<S> {
         let _ = self.0.remove_pos(p);
     }
 
+    /// Hands the held connection at `p`, which its filter released, to
+    /// the task to deliver (the caller queues it): the upcall could not
+    /// (deliver_glue.c). False if `p` names none.
+    pub fn leave_to_deliver(&mut self, p: Pos) -> bool {
+        self.0.leave_pos(p, Leave::Deliver)
+    }
+
     /// Lets go of `key`, held or leaving (its upcall was given back).
     pub fn remove(&mut self, key: usize) {
         let _ = self.0.remove(key);

@@ -13,6 +13,7 @@
 pub mod accf;
 pub mod alloc;
 pub mod defaults;
+pub mod deliver;
 pub mod entry;
 pub mod errno;
 pub mod filter_arg;

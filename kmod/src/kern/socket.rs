@@ -84,6 +84,16 @@ impl<'a> SocketRef<'a> {
         }
     }
 
+    /// pr_close of a listener, after the protocol's own: a TCP listener's
+    /// queues are emptied and a network-epoch grace period passes before
+    /// soclose() can free it (socket_glue.c lq_tcp_listen_close() says
+    /// why). May sleep.
+    pub fn listen_close_drain(self) {
+        // SAFETY: pr_close's argument, live until soclose() returns; no
+        // lock is held, and soclose() may sleep, as the helper does.
+        unsafe { sys::lq_tcp_listen_close(self.so.as_ptr()) }
+    }
+
     pub fn is_listening(self) -> bool {
         // SAFETY: live; so_options is an aligned int, read as one atomic
         // load (SOLISTENING() reads it without a lock as well: the bit is

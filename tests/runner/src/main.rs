@@ -11,6 +11,7 @@ mod env;
 mod fuzz_gen;
 mod fuzz_worker;
 mod kld;
+mod kstack;
 mod net;
 mod record;
 mod sock;
@@ -35,6 +36,7 @@ mod t_repro_scm;
 mod t_stress;
 mod t_sysctl;
 mod t_visible;
+mod t_wakeup_race;
 mod table;
 mod tap;
 mod tool;
@@ -285,7 +287,8 @@ fn run(argc: usize) -> bool {
 
     // Kernel env listenq.repro=halfclosed: only listen(2) on a half-closed
     // TCP connection, without listenq (a stock 14 kernel panics);
-    // listenq.repro=scmdrop: only the fuzzer's finding 2 (t_repro_scm.rs).
+    // listenq.repro=scmdrop: only the fuzzer's finding 2 (t_repro_scm.rs);
+    // listenq.repro=wakeup or handshake: only finding 7 (t_wakeup_race.rs).
     let mut repro = [0u8; 16];
     match sys::kenv_get(c"listenq.repro", &mut repro) {
         Ok(b"halfclosed") => {
@@ -299,7 +302,29 @@ fn run(argc: usize) -> bool {
             tap.finish();
             return tap.failed() > 0;
         }
+        // Finding 7 with only the stock accf_data (t_wakeup_race.rs).
+        Ok(b"wakeup") => {
+            t_wakeup_race::repro(tap, false);
+            tap.finish();
+            return tap.failed() > 0;
+        }
+        Ok(b"handshake") => {
+            t_wakeup_race::repro(tap, true);
+            tap.finish();
+            return tap.failed() > 0;
+        }
         _ => {}
+    }
+
+    // Kernel env listenq.only=wakeup: only t_wakeup_race with listenq
+    // loaded (finding 7, to replay it alone).
+    let mut only = [0u8; 16];
+    if matches!(sys::kenv_get(c"listenq.only", &mut only), Ok(b"wakeup")) {
+        let id = t_module::load(tap, &env);
+        t_wakeup_race::run(tap, &env);
+        t_module::unload(tap, id);
+        tap.finish();
+        return tap.failed() > 0;
     }
 
     // Kernel env listenq.fuzz=SEED[,OPS] or listenq.fuzz=ci: only the fuzzer.
@@ -363,6 +388,8 @@ fn run(argc: usize) -> bool {
         t_listeners::run(tap, &env);
         // listenq's filters, before any stock accf module is loaded.
         t_fair::run(tap, &env);
+        // Finding 7: a release racing the listener's close.
+        t_wakeup_race::run(tap, &env);
     }
 
     let unloaded = t_module::unload(tap, id);

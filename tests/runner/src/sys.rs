@@ -51,6 +51,7 @@ mod nr {
     pub const NMOUNT: usize = 378;
     pub const KENV: usize = 390;
     pub const SYSCTLBYNAME: usize = 570;
+    pub const SYSCTL: usize = 202;
     pub const KILL: usize = 37;
     pub const KQUEUE: usize = 362;
     pub const KEVENT: usize = 560;
@@ -773,6 +774,34 @@ pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> S
             nr::SYSCTLBYNAME,
             name.as_ptr() as usize,
             name.len(),
+            optr,
+            olenp,
+            nptr,
+            nlen,
+        )
+    }?;
+    Ok(olen)
+}
+
+/// __sysctl(2) by MIB: reads into `old` if given (returns the length the
+/// kernel reported), writes `new` if given.
+pub fn sysctl_mib(mib: &[i32], old: Option<&mut [u8]>, new: Option<&[u8]>) -> SysResult<usize> {
+    let (optr, mut olen) = match old {
+        Some(b) => (mptr(b), b.len()),
+        None => (0, 0),
+    };
+    let olenp = if optr != 0 { mptr(&mut olen) } else { 0 };
+    let (nptr, nlen) = match new {
+        Some(b) => (ptr(b), b.len()),
+        None => (0, 0),
+    };
+    // SAFETY: `mib` is readable for mib.len() ints; old/olen and new are
+    // valid buffers of the stated lengths or NULL.
+    unsafe {
+        syscall6(
+            nr::SYSCTL,
+            mib.as_ptr() as usize,
+            mib.len(),
             optr,
             olenp,
             nptr,

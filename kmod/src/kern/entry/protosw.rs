@@ -99,11 +99,15 @@ unsafe extern "C" fn lq_pr_close<const I: usize>(so: *mut sys::socket) {
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return;
     };
-    if s.is_listening() {
+    let listening = s.is_listening();
+    if listening {
         listeners::on_close(s);
     }
     if let Some(close) = protosw::original_close(I) {
         // SAFETY: the kernel's own entry with the kernel's argument.
         unsafe { close(so) };
+    }
+    if listening {
+        s.listen_close_drain();
     }
 }
