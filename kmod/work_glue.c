@@ -53,8 +53,9 @@
  *     soabort() (pr_abort, then sorele()) on a socket already off its
  *     listener's queues, with the one reference that queue held, as
  *     solisten_enqueue() does with the oldest incomplete connection; each
- *     path that keeps one (deliver, rescue) only moves it between
- *     sol_incomp and sol_comp under both socket locks. A socket's memory
+ *     path that keeps one (deliver, rescue, and the filter's own delivery
+ *     in deliver_glue.c) only moves it between sol_incomp and sol_comp
+ *     under both socket locks. A socket's memory
  *     goes only through sofree(), which runs pr_detach first: for TCP
  *     tcp_usr_detach() -> tcp_discardcb() stops every timer under the
  *     inpcb write lock, and tcp_timer_enter() runs with that lock held
@@ -69,6 +70,8 @@
  *     before pr_detach, and the filter state outlives every socket whose
  *     upcall still names it (kern/filter_arg.rs). So no upcall runs on a
  *     freed socket, and none names a freed state.
+ * (W) is about the listener, not the connection: no listenq path has the
+ *     kernel wake a listener it does not keep alive (deliver_glue.c).
  */
 
 /*
@@ -190,7 +193,11 @@ lq_leave_one(struct socket *head, struct socket *so, int how)
 		listenq_rs_work_done(harg, uarg, so, deliver);
 	}
 	if (ours && deliver) {
-		/* What soisconnected() does once a filter is satisfied. */
+		/*
+		 * What soisconnected() does once a filter is satisfied. The
+		 * reference lq_leave_hold() took keeps `head' alive through
+		 * solisten_wakeup()'s reads after its unlock ((W)).
+		 */
 		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
 		head->sol_qlen++;
 		so->so_qstate = SQ_COMP;
