@@ -12,7 +12,6 @@ const KKST_SIZE: usize = 4 + 4 + KKST_MAXLEN + 16 * 4;
 
 /// Room for this many threads (the kernel process has a few dozen).
 const MAX_THREADS: usize = 128;
-static mut BUF: [u8; KKST_SIZE * MAX_THREADS] = [0; KKST_SIZE * MAX_THREADS];
 
 /// kern.proc.kstack.<pid> as a MIB.
 fn mib(pid: i32) -> SysResult<([i32; 8], usize)> {
@@ -33,8 +32,8 @@ fn mib(pid: i32) -> SysResult<([i32; 8], usize)> {
 /// `needle`; how many did, or why none could be read.
 pub fn diag(tap: &mut Tap, pid: i32, needle: &[u8]) -> Result<usize, Errno> {
     let (oid, len) = mib(pid)?;
-    // SAFETY: the one user of BUF; the runner is single-threaded.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
+    let mut buf_mem = sys::scratch::<u8>(KKST_SIZE * MAX_THREADS, 0);
+    let buf = &mut buf_mem[..];
     let n = sys::sysctl_mib(&oid[..len], Some(&mut buf[..]), None)?;
     let mut shown = 0;
     for k in buf[..n.min(buf.len())].chunks_exact(KKST_SIZE) {

@@ -61,32 +61,8 @@ core::arch::global_asm!(
     ".previous",
 );
 
-/// Process entry. The kernel starts us with %rdi pointing at argc, then
-/// argv[], NULL, envp[], NULL (exec_setregs(), sys/amd64/amd64/
-/// exec_machdep.c), and %rsp at ((that - 8) & ~15) + 8, which is argc's
-/// address only when that happens to be 8 mod 16: argc is found through
-/// %rdi, never %rsp (reading %rsp gave argc 0 and garbage arguments for
-/// some argument lengths).
-#[unsafe(naked)]
-#[no_mangle]
-pub extern "C" fn _start() -> ! {
-    // SAFETY: runs before any Rust code with the kernel-provided stack; it
-    // keeps the argc pointer the kernel passed in %rdi, aligns the stack
-    // to 16 bytes as the SysV ABI
-    // wants at a call, and never returns.
-    core::arch::naked_asm!(
-        "and rsp, -16",
-        "xor ebp, ebp",
-        "call {start}",
-        "ud2",
-        start = sym start,
-    )
-}
-
-extern "C" fn start(sp: *const usize) -> ! {
-    // SAFETY: `sp` is the initial stack pointer set up by the kernel's
-    // exec: argc, then the argument pointers.
-    let args = unsafe { sys::Args::from_initial_stack(sp) };
+/// Where sys.rs's process entry hands over, with the arguments.
+pub fn start(args: sys::Args) -> ! {
     // Run by a script (the operator layer), not as init: a command.
     if sys::getpid() != 1 && args.count() >= 2 {
         sys::exit(tool::main(args));

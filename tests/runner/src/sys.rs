@@ -15,46 +15,9 @@ use core::arch::asm;
 use core::ffi::CStr;
 use core::fmt;
 
+/// System call numbers, from SYSDIR's sys/syscall.h (build.rs).
 mod nr {
-    pub const EXIT: usize = 1;
-    pub const READ: usize = 3;
-    pub const WRITE: usize = 4;
-    pub const OPEN: usize = 5;
-    pub const CLOSE: usize = 6;
-    pub const GETPID: usize = 20;
-    pub const ACCEPT: usize = 30;
-    pub const GETPEERNAME: usize = 31;
-    pub const GETSOCKNAME: usize = 32;
-    pub const IOCTL: usize = 54;
-    pub const REBOOT: usize = 55;
-    pub const FCNTL: usize = 92;
-    pub const SOCKET: usize = 97;
-    pub const CONNECT: usize = 98;
-    pub const BIND: usize = 104;
-    pub const SETSOCKOPT: usize = 105;
-    pub const LISTEN: usize = 106;
-    pub const GETSOCKOPT: usize = 118;
-    pub const SENDMSG: usize = 28;
-    pub const SENDTO: usize = 133;
-    pub const SHUTDOWN: usize = 134;
-    pub const SOCKETPAIR: usize = 135;
-    pub const GETRLIMIT: usize = 194;
-    pub const SETRLIMIT: usize = 195;
-    pub const POLL: usize = 209;
-    pub const CLOCK_GETTIME: usize = 232;
-    pub const NANOSLEEP: usize = 240;
-    pub const MODFIND: usize = 303;
-    pub const KLDLOAD: usize = 304;
-    pub const KLDUNLOAD: usize = 305;
-    pub const KLDFIND: usize = 306;
-    pub const KLDSTAT: usize = 308;
-    pub const NMOUNT: usize = 378;
-    pub const KENV: usize = 390;
-    pub const SYSCTLBYNAME: usize = 570;
-    pub const SYSCTL: usize = 202;
-    pub const KILL: usize = 37;
-    pub const KQUEUE: usize = 362;
-    pub const KEVENT: usize = 560;
+    include!(concat!(env!("OUT_DIR"), "/nr.rs"));
 }
 
 /// An errno value from the kernel (sys/sys/errno.h). Negative values are
@@ -62,46 +25,10 @@ mod nr {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
+// Every errno of SYSDIR's sys/errno.h, as `Errno::E...` (build.rs).
+include!(concat!(env!("OUT_DIR"), "/errno_consts.rs"));
+
 impl Errno {
-    pub const EPERM: Errno = Errno(1);
-    pub const ENOENT: Errno = Errno(2);
-    pub const EINTR: Errno = Errno(4);
-    pub const EIO: Errno = Errno(5);
-    pub const ENXIO: Errno = Errno(6);
-    pub const ENOEXEC: Errno = Errno(8);
-    pub const EBADF: Errno = Errno(9);
-    pub const ENOMEM: Errno = Errno(12);
-    pub const EFAULT: Errno = Errno(14);
-    pub const EBUSY: Errno = Errno(16);
-    pub const EEXIST: Errno = Errno(17);
-    pub const ENOTDIR: Errno = Errno(20);
-    pub const EINVAL: Errno = Errno(22);
-    pub const ENFILE: Errno = Errno(23);
-    pub const EMFILE: Errno = Errno(24);
-    pub const ENOTTY: Errno = Errno(25);
-    pub const EROFS: Errno = Errno(30);
-    pub const EAGAIN: Errno = Errno(35);
-    pub const EINPROGRESS: Errno = Errno(36);
-    pub const EALREADY: Errno = Errno(37);
-    pub const ENOTSOCK: Errno = Errno(38);
-    pub const EDESTADDRREQ: Errno = Errno(39);
-    pub const EPROTOTYPE: Errno = Errno(41);
-    pub const ENOPROTOOPT: Errno = Errno(42);
-    pub const EPROTONOSUPPORT: Errno = Errno(43);
-    pub const EOPNOTSUPP: Errno = Errno(45);
-    pub const EAFNOSUPPORT: Errno = Errno(47);
-    pub const EADDRINUSE: Errno = Errno(48);
-    pub const EADDRNOTAVAIL: Errno = Errno(49);
-    pub const ECONNABORTED: Errno = Errno(53);
-    pub const ECONNRESET: Errno = Errno(54);
-    pub const ENOBUFS: Errno = Errno(55);
-    pub const EISCONN: Errno = Errno(56);
-    pub const ENOTCONN: Errno = Errno(57);
-    pub const ETIMEDOUT: Errno = Errno(60);
-    pub const ECONNREFUSED: Errno = Errno(61);
-    pub const ENAMETOOLONG: Errno = Errno(63);
-    pub const ENOSYS: Errno = Errno(78);
-    pub const EFTYPE: Errno = Errno(79);
     /// Pseudo-error: a value had an unexpected size (e.g. a sysctl).
     pub const BADSIZE: Errno = Errno(-1);
     /// Pseudo-error: a bounded wait ran out.
@@ -109,48 +36,9 @@ impl Errno {
 
     pub fn name(self) -> &'static str {
         match self.0 {
-            1 => "EPERM",
-            2 => "ENOENT",
-            4 => "EINTR",
-            5 => "EIO",
-            6 => "ENXIO",
-            8 => "ENOEXEC",
-            9 => "EBADF",
-            12 => "ENOMEM",
-            14 => "EFAULT",
-            16 => "EBUSY",
-            17 => "EEXIST",
-            20 => "ENOTDIR",
-            22 => "EINVAL",
-            23 => "ENFILE",
-            24 => "EMFILE",
-            25 => "ENOTTY",
-            30 => "EROFS",
-            35 => "EAGAIN",
-            36 => "EINPROGRESS",
-            37 => "EALREADY",
-            38 => "ENOTSOCK",
-            39 => "EDESTADDRREQ",
-            41 => "EPROTOTYPE",
-            42 => "ENOPROTOOPT",
-            43 => "EPROTONOSUPPORT",
-            45 => "EOPNOTSUPP",
-            47 => "EAFNOSUPPORT",
-            48 => "EADDRINUSE",
-            49 => "EADDRNOTAVAIL",
-            53 => "ECONNABORTED",
-            54 => "ECONNRESET",
-            55 => "ENOBUFS",
-            56 => "EISCONN",
-            57 => "ENOTCONN",
-            60 => "ETIMEDOUT",
-            61 => "ECONNREFUSED",
-            63 => "ENAMETOOLONG",
-            78 => "ENOSYS",
-            79 => "EFTYPE",
             -1 => "(bad size)",
             -2 => "(timed out)",
-            _ => "E?",
+            n => include!(concat!(env!("OUT_DIR"), "/errno_names.rs")),
         }
     }
 }
@@ -250,7 +138,7 @@ pub fn fork() -> SysResult<Forked> {
             "syscall",
             "setc {c}",
             c = out(reg_byte) carry,
-            inlateout("rax") 2usize => ret,
+            inlateout("rax") nr::FORK => ret,
             lateout("rdx") child,
             lateout("rdi") _,
             lateout("rsi") _,
@@ -275,7 +163,7 @@ pub fn fork() -> SysResult<Forked> {
 pub fn wait4(pid: i32) -> SysResult<i32> {
     let mut status: i32 = 0;
     // SAFETY: `status` is a valid int for the kernel to write; no rusage.
-    unsafe { syscall6(7, pid as usize, mptr(&mut status), 0, 0, 0, 0) }.map(|_| status)
+    unsafe { syscall6(nr::WAIT4, pid as usize, mptr(&mut status), 0, 0, 0, 0) }.map(|_| status)
 }
 
 pub const WNOHANG: i32 = 1;
@@ -287,7 +175,7 @@ pub fn wait4_nohang(pid: i32) -> SysResult<Option<i32>> {
     // SAFETY: `status` is a valid int for the kernel to write; no rusage.
     let r = unsafe {
         syscall6(
-            7,
+            nr::WAIT4,
             pid as usize,
             mptr(&mut status),
             WNOHANG as usize,
@@ -1042,7 +930,7 @@ pub fn kenv_get<'a>(name: &CStr, buf: &'a mut [u8]) -> SysResult<&'a [u8]> {
 /// setuid(2) (23).
 pub fn setuid(uid: u32) -> SysResult<()> {
     // SAFETY: setuid takes no pointers.
-    unsafe { syscall6(23, uid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+    unsafe { syscall6(nr::SETUID, uid as usize, 0, 0, 0, 0, 0) }.map(|_| ())
 }
 
 /// jail(2) (338) with struct jail version 2 (sys/jail.h): creates a jail
@@ -1062,7 +950,7 @@ pub fn jail(path: &CStr, name: &CStr) -> SysResult<i32> {
     ];
     // SAFETY: j is a readable struct jail whose pointers are NUL-terminated
     // strings alive for the call.
-    unsafe { syscall6(338, ptr(&j), 0, 0, 0, 0, 0) }.map(|v| v as i32)
+    unsafe { syscall6(nr::JAIL, ptr(&j), 0, 0, 0, 0, 0) }.map(|v| v as i32)
 }
 
 /// jail_set(2) (507) with JAIL_CREATE | JAIL_ATTACH: a jail rooted at
@@ -1084,7 +972,18 @@ pub fn jail_vnet(path: &CStr, name: &CStr) -> SysResult<i32> {
     ];
     // SAFETY: iov is an array of 6 readable struct iovec whose buffers are
     // alive for the call.
-    unsafe { syscall6(507, ptr(&iov), 6, JAIL_CREATE | JAIL_ATTACH, 0, 0, 0) }.map(|v| v as i32)
+    unsafe {
+        syscall6(
+            nr::JAIL_SET,
+            ptr(&iov),
+            6,
+            JAIL_CREATE | JAIL_ATTACH,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|v| v as i32)
 }
 
 /// kldunloadf(2) (444) with LINKER_UNLOAD_FORCE: `kldunload -f`, which
@@ -1092,10 +991,136 @@ pub fn jail_vnet(path: &CStr, name: &CStr) -> SysResult<i32> {
 pub fn kldunload_force(fileid: i32) -> SysResult<()> {
     const LINKER_UNLOAD_FORCE: usize = 1;
     // SAFETY: kldunloadf takes no pointers.
-    unsafe { syscall6(444, fileid as usize, LINKER_UNLOAD_FORCE, 0, 0, 0, 0) }.map(|_| ())
+    unsafe {
+        syscall6(
+            nr::KLDUNLOADF,
+            fileid as usize,
+            LINKER_UNLOAD_FORCE,
+            0,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|_| ())
 }
 
 // ---------------------------------------------------------------- exec, arguments
+
+/// Process entry. The kernel starts us with %rdi pointing at argc, then
+/// argv[], NULL, envp[], NULL (exec_setregs(), sys/amd64/amd64/
+/// exec_machdep.c), and %rsp at ((that - 8) & ~15) + 8, which is argc's
+/// address only when that happens to be 8 mod 16: argc is found through
+/// %rdi, never %rsp (reading %rsp gave argc 0 and garbage arguments for
+/// some argument lengths).
+#[unsafe(naked)]
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    // SAFETY: runs before any Rust code with the kernel-provided stack; it
+    // keeps the argc pointer the kernel passed in %rdi, aligns the stack
+    // to 16 bytes as the SysV ABI wants at a call, and never returns.
+    core::arch::naked_asm!(
+        "and rsp, -16",
+        "xor ebp, ebp",
+        "call {entry}",
+        "ud2",
+        entry = sym entry,
+    )
+}
+
+extern "C" fn entry(sp: *const usize) -> ! {
+    // SAFETY: `sp` is the initial stack pointer set up by the kernel's
+    // exec (_start passes it on): argc, then the argument pointers.
+    crate::start(unsafe { Args::from_initial_stack(sp) })
+}
+
+// ---------------------------------------------------------------- scratch memory
+
+/// Big buffers (sysctl tables, the message buffer, descriptor arrays) come
+/// from one static arena, taken like a stack: `scratch` hands out the next
+/// bytes and the `Scratch` gives them back when dropped, newest first. So
+/// the tests get plain slices and the arena's `unsafe` stays here.
+const ARENA_WORDS: usize = (3 << 20) / 8;
+/// u64 words: every allocation is 8-byte aligned.
+static mut ARENA: [u64; ARENA_WORDS] = [0; ARENA_WORDS];
+/// Words in use, from the start. The runner is one thread (a forked child
+/// has its own copy of everything).
+static TOP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// What a scratch buffer may hold: plain integers, any bit pattern valid.
+pub trait Plain: Copy {}
+impl Plain for u8 {}
+impl Plain for i32 {}
+
+/// `len` elements of the arena, filled with `fill`, for as long as this
+/// lives. Panics (the runner bails out) when the arena is exhausted.
+pub struct Scratch<T: Plain> {
+    start: usize,
+    words: usize,
+    len: usize,
+    _t: core::marker::PhantomData<T>,
+}
+
+pub fn scratch<T: Plain>(len: usize, fill: T) -> Scratch<T> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let bytes = len.saturating_mul(core::mem::size_of::<T>());
+    let words = bytes.div_ceil(8);
+    let start = TOP.load(Relaxed);
+    let end = match start.checked_add(words) {
+        Some(e) if e <= ARENA_WORDS => e,
+        _ => panic!("scratch arena exhausted ({} bytes asked)", bytes),
+    };
+    TOP.store(end, Relaxed);
+    let mut s = Scratch {
+        start,
+        words,
+        len,
+        _t: core::marker::PhantomData,
+    };
+    s.fill(fill);
+    s
+}
+
+impl<T: Plain> Scratch<T> {
+    fn base(&self) -> *mut T {
+        // Inside the arena: start + words <= ARENA_WORDS (scratch()).
+        core::ptr::addr_of_mut!(ARENA)
+            .cast::<u64>()
+            .wrapping_add(self.start)
+            .cast::<T>()
+    }
+}
+
+impl<T: Plain> core::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: [start, start + words) words of the arena are this
+        // buffer's alone: TOP only moves past live buffers and comes back
+        // over one only when it is dropped (newest first, Drop). It is
+        // 8-byte aligned, initialized (the arena starts zeroed, then
+        // filled), and holds `len` T (a T is at most 8 bytes).
+        unsafe { core::slice::from_raw_parts(self.base(), self.len) }
+    }
+}
+
+impl<T: Plain> core::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref(), and `&mut self` makes this the only
+        // borrow of the buffer.
+        unsafe { core::slice::from_raw_parts_mut(self.base(), self.len) }
+    }
+}
+
+impl<T: Plain> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        use core::sync::atomic::Ordering::Relaxed;
+        // Newest first; an older buffer dropped early keeps its words
+        // until those above it go (never handed out twice).
+        if TOP.load(Relaxed) == self.start + self.words {
+            TOP.store(self.start, Relaxed);
+        }
+    }
+}
 
 /// The process's arguments, as exec(2) laid them on the initial stack.
 #[derive(Clone, Copy)]
@@ -1108,7 +1133,7 @@ impl Args {
     /// `sp` is the initial stack pointer the kernel's exec set up (argc,
     /// then argc argument pointers, each to a NUL-terminated string that
     /// lives as long as the process).
-    pub unsafe fn from_initial_stack(sp: *const usize) -> Args {
+    unsafe fn from_initial_stack(sp: *const usize) -> Args {
         Args { sp }
     }
 
@@ -1144,7 +1169,17 @@ pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
     }
     // SAFETY: path and every string are NUL-terminated and outlive the
     // call; `a` and `e` are NULL-terminated arrays of their pointers.
-    match unsafe { syscall6(59, path.as_ptr() as usize, ptr(&a), ptr(&e), 0, 0, 0) } {
+    match unsafe {
+        syscall6(
+            nr::EXECVE,
+            path.as_ptr() as usize,
+            ptr(&a),
+            ptr(&e),
+            0,
+            0,
+            0,
+        )
+    } {
         Ok(_) => Errno::EIO,
         Err(e) => e,
     }
@@ -1155,7 +1190,7 @@ pub fn execve(path: &CStr, argv: &[&CStr], envp: &[&CStr]) -> Errno {
 /// unlink(2) (10).
 pub fn unlink(path: &CStr) -> SysResult<()> {
     // SAFETY: path is NUL-terminated and outlives the call.
-    unsafe { syscall6(10, path.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|_| ())
+    unsafe { syscall6(nr::UNLINK, path.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|_| ())
 }
 
 pub const MSG_DONTWAIT: i32 = 0x80;
@@ -1188,7 +1223,7 @@ pub fn recv_with_rights(fd: i32, buf: &mut [u8], fds: &mut [i32]) -> SysResult<(
     // stated in them and live across the call.
     let n = unsafe {
         syscall6(
-            27,
+            nr::RECVMSG,
             fd as usize,
             mptr(&mut msg),
             (MSG_DONTWAIT | MSG_CMSG_CLOEXEC) as usize,
@@ -1238,5 +1273,5 @@ pub fn recv_with_rights(fd: i32, buf: &mut [u8], fds: &mut [i32]) -> SysResult<(
 /// dup2(2) (90).
 pub fn dup2(from: i32, to: i32) -> SysResult<i32> {
     // SAFETY: dup2 takes no pointers.
-    unsafe { syscall6(90, from as usize, to as usize, 0, 0, 0, 0) }.map(|v| v as i32)
+    unsafe { syscall6(nr::DUP2, from as usize, to as usize, 0, 0, 0, 0) }.map(|v| v as i32)
 }

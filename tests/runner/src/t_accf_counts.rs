@@ -102,11 +102,9 @@ pub struct RowCounts {
     pub evicted: i64,
 }
 
-static mut TABLE_BUF: [u8; 32768] = [0; 32768];
-
 pub fn row_counts(sa: &SockAddr) -> Result<Option<RowCounts>, Step> {
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     let n = sysctl::read_opaque(au::TABLE, buf)
         .map_err(at("listeners table"))?
         .min(buf.len());
@@ -400,11 +398,9 @@ fn timeout_options(tap: &mut Tap) {
     );
 }
 
-static mut MSGBUF: [u8; 262144] = [0; 262144];
-
 fn count_in_msgbuf(needle: &[u8]) -> Result<usize, Errno> {
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(MSGBUF) };
+    let mut buf_mem = sys::scratch::<u8>(262144, 0);
+    let buf = &mut buf_mem[..];
     let n = sysctl::read_opaque("kern.msgbuf", buf)?.min(buf.len());
     Ok(buf[..n]
         .windows(needle.len())

@@ -121,11 +121,7 @@ const IDLE: [usize; 3] = [0, 500, 2000];
 const TABLE_READS: u64 = 10;
 const MAX_FDS: usize = 16000;
 
-/// Descriptors of the held clients or idle listeners (single-threaded).
-static mut FDS: [i32; MAX_FDS] = [-1; MAX_FDS];
-static mut TABLE_BUF: [u8; 1 << 20] = [0; 1 << 20];
-
-/// Closes FDS[..n], with RST so nothing lingers in TIME_WAIT.
+/// Closes `fds`, with RST so nothing lingers in TIME_WAIT.
 fn close_fds(fds: &mut [i32]) {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&1i32.to_ne_bytes());
@@ -161,8 +157,8 @@ fn held(tap: &mut Tap, n: usize, mem: bool) -> Result<(u64, u64), (&'static str,
     let mem0 = sysctl::read_u64("kern.ipc.listenq.memuse");
     let (l, sa) = au::listener((n + 64) as i32).map_err(|e| ("listener", e))?;
     au::set_filter(l.raw(), "httpready", "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
-    // SAFETY: the runner is single-threaded; FDS is only used here and in idle().
-    let fds = unsafe { &mut *core::ptr::addr_of_mut!(FDS) };
+    let mut fds_mem = sys::scratch::<i32>(MAX_FDS, -1);
+    let fds = &mut fds_mem[..];
     let n = n.min(MAX_FDS);
     let mut r = Ok((0, 0));
     for fd in fds[..n].iter_mut() {
@@ -234,8 +230,8 @@ fn idle(
     m: usize,
     table: bool,
 ) -> Result<((u64, u64), Option<u64>), (&'static str, Errno)> {
-    // SAFETY: the runner is single-threaded; FDS is only used here and in held().
-    let fds = unsafe { &mut *core::ptr::addr_of_mut!(FDS) };
+    let mut fds_mem = sys::scratch::<i32>(MAX_FDS, -1);
+    let fds = &mut fds_mem[..];
     let m = m.min(MAX_FDS);
     let mut r = Ok(((0, 0), None));
     for fd in fds[..m].iter_mut() {
@@ -254,8 +250,8 @@ fn idle(
             .map(|x| (x, None));
     }
     if let (true, Ok((_, t))) = (table, r.as_mut()) {
-        // SAFETY: the runner is single-threaded; the buffer is only used here.
-        let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+        let mut buf_mem = sys::scratch::<u8>(1 << 20, 0);
+        let buf = &mut buf_mem[..];
         let t0 = sys::now_us();
         let mut len = 0;
         for _ in 0..TABLE_READS {

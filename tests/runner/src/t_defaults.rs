@@ -25,12 +25,10 @@ const DATA: &str = "kern.ipc.listenq.dataready.default_arg";
 const PROXY_LINE: &[u8] = b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n";
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-static mut MSGBUF: [u8; 262144] = [0; 262144];
-
 /// Whether the console (kern.msgbuf) has `needle`.
 fn console_has(needle: &[u8]) -> Result<bool, Errno> {
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(MSGBUF) };
+    let mut buf_mem = sys::scratch::<u8>(262144, 0);
+    let buf = &mut buf_mem[..];
     let n = sysctl::read_opaque("kern.msgbuf", buf)?.min(buf.len());
     Ok(buf[..n].windows(needle.len()).any(|w| w == needle))
 }

@@ -16,14 +16,12 @@ use crate::tap::Tap;
 const TABLE: &str = "kern.ipc.listenq.listeners";
 const XTABLE: &str = "kern.ipc.listenq.xlisteners";
 
-static mut TABLE_BUF: [u8; 32768] = [0; 32768];
-
 /// Reads the table and calls `f` with this listener's row (None if absent).
 fn with_row<R>(kind: Kind, sa: &SockAddr, f: impl FnOnce(Option<Row>) -> R) -> R {
     let mut a = [0u8; 96];
     let n = addr_text(kind, sa, &mut a);
-    // SAFETY: the runner is single-threaded; the buffer is only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     match sysctl::read_string(TABLE, buf) {
         Ok(t) => f(find_row(t, &a[..n])),
         Err(_) => f(None),
@@ -188,11 +186,9 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_ne_bytes(a)
 }
 
-static mut XBUF: [u8; 65536] = [0; 65536];
-
 fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(XBUF) };
+    let mut buf_mem = sys::scratch::<u8>(65536, 0);
+    let buf = &mut buf_mem[..];
     let n = match sysctl::read_opaque(XTABLE, buf) {
         Ok(n) => n,
         Err(e) => {
@@ -286,8 +282,8 @@ fn backlog_columns(tap: &mut Tap) {
     let _ = sys::listen(l.raw(), 9);
     let mut a = [0u8; 96];
     let n = addr_text(Kind::Tcp4, &sa, &mut a);
-    // SAFETY: single-threaded runner.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     let rows = match sysctl::read_string(TABLE, buf) {
         Ok(t) => t
             .split(|&c| c == b'\n')
@@ -309,8 +305,8 @@ fn backlog_columns(tap: &mut Tap) {
         );
     });
     // For the record: what an admin sees.
-    // SAFETY: single-threaded runner.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     if let Ok(t) = sysctl::read_string(TABLE, buf) {
         for line in t.split(|&c| c == b'\n') {
             tap.diag(format_args!(
@@ -392,8 +388,8 @@ fn per_listener_state(tap: &mut Tap) {
 
 /// The header: one word per column, netstat-style names.
 fn header(tap: &mut Tap) {
-    // SAFETY: single-threaded runner.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     let want: [&[u8]; table::COLUMNS] = [
         b"LOCAL",
         b"PROTO",
@@ -696,8 +692,6 @@ pub fn unload_under_load(tap: &mut Tap, env: &Env) {
     }
 }
 
-static mut MSGBUF: [u8; 262144] = [0; 262144];
-
 /// The kernel's own "sonewconn: ... Listen queue overflow" line still goes
 /// out, in its stock format, with listenq loaded (read from kern.msgbuf).
 fn stock_log_line(tap: &mut Tap, sa: &SockAddr) {
@@ -715,8 +709,8 @@ fn stock_log_line(tap: &mut Tap, sa: &SockAddr) {
         format_args!("(127.0.0.1:{} (proto 6)): Listen queue overflow: 7 already in queue awaiting acceptance (", port),
     );
     let n = w.len;
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(MSGBUF) };
+    let mut buf_mem = sys::scratch::<u8>(262144, 0);
+    let buf = &mut buf_mem[..];
     match sysctl::read_opaque("kern.msgbuf", buf) {
         Ok(len) => {
             let hay = &buf[..len.min(buf.len())];

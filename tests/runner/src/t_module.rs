@@ -112,15 +112,13 @@ pub fn load(tap: &mut Tap, env: &Env) -> Option<i32> {
     Some(id)
 }
 
-static mut TABLE_BUF: [u8; 32768] = [0; 32768];
-
 /// Whether the table has a row for this TCP listener; returns its
 /// (QLEN, LIMIT) columns.
 fn tcp_row(sa: &crate::net::SockAddr) -> Option<(Option<i64>, Option<i64>)> {
     let mut a = [0u8; 96];
     let n = table::addr_text(Kind::Tcp4, sa, &mut a);
-    // SAFETY: single-threaded runner; only used here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     let t = sysctl::read_string(TABLE, buf).ok()?;
     table::find_row(t, &a[..n]).map(|r| (r.num(4), r.num(3)))
 }
@@ -290,8 +288,8 @@ pub fn adopted_at_load(tap: &mut Tap, env: &Env) {
 fn local_rows(kind: Kind, sa: &crate::net::SockAddr) -> Option<(usize, &'static str, Option<i64>)> {
     let mut a = [0u8; 96];
     let n = table::addr_text(kind, sa, &mut a);
-    // SAFETY: single-threaded runner (a forked child never reads it).
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(TABLE_BUF) };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
     let t = sysctl::read_string(TABLE, buf).ok()?;
     let mut count = 0;
     let mut proto = "";

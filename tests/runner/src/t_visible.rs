@@ -26,22 +26,31 @@ const VNET_PORT: u16 = 47002;
 
 use crate::t_listeners::{XL_SIZE, XO_JID, XO_LPORT, XO_UID};
 
-static mut BUF: [u8; 32768] = [0; 32768];
-static mut XBUF: [u8; 65536] = [0; 65536];
+/// A sysctl's bytes, in a scratch buffer.
+struct Read {
+    mem: sys::Scratch<u8>,
+    n: usize,
+}
 
-fn table_text() -> Option<&'static [u8]> {
-    // SAFETY: each process of the runner is single-threaded; only here.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
-    sysctl::read_string(TABLE, buf).ok()
+impl core::ops::Deref for Read {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.mem[..self.n]
+    }
+}
+
+fn table_text() -> Option<Read> {
+    let mut mem = sys::scratch::<u8>(32768, 0);
+    let n = sysctl::read_string(TABLE, &mut mem).ok()?.len();
+    Some(Read { mem, n })
 }
 
 /// The rows of struct xlistenq (their raw bytes), or None.
-fn xrows() -> Option<&'static [u8]> {
-    // SAFETY: as above.
-    let buf = unsafe { &mut *core::ptr::addr_of_mut!(XBUF) };
-    let n = sysctl::read_opaque(XTABLE, buf).ok()?;
-    let n = n.min(buf.len());
-    (n % XL_SIZE == 0).then_some(&buf[..n])
+fn xrows() -> Option<Read> {
+    let mut mem = sys::scratch::<u8>(65536, 0);
+    let n = sysctl::read_opaque(XTABLE, &mut mem).ok()?;
+    let n = n.min(mem.len());
+    (n % XL_SIZE == 0).then_some(Read { mem, n })
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -149,7 +158,9 @@ fn other_uids(tap: &mut Tap, root_sa: &SockAddr) {
     let mut uid = None;
     let start = sys::now_ms();
     while uid.is_none() && sys::now_ms().saturating_sub(start) < 3000 {
-        uid = table_text().and_then(|t| table::find_row(t, &k[..kn]).and_then(|r| r.num(COL_UID)));
+        uid = table_text()
+            .as_deref()
+            .and_then(|t| table::find_row(t, &k[..kn]).and_then(|r| r.num(COL_UID)));
         if uid.is_none() {
             sys::sleep_ms(20);
         }
@@ -187,7 +198,7 @@ fn user_child(root_sa: &SockAddr) -> i32 {
     let (rk, rn) = key(Kind::Tcp4, root_sa);
     let (ok, on) = key(Kind::Tcp4, &own);
     let mut bad = 0;
-    match table_text() {
+    match table_text().as_deref() {
         Some(t) => {
             // Not finding root's row only means something if the table
             // parses at all.
@@ -202,7 +213,7 @@ fn user_child(root_sa: &SockAddr) -> i32 {
         None => bad |= 3,
     }
     let root_port = u16::from_be_bytes([root_sa.bytes()[2], root_sa.bytes()[3]]);
-    match xrows() {
+    match xrows().as_deref() {
         Some(x) if !x.is_empty() => {
             for e in x.chunks(XL_SIZE) {
                 let port = u16::from_ne_bytes([e[XO_LPORT], e[XO_LPORT + 1]]);
@@ -264,7 +275,7 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
     let (uk, un) = key(Kind::UnixStream, host_unix);
     let (ok, on) = key(Kind::UnixStream, &own);
     let mut bad = 0;
-    match table_text() {
+    match table_text().as_deref() {
         Some(t) => {
             if table::header(t).is_none()
                 || table::find_row(t, &tk[..tn]).is_some()
@@ -280,7 +291,7 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
         }
         None => bad |= 3,
     }
-    match xrows() {
+    match xrows().as_deref() {
         Some(x) if !x.is_empty() => {
             if x.chunks(XL_SIZE).any(|e| u32_at(e, XO_JID) as i32 != jid) {
                 bad |= 4;
@@ -322,7 +333,7 @@ fn vnet(tap: &mut Tap, root_sa: &SockAddr) {
     let mut seen = None;
     let start = sys::now_ms();
     while seen.is_none() && sys::now_ms().saturating_sub(start) < 3000 {
-        seen = table_text().and_then(|t| {
+        seen = table_text().as_deref().and_then(|t| {
             table::find_row(t, &uk[..un]).map(|_| table::find_row(t, &tk[..tn]).is_some())
         });
         if seen.is_none() {
@@ -365,7 +376,7 @@ fn vnet_child(tap: &mut Tap, root_sa: &SockAddr) -> i32 {
     let (ok, on) = key(Kind::Tcp4, &own);
     let (rk, rn) = key(Kind::Tcp4, root_sa);
     let mut bad = 0;
-    match table_text() {
+    match table_text().as_deref() {
         Some(t) if table::header(t).is_some() => {
             if table::find_row(t, &ok[..on]).is_none() {
                 bad |= 1;
