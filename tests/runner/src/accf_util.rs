@@ -1,4 +1,4 @@
-//! Helpers for the accept filter tests (t_accf.rs) and the benchmark
+//! Helpers for the accept filter tests (t_accf/) and the benchmark
 //! (t_bench.rs): SO_ACCEPTFILTER, TCP clients that send byte by byte,
 //! nonblocking accepts, ports, reset detection, listenq's counters and its
 //! listeners table, and loading listenq or the stock accf modules.
