@@ -25,6 +25,7 @@ mod t_accf_window;
 mod t_bench;
 mod t_bench_paired;
 mod t_bench_pieces;
+mod t_bench_smp;
 mod t_defaults;
 mod t_fair;
 mod t_fuzz;

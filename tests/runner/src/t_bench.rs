@@ -58,7 +58,7 @@ const FILTERS: [(&str, &[u8]); 4] = [
 /// Whether the kernel environment asks for the benchmark.
 pub fn wanted() -> bool {
     let mut b = [0u8; 16];
-    matches!(sys::kenv_get(c"listenq.bench", &mut b), Ok(v) if v == b"1" || v == b"yes" || v == b"quick")
+    matches!(sys::kenv_get(c"listenq.bench", &mut b), Ok(v) if v == b"1" || v == b"yes" || v == b"quick" || v == b"smp")
 }
 
 /// LISTENQ_BENCH=quick: the filter and hooks rows only, no held/idle
@@ -523,6 +523,12 @@ const PAIRS: [paired::Pair; 5] = [
 pub fn run(tap: &mut Tap, env: &Env) {
     if let Err(e) = env.v4 {
         tap.skip("bench", format_args!("127.0.0.1 unusable ({})", e));
+        return;
+    }
+    let mut b = [0u8; 16];
+    if matches!(sys::kenv_get(c"listenq.bench", &mut b), Ok(b"smp")) {
+        raise_limits(tap);
+        crate::t_bench_smp::run(tap);
         return;
     }
     let t0 = sys::now_ms();
