@@ -131,6 +131,23 @@ pub fn accept_within(l: i32, ms: i32) -> SysResult<Fd> {
     sys::accept(l)
 }
 
+/// Wait after a send that must not release a held connection.
+pub const SETTLE_MS: u64 = 15;
+/// Wait for the send that must release it.
+pub const PASS_MS: i32 = 2000;
+
+/// After one step of a byte-by-byte case: the step that must release the
+/// connection (`last`) waits up to PASS_MS for it; any other settles
+/// SETTLE_MS and finds nothing to accept, unless the filter let go early.
+pub fn accept_after_step(l: i32, last: bool) -> SysResult<Fd> {
+    if last {
+        accept_within(l, PASS_MS)
+    } else {
+        sys::sleep_ms(SETTLE_MS);
+        try_accept(l)
+    }
+}
+
 /// Waits up to `ms` for `fd` to be readable (or hung up).
 pub fn readable_within(fd: i32, ms: i32) -> SysResult<bool> {
     let mut p = [PollFd {

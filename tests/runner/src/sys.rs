@@ -645,35 +645,38 @@ pub fn kldstat(fileid: i32, buf: &mut [u8; KLD_FILE_STAT_SIZE]) -> SysResult<()>
 /// __sysctlbyname(2). Reads into `old` if given (returns the length the
 /// kernel reported), writes `new` if given.
 pub fn sysctlbyname(name: &str, old: Option<&mut [u8]>, new: Option<&[u8]>) -> SysResult<usize> {
-    let (optr, mut olen) = match old {
-        Some(b) => (mptr(b), b.len()),
-        None => (0, 0),
-    };
-    let olenp = if optr != 0 { mptr(&mut olen) } else { 0 };
-    let (nptr, nlen) = match new {
-        Some(b) => (ptr(b), b.len()),
-        None => (0, 0),
-    };
     // SAFETY: name is readable for name.len() bytes (the kernel takes an
-    // explicit length, no NUL needed); old/olen and new are valid buffers
-    // of the stated lengths or NULL.
+    // explicit length, no NUL needed).
     unsafe {
-        syscall6(
+        sysctl_call(
             nr::SYSCTLBYNAME,
             name.as_ptr() as usize,
             name.len(),
-            optr,
-            olenp,
-            nptr,
-            nlen,
+            old,
+            new,
         )
-    }?;
-    Ok(olen)
+    }
 }
 
 /// __sysctl(2) by MIB: reads into `old` if given (returns the length the
 /// kernel reported), writes `new` if given.
 pub fn sysctl_mib(mib: &[i32], old: Option<&mut [u8]>, new: Option<&[u8]>) -> SysResult<usize> {
+    // SAFETY: `mib` is readable for mib.len() ints.
+    unsafe { sysctl_call(nr::SYSCTL, mib.as_ptr() as usize, mib.len(), old, new) }
+}
+
+/// Either sysctl call: the name (`name`, `len`) as the call takes it, then
+/// the old and new buffers.
+///
+/// # Safety
+/// `name` is readable for what `len` means to call `n`.
+unsafe fn sysctl_call(
+    n: usize,
+    name: usize,
+    len: usize,
+    old: Option<&mut [u8]>,
+    new: Option<&[u8]>,
+) -> SysResult<usize> {
     let (optr, mut olen) = match old {
         Some(b) => (mptr(b), b.len()),
         None => (0, 0),
@@ -683,19 +686,9 @@ pub fn sysctl_mib(mib: &[i32], old: Option<&mut [u8]>, new: Option<&[u8]>) -> Sy
         Some(b) => (ptr(b), b.len()),
         None => (0, 0),
     };
-    // SAFETY: `mib` is readable for mib.len() ints; old/olen and new are
+    // SAFETY: the name is the caller's to vouch for; old/olen and new are
     // valid buffers of the stated lengths or NULL.
-    unsafe {
-        syscall6(
-            nr::SYSCTL,
-            mib.as_ptr() as usize,
-            mib.len(),
-            optr,
-            olenp,
-            nptr,
-            nlen,
-        )
-    }?;
+    unsafe { syscall6(n, name, len, optr, olenp, nptr, nlen) }?;
     Ok(olen)
 }
 

@@ -21,10 +21,7 @@ use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::tap::Tap;
 
-/// Wait after a send that must not release the connection.
-const SETTLE_MS: u64 = 15;
-/// Wait for the send that must release it.
-const PASS_MS: i32 = 2000;
+use crate::accf_util::SETTLE_MS;
 
 /// One send: its bytes, and whether it carries an SCM_RIGHTS message.
 type Part = (&'static [u8], bool);
@@ -103,12 +100,7 @@ fn run_one(c: &RecordCase) -> Result<Outcome, (&'static str, Errno)> {
         sent[n..n + bytes.len()].copy_from_slice(bytes);
         n += bytes.len();
         let last = i + 1 == c.parts.len();
-        let r = if last {
-            au::accept_within(l.raw(), PASS_MS)
-        } else {
-            sys::sleep_ms(SETTLE_MS);
-            au::try_accept(l.raw())
-        };
+        let r = au::accept_after_step(l.raw(), last);
         match r {
             Ok(a) => {
                 return Ok(Outcome {

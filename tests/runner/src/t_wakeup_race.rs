@@ -56,45 +56,34 @@ struct Round {
     client_ended: bool,
 }
 
-/// A connection held by `filter` on a listener of `kind`; a child sends
-/// it the byte that satisfies the filter while the delay is armed, and
-/// this process closes the listener 50 ms later, inside the window.
-fn round(kind: Kind, filter: &str, with_async: bool) -> Result<Round, (&'static str, Errno)> {
+/// A listener of `kind` with `filter`, O_ASYNC and an owner if asked.
+fn filtered(
+    kind: Kind,
+    filter: &str,
+    with_async: bool,
+) -> Result<(sys::Fd, crate::net::SockAddr), (&'static str, Errno)> {
     let (l, sa) = sock::listener(kind, 8).map_err(|e| ("listener", e))?;
     au::set_filter(l.raw(), filter, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
     if with_async {
         set_async(l.raw()).map_err(|e| ("F_SETOWN, O_ASYNC", e))?;
     }
-    let c = sock::connect(kind, &sa).map_err(|e| ("connect", e))?;
-    // Held: on the incomplete queue, nothing on the completed one. A TCP
-    // connection is there a moment before its handshake is complete (the
-    // kernel's soisconnected() of the final ACK runs the filter): only
-    // past that is it held, and only the release is the case here.
-    let t0 = sys::now_ms();
-    while sock::incqlen(l.raw()).map_err(|e| ("incqlen", e))? != 1 {
-        if sys::now_ms() - t0 > 2000 {
-            return Err(("held within 2 s", Errno::ETIMEDOUT));
-        }
-        sys::sleep_ms(1);
-    }
-    sys::sleep_ms(20);
-    if sock::incqlen(l.raw()).map_err(|e| ("incqlen", e))? != 1 {
-        return Err(("still held after 20 ms", Errno::EINVAL));
-    }
+    Ok((l, sa))
+}
+
+/// The race itself: with the delay armed, a child (which first drops its
+/// copy of the listener `l`, so that only this process's keeps it) does
+/// `act`, whose value is its exit status; this process closes `l` 50 ms
+/// after the child started. The child's exit status, and whether the
+/// delay was left armed.
+fn race(l: sys::Fd, act: impl FnOnce() -> i32) -> Result<(i32, bool), (&'static str, Errno)> {
     let (rd, wr) = sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM)
         .map_err(|e| ("socketpair", e))?;
     sysctl::write_int(DELAY_KNOB, DELAY_US).map_err(|e| ("arm the delay", e))?;
     let pid = match sys::fork().map_err(|e| ("fork", e))? {
         sys::Forked::Child => {
-            // Only the parent's descriptor keeps the listener.
             let _ = sys::close(l.raw());
             let _ = sys::write(wr.raw(), b"g");
-            let code = match sys::send(c.raw(), b"x", 0) {
-                Ok(1) => 0,
-                Ok(_) => 1,
-                Err(e) => 2 + e.0.clamp(0, 100),
-            };
-            sys::exit(code)
+            sys::exit(act())
         }
         sys::Forked::Parent(p) => p,
     };
@@ -111,15 +100,43 @@ fn round(kind: Kind, filter: &str, with_async: bool) -> Result<Round, (&'static 
         sys::sleep_ms(DELAY_US as u64 / 1000 + 100);
     }
     closed.map_err(|e| ("close(listener)", e))?;
-    match status {
-        Ok(0) => {}
-        Ok(s) => return Err(("child's send", Errno(s >> 8))),
-        Err(e) => return Err(("wait4", e)),
+    let status = status.map_err(|e| ("wait4", e))?;
+    Ok((status >> 8, left != 0))
+}
+
+/// A connection held by `filter` on a listener of `kind`; a child sends
+/// it the byte that satisfies the filter while the delay is armed, and
+/// this process closes the listener 50 ms later, inside the window.
+fn round(kind: Kind, filter: &str, with_async: bool) -> Result<Round, (&'static str, Errno)> {
+    let (l, sa) = filtered(kind, filter, with_async)?;
+    let c = sock::connect(kind, &sa).map_err(|e| ("connect", e))?;
+    // Held: on the incomplete queue, nothing on the completed one. A TCP
+    // connection is there a moment before its handshake is complete (the
+    // kernel's soisconnected() of the final ACK runs the filter): only
+    // past that is it held, and only the release is the case here.
+    let t0 = sys::now_ms();
+    while sock::incqlen(l.raw()).map_err(|e| ("incqlen", e))? != 1 {
+        if sys::now_ms() - t0 > 2000 {
+            return Err(("held within 2 s", Errno::ETIMEDOUT));
+        }
+        sys::sleep_ms(1);
+    }
+    sys::sleep_ms(20);
+    if sock::incqlen(l.raw()).map_err(|e| ("incqlen", e))? != 1 {
+        return Err(("still held after 20 ms", Errno::EINVAL));
+    }
+    let (status, delay_left) = race(l, || match sys::send(c.raw(), b"x", 0) {
+        Ok(1) => 0,
+        Ok(_) => 1,
+        Err(e) => 2 + e.0.clamp(0, 100),
+    })?;
+    if status != 0 {
+        return Err(("child's send", Errno(status)));
     }
     let client_ended = au::client_sees(c.raw(), 2000).is_reset_or_eof();
     drop(c);
     Ok(Round {
-        delay_left: left != 0,
+        delay_left,
         client_ended,
     })
 }
@@ -133,52 +150,25 @@ fn round(kind: Kind, filter: &str, with_async: bool) -> Result<Round, (&'static 
 /// closes the listener 50 ms later. Whether the child's connection ended
 /// (the close aborts it), and whether the delay was left.
 fn round_handshake(filter: &str, with_async: bool) -> Result<Round, (&'static str, Errno)> {
-    let (l, sa) = sock::listener(Kind::Tcp4, 8).map_err(|e| ("listener", e))?;
-    au::set_filter(l.raw(), filter, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
-    if with_async {
-        set_async(l.raw()).map_err(|e| ("F_SETOWN, O_ASYNC", e))?;
-    }
-    let (rd, wr) = sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM)
-        .map_err(|e| ("socketpair", e))?;
-    sysctl::write_int(DELAY_KNOB, DELAY_US).map_err(|e| ("arm the delay", e))?;
-    let pid = match sys::fork().map_err(|e| ("fork", e))? {
-        sys::Forked::Child => {
-            let _ = sys::close(l.raw());
-            let _ = sys::write(wr.raw(), b"g");
-            let code = match sock::connect(Kind::Tcp4, &sa) {
-                // Held, then aborted by the listener's close.
-                Ok(c) => {
-                    if au::client_sees(c.raw(), 3000).is_reset_or_eof() {
-                        0
-                    } else {
-                        1
-                    }
-                }
-                Err(e) => 2 + e.0.clamp(0, 100),
-            };
-            sys::exit(code)
+    let (l, sa) = filtered(Kind::Tcp4, filter, with_async)?;
+    let (status, delay_left) = race(l, || match sock::connect(Kind::Tcp4, &sa) {
+        // Held, then aborted by the listener's close.
+        Ok(c) => {
+            if au::client_sees(c.raw(), 3000).is_reset_or_eof() {
+                0
+            } else {
+                1
+            }
         }
-        sys::Forked::Parent(p) => p,
-    };
-    let mut b = [0u8; 1];
-    let _ = sys::read(rd.raw(), &mut b);
-    sys::sleep_ms(50);
-    let closed = l.close();
-    let status = sys::wait4(pid);
-    let left = sysctl::read_int(DELAY_KNOB).unwrap_or(0);
-    let _ = sysctl::write_int(DELAY_KNOB, 0);
-    if left == 0 {
-        sys::sleep_ms(DELAY_US as u64 / 1000 + 100);
-    }
-    closed.map_err(|e| ("close(listener)", e))?;
+        Err(e) => 2 + e.0.clamp(0, 100),
+    })?;
     let client_ended = match status {
-        Ok(0) => true,
-        Ok(s) if s >> 8 == 1 => false,
-        Ok(s) => return Err(("child's connect", Errno((s >> 8) - 2))),
-        Err(e) => return Err(("wait4", e)),
+        0 => true,
+        1 => false,
+        s => return Err(("child's connect", Errno(s - 2))),
     };
     Ok(Round {
-        delay_left: left != 0,
+        delay_left,
         client_ended,
     })
 }

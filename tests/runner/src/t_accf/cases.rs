@@ -297,12 +297,7 @@ pub(super) fn run_case(c: &Case) -> Result<Outcome, Failed> {
         let m = chunk.len().min(sent.len() - n);
         sent[n..n + m].copy_from_slice(&chunk[..m]);
         n += m;
-        let r = if i + 1 == c.want {
-            au::accept_within(l.raw(), PASS_MS)
-        } else {
-            sys::sleep_ms(SETTLE_MS);
-            au::try_accept(l.raw())
-        };
+        let r = au::accept_after_step(l.raw(), i + 1 == c.want);
         match r {
             Ok(a) => {
                 let intact = au::reads_exactly(a.raw(), &sent[..n], 1000);

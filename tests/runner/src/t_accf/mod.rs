@@ -36,10 +36,7 @@ use crate::sys::{self, Errno, Fd, SysResult};
 use crate::sysctl;
 use crate::tap::Tap;
 
-/// Wait after a send that must not release the connection.
-const SETTLE_MS: u64 = 15;
-/// Wait for the send that must release it.
-const PASS_MS: i32 = 2000;
+use crate::accf_util::{PASS_MS, SETTLE_MS};
 
 const NAMES: [&str; 4] = ["dataready", "httpready", "dnsready", "tlsready"];
 
