@@ -14,6 +14,10 @@
 #include <sys/mutex.h>
 #include <sys/fail.h>
 #include <sys/time.h>
+#include <sys/proc.h>
+#include <sys/ucred.h>
+#include <sys/jail.h>
+#include <sys/syslog.h>
 
 #include "module_glue.h"
 
@@ -137,6 +141,35 @@ static moduledata_t listenq_mod = {
 DECLARE_MODULE(listenq, listenq_mod, SI_SUB_PROTO_END, SI_ORDER_ANY);
 MODULE_VERSION(listenq, 1);
 
+/*
+ * Messages about what a user or a peer did (a bad af_arg, a refused
+ * default) go through log(9), at the priority the admin sets here, as
+ * kern.ipc.sooverprio does for the kernel's own "sonewconn:" overflow
+ * line, which listenq leaves alone. The knob's OID is added with the
+ * module's others (sysctl_glue.c), which range-checks it.
+ */
+int lq_logprio = LOG_INFO;
+
+void
+lq_log_event(const char *msg, size_t len)
+{
+	int pri;
+
+	pri = atomic_load_int(&lq_logprio);
+	if (pri >= 0)
+		log(LOG_PRI(pri), "listenq: %.*s\n", (int)len, msg);
+}
+
+void
+lq_caller(struct lq_caller *out)
+{
+	struct thread *td = curthread;
+
+	out->pid = td->td_proc->p_pid;
+	out->uid = td->td_ucred->cr_uid;
+	out->jid = td->td_ucred->cr_prison->pr_id;
+}
+
 /* Console lines an unprivileged user can cause: at most a few a second. */
 int
 lq_log_ratecheck(void)
@@ -145,4 +178,17 @@ lq_log_ratecheck(void)
 	static int count;
 
 	return (ppsratecheck(&last, &count, 5));
+}
+
+/*
+ * All listeners' log lines together (each listener has its own, smaller
+ * limit, kmod/src/listeners.rs): at most 20 a second.
+ */
+int
+lq_log_ratecheck_all(void)
+{
+	static struct timeval last;
+	static int count;
+
+	return (ppsratecheck(&last, &count, 20));
 }

@@ -24,6 +24,23 @@ void	lq_mtx_destroy(struct mtx *m);
 
 /* ppsratecheck(9) for console lines users can cause: 1 to print. */
 int	lq_log_ratecheck(void);
+/* The same for all listeners' lines together, a few more a second. */
+int	lq_log_ratecheck_all(void);
+
+/*
+ * log(9) at kern.ipc.listenq.logprio (none when it is -1), for messages
+ * about what a user or a peer did: with a length, as lq_log().
+ */
+void	lq_log_event(const char *msg, size_t len);
+extern int lq_logprio;
+
+/* Who the current thread acts for: its process, user and jail. */
+struct lq_caller {
+	int32_t		pid;
+	uint32_t	uid;
+	int32_t		jid;
+};
+void	lq_caller(struct lq_caller *out);
 
 /* Monotonic time in microseconds (getbinuptime). */
 uint64_t lq_uptime_us(void);

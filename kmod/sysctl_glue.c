@@ -18,8 +18,10 @@
 #include <sys/ucred.h>
 #include <sys/smp.h>
 #include <sys/sysctl.h>
+#include <sys/syslog.h>
 #include <sys/limits.h>
 
+#include "glue.h"
 #include "sysctl_glue.h"
 #include "accf_glue.h"
 #include "work_glue.h"
@@ -62,6 +64,22 @@ lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
 	if (v < 0 || v > arg2)
 		return (EINVAL);
 	atomic_store_int((volatile u_int *)arg1, v);
+	return (0);
+}
+
+/* A syslog(3) priority, 0 (LOG_EMERG) to 7 (LOG_DEBUG), or -1 for none. */
+static int
+lq_sysctl_logprio(SYSCTL_HANDLER_ARGS)
+{
+	int v, error;
+
+	v = atomic_load_int(&lq_logprio);
+	error = sysctl_handle_int(oidp, &v, 0, req);
+	if (error != 0 || req->newptr == NULL)
+		return (error);
+	if (v < -1 || v > LOG_DEBUG)
+		return (EINVAL);
+	atomic_store_int(&lq_logprio, v);
 	return (0);
 }
 
@@ -238,6 +256,11 @@ lq_sysctl_attach(void)
 	    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_hold_timeout_drop,
 	    1, lq_sysctl_int_range, "I",
 	    "At the default hold timeout: 0 delivers the connection, 1 drops it");
+	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "logprio",
+	    CTLTYPE_INT | CTLFLAG_RWTUN | CTLFLAG_MPSAFE, &lq_logprio, 0,
+	    lq_sysctl_logprio, "I",
+	    "Log priority of listenq's messages about users and peers (bad af_arg), "
+	    "0 to 7 as syslog(3); -1 for none");
 	SYSCTL_ADD_PROC(&lq_sysctl_ctx, top, OID_AUTO, "allocs",
 	    CTLTYPE_U64 | CTLFLAG_RD | CTLFLAG_MPSAFE, NULL, 0, sysctl_allocs,
 	    "QU", "Live allocations made by listenq");

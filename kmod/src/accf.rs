@@ -27,7 +27,6 @@ use crate::kern::held_conns::{Admitted, HeldConns, Pos};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
 use crate::kern::work::Leaving;
-use crate::kprintln;
 use crate::listeners::REGISTRY;
 use listenq_accf::{
     parse_af_arg, Config, Conn, EvictPolicy, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
@@ -253,6 +252,15 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>) -> Result<Pos,
     }
 }
 
+/// A listener's address as the listeners table writes it.
+struct LocalText(listenq_policy::registry::Local);
+
+impl core::fmt::Display for LocalText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        listenq_policy::table::write_local(f, &self.0)
+    }
+}
+
 /// accf_create: `af_arg` as setsockopt(2) gave it (or the filter's
 /// default), on the listener `head`. None refuses the filter.
 pub fn create(
@@ -268,9 +276,16 @@ pub fn create(
     let cfg: Config = match parse_af_arg(kind, bytes) {
         Ok(c) => c,
         Err(e) => {
-            // Any user can set a bad af_arg: rate-limited, not a flood.
-            if crate::kern::print::ratecheck() {
-                kprintln!("{}: bad af_arg: {}", kind.name(), e.as_str());
+            // Any user can set a bad af_arg: which listener, who, and
+            // why, rate-limited per listener (listenq(4) "LOG MESSAGES").
+            if crate::listeners::may_log(head.key()) {
+                crate::kern::print::event(format_args!(
+                    "{}: bad af_arg on {} ({}): {}",
+                    kind.name(),
+                    LocalText(head.local()),
+                    crate::kern::print::Caller::current(),
+                    e.as_str()
+                ));
             }
             return None;
         }

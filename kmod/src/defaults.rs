@@ -10,7 +10,6 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::kern::defaults::{self, LEN, NFILTERS};
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::time;
-use crate::kprintln;
 use listenq_accf::{parse_af_arg, FilterKind};
 
 /// Index of `kind` in defaults_glue.c's table (the sysctl's arg2).
@@ -58,12 +57,13 @@ pub fn check(idx: usize, arg: &[u8]) -> KResult<()> {
         return Ok(());
     };
     if log_allowed() {
-        kprintln!(
-            "kern.ipc.listenq.{}.default_arg: \"{}\" refused: {}",
+        crate::kern::print::event(format_args!(
+            "kern.ipc.listenq.{}.default_arg: \"{}\" refused ({}): {}",
             k.name(),
             Printable(arg),
+            crate::kern::print::Caller::current(),
             e.as_str()
-        );
+        ));
     }
     Err(Errno::EINVAL)
 }

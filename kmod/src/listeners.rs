@@ -34,6 +34,7 @@ use crate::kern::sysctl::SysctlReq;
 use crate::kern::time::Tick;
 use listenq_policy::children::{self as completion, Recorded, UpcallState};
 use listenq_policy::overflow::Stamp;
+use listenq_policy::ratelimit::PerSecond;
 use listenq_policy::registry::{Listened, NoMemory, Registry};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
@@ -44,6 +45,8 @@ use listenq_policy::xlisten::XListenq;
 struct Tracked {
     hold: SocketHold,
     pending: PendingRef,
+    /// Log lines about what users did on this listener, this second.
+    log: PerSecond,
 }
 
 /// Everything listenq tracks, under one mutex.
@@ -124,6 +127,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
                         st.held.push(Tracked {
                             hold: h,
                             pending: p,
+                            log: PerSecond::default(),
                         });
                     }
                 }
@@ -190,6 +194,28 @@ fn trim_if_idle() {
     let idle = REGISTRY.lock().is_some_and(|r| r.held.is_empty());
     if idle {
         pending::trim();
+    }
+}
+
+/// Lines a listener may put in the log a second about what users did on
+/// it (listenq(4) "LOG MESSAGES").
+const LOG_PER_SEC: u32 = 3;
+
+/// Whether one more such line about listener `so` may go out now: at most
+/// LOG_PER_SEC a second for each listener, and a module-wide cap above
+/// that; a socket listenq does not track has only the module's limit.
+/// Not a per-connection path (setsockopt(2), sysctl writes).
+pub fn may_log(so: usize) -> bool {
+    let now = crate::kern::time::uptime_us() / 1_000_000;
+    let mine = REGISTRY.lock().and_then(|mut r| {
+        r.held
+            .iter_mut()
+            .find(|t| t.hold.key() == so)
+            .map(|t| t.log.allow(now, LOG_PER_SEC))
+    });
+    match mine {
+        Some(ok) => ok && crate::kern::print::ratecheck_all(),
+        None => crate::kern::print::ratecheck(),
     }
 }
 

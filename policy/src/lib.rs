@@ -17,6 +17,7 @@ pub mod holdq;
 pub mod keymap;
 pub mod latency;
 pub mod overflow;
+pub mod ratelimit;
 pub mod registry;
 pub mod table;
 pub mod xlisten;

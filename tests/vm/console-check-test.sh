@@ -31,7 +31,7 @@ WARNING: / was not properly dismounted
 ok 1 - kern.ipc.soacceptqueue is 128
 ok 2 - [tcp4] listen(4), 12 clients: SO_LISTENQLEN
 sonewconn: pcb 0xfffff800035a1000 (127.0.0.1:40001 (proto 6)): Listen queue overflow: 7 already in queue awaiting acceptance (1 occurrences), euid 0, rgid 0, jail 0
-dataready: bad af_arg: unknown option
+listenq: dataready: bad af_arg on 127.0.0.1.40002 (uid 0, pid 1, jail 0): unknown option
 ok 3 - no lock order trouble here, only words
 # COLOR of the LORD, FLORA: not an abbreviation
 1..3

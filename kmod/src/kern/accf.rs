@@ -162,6 +162,11 @@ impl<'a> ListenLocked<'a> {
         self.so.key()
     }
 
+    /// The listener's local address, for messages.
+    pub fn local(&self) -> listenq_policy::registry::Local {
+        self.so.local()
+    }
+
     /// The queue limit the backlog gave.
     pub fn qlimit(&self) -> u32 {
         // SAFETY: SOLISTEN_LOCK is held (the type's invariant).

@@ -131,6 +131,29 @@ pub fn accept_within(l: i32, ms: i32) -> SysResult<Fd> {
     sys::accept(l)
 }
 
+/// Lines of the message buffer (kern.msgbuf, as dmesg -a reads it: a
+/// log(9) line keeps its "<priority>" prefix) that hold every one of
+/// `parts`, in that order.
+pub fn msgbuf_lines(parts: &[&[u8]]) -> SysResult<usize> {
+    let mut mem = sys::scratch::<u8>(262144, 0);
+    let n = sysctl::read_opaque("kern.msgbuf", &mut mem)?.min(mem.len());
+    Ok(mem[..n]
+        .split(|&b| b == b'\n')
+        .filter(|line| {
+            let mut rest: &[u8] = line;
+            parts
+                .iter()
+                .all(|p| match rest.windows(p.len()).position(|w| w == *p) {
+                    Some(i) => {
+                        rest = &rest[i + p.len()..];
+                        true
+                    }
+                    None => false,
+                })
+        })
+        .count())
+}
+
 /// Wait after a send that must not release a held connection.
 pub const SETTLE_MS: u64 = 15;
 /// Wait for the send that must release it.

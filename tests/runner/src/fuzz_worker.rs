@@ -1199,7 +1199,7 @@ impl Worker {
     }
 
     fn sysctl_read(&mut self, r: &mut Rng) {
-        const NAMES: [&str; 26] = [
+        const NAMES: [&str; 27] = [
             "kern.ipc.listenq.version",
             "kern.ipc.listenq.accf_inherit",
             "kern.ipc.listenq.allocs",
@@ -1211,6 +1211,7 @@ impl Worker {
             "kern.ipc.listenq.unloadable",
             "kern.ipc.listenq.hold_timeout_ms",
             "kern.ipc.listenq.hold_timeout_drop",
+            "kern.ipc.listenq.logprio",
             "kern.ipc.listenq.stats.listens",
             "kern.ipc.listenq.stats.closes",
             "kern.ipc.listenq.stats.completed",
@@ -1234,10 +1235,11 @@ impl Worker {
     }
 
     fn sysctl_write(&mut self, r: &mut Rng) {
-        const INTS: [&str; 3] = [
+        const INTS: [&str; 4] = [
             "kern.ipc.soacceptqueue",
             "kern.ipc.listenq.hold_timeout_ms",
             "kern.ipc.listenq.hold_timeout_drop",
+            "kern.ipc.listenq.logprio",
         ];
         const STRS: [&str; 4] = [
             "kern.ipc.listenq.dataready.default_arg",

@@ -25,12 +25,9 @@ const DATA: &str = "kern.ipc.listenq.dataready.default_arg";
 const PROXY_LINE: &[u8] = b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n";
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-/// Whether the console (kern.msgbuf) has `needle`.
-fn console_has(needle: &[u8]) -> Result<bool, Errno> {
-    let mut buf_mem = sys::scratch::<u8>(262144, 0);
-    let buf = &mut buf_mem[..];
-    let n = sysctl::read_opaque("kern.msgbuf", buf)?.min(buf.len());
-    Ok(buf[..n].windows(needle.len()).any(|w| w == needle))
+/// Whether the log has a line with every one of `parts`, in order.
+fn console_has(parts: &[&[u8]]) -> Result<bool, Errno> {
+    au::msgbuf_lines(parts).map(|n| n > 0)
 }
 
 fn read(name: &str, buf: &mut [u8; 256]) -> Result<([u8; 256], usize), Errno> {
@@ -143,14 +140,15 @@ fn tunables(tap: &mut Tap) -> Option<i32> {
         "[default_arg] tunable tlsready.default_arg=\"bogus\" is refused at load: the default stays empty",
     );
     tap.check(
-        console_has(
-            b"listenq: kern.ipc.listenq.tlsready.default_arg: \"bogus\" refused: unknown option",
-        ),
+        console_has(&[
+            b"<6>listenq: kern.ipc.listenq.tlsready.default_arg: \"bogus\" refused (uid 0, pid ",
+            b", jail 0): unknown option",
+        ]),
         Ok(true),
-        "[default_arg] the refused tunable is named on the console with the reason",
+        "[default_arg] the refused tunable is named in the log (LOG_INFO) with who set it and the reason",
     );
     tap.check(
-        console_has(b"Setting sysctl kern.ipc.listenq.tlsready.default_arg failed: 22"),
+        console_has(&[b"Setting sysctl kern.ipc.listenq.tlsready.default_arg failed: 22"]),
         Ok(true),
         "[default_arg] the kernel's own tunable failure line (EINVAL) is on the console",
     );
@@ -232,11 +230,11 @@ fn sysctls(tap: &mut Tap) {
         "[default_arg] httpready.default_arg still \"proxy\" after the refusals",
     );
     tap.check(
-        console_has(
-            b"listenq: kern.ipc.listenq.httpready.default_arg: \"bogus\" refused: unknown option",
-        ),
+        console_has(&[
+            b"<6>listenq: kern.ipc.listenq.httpready.default_arg: \"bogus\" refused (uid 0, pid 1, jail 0): unknown option",
+        ]),
         Ok(true),
-        "[default_arg] a refused value is named on the console with the reason",
+        "[default_arg] a refused value is named in the log (LOG_INFO) with who set it (uid, pid, jail) and the reason",
     );
     tap.check(
         proxy_get(""),
