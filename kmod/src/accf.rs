@@ -309,9 +309,11 @@ pub fn create(
         },
     };
     holdq.set_policy(evict, cfg.prefix4, cfg.prefix6);
-    // Sized for the backlog now, so admissions do not allocate; if memory
-    // is short it grows as it admits instead.
-    let _ = holdq.reserve();
+    // One chunk now, whatever the backlog (nginx's -1 is
+    // kern.ipc.soacceptqueue, often 65535: a whole-backlog reservation was
+    // 3 MB a listener); it grows a chunk at a time as it holds more. If
+    // memory is short even for that, it grows as it admits.
+    let _ = holdq.reserve_first();
     let f = ListenerFilter {
         cfg,
         holdq,

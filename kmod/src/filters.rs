@@ -67,13 +67,12 @@ impl Filters {
 
     /// listen(2) again on a listener with a listenq filter: the hold limit
     /// follows the new queue limit (a smaller one takes effect at the next
-    /// admission, which evicts the oldest extras). Not a per-connection
+    /// admission, which evicts the oldest extras; a larger one reserves
+    /// nothing more: the queue grows as it holds). Not a per-connection
     /// path: a walk of the filtered listeners.
     pub fn relisten(&mut self, head: usize, qlimit: u32) {
         self.states.with(head, |f| {
             f.holdq.set_capacity(backlog::hold_capacity(qlimit));
-            // Best effort: a failure only means admissions allocate.
-            let _ = f.holdq.reserve();
         });
     }
 

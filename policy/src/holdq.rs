@@ -24,10 +24,11 @@
 //!
 //! Memory is reserved fallibly: the queue runs inside socket upcalls, where a
 //! failed M_NOWAIT allocation must turn into "don't hold this connection",
-//! never into a panic. `reserve` sizes the slab and the index for the
-//! backlog when the filter is attached (or listen(2) runs again), so
-//! admissions normally allocate nothing; past that (leaving entries use
-//! slots too) the slab grows a chunk at a time.
+//! never into a panic. `reserve_first` gives a listener one chunk when its
+//! filter is attached; past that the slab grows a chunk at a time as
+//! connections are held (one admission in a chunk's worth allocates, and
+//! the index doubles now and then), so a filtered listener costs what it
+//! holds, not what its backlog allows (`reserved` says how much).
 
 use alloc::vec::Vec;
 
@@ -243,27 +244,19 @@ impl<T: Copy> HoldQueue<T> {
         }
     }
 
-    /// Makes room for `capacity()` entries now, so that admissions up to it
-    /// allocate nothing. False when memory is short: the queue still works
-    /// and grows when it admits.
-    pub fn reserve(&mut self) -> bool {
-        let want = self.capacity.div_ceil(Self::PER);
-        // The index once at its final size, not once per doubling.
-        if !self.grow_index(want.saturating_mul(Self::PER)) {
+    /// Makes room for the first chunk of entries (or fewer, for a smaller
+    /// capacity) and the index for it: what a listener costs while it holds
+    /// little, whatever its backlog. Past that the slab grows a chunk at a
+    /// time as connections are held (`admit`), so memory follows what is
+    /// held, not the backlog; letting a connection go still needs nothing
+    /// (it keeps its slot on the leaving list). False when memory is short:
+    /// the queue still works and grows when it admits.
+    pub fn reserve_first(&mut self) -> bool {
+        if !self.grow_index(Self::PER) {
             return false;
         }
-        if want > self.chunks.len()
-            && self
-                .chunks
-                .try_reserve_exact(want - self.chunks.len())
-                .is_err()
-        {
+        if self.chunks.is_empty() && !self.add_chunk() {
             return false;
-        }
-        while self.chunks.len() < want {
-            if !self.add_chunk() {
-                return false;
-            }
         }
         !self.is_fair() || self.fair.reserve(self.room())
     }
@@ -876,12 +869,12 @@ pub const fn slot_bytes<T>() -> usize {
     core::mem::size_of::<Slot<T>>()
 }
 
-/// What `reserve` allocates for `capacity` entries with a state `T`: the
-/// number of slab chunks (CHUNK_BYTES each, at most) and of 4-byte index
-/// buckets.
-pub fn reserved<T: Copy>(capacity: usize) -> (usize, usize) {
+/// What a queue has allocated once it holds `held` entries with a state
+/// `T` (none leaving): the number of slab chunks (CHUNK_BYTES each, at
+/// most; the first one from `reserve_first`) and of 4-byte index buckets.
+pub fn reserved<T: Copy>(held: usize) -> (usize, usize) {
     let per = HoldQueue::<T>::PER;
-    let chunks = capacity.max(1).div_ceil(per);
+    let chunks = held.max(1).div_ceil(per);
     let buckets = buckets_for(chunks.saturating_mul(per)).unwrap_or(0);
     (chunks, buckets)
 }
@@ -903,7 +896,7 @@ mod tests {
     #[test]
     fn leave_pos_moves_a_held_connection_to_the_task() {
         let mut q = HoldQueue::new(4);
-        assert!(q.reserve());
+        assert!(q.reserve_first());
         for k in 1..=3usize {
             q.admit_from(k, Source::new(0), 0, 7u8, |_| None).unwrap();
         }
@@ -918,6 +911,40 @@ mod tests {
         assert_eq!(q.pop_leaving(), Some((2, Leave::Deliver)));
         assert!(!q.is_leaving(2));
         assert_eq!(keys(&q), [1, 3]);
+    }
+
+    /// A listener with a huge backlog that holds nothing costs one chunk
+    /// and a small index; holding connections grows it a chunk at a time,
+    /// and letting them go (evictions to the leaving list) allocates
+    /// nothing more.
+    #[test]
+    fn memory_follows_what_is_held_not_the_backlog() {
+        let per = HoldQueue::<u64>::PER;
+        let mut q = HoldQueue::<u64>::new(65535);
+        assert!(q.reserve_first());
+        assert_eq!(q.chunks.len(), 1);
+        assert!(q.index.len() <= buckets_for(per).unwrap());
+        for k in 1..=per {
+            q.admit_from(k, Source::new(0), 0, 0, |_| None).unwrap();
+        }
+        assert_eq!(q.chunks.len(), 1, "one chunk holds {per}");
+        q.admit_from(per + 1, Source::new(0), 0, 0, |_| None).unwrap();
+        assert_eq!(q.chunks.len(), 2, "the next one adds a chunk");
+        for k in per + 2..=10 * per {
+            q.admit_from(k, Source::new(0), 0, 0, |_| None).unwrap();
+        }
+        assert_eq!(q.chunks.len(), 10);
+        assert_eq!(q.index.len(), buckets_for(10 * per).unwrap());
+        // A full queue lets the oldest go into its own slot.
+        let mut q = HoldQueue::<u64>::new(8);
+        assert!(q.reserve_first());
+        for k in 1..=40usize {
+            q.admit_from(k, Source::new(0), 0, 0, |_| Some(Leave::Abort))
+                .unwrap();
+        }
+        assert_eq!(q.len(), 8);
+        assert_eq!(q.leaving_len(), 32);
+        assert_eq!(q.chunks.len(), 1, "evictions allocated nothing");
     }
 
     #[test]
@@ -942,7 +969,7 @@ mod tests {
     fn flood(policy: Evict) -> (usize, Evictions) {
         let mut q = HoldQueue::new(16);
         q.set_policy(policy);
-        assert!(q.reserve());
+        assert!(q.reserve_first());
         let mut next = 1usize;
         let mut clients = Vec::new();
         for round in 0..200 {
@@ -1133,7 +1160,7 @@ mod tests {
     #[test]
     fn growth_failure_refuses_the_admission_and_lets_nobody_go() {
         let mut q = HoldQueue::<u64>::new(4);
-        assert!(q.reserve());
+        assert!(q.reserve_first());
         assert_eq!(q.chunks.len(), 1);
         let per = HoldQueue::<u64>::PER;
         q.chunk_limit = 1;
@@ -1293,16 +1320,14 @@ mod tests {
     }
 
     #[test]
-    fn reserve_sizes_for_the_capacity_once() {
+    fn growth_matches_the_arithmetic_and_stops_at_the_capacity() {
         let mut q = HoldQueue::new(1000);
-        assert!(q.reserve());
-        let (chunks, buckets) = reserved::<u32>(1000);
-        assert_eq!((q.chunks.len(), q.index.len()), (chunks, buckets));
-        assert!(q.room() >= 1000 && buckets * 3 >= q.room() * 4);
+        assert!(q.reserve_first());
+        assert_eq!((q.chunks.len(), q.index.len()), reserved::<u32>(1));
         for k in 0..10_000usize {
             q.admit(k * 64, 0, 0u32, |_| None);
         }
-        assert_eq!((q.chunks.len(), q.index.len()), (chunks, buckets));
+        assert_eq!((q.chunks.len(), q.index.len()), reserved::<u32>(1000));
         assert_eq!(q.len(), 1000);
     }
 
@@ -1348,11 +1373,13 @@ mod tests {
         // The kernel's state is bigger (kmod/src/filters.rs): 40 bytes.
         assert_eq!(slot_bytes::<()>(), 8 + 4 + 4 + 4 + 1 + 3);
         assert_eq!(slot_bytes::<[u32; 4]>(), 40);
-        // listenq(4): the bench's backlogs.
+        // listenq(4): what the bench's held connections cost, and an idle
+        // listener whatever its backlog.
         assert_eq!(HoldQueue::<[u32; 4]>::PER, 102);
-        assert_eq!(reserved::<[u32; 4]>(1064), (11, 2048));
-        assert_eq!(reserved::<[u32; 4]>(4064), (40, 8192));
-        assert_eq!(reserved::<[u32; 4]>(16064), (158, 32768));
+        assert_eq!(reserved::<[u32; 4]>(0), (1, 256));
+        assert_eq!(reserved::<[u32; 4]>(1000), (10, 2048));
+        assert_eq!(reserved::<[u32; 4]>(4000), (40, 8192));
+        assert_eq!(reserved::<[u32; 4]>(16000), (157, 32768));
     }
 
     /// How the model lets an evicted key go.

@@ -50,9 +50,10 @@ impl<S: Copy> HeldConns<S> {
         HeldConns(HoldQueue::new(capacity), (32, 64))
     }
 
-    /// Room for the whole capacity; false when memory is short.
-    pub fn reserve(&mut self) -> bool {
-        self.0.reserve()
+    /// Room for a first chunk (holdq `reserve_first`: memory then follows
+    /// what is held); false when memory is short.
+    pub fn reserve_first(&mut self) -> bool {
+        self.0.reserve_first()
     }
 
     pub fn set_capacity(&mut self, capacity: usize) {

@@ -188,16 +188,14 @@ fn held(tap: &mut Tap, n: usize, mem: bool) -> Result<(u64, u64), (&'static str,
 /// What listenq's memory grew by while a listener with backlog n + 64 and
 /// httpready came to hold `n` silent connections (kern.ipc.listenq.memuse,
 /// vmstat -m's MemUse of type listenq), per held connection. listenq(4)
-/// "The secondary queue" says what it is made of, all reserved for the
-/// whole backlog when the filter is set and nothing allocated per held
-/// connection: 40-byte slots, 102 to a 4 KiB chunk, and 4-byte index
-/// buckets, a power of two at least 4/3 of the chunks' slots; the
-/// listener's own state adds a little (at most 16 KiB here, the chunk
-/// list and malloc(9)'s rounding included).
+/// "The secondary queue" says what it is made of, reserved as connections
+/// are held (one chunk when the filter is set): 40-byte slots, 102 to a
+/// 4 KiB chunk, and 4-byte index buckets, a power of two at least 4/3 of
+/// the chunks' slots; the listener's own state adds a little (at most 16
+/// KiB here, the chunk list and malloc(9)'s rounding included).
 fn memory(tap: &mut Tap, n: usize, before: Result<u64, Errno>, after: Result<u64, Errno>) {
     const PER: u64 = 102;
-    let cap = (n + 64) as u64;
-    let chunks = cap.div_ceil(PER);
+    let chunks = (n as u64).max(1).div_ceil(PER);
     let want = 4096 * chunks + 4 * (chunks * PER * 4).div_ceil(3).next_power_of_two();
     let got = match (before, after) {
         (Ok(b), Ok(a)) => Some(a.saturating_sub(b)),

@@ -53,6 +53,7 @@ pub(super) fn phase_c(tap: &mut Tap) {
     relisten(tap);
     mass_timeout(tap);
     held_allocate_nothing(tap);
+    memory_follows_holding(tap);
     flood(tap);
     crate::t_accf_counts::run(tap);
     crate::t_accf_nomem::run(tap);
@@ -417,6 +418,53 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
                     m[0], m[1], m[2], m[3], seen
                 ));
             }
+        },
+    );
+}
+
+/// A filtered listener costs what it holds, not what its backlog allows
+/// (listenq(4) "The secondary queue"): with kern.ipc.soacceptqueue at
+/// 65535, as many admins set it for nginx's listen(-1), setting dataready
+/// adds one chunk and a small index (a whole-backlog reservation was about
+/// 3 MB); holding 300 silent clients then adds two chunks and a bigger
+/// index, not more.
+pub(super) fn memory_follows_holding(tap: &mut Tap) {
+    const HELD: usize = 300;
+    const SOMAX: &str = "kern.ipc.soacceptqueue";
+    let memuse = || sysctl::read_u64("kern.ipc.listenq.memuse").map_err(at("memuse"));
+    let was = sysctl::read_int(SOMAX);
+    let r = (|| -> Result<(u64, u64), Failed> {
+        sysctl::write_int(SOMAX, 65535).map_err(at("soacceptqueue=65535"))?;
+        let m0 = memuse()?;
+        let (l, sa) = au::filtered(-1, "dataready", "").map_err(at("listener"))?;
+        let m1 = memuse()?;
+        let mut cl: [Option<Fd>; HELD] = [const { None }; HELD];
+        for c in cl.iter_mut() {
+            *c = Some(au::client(&sa).map_err(at("connect"))?);
+        }
+        let t0 = sys::now_ms();
+        while sock::incqlen(l.raw()).map_err(at("SO_LISTENINCQLEN"))? != HELD as i32 {
+            if sys::now_ms() - t0 > 5000 {
+                return Err(Failed("300 held within 5 s", Errno::ETIMEDOUT));
+            }
+            sys::sleep_ms(10);
+        }
+        let m2 = memuse()?;
+        Ok((m1.saturating_sub(m0), m2.saturating_sub(m1)))
+    })();
+    if let Ok(v) = was {
+        let _ = sysctl::write_int(SOMAX, v);
+    }
+    verdict(
+        tap,
+        "[listenq] memory follows what is held: dataready on listen(-1) with soacceptqueue 65535 adds under 16 KiB, holding 300 adds 8 to 16 KiB more",
+        r,
+        |&(set, held)| set < 16384 && (8192..=16384).contains(&held),
+        |tap, &(set, held), _| {
+            tap.diag(format_args!(
+                "  memuse: +{} bytes when the filter was set, +{} for 300 held",
+                set, held
+            ));
         },
     );
 }
