@@ -928,7 +928,8 @@ mod tests {
             q.admit_from(k, Source::new(0), 0, 0, |_| None).unwrap();
         }
         assert_eq!(q.chunks.len(), 1, "one chunk holds {per}");
-        q.admit_from(per + 1, Source::new(0), 0, 0, |_| None).unwrap();
+        q.admit_from(per + 1, Source::new(0), 0, 0, |_| None)
+            .unwrap();
         assert_eq!(q.chunks.len(), 2, "the next one adds a chunk");
         for k in per + 2..=10 * per {
             q.admit_from(k, Source::new(0), 0, 0, |_| None).unwrap();
