@@ -159,16 +159,91 @@ pub const SETTLE_MS: u64 = 15;
 /// Wait for the send that must release it.
 pub const PASS_MS: i32 = 2000;
 
-/// After one step of a byte-by-byte case: the step that must release the
-/// connection (`last`) waits up to PASS_MS for it; any other settles
-/// SETTLE_MS and finds nothing to accept, unless the filter let go early.
-pub fn accept_after_step(l: i32, last: bool) -> SysResult<Fd> {
-    if last {
-        accept_within(l, PASS_MS)
-    } else {
-        sys::sleep_ms(SETTLE_MS);
-        try_accept(l)
+/// sys/filio.h: bytes in a socket's send buffer (sent and not yet
+/// acknowledged, or not yet sent).
+const FIONWRITE: u64 = 0x4004_6677;
+const TCP_INFO: i32 = 32;
+/// netinet/tcp_fsm.h: our FIN is sent and not yet acknowledged.
+const TCPS_FIN_WAIT_1: u8 = 6;
+const TCPS_CLOSING: u8 = 7;
+
+/// tcpi_state, the first byte of struct tcp_info.
+pub fn tcp_state(fd: i32) -> SysResult<u8> {
+    let mut b = [0u8; 8];
+    sys::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &mut b)?;
+    Ok(b[0])
+}
+
+/// Waits until the peer's TCP has acknowledged every byte client `c`
+/// sent, and its FIN too if `fin`: the peer's input has run, and with it
+/// the accept filter's upcall, which runs inside that input before the
+/// acknowledgement goes out. An event to wait for instead of a guess
+/// (SETTLE_MS): a release that comes late under a loaded emulator is not
+/// taken for the next step's. Delayed ACKs make this wait up to
+/// net.inet.tcp.delacktime per step; the callers turn them off
+/// (`DelayedAcksOff`).
+pub fn wait_taken(c: i32, fin: bool) -> SysResult<()> {
+    let t0 = sys::now_ms();
+    loop {
+        let mut b = [0u8; 4];
+        sys::ioctl(c, FIONWRITE, &mut b)?;
+        let unacked = i32::from_ne_bytes(b);
+        let fin_out = fin && matches!(tcp_state(c)?, TCPS_FIN_WAIT_1 | TCPS_CLOSING);
+        if unacked == 0 && !fin_out {
+            return Ok(());
+        }
+        if sys::now_ms() - t0 > PASS_MS as u64 {
+            return Err(Errno::TIMEOUT);
+        }
+        sys::sleep_ms(1);
     }
+}
+
+/// net.inet.tcp.delayed_ack=0 while this lives (the old value after):
+/// every segment acknowledged at once, so that `wait_taken` waits for the
+/// peer's input and not for its delayed-ACK timer.
+pub struct DelayedAcksOff(Option<i32>);
+
+impl DelayedAcksOff {
+    pub fn new() -> DelayedAcksOff {
+        const KNOB: &str = "net.inet.tcp.delayed_ack";
+        let was = sysctl::read_int(KNOB).ok();
+        if was.is_some() {
+            let _ = sysctl::write_int(KNOB, 0);
+        }
+        DelayedAcksOff(was)
+    }
+}
+
+impl Drop for DelayedAcksOff {
+    fn drop(&mut self) {
+        if let Some(v) = self.0 {
+            let _ = sysctl::write_int("net.inet.tcp.delayed_ack", v);
+        }
+    }
+}
+
+/// How the bytes of a byte-by-byte case's step reached the listener: a
+/// local send has run the peer's upcall when it returns; a TCP send has
+/// when the peer acknowledged it (`wait_taken`).
+#[derive(Clone, Copy)]
+pub enum Sent {
+    Local,
+    Tcp { client: i32, fin: bool },
+}
+
+/// After one step of a byte-by-byte case: the step that must release the
+/// connection (`last`) waits up to PASS_MS for it; any other waits until
+/// the step reached the filter and then finds nothing to accept, unless
+/// the filter let go early.
+pub fn accept_after_step(l: i32, last: bool, sent: Sent) -> SysResult<Fd> {
+    if last {
+        return accept_within(l, PASS_MS);
+    }
+    if let Sent::Tcp { client, fin } = sent {
+        wait_taken(client, fin)?;
+    }
+    try_accept(l)
 }
 
 /// Waits up to `ms` for `fd` to be readable (or hung up).

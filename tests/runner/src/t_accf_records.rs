@@ -100,7 +100,7 @@ fn run_one(c: &RecordCase) -> Result<Outcome, (&'static str, Errno)> {
         sent[n..n + bytes.len()].copy_from_slice(bytes);
         n += bytes.len();
         let last = i + 1 == c.parts.len();
-        let r = au::accept_after_step(l.raw(), last);
+        let r = au::accept_after_step(l.raw(), last, au::Sent::Local);
         match r {
             Ok(a) => {
                 return Ok(Outcome {

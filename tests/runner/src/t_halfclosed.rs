@@ -13,23 +13,15 @@
 //! suite runs this only with listenq loaded; `listenq.repro=halfclosed`
 //! runs it without, as the reproduction on a stock kernel.
 
-use crate::accf_util::IPPROTO_TCP;
+use crate::accf_util::tcp_state;
 use crate::env::Env;
 use crate::sock::{self, Kind};
-use crate::sys::{self, Errno, Fd, SysResult};
+use crate::sys::{self, Errno, Fd};
 use crate::tap::Tap;
 
-const TCP_INFO: i32 = 32;
 /// netinet/tcp_fsm.h
 const TCPS_FIN_WAIT_2: u8 = 9;
 const SHUT_RDWR: i32 = 2;
-
-/// tcpi_state, the first byte of struct tcp_info.
-fn tcp_state(fd: i32) -> SysResult<u8> {
-    let mut b = [0u8; 8];
-    sys::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &mut b)?;
-    Ok(b[0])
-}
 
 /// A connection whose client side is half closed (FIN_WAIT_2,
 /// disconnected) with a delayed ACK pending for a byte its peer sent.

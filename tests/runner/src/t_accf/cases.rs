@@ -297,7 +297,11 @@ pub(super) fn run_case(c: &Case) -> Result<Outcome, Failed> {
         let m = chunk.len().min(sent.len() - n);
         sent[n..n + m].copy_from_slice(&chunk[..m]);
         n += m;
-        let r = au::accept_after_step(l.raw(), i + 1 == c.want);
+        let sent_by = au::Sent::Tcp {
+            client: cl.raw(),
+            fin: chunk.is_empty(),
+        };
+        let r = au::accept_after_step(l.raw(), i + 1 == c.want, sent_by);
         match r {
             Ok(a) => {
                 let intact = au::reads_exactly(a.raw(), &sent[..n], 1000);

@@ -84,6 +84,9 @@ pub fn run(tap: &mut Tap, env: &Env) {
         );
         return;
     }
+    // Each step of a byte-by-byte case waits for its acknowledgement
+    // (accf_util::wait_taken), at once rather than after a delayed ACK.
+    let _acks = au::DelayedAcksOff::new();
     let t0 = sys::now_ms();
     let mut listenq_at = [None; PARITY.len()];
     let unloaded = phase_a(tap, &mut listenq_at);
