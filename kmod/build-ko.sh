@@ -67,6 +67,13 @@ if [ -z "$NM" ]; then
 		if command -v "$c" >/dev/null 2>&1; then NM=$c; break; fi
 	done
 fi
+READELF=${READELF:-}
+if [ -z "$READELF" ]; then
+	for c in llvm-readelf-19 readelf llvm-readelf; do
+		if command -v "$c" >/dev/null 2>&1; then READELF=$c; break; fi
+	done
+fi
+[ -n "$READELF" ] || { echo "build-ko: no readelf (binutils or llvm)" >&2; exit 1; }
 OBJCOPY=${OBJCOPY:-}
 if [ -z "$OBJCOPY" ]; then
 	for c in llvm-objcopy llvm-objcopy-16 llvm-objcopy-14 objcopy; do
@@ -95,6 +102,36 @@ $CARGO build -p listenq --release --target x86_64-unknown-none \
 	-Zbuild-std=core,alloc --target-dir "$tdir" --quiet
 
 lib=$tdir/x86_64-unknown-none/release/liblistenq.a
+
+# A C library name the glue calls must reach the kernel's function. The
+# staticlib's compiler-builtins defines C library functions of its own
+# (its libm: log, exp, pow, ...), and in the linked module such a call
+# binds to those: a call to log(9) once computed a logarithm and logged
+# nothing. Refused here, where the glue's objects are still apart.
+shadow_check() {
+	d=$(mktemp -d)
+	(cd "$d" && ar x "$lib")
+	# The ELF symbol tables (readelf: nm would try the embedded bitcode,
+	# which an older LLVM cannot read): undefined in the glue, defined
+	# functions (global or weak) in the rest.
+	for o in "$d"/*.o; do
+		case $o in
+		*_glue.o) "$READELF" -sW "$o" | awk '$7 == "UND" && NF >= 8 { print $8 }' >>"$d/called" ;;
+		*) "$READELF" -sW "$o" | awk '$4 == "FUNC" && $5 != "LOCAL" && $7 != "UND" && NF >= 8 { print $8 }' >>"$d/defined" ;;
+		esac
+	done
+	touch "$d/called" "$d/defined"
+	sort -u -o "$d/called" "$d/called"
+	sort -u -o "$d/defined" "$d/defined"
+	shadow=$(comm -12 "$d/called" "$d/defined" |
+	    grep -Ev '^listenq_|^(memcmp|memcpy|memmove|memset|strlen|bcmp)$' || true)
+	rm -rf "$d"
+	if [ -n "$shadow" ]; then
+		echo "build-ko: the C glue calls $(echo $shadow), which the Rust staticlib also defines (compiler-builtins): the call would not reach the kernel's function; call it by another name (kmod/module_glue.c lq_vlog shows how)" >&2
+		exit 1
+	fi
+}
+shadow_check
 
 if [ -n "$rust_objects" ]; then
 	# Every member (the crate's LTO object and compiler_builtins) as one
