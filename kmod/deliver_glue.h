@@ -1,4 +1,7 @@
-/* listenq: a released connection to its listener's completed queue, see deliver_glue.c. */
+/*
+ * listenq: a released connection to its listener's completed queue, see
+ * deliver_glue.c.
+ */
 #ifndef LISTENQ_DELIVER_GLUE_H
 #define LISTENQ_DELIVER_GLUE_H
 

@@ -484,22 +484,22 @@ lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 
 /*
  * A listener's close (listenq's pr_close, after the protocol's own); only
- * TCP's matters here. TCP's pr_close took the listener off the pcb hash:
- * no connection is added to its queues any more. The kernel's soclose() would now take every connection off the
- * queues under the listener's lock and then, with its last reference,
- * free the listener. But a connection of a listener with an accept filter
- * completes in the connection's own TCP input, not under the listener's
- * pcb lock: soisconnected() from the final ACK (TF_SONOTCONN, where a
- * filtered listener's connection always goes) or from a filter's
- * SU_ISCONNECTED, and solisten_wakeup() reads the listener after
- * unlocking it ((W) in deliver_glue.c). A close in that window frees it
- * under that reader. So the queues are emptied here, as soclose() does,
- * and then one network-epoch grace period passes before anything can
- * free the listener: every TCP input runs in the network epoch, so a
- * reader that found a connection on the queues before they were emptied
- * has left solisten_wakeup() by then, and none can find one after. The
- * connections are aborted last, as soclose() aborts them. soclose() then
- * finds the queues empty.
+ * TCP's matters here. TCP's pr_close took the listener off the pcb hash: no
+ * connection is added to its queues any more. The kernel's soclose() would
+ * now take every connection off the queues under the listener's lock and
+ * then, with its last reference, free the listener. But a connection of a
+ * listener with an accept filter completes in the connection's own TCP
+ * input, not under the listener's pcb lock: soisconnected() from the final
+ * ACK (TF_SONOTCONN, where a filtered listener's connection always goes) or
+ * from a filter's SU_ISCONNECTED, and solisten_wakeup() reads the listener
+ * after unlocking it ((W) in deliver_glue.c). A close in that window frees
+ * it under that reader. So the queues are emptied here, as soclose() does,
+ * and then one network-epoch grace period passes before anything can free
+ * the listener: every TCP input runs in the network epoch, so a reader that
+ * found a connection on the queues before they were emptied has left
+ * solisten_wakeup() by then, and none can find one after. The connections
+ * are aborted last, as soclose() aborts them. soclose() then finds the
+ * queues empty.
  *
  * Called with no lock held, in soclose(), which may sleep (the epoch wait
  * does). Not from inside the network epoch, where it cannot wait: there
