@@ -23,6 +23,26 @@ fn fail_on(point: &'static str, how: &str) -> Result<(), Step> {
     sysctl::write_str(point, how).map_err(at(point))
 }
 
+/// Turns listenq_ring_full on and waits until listenq's tick (every 100
+/// ms) has read it: fail(9) counts a "N*" term down at each evaluation,
+/// so the first read shows in the sysctl's value. An event to wait for,
+/// not a sleep that a loaded host can outlast.
+fn ring_full_seen() -> Result<(), Step> {
+    const ARMED: &[u8] = b"1000000*return(1)";
+    fail_on(RING_FULL, "1000000*return(1)")?;
+    let t0 = sys::now_ms();
+    let mut b = [0u8; 64];
+    while sysctl::read_string(RING_FULL, &mut b).map_err(at(RING_FULL))? == ARMED {
+        if sys::now_ms() - t0 > 5000 {
+            return Err((RING_FULL, Errno::TIMEOUT));
+        }
+        sys::sleep_ms(10);
+    }
+    // The tick stores what it read right after reading it.
+    sys::sleep_ms(20);
+    Ok(())
+}
+
 fn all_off() {
     let _ = sysctl::write_str(MALLOC, "off");
     let _ = sysctl::write_str(RING_FULL, "off");
@@ -121,8 +141,7 @@ fn complete_in_the_shards(tap: &mut Tap) {
     let mut row = None;
     let r = (|| {
         let (l, sa) = au::listener(N as i32).map_err(at("listener"))?;
-        fail_on(RING_FULL, "return(1)")?;
-        sys::sleep_ms(300);
+        ring_full_seen()?;
         let b = Stats::read()?;
         // Ten one at a time, then ten queued before the first accept.
         for _ in 0..N / 2 {
@@ -168,8 +187,7 @@ fn complete_without_memory(tap: &mut Tap) {
     let mut row = None;
     let r = (|| {
         let (l, sa) = au::listener(5).map_err(at("listener"))?;
-        fail_on(RING_FULL, "return(1)")?;
-        sys::sleep_ms(300);
+        ring_full_seen()?;
         let b = Stats::read()?;
         fail_on(MALLOC, "return(12)")?;
         let c1 = au::client(&sa);
