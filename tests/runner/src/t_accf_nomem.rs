@@ -28,11 +28,12 @@ fn fail_on(point: &'static str, how: &str) -> Result<(), Step> {
 /// so the first read shows in the sysctl's value. An event to wait for,
 /// not a sleep that a loaded host can outlast.
 fn ring_full_seen() -> Result<(), Step> {
-    const ARMED: &[u8] = b"1000000*return(1)";
     fail_on(RING_FULL, "1000000*return(1)")?;
     let t0 = sys::now_ms();
+    let mut armed = [0u8; 64];
+    let armed = sysctl::read_string(RING_FULL, &mut armed).map_err(at(RING_FULL))?;
     let mut b = [0u8; 64];
-    while sysctl::read_string(RING_FULL, &mut b).map_err(at(RING_FULL))? == ARMED {
+    while sysctl::read_string(RING_FULL, &mut b).map_err(at(RING_FULL))? == armed {
         if sys::now_ms() - t0 > 5000 {
             return Err((RING_FULL, Errno::TIMEOUT));
         }
