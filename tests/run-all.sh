@@ -54,6 +54,15 @@ host_layer() {
 	set -- $(count_cargo "$log")
 	passed=$((passed + $1)); failed=$((failed + $2))
 	[ "$rc" -eq 0 ] || { [ "$2" -gt 0 ] || fail "cargo test exited $rc"; }
+	# The child index's lock-free ring under loom (every interleaving);
+	# its own target directory, since --cfg loom rebuilds the crate.
+	RUSTFLAGS="--cfg loom" cargo test --quiet -p listenq-policy --test loom_ring \
+	    --release --target-dir target/loom >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	set -- $(count_cargo "$log")
+	passed=$((passed + $1)); failed=$((failed + $2))
+	[ "$rc" -eq 0 ] || { [ "$2" -gt 0 ] || fail "loom tests exited $rc"; }
 	if cargo clippy --version >/dev/null 2>&1; then
 		if cargo clippy --quiet --all-targets -- -D warnings >"$log" 2>&1; then
 			echo "ok - clippy clean"; passed=$((passed + 1))
