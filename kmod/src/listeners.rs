@@ -435,7 +435,7 @@ pub fn sysctl_listeners(req: &mut SysctlReq<'_>) -> KResult<()> {
 pub fn sysctl_xlisteners(req: &mut SysctlReq<'_>) -> KResult<()> {
     let (rows, gen) = snapshot(req)?;
     for r in rows.iter() {
-        req.out(&XListenq::from_row(r, gen).as_bytes())?;
+        req.out(XListenq::from_row(r, gen).bytes())?;
     }
     Ok(())
 }
