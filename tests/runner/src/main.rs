@@ -33,6 +33,7 @@ mod t_halfclosed;
 mod t_listen;
 mod t_listeners;
 mod t_module;
+mod t_repro_lor;
 mod t_repro_scm;
 mod t_stress;
 mod t_sysctl;
@@ -276,6 +277,12 @@ fn run(argc: usize) -> bool {
         // The fuzzer's finding 2 with only the stock accf_dns.
         Ok(b"scmdrop") => {
             t_repro_scm::repro(tap);
+            tap.finish();
+            return tap.failed() > 0;
+        }
+        // Finding 3 with only the stock accf_data (t_repro_lor.rs).
+        Ok(b"lor") => {
+            t_repro_lor::repro(tap);
             tap.finish();
             return tap.failed() > 0;
         }

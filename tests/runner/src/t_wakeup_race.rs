@@ -237,6 +237,8 @@ pub fn run(tap: &mut Tap, env: &Env) {
         }
     }
     run_handshake(tap, env);
+    // Finding 3's race, with listenq's filter: no reversal.
+    crate::t_repro_lor::run(tap);
 }
 
 /// The hold counters, for a failing round.
