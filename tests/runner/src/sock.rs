@@ -197,6 +197,20 @@ pub fn accept(listener: i32) -> SysResult<Fd> {
 
 /// Waits until the completed queue holds at least `want` connections or
 /// `timeout_ms` passed; returns the last length read.
+/// Waits up to `timeout_ms` for at least `want` connections on the
+/// incomplete queue (held by a filter, once their handshake is done);
+/// the length last seen.
+pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
+    let start = sys::now_ms();
+    loop {
+        let q = incqlen(fd)?;
+        if q >= want || sys::now_ms().saturating_sub(start) >= timeout_ms {
+            return Ok(q);
+        }
+        sys::sleep_ms(2);
+    }
+}
+
 pub fn wait_qlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
     let start = sys::now_ms();
     loop {

@@ -373,12 +373,12 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
         for c in cl[..10].iter_mut() {
             *c = Some(au::client(&sa).map_err(at("connect"))?);
         }
-        sys::sleep_ms(100);
+        sock::wait_incqlen(l.raw(), 10, 2000).map_err(at("10 held"))?;
         m[0] = memuse()?;
         for c in cl[10..].iter_mut() {
             *c = Some(au::client(&sa).map_err(at("connect"))?);
         }
-        sys::sleep_ms(100);
+        sock::wait_incqlen(l.raw(), 100, 2000).map_err(at("100 held"))?;
         m[1] = memuse()?;
         let inc = sock::incqlen(l.raw()).map_err(at("SO_LISTENINCQLEN"))?;
         if inc != 100 {
@@ -386,24 +386,28 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
         }
         drop(cl);
         drop(l);
-        let (_l, sa) = au::filtered(4, "dataready", "").map_err(at("listener 2"))?;
+        let (l2, sa) = au::filtered(4, "dataready", "").map_err(at("listener 2"))?;
         let mut cl: [Option<Fd>; 34] = [const { None }; 34];
         for c in cl[..4].iter_mut() {
             *c = Some(au::client(&sa).map_err(at("connect"))?);
         }
-        sys::sleep_ms(100);
+        sock::wait_incqlen(l2.raw(), 4, 2000).map_err(at("4 held"))?;
         m[2] = memuse()?;
+        let ev0 = stat_or_max("evicted");
         for c in cl[4..].iter_mut() {
             *c = Some(au::client(&sa).map_err(at("connect"))?);
         }
-        sys::sleep_ms(300);
-        m[3] = memuse()?;
+        if !wait_stat_at_least("evicted", ev0.saturating_add(30), 3000) {
+            return Err(Failed("30 evicted within 3 s", Errno::TIMEOUT));
+        }
+        // The last four evicted: their resets come from the task.
         let mut seen = [Seen::Nothing; 4];
         for (s, c) in seen.iter_mut().zip(cl[26..30].iter()) {
             if let Some(c) = c {
-                *s = au::client_sees(c.raw(), 0);
+                *s = au::client_sees(c.raw(), 2000);
             }
         }
+        m[3] = memuse()?;
         Ok((m, seen))
     })();
     verdict(
