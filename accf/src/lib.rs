@@ -90,15 +90,6 @@ impl FilterKind {
         FilterKind::Tls,
     ];
 
-    /// Looks up a filter by its accept_filter(9) name. `name` may carry the
-    /// NUL padding of `struct accept_filter_arg.af_name`.
-    pub fn from_name(name: &[u8]) -> Option<FilterKind> {
-        let name = until_nul(name);
-        FilterKind::ALL
-            .into_iter()
-            .find(|k| k.name().as_bytes() == name)
-    }
-
     /// The accept_filter(9) name, as the kernel registers it and userland
     /// passes it in `af_name`: the one list of names (kmod registers
     /// these, and names its `kern.ipc.listenq.<filter>` sysctl nodes with

@@ -18,19 +18,6 @@ fn empty_is_stock_for_every_filter() {
 }
 
 #[test]
-fn names_round_trip() {
-    for k in FilterKind::ALL {
-        assert_eq!(FilterKind::from_name(k.name().as_bytes()), Some(k));
-        let mut padded = [0u8; 16];
-        padded[..k.name().len()].copy_from_slice(k.name().as_bytes());
-        assert_eq!(FilterKind::from_name(&padded), Some(k));
-    }
-    assert_eq!(FilterKind::from_name(b"httpready2"), None);
-    assert_eq!(FilterKind::from_name(b"HTTPREADY"), None);
-    assert_eq!(FilterKind::from_name(b""), None);
-}
-
-#[test]
 fn index_is_the_place_in_all_and_names_are_the_stock_ones() {
     for (i, k) in FilterKind::ALL.into_iter().enumerate() {
         assert_eq!(k.index(), i);

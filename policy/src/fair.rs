@@ -250,7 +250,9 @@ impl Fair {
         self.distinct = 0;
     }
 
-    /// Bytes this has allocated (listenq(4), the tables' memory figures).
+    /// Bytes this has allocated (the tests' check of listenq(4)'s
+    /// memory figures).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.links.capacity() * core::mem::size_of::<Link>()
             + self.srcs.capacity() * core::mem::size_of::<Src>()

@@ -287,11 +287,6 @@ impl<T: Copy> HoldQueue<T> {
         self.evictions
     }
 
-    /// Bytes the fair policy's bookkeeping has allocated (0 without it).
-    pub fn fair_bytes(&self) -> usize {
-        self.fair.bytes()
-    }
-
     /// listen() again changes the backlog and so the capacity; a smaller
     /// capacity takes effect at the next admission.
     pub fn set_capacity(&mut self, capacity: usize) {
@@ -846,7 +841,8 @@ impl<T: Copy> HoldQueue<T> {
         })
     }
 
-    /// The leaving connections, first to go first.
+    /// The leaving connections, first to go first (the tests' view).
+    #[cfg(test)]
     pub fn iter_leaving(&self) -> impl Iterator<Item = (usize, Leave)> + '_ {
         self.walk(self.leaving.first).filter_map(|e| match e.place {
             Place::Leaving(how) => Some((e.key, how)),
@@ -1034,7 +1030,6 @@ mod tests {
         q.admit(1, 0, (), |_| None);
         q.set_policy(Evict::Fair { per_source: 0 });
         assert_eq!(q.policy(), Evict::Oldest);
-        assert_eq!(q.fair_bytes(), 0);
     }
 
     proptest::proptest! {

@@ -111,13 +111,14 @@ impl<V: Copy + Default> KeyMap<V> {
         }
     }
 
-    /// Room for `additional` more keys, so that inserting them cannot
-    /// fail. False when the memory is not there (nothing changes then).
-    /// Bytes the table has allocated.
+    /// Bytes the table has allocated (the tests' memory checks).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.buckets.capacity() * core::mem::size_of::<(usize, V)>()
     }
 
+    /// Room for `additional` more keys, so that inserting them cannot
+    /// fail. False when the memory is not there (nothing changes then).
     pub fn reserve(&mut self, additional: usize) -> bool {
         let Some(want) = self
             .len
