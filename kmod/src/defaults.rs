@@ -68,20 +68,26 @@ pub fn check(idx: usize, arg: &[u8]) -> KResult<()> {
     Err(Errno::EINVAL)
 }
 
-/// Bytes as text, non-printable ones escaped, cut at 64 characters.
+/// Bytes as text, non-printable ones escaped, cut at 64 characters of
+/// output (an escape is four), so that the reason after it always fits
+/// the log line.
 struct Printable<'a>(&'a [u8]);
 
 impl core::fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for &b in self.0.iter().take(64) {
-            if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+        let mut out = 0usize;
+        for &b in self.0 {
+            let plain = (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+            let w = if plain { 1 } else { 4 };
+            if out + w > 64 {
+                return f.write_str("...");
+            }
+            out += w;
+            if plain {
                 core::fmt::Write::write_char(f, char::from(b))?;
             } else {
                 write!(f, "\\x{:02x}", b)?;
             }
-        }
-        if self.0.len() > 64 {
-            f.write_str("...")?;
         }
         Ok(())
     }
