@@ -112,13 +112,7 @@ defer:
 void
 lq_deliver_finish(struct socket *head, struct socket *so, int took)
 {
-	SOLISTEN_LOCK_ASSERT(head);
-	SOCK_LOCK_ASSERT(so);
-	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-	head->sol_incqlen--;
-	TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
-	head->sol_qlen++;
-	so->so_qstate = SQ_COMP;
+	lq_soqueue_complete(head, so);
 	if (took & LQ_DELIVER_TOOK_SO)
 		SOCK_UNLOCK(so);
 	lq_listen_wakeup_locked(head);

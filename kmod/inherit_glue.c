@@ -41,6 +41,7 @@
 #include "accf_glue.h"
 #include "tag_glue.h"
 #include "inherit_glue.h"
+#include "socket_glue.h"
 
 static int lq_accf_inherit = LQ_INHERIT_UNKNOWN;
 /* Read inline by listenq's listen upcall (socket_glue.c) on every completion. */
@@ -198,11 +199,7 @@ lq_accf_rescue(struct socket *head)
 	if (ret == SU_ISCONNECTED) {
 		soupcall_clear(so, SO_RCV);
 		SOCK_RECVBUF_UNLOCK(so);
-		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-		head->sol_incqlen--;
-		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
-		head->sol_qlen++;
-		so->so_qstate = SQ_COMP;
+		lq_soqueue_complete(head, so);
 		SOCK_UNLOCK(so);
 		return (0);
 	}

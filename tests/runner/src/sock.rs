@@ -197,13 +197,12 @@ pub fn accept(listener: i32) -> SysResult<Fd> {
 
 /// Waits until the completed queue holds at least `want` connections or
 /// `timeout_ms` passed; returns the last length read.
-/// Waits up to `timeout_ms` for at least `want` connections on the
-/// incomplete queue (held by a filter, once their handshake is done);
-/// the length last seen.
-pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
+/// Waits up to `timeout_ms` for `len(fd)` to reach `want`; the length
+/// last seen.
+fn wait_len(fd: i32, want: i32, timeout_ms: u64, len: fn(i32) -> SysResult<i32>) -> SysResult<i32> {
     let start = sys::now_ms();
     loop {
-        let q = incqlen(fd)?;
+        let q = len(fd)?;
         if q >= want || sys::now_ms().saturating_sub(start) >= timeout_ms {
             return Ok(q);
         }
@@ -211,13 +210,12 @@ pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
     }
 }
 
+/// Connections on the incomplete queue (held by a filter, once their
+/// handshake is done): at least `want`, waiting up to `timeout_ms`.
+pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
+    wait_len(fd, want, timeout_ms, incqlen)
+}
+
 pub fn wait_qlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
-    let start = sys::now_ms();
-    loop {
-        let q = qlen(fd)?;
-        if q >= want || sys::now_ms().saturating_sub(start) >= timeout_ms {
-            return Ok(q);
-        }
-        sys::sleep_ms(2);
-    }
+    wait_len(fd, want, timeout_ms, qlen)
 }
