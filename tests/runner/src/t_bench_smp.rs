@@ -44,7 +44,10 @@ fn child(acceptor: bool, l: i32, sa: &crate::net::SockAddr, n: u64) -> i32 {
 /// One measurement: (conns/s, guest microseconds) for CONNS connections
 /// through `filter`.
 fn measure(filter: &str) -> Result<(u64, u64), (&'static str, Errno)> {
-    let (l, sa) = au::listener(1024).map_err(|e| ("listener", e))?;
+    // Blocking: the acceptors sleep in accept(2) until a connection
+    // passes the filter (accf_util's listeners are nonblocking).
+    let (l, sa) =
+        crate::sock::listener(crate::sock::Kind::Tcp4, 1024).map_err(|e| ("listener", e))?;
     au::set_filter(l.raw(), filter, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
     let (go_rd, go_wr) = sys::socketpair(crate::net::AF_UNIX, crate::net::SOCK_STREAM)
         .map_err(|e| ("socketpair", e))?;
@@ -66,7 +69,8 @@ fn measure(filter: &str) -> Result<(u64, u64), (&'static str, Errno)> {
     for pid in pids {
         match sys::wait4(pid) {
             Ok(0) => {}
-            Ok(s) => bad = Some(("a child failed", Errno(s >> 8))),
+            // The child's exit status, not an errno (see child()).
+            Ok(s) => bad = Some(("a child failed with status", Errno(s >> 8))),
             Err(e) => bad = Some(("wait4", e)),
         }
     }
