@@ -105,10 +105,7 @@ lq_inherit_probe(void)
 		    LQ_INHERIT_YES : LQ_INHERIT_NO;
 		/* Only this thread knows `head': still where it was put. */
 		MPASS(so->so_listen == head && so->so_qstate == SQ_INCOMP);
-		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-		head->sol_incqlen--;
-		so->so_qstate = SQ_NONE;
-		so->so_listen = NULL;
+		lq_soqueue_detach(head, so);
 		SOCK_UNLOCK(so);
 		head->sol_accept_filter = NULL;
 		head->so_options &= ~SO_ACCEPTFILTER;

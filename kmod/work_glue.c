@@ -26,6 +26,7 @@
 #include "accf_glue.h"
 #include "tag_glue.h"
 #include "work_glue.h"
+#include "socket_glue.h"
 
 /*
  * Deferred work: terminate or deliver the held connections a listener's
@@ -176,8 +177,6 @@ lq_leave_one(struct socket *head, struct socket *so, int how)
 		SOCK_RECVBUF_LOCK(so);
 		uarg = lq_so_upcall_take(so);
 		SOCK_RECVBUF_UNLOCK(so);
-		TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-		head->sol_incqlen--;
 		/*
 		 * Counted here, where it happens, and before anyone can see
 		 * it: a connection the kernel took away in the meantime
@@ -198,15 +197,11 @@ lq_leave_one(struct socket *head, struct socket *so, int how)
 		 * reference lq_leave_hold() took keeps `head' alive through
 		 * solisten_wakeup()'s reads after its unlock ((W)).
 		 */
-		TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
-		head->sol_qlen++;
-		so->so_qstate = SQ_COMP;
+		lq_soqueue_complete(head, so);
 		SOCK_UNLOCK(so);
 		solisten_wakeup(head);	/* unlocks */
 	} else if (ours) {
-		/* What solisten_enqueue() does to the oldest incomplete one. */
-		so->so_qstate = SQ_NONE;
-		so->so_listen = NULL;
+		lq_soqueue_detach(head, so);
 		SOCK_UNLOCK(so);
 		sorele_locked(head);	/* the queue's reference; unlocks */
 		soabort(so);		/* consumes the queue's reference */
@@ -298,10 +293,7 @@ lq_evict_now(struct socket *head, struct socket *so)
 		SOCK_UNLOCK(so);
 		return (LQ_LEAVE_NONE);
 	}
-	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-	head->sol_incqlen--;
-	so->so_qstate = SQ_NONE;
-	so->so_listen = NULL;
+	lq_soqueue_detach(head, so);
 	SOCK_UNLOCK(so);
 	return (LQ_LEAVE_DETACHED);
 }

@@ -22,6 +22,7 @@ use core::mem::MaybeUninit;
 use crate::accf_names;
 use crate::filters::{self, ConnState, ListenerFilter};
 use crate::kern::accf::{self as kaccf, ListenLocked, Upcall};
+use crate::kern::deliver::InPlace;
 use crate::kern::filter_arg::{self, Locked, Token};
 use crate::kern::held_conns::{Admitted, HeldConns, Pos};
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
@@ -92,22 +93,19 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
 /// completed queue. Never by answering SU_ISCONNECTED, which has the
 /// kernel read the listener after unlocking it with nothing keeping it
 /// alive (kmod/deliver_glue.c, "(W)"): in place when the locks are free,
-/// otherwise by the state's task. The upcall answers SU_OK either way.
+/// otherwise by the state's task (counted as released when it delivers).
 fn release(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, pos: Pos) -> Upcall {
-    let (_, on) = g.get_attached();
-    let Some(on) = on else {
-        // Not reached: a held connection's state is attached (filter
-        // removal takes every held connection's upcall first). With no
-        // listener to deliver to, the kernel's own way.
-        Stat::Released.bump();
-        g.get().holdq.remove_pos(pos);
-        g.release();
-        return Upcall::IsConnected;
-    };
-    match rcv.deliver_begin(on) {
+    let attached = g.get_attached().1.is_some();
+    let d = in_place(rcv, &mut g);
+    if attached && d.is_none() {
+        g.get().holdq.leave_to_deliver(pos);
+        g.leave_soon();
+        return Upcall::Ok;
+    }
+    Stat::Released.bump();
+    g.get().holdq.remove_pos(pos);
+    match d {
         Some(d) => {
-            Stat::Released.bump();
-            g.get().holdq.remove_pos(pos);
             if d.upcall_taken() {
                 // The upcall deliver_begin() cleared gives its reference
                 // back; the state stays attached (its listener is locked).
@@ -116,14 +114,16 @@ fn release(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, pos: Pos) -> 
                 drop(g);
             }
             d.finish();
+            Upcall::Ok
         }
         None => {
-            // Counted as released when the task delivers it.
-            g.get().holdq.leave_to_deliver(pos);
-            g.leave_soon();
+            // Not reached: a held connection's state is attached (filter
+            // removal takes every held connection's upcall first). With
+            // no listener to deliver to, the kernel's own way.
+            g.release();
+            Upcall::IsConnected
         }
     }
-    Upcall::Ok
 }
 
 /// A connection the filter could not hold (`v`, from `admit`), on the
@@ -133,8 +133,7 @@ fn pass_on(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, v: Upcall) ->
     if v != Upcall::IsConnected {
         return v;
     }
-    let (_, on) = g.get_attached();
-    let d = on.and_then(|on| rcv.deliver_begin(on));
+    let d = in_place(rcv, &mut g);
     drop(g);
     match d {
         Some(d) => {
@@ -143,6 +142,12 @@ fn pass_on(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, v: Upcall) ->
         }
         None => Upcall::IsConnected,
     }
+}
+
+/// The locks to deliver this connection in place to the listener `g` is
+/// attached to; None when it is detached or the task must do it.
+fn in_place<'r>(rcv: &'r RcvLocked<'_>, g: &mut Locked<'_, ListenerFilter>) -> Option<InPlace<'r>> {
+    g.get_attached().1.and_then(|on| rcv.deliver_begin(on))
 }
 
 /// Feeds the parser of held connection `e` the bytes that arrived since
