@@ -11,6 +11,8 @@ use crate::sock::{self, Kind, SOL_SOCKET};
 use crate::sys::{self, Errno, Fd, PollFd, SysResult};
 use crate::sysctl;
 use crate::table::{addr_text, find_row};
+use crate::tap::Tap;
+use core::ffi::CStr;
 
 pub const SO_ACCEPTFILTER: i32 = 0x1000;
 pub const SO_LINGER: i32 = 0x0080;
@@ -152,6 +154,23 @@ pub fn msgbuf_lines(parts: &[&[u8]]) -> SysResult<usize> {
                 })
         })
         .count())
+}
+
+/// A reproduction without listenq: FreeBSD's accept filter module at
+/// `path` loaded for `f`, then unloaded (with net.accf.unloadable set, as
+/// uipc_accf.c requires) once whatever `f` caused is on the console.
+pub fn with_stock_module(tap: &mut Tap, path: &CStr, f: impl FnOnce(&mut Tap)) {
+    let id = match kld::load(path) {
+        Ok(id) => id,
+        Err(e) => {
+            tap.ok(false, format_args!("kldload {:?}: {}", path, e));
+            return;
+        }
+    };
+    f(tap);
+    sys::sleep_ms(200);
+    let _ = sysctl::write_int("net.accf.unloadable", 1);
+    let _ = kld::unload(id);
 }
 
 /// Wait after a send that must not release a held connection.

@@ -16,7 +16,6 @@
 //! loads listenq (whose own filters no longer reach this path).
 
 use crate::accf_util as au;
-use crate::kld;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno, Fd};
 use crate::tap::Tap;
@@ -30,17 +29,7 @@ pub fn repro(tap: &mut Tap) {
     tap.diag(format_args!(
         "listenq.repro=lor: writes satisfying accf_data while the local listener closes, no listenq loaded"
     ));
-    let data = match kld::load(au::ACCF_DATA) {
-        Ok(id) => id,
-        Err(e) => {
-            tap.ok(false, format_args!("kldload accf_data: {}", e));
-            return;
-        }
-    };
-    report(tap, "accf_data", race());
-    sys::sleep_ms(200);
-    let _ = crate::sysctl::write_int("net.accf.unloadable", 1);
-    let _ = kld::unload(data);
+    au::with_stock_module(tap, au::ACCF_DATA, |tap| report(tap, "accf_data", race()));
 }
 
 /// With listenq loaded (its dataready), the same: its filter moves a

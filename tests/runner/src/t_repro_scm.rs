@@ -15,7 +15,6 @@
 //! which is the reproduction's result. Nothing here loads listenq.
 
 use crate::accf_util as au;
-use crate::kld;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::tap::Tap;
@@ -27,14 +26,7 @@ pub fn repro(tap: &mut Tap) {
     tap.diag(format_args!(
         "listenq.repro=scmdrop: a held local connection with SCM_RIGHTS, dropped by an overflow, no listenq loaded"
     ));
-    let dns = match kld::load(au::ACCF_DNS) {
-        Ok(id) => id,
-        Err(e) => {
-            tap.ok(false, format_args!("kldload accf_dns: {}", e));
-            return;
-        }
-    };
-    match run() {
+    au::with_stock_module(tap, au::ACCF_DNS, |tap| match run() {
         Ok(held) => {
             tap.ok(
                 held,
@@ -44,15 +36,7 @@ pub fn repro(tap: &mut Tap) {
         Err((step, e)) => {
             tap.ok(false, format_args!("{}: {}", step, e));
         }
-    }
-    // The drop's warning, if any, is on the console by now.
-    sys::sleep_ms(200);
-    let _ = sysctl_unloadable();
-    let _ = kld::unload(dns);
-}
-
-fn sysctl_unloadable() -> Result<(), Errno> {
-    crate::sysctl::write_int("net.accf.unloadable", 1)
+    });
 }
 
 /// Whether the first connection was held (on the incomplete queue) before

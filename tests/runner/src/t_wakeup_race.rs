@@ -22,7 +22,6 @@
 
 use crate::accf_util as au;
 use crate::env::Env;
-use crate::kld;
 use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::sysctl;
@@ -344,41 +343,34 @@ pub fn repro(tap: &mut Tap, handshake: bool) {
         );
         return;
     }
-    let data = match kld::load(au::ACCF_DATA) {
-        Ok(id) => id,
-        Err(e) => {
-            tap.ok(false, format_args!("kldload accf_data: {}", e));
-            return;
-        }
-    };
-    let what = "accf_data and an O_ASYNC listener closing: no use after free";
-    if handshake {
-        match round_handshake("dataready", true) {
-            Ok(_) => {
-                tap.ok(true, format_args!("tcp4 handshake: {}", what));
-            }
-            Err((step, e)) => {
-                tap.ok(
-                    false,
-                    format_args!("tcp4 handshake: {} ({}: {})", what, step, e),
-                );
-            }
-        }
-    } else {
-        for kind in [Kind::Tcp4, Kind::UnixStream] {
-            match round(kind, "dataready", true) {
+    au::with_stock_module(tap, au::ACCF_DATA, |tap| {
+        let what = "accf_data and an O_ASYNC listener closing: no use after free";
+        if handshake {
+            match round_handshake("dataready", true) {
                 Ok(_) => {
-                    tap.ok(true, format_args!("{} release: {}", kind.label(), what));
+                    tap.ok(true, format_args!("tcp4 handshake: {}", what));
                 }
                 Err((step, e)) => {
                     tap.ok(
                         false,
-                        format_args!("{} release: {} ({}: {})", kind.label(), what, step, e),
+                        format_args!("tcp4 handshake: {} ({}: {})", what, step, e),
                     );
                 }
             }
+        } else {
+            for kind in [Kind::Tcp4, Kind::UnixStream] {
+                match round(kind, "dataready", true) {
+                    Ok(_) => {
+                        tap.ok(true, format_args!("{} release: {}", kind.label(), what));
+                    }
+                    Err((step, e)) => {
+                        tap.ok(
+                            false,
+                            format_args!("{} release: {} ({}: {})", kind.label(), what, step, e),
+                        );
+                    }
+                }
+            }
         }
-    }
-    let _ = sysctl::write_int("net.accf.unloadable", 1);
-    let _ = kld::unload(data);
+    });
 }
