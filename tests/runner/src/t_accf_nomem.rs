@@ -39,8 +39,11 @@ fn ring_full_seen() -> Result<(), Step> {
         }
         sys::sleep_ms(10);
     }
-    // The tick stores what it read right after reading it.
-    sys::sleep_ms(20);
+    // The tick stores what it read right after reading it; the margin
+    // the test had before the event wait stays (a prod run once saw the
+    // ring used right after the first read: not understood, see
+    // RELIABILITY.md's notes).
+    sys::sleep_ms(300);
     Ok(())
 }
 
