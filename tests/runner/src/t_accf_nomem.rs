@@ -40,9 +40,9 @@ fn ring_full_seen() -> Result<(), Step> {
         sys::sleep_ms(10);
     }
     // The tick stores what it read right after reading it; the margin
-    // the test had before the event wait stays (a prod run once saw the
-    // ring used right after the first read: not understood, see
-    // RELIABILITY.md's notes).
+    // the test had before the event wait stays (a production-kernel run
+    // once saw the ring still used 20 ms after the first read; why is not
+    // known).
     sys::sleep_ms(300);
     Ok(())
 }
