@@ -24,4 +24,5 @@
 #include "../kmod/deliver_glue.h"
 #include "../kmod/defaults_glue.h"
 #include "../kmod/inherit_glue.h"
+#include "../kmod/sdt_glue.h"
 #include "../kmod/offsets_glue.h"

@@ -15,6 +15,7 @@
  *	defaults_glue.c	per-filter default af_arg
  *	inherit_glue.c	accept filters on a kernel whose connections do not
  *			inherit SO_ACCEPTFILTER: the probe and the rescue
+ *	sdt_glue.c	the listenq DTrace provider
  *
  * Every lq_* function is a thin translation; policy lives in Rust.
  */

@@ -117,16 +117,47 @@ lq_pause_ms(int ms)
 	pause("lqdrain", MAX(1, (int)MIN((int64_t)ms * hz / 1000, INT_MAX)));
 }
 
+/*
+ * The module reads struct socket, struct sockbuf and struct protosw at the
+ * offsets of the tree it was built against (SYSDIR), and those change
+ * within a branch: a newer 14 adds so_splice fields before so_snd_sx.
+ * DECLARE_MODULE's dependency on the kernel accepts any later 14.x, and
+ * DECLARE_MODULE_TIED would refuse with the linker's generic "version
+ * mismatch", which does not say what to do. So MOD_LOAD compares the
+ * kernel's osreldate with the __FreeBSD_version the module was built
+ * with, before anything reads a kernel structure, and refuses (ENOEXEC,
+ * kldload's "Exec format error") with a line that says so.
+ */
+const int lq_built_osreldate = __FreeBSD_version;
+static bool lq_refused;
+
+static int
+lq_check_kernel(void)
+{
+	if (osreldate == lq_built_osreldate)
+		return (0);
+	printf("listenq: built for FreeBSD %d but the kernel is %d: "
+	    "rebuild listenq.ko against this kernel's sources "
+	    "(make SYSDIR=...), for example after freebsd-update\n",
+	    lq_built_osreldate, osreldate);
+	return (ENOEXEC);
+}
+
 static int
 listenq_modevent(module_t mod __unused, int what, void *arg __unused)
 {
+	int error;
+
 	switch (what) {
 	case MOD_LOAD:
-		return (listenq_rs_load());
+		error = lq_check_kernel();
+		lq_refused = error != 0;
+		return (error != 0 ? error : listenq_rs_load());
 	case MOD_QUIESCE:
-		return (listenq_rs_quiesce());
+		return (lq_refused ? 0 : listenq_rs_quiesce());
 	case MOD_UNLOAD:
-		return (listenq_rs_unload());
+		/* The kernel unloads a module whose MOD_LOAD failed. */
+		return (lq_refused ? 0 : listenq_rs_unload());
 	case MOD_SHUTDOWN:
 		return (0);
 	default:

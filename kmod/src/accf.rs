@@ -25,6 +25,7 @@ use crate::kern::accf::{self as kaccf, ListenLocked, Upcall};
 use crate::kern::deliver::InPlace;
 use crate::kern::filter_arg::{self, Locked, Token};
 use crate::kern::held_conns::{Admitted, HeldConns, Pos};
+use crate::kern::sdt;
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
 use crate::kern::work::Leaving;
@@ -83,10 +84,17 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     };
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
-    if ready || rcv.eof() || rcv.full() {
-        return release(&rcv, g, pos);
-    }
-    Upcall::Ok
+    let why = if ready {
+        sdt::Released::Ready
+    } else if rcv.eof() {
+        sdt::Released::Eof
+    } else if rcv.full() {
+        sdt::Released::Full
+    } else {
+        return Upcall::Ok;
+    };
+    sdt::release(g.head_key(), key, why);
+    release(&rcv, g, pos)
 }
 
 /// The held connection at `pos` met its filter (or never can): to the
@@ -248,6 +256,7 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>) -> Result<Pos,
             Err(Upcall::IsConnected)
         }
         Admitted::Held(p) => {
+            sdt::hold(g.head_key(), tagged.key(), cfg.kind.c_name());
             // soisconnected() set the upcall naming this state.
             g.counted();
             filters::tagged_add();
@@ -438,17 +447,20 @@ pub fn tick() {
         },
     };
     let Some(g) = REGISTRY.lock() else { return };
-    g.accf.states.for_each_attached(|f, _| {
+    g.accf.states.for_each_attached(|f, on| {
+        let head = on.head();
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
             return false;
         };
         let limit = kaccf::hold_ticks(ms);
         // Bounded work per tick; the rest waits for the next one.
         let mut any = false;
+        let deliver = action == TimeoutAction::Deliver;
         for _ in 0..64 {
-            if !f.holdq.expire(now, limit, action == TimeoutAction::Deliver) {
+            let Some(so) = f.holdq.expire(now, limit, deliver) else {
                 break;
-            }
+            };
+            sdt::timeout(head, so, deliver);
             any = true;
             Stat::Timeouts.bump();
         }

@@ -135,7 +135,7 @@ fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
                     if let Some(t) = st.held.iter().find(|t| t.hold.key() == s.key()) {
                         upcall = Some(t.pending.clone());
                         if backlog.is_some() {
-                            grew = t.pending.sample_overflows(q.overcount, q.lastover);
+                            grew = t.pending.sample_overflows(s.key(), q.overcount, q.lastover);
                         }
                     }
                 }
@@ -233,7 +233,7 @@ pub fn on_close(s: SocketRef<'_>) {
     };
     if let Some(t) = gone {
         if let Some(q) = q {
-            let grew = t.pending.sample_overflows(q.overcount, q.lastover);
+            let grew = t.pending.sample_overflows(s.key(), q.overcount, q.lastover);
             Stat::Overflows.add(grew);
         }
         release(t);
@@ -281,6 +281,7 @@ pub fn on_accept(child: SocketRef<'_>) {
 pub fn completed(
     p: &PendingRef,
     st: &mut UpcallState,
+    head: usize,
     overflow: (i32, Stamp),
     walk: impl FnOnce(&mut completion::Seen, &mut dyn FnMut(completion::Seen)),
 ) {
@@ -291,7 +292,7 @@ pub fn completed(
     let mut grew = 0;
     if st.overflow != overflow {
         st.overflow = overflow;
-        grew = p.sample_overflows(overflow.0, overflow.1);
+        grew = p.sample_overflows(head, overflow.0, overflow.1);
     }
     let mut idx = p.index();
     let mut r = Recorded::default();
@@ -345,7 +346,7 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Seen>> {
         }
         if let Some(q) = s.sample() {
             samples.push((s.key(), q));
-            let g = p.sample_overflows(q.overcount, q.lastover);
+            let g = p.sample_overflows(s.key(), q.overcount, q.lastover);
             grew = grew.saturating_add(g);
         }
         seen.push(Seen {

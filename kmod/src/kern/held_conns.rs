@@ -19,6 +19,7 @@
 
 use crate::kern::filter_arg::Attached;
 use crate::kern::sockbuf::Tagged;
+use crate::kern::sdt;
 use crate::kern::work::{self, Leaving};
 use listenq_policy::fair::Source;
 use listenq_policy::holdq::{self, Admit, Evict, Evictions, HoldQueue, Leave};
@@ -168,7 +169,9 @@ impl<S: Copy> HeldConns<S> {
             Evict::Fair { .. } => Source::new(so.source(self.1 .0, self.1 .1)),
             Evict::Oldest => Source::new(0),
         };
+        let fair = matches!(self.0.policy(), Evict::Fair { .. });
         let admitted = self.0.admit_from(so.key(), source, now, state, |v| {
+            sdt::evict(head, v, fair);
             // SAFETY: `head` and `v` are live (top of this file).
             let how = unsafe { work::evict_now(head, v) };
             if how == Some(Leave::Detached) {
@@ -189,14 +192,14 @@ impl<S: Copy> HeldConns<S> {
     /// Lets the oldest connection go if it has been held `ticks` at `now`
     /// (the hold clock):
     /// delivered to the completed queue or dropped, by the task (the
-    /// caller queues it). False when none has.
-    pub fn expire(&mut self, now: u32, ticks: u32, deliver: bool) -> bool {
+    /// caller queues it): which, None when none has.
+    pub fn expire(&mut self, now: u32, ticks: u32, deliver: bool) -> Option<usize> {
         let how = if deliver {
             Leave::Deliver
         } else {
             Leave::Abort
         };
-        self.0.expire(now, ticks, how).is_some()
+        self.0.expire(now, ticks, how)
     }
 
     /// For the state's task: takes the next leaving connection out of the

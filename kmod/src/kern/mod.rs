@@ -25,6 +25,7 @@ pub mod pending;
 pub mod percpu;
 pub mod print;
 pub mod protosw;
+pub mod sdt;
 pub mod sockbuf;
 pub mod socket;
 pub mod sockref;

@@ -207,9 +207,9 @@ impl PendingRef {
         self.0.as_raw().as_ptr() as usize
     }
 
-    /// Folds in one sample of the kernel's overflow counter; how many
-    /// overflows it adds.
-    pub fn sample_overflows(&self, overcount: i32, lastover: Stamp) -> u64 {
+    /// Folds in one sample of the kernel's overflow counter of listener
+    /// `head`; how many overflows it adds (listenq:::overflow says so).
+    pub fn sample_overflows(&self, head: usize, overcount: i32, lastover: Stamp) -> u64 {
         // SAFETY: initialized in new(), destroyed only with the node,
         // which this reference keeps. Callers hold at most socket locks
         // and REGISTRY, all MTX_DEF and before this one in the lock order.
@@ -218,6 +218,7 @@ impl PendingRef {
         o.sample(overcount, lastover);
         let grew = o.total().saturating_sub(before);
         drop(o);
+        crate::kern::sdt::overflow(head, grew);
         grew
     }
 
