@@ -62,6 +62,17 @@ _listenq_maninstall: listenq.4.gz .PHONY
 	${INSTALL} -d ${DESTDIR}${LISTENQ_INCDIR}
 	${INSTALL} -m 444 ${.CURDIR}/listenq.h ${DESTDIR}${LISTENQ_INCDIR}/
 
+# listenqstat(8), built and installed with the module (listenqstat/Makefile).
+all: _listenqstat
+_listenqstat: .PHONY
+	@cd ${.CURDIR}/listenqstat && ${MAKE} all
+afterinstall: _listenqstat_install
+_listenqstat_install: .PHONY
+	@cd ${.CURDIR}/listenqstat && ${MAKE} install
+afterclean: _listenqstat_clean
+_listenqstat_clean: .PHONY
+	@cd ${.CURDIR}/listenqstat && ${MAKE} clean
+
 .include <bsd.kmod.mk>
 .endif
 

@@ -22,7 +22,10 @@ LISTENQ_BENCH=${LISTENQ_BENCH:-1}
 # base.txz, or one cross-built on Linux). Opt-in (README, "The operator
 # layer").
 LISTENQ_WORLD=${LISTENQ_WORLD:-}
-export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH LISTENQ_WORLD
+# A kernel whose __FreeBSD_version is not SYSDIR's (README, "Upgrading
+# FreeBSD"): the module must refuse it. Not part of the matrix.
+LISTENQ_OTHER_KERNEL=${LISTENQ_OTHER_KERNEL:-$(dirname "$LISTENQ_KERNEL")/other-version/kernel}
+export SYSDIR LISTENQ_KERNEL LISTENQ_MODULES LISTENQ_BENCH_KERNEL LISTENQ_BENCH LISTENQ_WORLD LISTENQ_OTHER_KERNEL
 
 mode=test
 case "${1:-}" in
@@ -96,6 +99,23 @@ host_layer() {
 	else
 		echo "skip rustfmt: not installed (rustup component add rustfmt)"; skipped=$((skipped + 1))
 	fi
+}
+
+# The manual pages as mandoc(1) (FreeBSD's man) reads them: nothing at
+# the level of a warning or worse. Its STYLE notes about pages this host
+# lacks (netstat(1) on Linux) are below that level.
+manual_lint() {
+	echo "== host: mandoc -Tlint"
+	if ! command -v mandoc >/dev/null 2>&1; then
+		echo "skip manual pages: no mandoc (Debian: apt-get install mandoc)"; skipped=$((skipped + 1)); return
+	fi
+	for m in listenq.4 listenqstat/listenqstat.8; do
+		if mandoc -Tlint -Wwarning "$m" >"$log" 2>&1 && ! [ -s "$log" ]; then
+			echo "ok - mandoc -Tlint $m"; passed=$((passed + 1))
+		else
+			cat "$log"; fail "mandoc -Tlint $m"
+		fi
+	done
 }
 
 # The VM judge's console patterns, against sample console text: a pattern
@@ -187,8 +207,24 @@ matrix() {
 	fi
 	echo "$LISTENQ_KERNEL"
 	for k in "$(dirname "$LISTENQ_KERNEL")"/*/kernel; do
-		[ -f "$k" ] && [ "$k" != "$LISTENQ_KERNEL" ] && echo "$k"
+		[ -f "$k" ] && [ "$k" != "$LISTENQ_KERNEL" ] && [ "$k" != "$LISTENQ_OTHER_KERNEL" ] && echo "$k"
 	done
+}
+
+# version_layer: listenq.ko on a kernel of another FreeBSD version
+# (LISTENQ_OTHER_KERNEL): kldload must fail with ENOEXEC and say why
+# (tests/runner/src/t_version.rs, kernel env listenq.only=version).
+version_layer() {
+	if [ ! -f "$LISTENQ_OTHER_KERNEL" ]; then
+		echo "skip version layer: no kernel of another FreeBSD version at LISTENQ_OTHER_KERNEL=$LISTENQ_OTHER_KERNEL (README: \"Upgrading FreeBSD\")"
+		skipped=$((skipped + 1)); return
+	fi
+	echo "== version: listenq.ko (built for $(awk '/^#define[[:space:]]*__FreeBSD_version/ { print $3 }' "$SYSDIR/sys/param.h")) on $LISTENQ_OTHER_KERNEL"
+	saved_kenv=${LISTENQ_VM_KENV:-}
+	LISTENQ_VM_KENV=listenq.only=version${saved_kenv:+,$saved_kenv}
+	export LISTENQ_VM_KENV
+	vm_layer "$LISTENQ_OTHER_KERNEL" "$(dirname "$LISTENQ_OTHER_KERNEL")/modules"
+	LISTENQ_VM_KENV=$saved_kenv
 }
 
 # fuzz_slice: the syscall fuzzer's fixed seeds (tests/runner/src/t_fuzz.rs,
@@ -234,6 +270,7 @@ operator_layer() {
 if [ "$mode" != bench ]; then
 	host_layer
 	console_judge
+	manual_lint
 fi
 if [ "$mode" != host ]; then
 	kernel_layer
@@ -250,6 +287,7 @@ if [ "$mode" != host ]; then
 				fi
 			done
 			fuzz_slice
+			version_layer
 			operator_layer
 		fi
 		if [ "$mode" = bench ] && [ -f "$LISTENQ_BENCH_KERNEL" ]; then

@@ -123,6 +123,66 @@ same "sockstat -l: user root, command lqinit" "$ss" "root lqinit"
 same "xlisteners: uid 0, jail 0" "$(xlisteners | awk '$4 == 5101 { print $6, $8 }')" "0 0"
 stop_all
 
+# ------------------------------------------------------------ listenqstat(8)
+# Its JSON, parsed (lqinit json), against this script's own listeners: one
+# without a filter and 3 connections waiting, one with httpready holding 2.
+LQS=/usr/local/sbin/listenqstat
+if [ ! -x "$LQS" ]; then
+	notok "listenqstat is installed in /usr/local/sbin (it did not build against this userland)"
+else
+	bg lqinit listen tcp4 127.0.0.1 5111 7
+	bg lqinit listen tcp4 127.0.0.1 5112 9 httpready
+	sleep 0.5
+	bg lqinit connect tcp4 127.0.0.1 5111 3
+	bg lqinit connect tcp4 127.0.0.1 5112 2
+	sleep 1
+	check "listenqstat --libxo json: exit 0" sh -c "$LQS --libxo json >/tmp/lqs.json"
+	check "  its output is JSON (lqinit json parses all of it)" \
+	    sh -c '/listenq/lqinit json /tmp/lqs.json listener >/tmp/lqs.rows'
+	sed 's/^/#   /' /tmp/lqs.rows
+	r1=$(grep -E '(^| )local-port=5111( |$)' /tmp/lqs.rows)
+	r2=$(grep -E '(^| )local-port=5112( |$)' /tmp/lqs.rows)
+	field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+	same "  5111: protocol tcp4" "$(field "$r1" protocol)" tcp4
+	same "  5111: local-address as netstat writes it" "$(field "$r1" local-address)" 127.0.0.1.5111
+	same "  5111: queue-length/incomplete/limit 3/0/7, numbers" \
+	    "$(field "$r1" queue-length)/$(field "$r1" incomplete-queue-length)/$(field "$r1" queue-limit)" 3/0/7
+	same "  5111: backlog 7" "$(field "$r1" backlog)" 7
+	same "  5111: no accept filter" "$(field "$r1" accept-filter)" -
+	same "  5111: uid 0, jail 0" "$(field "$r1" uid) $(field "$r1" jail-id)" "0 0"
+	same "  5111: nothing accepted yet, so no latency figure" "$(field "$r1" accept-latency-p50)" ""
+	same "  5112: httpready holds both connections" \
+	    "$(field "$r2" accept-filter) $(field "$r2" held) $(field "$r2" queue-length)" "httpready 2 0"
+	same "  the same qlen/incqlen/maxqlen as netstat -Lan" \
+	    "$(netstat -Lan -p tcp | awk '$3 == "127.0.0.1.5111" { print $2 }')" 3/0/7
+	check "listenqstat (text): a netstat-like line for 5111" \
+	    sh -c "$LQS | grep -Eq '^tcp4 +3/0/7 +127\\.0\\.0\\.1\\.5111 '"
+	same "listenqstat -p 5112: that listener only" \
+	    "$($LQS -p 5112 --libxo json >/tmp/lqs-p.json && /listenq/lqinit json /tmp/lqs-p.json listener | sed -n 's/.*local-port=\([0-9]*\).*/\1/p' | tr '\n' ' ')" "5112 "
+	check "listenqstat --libxo xml names the port" \
+	    sh -c "$LQS -p 5111 --libxo xml | grep -q '<local-port>5111</local-port>'"
+	stop_all
+	# -w: rates over an interval, here overflows of a backlog-1 listener
+	# refusing most of 8 connections made half a second into the interval.
+	bg lqinit listen tcp4 127.0.0.1 5113 1
+	sleep 0.5
+	bg lqinit connect tcp4 127.0.0.1 5113 8 500
+	$LQS -p 5113 -w 2 -c 1 --libxo json >/tmp/lqs-w.json 2>&1
+	check "listenqstat -w 2 -c 1 --libxo json: JSON" \
+	    sh -c '/listenq/lqinit json /tmp/lqs-w.json listener >/tmp/lqs-w.rows'
+	sed 's/^/#   /' /tmp/lqs-w.rows
+	ovs=$(sed -n 's/.*overflows-per-second=\([0-9.]*\).*/\1/p' /tmp/lqs-w.rows)
+	check "  overflows-per-second over the interval is more than 0 (got '$ovs')" \
+	    sh -c "echo '$ovs' | grep -Eq '^[0-9]+\\.[0-9]+$' && [ \"\$(echo '$ovs' | tr -d .)\" -gt 0 ]"
+	stop_all
+	if $LQS -j nosuchjail >/tmp/lqs-j.out 2>&1; then
+		notok "listenqstat -j nosuchjail refused"
+	else
+		ok "listenqstat -j nosuchjail refused"
+	fi
+	check "  and says why" grep -q "nosuchjail" /tmp/lqs-j.out
+fi
+
 # ------------------------------------------------------------ jails
 check "jail -c a plain jail (ip4=inherit)" jail -c name=lqplain path=/ ip4=inherit persist
 check "jail -c a VNET jail" jail -c name=lqvnet path=/ vnet persist
@@ -140,8 +200,74 @@ same "the plain jail sees only its own" "$plain" ".5202"
 same "the VNET jail sees only its own" "$vnet" ".5203"
 same "netstat -Lan in the VNET jail agrees" \
     "$(jexec lqvnet netstat -Lan -p tcp | awk '$3 ~ /\.520[123]$/ { print $3 }')" "127.0.0.1.5203"
+if [ -x /usr/local/sbin/listenqstat ]; then
+	same "listenqstat -j lqplain on the host: that jail's listener only" \
+	    "$(/usr/local/sbin/listenqstat -j lqplain | grep -oE '\.520[123] ' | tr -d ' \n')" ".5202"
+	same "listenqstat inside the plain jail: its own only" \
+	    "$(jexec lqplain /usr/local/sbin/listenqstat | grep -oE '\.520[123] ' | tr -d ' \n')" ".5202"
+fi
 stop_all
 jail -r lqplain lqvnet >/dev/null 2>&1
+
+# ------------------------------------------------------------ dtrace(1)
+# The listenq provider, with the kernel's own DTrace modules (they come
+# with the kernel: run-vm.sh copies them from its modules directory).
+if ! command -v dtrace >/dev/null 2>&1; then
+	notok "dtrace(1) is in this userland (needed for the listenq provider's checks)"
+elif ! [ -f /boot/kernel/dtraceall.ko ] && ! kldstat -q -m dtraceall; then
+	echo "ok $((n + 1)) # SKIP the listenq provider: no dtraceall.ko for this kernel in its modules directory"
+	n=$((n + 1))
+else
+	check "kldload dtraceall" sh -c 'kldstat -q -m dtraceall || kldload dtraceall'
+	dtrace -l -P listenq >/tmp/dt-l.out 2>&1
+	sed 's/^/#   /' /tmp/dt-l.out
+	same "dtrace -l -P listenq: hold, release, evict, timeout, overflow" \
+	    "$(awk 'NR > 1 { print $NF }' /tmp/dt-l.out | sort | tr '\n' ' ')" \
+	    "evict hold overflow release timeout "
+	check "dtrace -lv: hold's arguments are typed (struct socket *, char *)" \
+	    sh -c "dtrace -lv -n listenq:::hold | grep -q 'struct socket \\*'"
+	check "listenq(4)'s example compiles: @[args[0]->sol_qlimit] = count()" \
+	    dtrace -e -n 'listenq:::evict { @[args[0]->sol_qlimit] = count(); }'
+	# A dataready listener of backlog 2 (room to hold 3) gets 6
+	# connections: 3 held, then the oldest evicted for each newer one;
+	# the peers then close, and the connections still held are released
+	# at their EOF. The listener's queue refuses nothing here.
+	dtrace -q -o /tmp/dt.out -n '
+	    listenq:::hold /args[0]->so_type == 1/ { printf("hold %s\n", stringof(args[2])); }
+	    listenq:::release { printf("release %s\n", stringof(args[2])); }
+	    listenq:::evict { printf("evict %s\n", stringof(args[2])); @ev[args[0]] = count(); }
+	    listenq:::timeout { printf("timeout %s\n", stringof(args[2])); }
+	    tick-200ms /++t == 60/ { exit(0); }
+	    END { printa("evictions %p %@d\n", @ev); }' >/tmp/dt.err 2>&1 &
+	sleep 4
+	ev0=$(lq stats.evicted)
+	l=$(lqinit listen tcp4 127.0.0.1 5401 2 dataready)
+	sleep 0.3
+	c=$(lqinit connect tcp4 127.0.0.1 5401 6)
+	sleep 1
+	kill $c
+	sleep 1
+	ev1=$(lq stats.evicted)
+	kill $l
+	# dtrace exits by itself (tick-200ms, 12 s after it started).
+	i=0
+	while ! grep -q '^evictions' /tmp/dt.out 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.2; i=$((i + 1))
+	done
+	sed 's/^/#   /' /tmp/dt.err /tmp/dt.out
+	holds=$(grep -c '^hold dataready$' /tmp/dt.out)
+	evicts=$(grep -c '^evict oldest$' /tmp/dt.out)
+	eofs=$(grep -c '^release eof$' /tmp/dt.out)
+	held_max=$((holds - evicts))
+	same "listenq:::hold fired for each of the 6 connections (filter dataready, args[0] typed)" "$holds" 6
+	check "listenq:::evict fired with reason oldest ($evicts)" test "$evicts" -ge 1
+	same "listenq:::release eof for each connection still held when its peer closed" \
+	    "$eofs" "$held_max"
+	check "an aggregation keyed by args[0] counted the evictions" \
+	    grep -Eq "^evictions 0x[0-9a-f]+ +$evicts\$" /tmp/dt.out
+	same "as many as kern.ipc.listenq.stats.evicted counted meanwhile" \
+	    "$evicts" "$((ev1 - ev0))"
+fi
 
 # ------------------------------------------------------------ sonewconn:
 # The kernel's overflow line, which admins grep for, byte for byte the

@@ -147,6 +147,16 @@ if [ -n "$world" ]; then
         cat "$work/example.log" >&2
         echo "run-vm: note: the EXAMPLES program did not build" >&2
     fi
+    # listenqstat(8), built against this world as `make LISTENQ_WORLD=`
+    # builds it, and installed where `make install` puts it.
+    mkdir -p "$stage/usr/local/sbin" "$stage/usr/local/share/man/man8"
+    if sh "$here/../../listenqstat/build.sh" "$stage" "$stage/usr/local/sbin/listenqstat" \
+        >"$work/listenqstat.log" 2>&1; then
+        gzip -cn "$here/../../listenqstat/listenqstat.8" >"$stage/usr/local/share/man/man8/listenqstat.8.gz"
+    else
+        cat "$work/listenqstat.log" >&2
+        echo "run-vm: note: listenqstat did not build" >&2
+    fi
 fi
 mkdir -p "$stage/dev" "$stage/tmp" "$stage/sbin" "$stage/boot/modules" "$stage/boot/kernel"
 [ -n "$world" ] || install -m 0555 "$runner" "$stage/sbin/init"
@@ -165,6 +175,14 @@ if [ -n "$modules" ]; then
         fi
     done
     [ -z "$missing" ] || echo "run-vm: note: not in $modules:$missing" >&2
+    # With a world, the kernel's other modules too (DTrace's, for the
+    # listenq provider's checks), where a kernel's own modules live.
+    if [ -n "$world" ]; then
+        for f in "$modules"/*.ko; do
+            case ${f##*/} in accf_*|listenq.ko) continue ;; esac
+            [ -f "$f" ] && install -m 0555 "$f" "$stage/boot/kernel/"
+        done
+    fi
 fi
 chmod 1777 "$stage/tmp"
 

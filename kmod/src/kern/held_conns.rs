@@ -18,8 +18,8 @@
 //! queue held on the socket and on the listener, until the task uses them.
 
 use crate::kern::filter_arg::Attached;
-use crate::kern::sockbuf::Tagged;
 use crate::kern::sdt;
+use crate::kern::sockbuf::Tagged;
 use crate::kern::work::{self, Leaving};
 use listenq_policy::fair::Source;
 use listenq_policy::holdq::{self, Admit, Evict, Evictions, HoldQueue, Leave};

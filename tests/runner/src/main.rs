@@ -10,6 +10,7 @@ mod accf_util;
 mod env;
 mod fuzz_gen;
 mod fuzz_worker;
+mod json;
 mod kld;
 mod kstack;
 mod net;
@@ -37,6 +38,7 @@ mod t_repro_lor;
 mod t_repro_scm;
 mod t_stress;
 mod t_sysctl;
+mod t_version;
 mod t_visible;
 mod t_wakeup_race;
 mod table;
@@ -303,6 +305,13 @@ fn run(argc: usize) -> bool {
     // Kernel env listenq.only=wakeup: only t_wakeup_race with listenq
     // loaded (finding 7, to replay it alone).
     let mut only = [0u8; 16];
+    // listenq.only=version: on a kernel of another version, only the
+    // refusal (t_version.rs).
+    if matches!(sys::kenv_get(c"listenq.only", &mut only), Ok(b"version")) {
+        t_version::refused(tap);
+        tap.finish();
+        return tap.failed() > 0;
+    }
     if matches!(sys::kenv_get(c"listenq.only", &mut only), Ok(b"wakeup")) {
         let id = t_module::load(tap, &env);
         t_wakeup_race::run(tap, &env);
@@ -350,6 +359,7 @@ fn run(argc: usize) -> bool {
 
     // Second run with the module loaded, compared with the first.
     if id.is_some() {
+        t_version::accepted(tap);
         let t1 = sys::now_ms();
         let mut with = Recording::new("with listenq", false);
         t_listen::run(tap, &env, &mut with);

@@ -2,7 +2,8 @@
 //! (tests/vm/operator.sh), which need sockets a shell cannot make:
 //!
 //!     lqinit listen tcp4|tcp6|stream ADDR|PATH PORT BACKLOG [FILTER]
-//!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N
+//!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N [DELAY_MS]
+//!     lqinit json FILE LIST        (json.rs)
 //!
 //! `listen` makes a listener (with an accept filter if FILTER is given),
 //! `connect` opens N connections to it; then each goes on in a child
@@ -67,6 +68,13 @@ fn address(k: Kind, addr: &[u8], port: &[u8]) -> Option<SockAddr> {
 /// and stderr on /dev/null (so that `$(lqinit ...)` returns), stays.
 /// The scripts start these without `&`.
 fn stay() {
+    detach();
+    hold_on();
+}
+
+/// The first half of `stay`: the command returns (printing the child's
+/// pid) and the child goes on.
+fn detach() {
     match sys::fork() {
         Ok(sys::Forked::Parent(pid)) => {
             say(format_args!("{}", pid));
@@ -80,6 +88,10 @@ fn stay() {
         }
         Err(e) => say(format_args!("lqinit: fork: {}", e)),
     }
+}
+
+/// The second half: holds what was made until killed (or LIFETIME_MS).
+fn hold_on() {
     let t0 = sys::now_ms();
     while sys::now_ms().saturating_sub(t0) < LIFETIME_MS {
         sys::sleep_ms(1000);
@@ -110,9 +122,12 @@ fn listen(
 /// Runs the command in `args` (args.get(1) is its name); the exit code.
 pub fn main(args: Args) -> i32 {
     let arg = |i: usize| args.get(i).map(|c| c.to_bytes());
+    if arg(1) == Some(b"json") {
+        return crate::json::main(args.get(2), arg(3));
+    }
     let usage = || {
         say(format_args!(
-            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER] | connect tcp4|tcp6|stream ADDR PORT N"
+            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER] | connect tcp4|tcp6|stream ADDR PORT N [DELAY_MS] | json FILE LIST"
         ));
         64
     };
@@ -145,6 +160,13 @@ pub fn main(args: Args) -> i32 {
             }
         }
         b"connect" => {
+            // DELAY_MS: return at once and connect that much later, so a
+            // script can start something to watch the connections first.
+            let delay = arg(6).and_then(number);
+            if let Some(ms) = delay {
+                detach();
+                sys::sleep_ms(u64::try_from(ms).unwrap_or(0));
+            }
             let want = usize::try_from(n).unwrap_or(0).min(MAX_CONN);
             let mut conns = [const { None }; MAX_CONN];
             let mut made = 0;
@@ -160,7 +182,11 @@ pub fn main(args: Args) -> i32 {
                     made, want
                 ));
             }
-            stay();
+            if delay.is_some() {
+                hold_on();
+            } else {
+                stay();
+            }
             0
         }
         _ => usage(),

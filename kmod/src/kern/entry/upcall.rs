@@ -59,5 +59,9 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     // is running with SOLISTEN_LOCK(head) held: removing it needs that
     // lock, so its reference is counted for this whole call, and no other
     // upcall of this listener runs meanwhile.
-    unsafe { PendingRef::with_upcall(arg, |p, st| listeners::completed(p, st, h.key(), overflow, walk)) };
+    unsafe {
+        PendingRef::with_upcall(arg, |p, st| {
+            listeners::completed(p, st, h.key(), overflow, walk)
+        })
+    };
 }
