@@ -47,7 +47,14 @@ struct xlistenq {
 	char		xl_filter[16];	/* accept filter name, or "" */
 	uint32_t	xl_uid;		/* owner's user id (so_cred) */
 	int32_t		xl_jid;		/* owner's jail id, 0 for the host */
-	/* accept latency: bucket 0 counts < 1 us, bucket i [2^(i-1), 2^i) us */
+	/*
+	 * Accept latency (connection completed to accept(2)) in microseconds,
+	 * measured in whole clock ticks: every latency is a multiple of
+	 * 1000000 / kern.hz us. Bucket 0 counts accepts within the tick the
+	 * connection completed in (up to one tick later, not < 1 us), bucket
+	 * i (i >= 1) latencies in [2^(i-1), 2^i) us; the last bucket is open.
+	 * At hz=1000 one tick is bucket 10, and buckets 1 to 9 stay 0.
+	 */
 	uint64_t	xl_lat[XLISTENQ_NBUCKETS];
 	/* Appended (check xl_len): the fair eviction policy (listenq(4)). */
 	uint32_t	xl_sources;	/* sources holding a connection */

@@ -76,10 +76,14 @@ pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
 }
 
 /// A percentile as the upper bound of its bucket: "<64us", "<2ms", ">=67s".
+/// Bucket 0 is "<1tick": latencies are whole clock ticks (latency.rs), so
+/// it holds accepts up to a tick (1 ms at hz=1000) after the completion,
+/// which "<1us" would misstate.
 fn write_latency(w: &mut impl Write, bucket: Option<usize>) -> fmt::Result {
     let mut s = Fixed::<16>::new();
     match bucket {
         None => s.write_str("-")?,
+        Some(0) => s.write_str("<1tick")?,
         Some(b) => match latency::bucket_upper_us(b) {
             None => s.write_str(">=67s")?,
             Some(us) if us < 1_000 => write!(s, "<{us}us")?,

@@ -58,7 +58,9 @@ pub struct XListenq {
     /// id (0 for the host), as sockstat(1) shows them.
     pub xl_uid: u32,
     pub xl_jid: i32,
-    /// Accept latency histogram: bucket i counts [2^(i-1), 2^i) us.
+    /// Accept latency histogram in microseconds, measured in whole clock
+    /// ticks (latency.rs): bucket 0 counts accepts within the tick the
+    /// connection completed in, bucket i [2^(i-1), 2^i) us.
     pub xl_lat: [u64; BUCKETS],
     /// Appended in 0.x (xl_len tells): sources holding a connection, and
     /// XL_EV_* flags; evictions of the largest source's oldest (fair
