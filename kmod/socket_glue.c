@@ -166,6 +166,37 @@ lq_so_local(struct socket *so, struct lq_local *out)
 	}
 }
 
+/*
+ * Which IP versions a TCP listener takes, as netstat(1) reads them to say
+ * tcp4, tcp6 or tcp46 (usr.bin/netstat/inet.c). Read without the inpcb
+ * lock, as lq_so_local() reads the address: inp_vflag does not change
+ * while the socket listens. IPV6_V6ONLY, the one option that sets it
+ * (ip6_ctloutput()), is refused with EINVAL once the pcb has a local port
+ * or address, and a listener has both (listen(2) binds an unbound
+ * socket); tcp6_usr_listen() sets it from IPV6_V6ONLY only when it binds.
+ * So the value at listen(2), or at adoption for a listener older than
+ * listenq, is the value for the listener's whole life.
+ */
+int
+lq_so_inp_versions(struct socket *so)
+{
+	int family = so->so_proto->pr_domain->dom_family;
+	struct inpcb *inp;
+	int v = 0;
+
+	if ((family != AF_INET && family != AF_INET6) ||
+	    so->so_proto->pr_protocol != IPPROTO_TCP)
+		return (0);
+	inp = sotoinpcb(so);
+	if (inp == NULL)
+		return (0);
+	if (inp->inp_vflag & INP_IPV4)
+		v |= LQ_INP_IPV4;
+	if (inp->inp_vflag & INP_IPV6)
+		v |= LQ_INP_IPV6;
+	return (v);
+}
+
 void
 lq_soref(struct socket *so)
 {

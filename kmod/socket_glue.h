@@ -26,8 +26,12 @@ struct lq_local {
 	int	family;		/* AF_INET, AF_INET6, AF_LOCAL or 0 */
 	uint16_t port;		/* host byte order */
 	uint8_t	len;		/* bytes of addr used */
-	uint8_t	addr[64];	/* in_addr, in6_addr or sun_path */
+	uint8_t	addr[104];	/* in_addr, in6_addr or the whole sun_path */
 };
+
+/* lq_so_inp_versions(): the IP versions a TCP socket's pcb takes. */
+#define	LQ_INP_IPV4	0x01	/* INP_IPV4 in inp_vflag */
+#define	LQ_INP_IPV6	0x02	/* INP_IPV6 in inp_vflag */
 
 /* A listener's owner (so_cred): user id and jail id. */
 struct lq_owner {
@@ -40,6 +44,8 @@ int	lq_solisten_sample(struct socket *so, struct lq_qsample *out);
 /* Queue state of a listening socket whose lock the caller holds. */
 void	lq_solisten_sample_locked(struct socket *so, struct lq_qsample *out);
 void	lq_so_local(struct socket *so, struct lq_local *out);
+/* LQ_INP_IPV4 | LQ_INP_IPV6 of a TCP listener; 0 for other sockets. */
+int	lq_so_inp_versions(struct socket *so);
 /* A connection's source for fair eviction (socket locked); see the .c. */
 uint64_t lq_so_source(struct socket *so, int plen4, int plen6);
 void	lq_soref(struct socket *so);

@@ -87,9 +87,16 @@ pub static REGISTRY: GlobalMutex<State> = GlobalMutex::new(
 );
 
 /// Registers `s` (listen(2) when `backlog` is given, adoption at load
-/// otherwise) and claims its listen upcall.
+/// otherwise) and claims its listen upcall. `proto` is the protocol
+/// switch's; a TCP row is named as netstat(1) names it instead, from the
+/// IP versions the pcb takes (an AF_INET6 listener without IPV6_V6ONLY is
+/// tcp46). They are sampled here, at listen(2) or adoption, and that is
+/// what they stay: IPV6_V6ONLY is refused once a socket is bound, which a
+/// listener is (socket_glue.c, lq_so_inp_versions).
 fn register(s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
     let Some(q) = s.sample() else { return };
+    let (ipv4, ipv6) = s.inp_versions();
+    let proto = proto.as_netstat(ipv4, ipv6);
     let local = s.local();
     let owner = s.owner();
     // The row's references, taken before REGISTRY (sorele(9) must not run
@@ -424,7 +431,8 @@ pub fn sysctl_listeners(req: &mut SysctlReq<'_>) -> KResult<()> {
     req.out(b"\n")?;
     req.out(table::HEADER.as_bytes())?;
     req.out(b"\n")?;
-    let mut line = Fixed::<512>::new();
+    // Any row whole, a 104-byte path included (table::ROW_MAX).
+    let mut line = Fixed::<{ table::ROW_MAX }>::new();
     for r in rows.iter() {
         line.clear();
         let _ = table::write_row(&mut line, r);

@@ -2,8 +2,12 @@
 //! Buckets are powers of two of microseconds so that recording is a shift
 //! and a count, cheap enough for the accept path.
 
-/// Bucket i counts latencies in [2^(i-1), 2^i) us; bucket 0 is < 1 us and
-/// the last bucket is open-ended (>= 2^(BUCKETS-2) us, about 67 s).
+/// Bucket i counts latencies in [2^(i-1), 2^i) us; bucket 0 is 0 us and
+/// the last bucket is open-ended (>= 2^(BUCKETS-2) us, about 67 s). The
+/// module measures in whole clock ticks (kern/time.rs, Tick::us_until),
+/// so its latencies are multiples of 1/hz: bucket 0 holds the accepts
+/// within the tick the connection completed in, and at hz=1000 the next
+/// one used is bucket 10 (one tick, 1000 us).
 pub const BUCKETS: usize = 28;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

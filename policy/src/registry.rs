@@ -17,6 +17,9 @@ use crate::overflow::Stamp;
 pub enum Proto {
     Tcp4,
     Tcp6,
+    /// An AF_INET6 TCP socket that also takes IPv4 (no IPV6_V6ONLY): both
+    /// INP_IPV4 and INP_IPV6 in its inp_vflag.
+    Tcp46,
     LocalStream,
     LocalSeqpacket,
 }
@@ -26,15 +29,39 @@ impl Proto {
         match self {
             Proto::Tcp4 => "tcp4",
             Proto::Tcp6 => "tcp6",
+            Proto::Tcp46 => "tcp46",
             Proto::LocalStream => "stream",
             Proto::LocalSeqpacket => "seqpacket",
         }
     }
 
     pub fn is_tcp(self) -> bool {
-        matches!(self, Proto::Tcp4 | Proto::Tcp6)
+        matches!(self, Proto::Tcp4 | Proto::Tcp6 | Proto::Tcp46)
+    }
+
+    /// A TCP listener's name as netstat(1) gives it (usr.bin/netstat/inet.c):
+    /// from the IP versions its pcb takes (INP_IPV4 and INP_IPV6 of
+    /// inp_vflag), not from the protocol switch it was made with. An
+    /// AF_INET6 socket without IPV6_V6ONLY bound to the wildcard takes both
+    /// (tcp46); one bound to a v4-mapped address takes only IPv4 (tcp4).
+    /// A pcb with neither (not expected of a listener) keeps `self`, the
+    /// protocol switch's name; sockets other than TCP keep theirs.
+    pub fn as_netstat(self, ipv4: bool, ipv6: bool) -> Proto {
+        if !self.is_tcp() {
+            return self;
+        }
+        match (ipv4, ipv6) {
+            (true, true) => Proto::Tcp46,
+            (false, true) => Proto::Tcp6,
+            (true, false) => Proto::Tcp4,
+            (false, false) => self,
+        }
     }
 }
+
+/// sizeof(((struct sockaddr_un *)0)->sun_path): the longest local socket
+/// path, which bind(2) need not NUL-terminate.
+pub const SUN_PATH_LEN: usize = 104;
 
 /// Local address, captured when the socket starts (or restarts) listening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +74,9 @@ pub enum Local {
         addr: [u8; 16],
         port: u16,
     },
-    /// A truncated sun_path; `len` bytes of `path` are valid.
+    /// The whole sun_path; `len` bytes of `path` are valid.
     Path {
-        path: [u8; 64],
+        path: [u8; SUN_PATH_LEN],
         len: u8,
     },
     Unknown,
@@ -221,6 +248,9 @@ impl Registry {
     ) -> Result<Listened, NoMemory> {
         if let Some(l) = self.get_mut(so) {
             l.row.backlog = backlog;
+            // Neither changes while the socket listens (listeners.rs says
+            // why for the protocol); taken again as read.
+            l.row.proto = proto;
             l.row.local = local;
             l.apply(q);
             return Ok(Listened {
@@ -331,8 +361,26 @@ mod tests {
     fn only_tcp_gets_the_half_closed_listen_check() {
         assert!(Proto::Tcp4.is_tcp());
         assert!(Proto::Tcp6.is_tcp());
+        assert!(Proto::Tcp46.is_tcp());
         assert!(!Proto::LocalStream.is_tcp());
         assert!(!Proto::LocalSeqpacket.is_tcp());
+    }
+
+    #[test]
+    fn tcp_is_named_from_its_ip_versions_as_netstat_does() {
+        // AF_INET6 without IPV6_V6ONLY on the wildcard: tcp46.
+        assert_eq!(Proto::Tcp6.as_netstat(true, true), Proto::Tcp46);
+        assert_eq!(Proto::Tcp46.name(), "tcp46");
+        // With IPV6_V6ONLY, or bound to a v6 address: tcp6.
+        assert_eq!(Proto::Tcp6.as_netstat(false, true), Proto::Tcp6);
+        // AF_INET6 bound to a v4-mapped address: netstat says tcp4.
+        assert_eq!(Proto::Tcp6.as_netstat(true, false), Proto::Tcp4);
+        assert_eq!(Proto::Tcp4.as_netstat(true, false), Proto::Tcp4);
+        assert_eq!(Proto::Tcp6.as_netstat(false, false), Proto::Tcp6);
+        assert_eq!(
+            Proto::LocalStream.as_netstat(true, true),
+            Proto::LocalStream
+        );
     }
 
     fn q(qlen: u32, qlimit: u32) -> QueueSample {

@@ -5,7 +5,7 @@
 use core::fmt::{self, Write};
 
 use crate::latency;
-use crate::registry::{Local, Row};
+use crate::registry::{Local, Row, SUN_PATH_LEN};
 
 /// Every column header is one word, so `awk '{print $N}'` sees the same
 /// columns in the header as in the rows (listenq(4)).
@@ -14,10 +14,20 @@ pub const HEADER: &str = "LOCAL                                     PROTO      B
 /// How many blank-separated columns a row (and the header) has.
 pub const COLUMNS: usize = 18;
 
+/// The longest LOCAL text: a local socket's whole path (sun_path, 104
+/// bytes) with every byte escaped as `\xNN`. An IPv6 address and port
+/// are far shorter.
+pub const LOCAL_MAX: usize = 4 * SUN_PATH_LEN;
+
+/// A buffer this long holds any row whole (the test
+/// `longest_row_fits` builds the longest one: LOCAL_MAX, then every
+/// number at its widest, about 660 bytes).
+pub const ROW_MAX: usize = 768;
+
 /// One row, terminated by a newline.
 pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
-    let mut addr = Fixed::<64>::new();
-    // A too-long address is cut, not dropped: the column still lines up.
+    let mut addr = Fixed::<LOCAL_MAX>::new();
+    // Holds every address whole (LOCAL_MAX), so a path is never cut.
     let _ = write_local(&mut addr, &r.local);
     let mut held = Fixed::<16>::new();
     let fname = match &r.filter {
@@ -76,10 +86,14 @@ pub fn write_row(w: &mut impl Write, r: &Row) -> fmt::Result {
 }
 
 /// A percentile as the upper bound of its bucket: "<64us", "<2ms", ">=67s".
+/// Bucket 0 is "<1tick": latencies are whole clock ticks (latency.rs), so
+/// it holds accepts up to a tick (1 ms at hz=1000) after the completion,
+/// which "<1us" would misstate.
 fn write_latency(w: &mut impl Write, bucket: Option<usize>) -> fmt::Result {
     let mut s = Fixed::<16>::new();
     match bucket {
         None => s.write_str("-")?,
+        Some(0) => s.write_str("<1tick")?,
         Some(b) => match latency::bucket_upper_us(b) {
             None => s.write_str(">=67s")?,
             Some(us) if us < 1_000 => write!(s, "<{us}us")?,
@@ -400,7 +414,7 @@ mod tests {
         for (l, want) in cases {
             assert_eq!(local(l), want);
         }
-        let mut path = [0u8; 64];
+        let mut path = [0u8; SUN_PATH_LEN];
         path[..13].copy_from_slice(b"/var/run/a b\\");
         assert_eq!(
             local(Local::Path { path, len: 13 }),
@@ -444,9 +458,121 @@ mod tests {
         assert_eq!(cols(&r)[8], "?");
     }
 
+    fn row_with(proto: Proto, local: Local) -> Row {
+        Row {
+            id: 1,
+            so: 1,
+            proto,
+            local,
+            backlog: 1,
+            qlimit: 1,
+            qlen: 0,
+            incqlen: 0,
+            accepted: 0,
+            overflows: 0,
+            filter: None,
+            kfilter: [0; 16],
+            evicted: 0,
+            latency: Histogram::default(),
+            owner: Owner::default(),
+        }
+    }
+
+    #[test]
+    fn a_104_byte_path_is_written_whole() {
+        let mut path = [b'p'; SUN_PATH_LEN];
+        path[0] = b'/';
+        let r = row_with(
+            Proto::LocalStream,
+            Local::Path {
+                path,
+                len: SUN_PATH_LEN as u8,
+            },
+        );
+        let mut f = Fixed::<ROW_MAX>::new();
+        write_row(&mut f, &r).unwrap();
+        let cols: std::vec::Vec<&str> = f.as_str().split_whitespace().collect();
+        assert_eq!(cols[0].as_bytes(), &path[..]);
+        assert_eq!(cols[1], "stream");
+        assert_eq!(cols.len(), COLUMNS);
+    }
+
+    #[test]
+    fn dual_stack_tcp_reads_tcp46() {
+        let r = row_with(
+            Proto::Tcp6.as_netstat(true, true),
+            Local::Inet6 {
+                addr: [0; 16],
+                port: 80,
+            },
+        );
+        let mut f = Fixed::<ROW_MAX>::new();
+        write_row(&mut f, &r).unwrap();
+        let cols: std::vec::Vec<&str> = f.as_str().split_whitespace().collect();
+        assert_eq!(cols[..2], ["*.80", "tcp46"]);
+    }
+
+    #[test]
+    fn latency_within_the_completing_tick_reads_1tick() {
+        let mut r = row_with(Proto::Tcp4, Local::Unknown);
+        let mut f = Fixed::<ROW_MAX>::new();
+        write_row(&mut f, &r).unwrap();
+        assert_eq!(f.as_str().split_whitespace().nth(11), Some("-"));
+        // What Tick::us_until gives an accept in the same tick, and one a
+        // tick later at hz=1000.
+        r.latency.record(0);
+        r.latency.record(0);
+        r.latency.record(1000);
+        f.clear();
+        write_row(&mut f, &r).unwrap();
+        let cols: std::vec::Vec<&str> = f.as_str().split_whitespace().collect();
+        assert_eq!(cols[11..13], ["<1tick", "<2ms"]);
+    }
+
+    #[test]
+    fn longest_row_fits() {
+        let r = Row {
+            id: u64::MAX,
+            so: usize::MAX,
+            proto: Proto::LocalSeqpacket,
+            local: Local::Path {
+                path: [0x01; SUN_PATH_LEN],
+                len: SUN_PATH_LEN as u8,
+            },
+            backlog: i32::MIN,
+            qlimit: u32::MAX,
+            qlen: u32::MAX,
+            incqlen: u32::MAX,
+            accepted: u64::MAX,
+            overflows: u64::MAX,
+            filter: Some(FilterInfo {
+                name: [b'f'; 16],
+                held: u32::MAX,
+                fair: true,
+                sources: u32::MAX,
+                evicted_fair: u64::MAX,
+                evicted_cap: u64::MAX,
+            }),
+            kfilter: [0; 16],
+            evicted: u64::MAX,
+            latency: Histogram::default(),
+            owner: Owner {
+                uid: u32::MAX,
+                jid: i32::MIN,
+            },
+        };
+        let mut f = Fixed::<{ ROW_MAX + 64 }>::new();
+        write_row(&mut f, &r).unwrap();
+        let s = f.as_str();
+        assert!(s.len() <= ROW_MAX, "{} bytes", s.len());
+        assert!(s.ends_with('\n'));
+        assert_eq!(s.split_whitespace().next().unwrap().len(), LOCAL_MAX);
+        assert_eq!(s.split_whitespace().count(), COLUMNS);
+    }
+
     #[test]
     fn unix_paths_are_escaped_and_fixed_truncates() {
-        let mut path = [0u8; 64];
+        let mut path = [0u8; SUN_PATH_LEN];
         path[..6].copy_from_slice(b"/tmp/\x01");
         let mut f = Fixed::<8>::new();
         write_local(&mut f, &Local::Path { path, len: 6 }).unwrap();

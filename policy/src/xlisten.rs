@@ -8,7 +8,7 @@
 use zerocopy::{Immutable, IntoBytes};
 
 use crate::latency::BUCKETS;
-use crate::registry::{Local, Proto, Row};
+use crate::registry::{Local, Proto, Row, SUN_PATH_LEN};
 
 pub const XLISTENQ_VERSION: u32 = 2;
 
@@ -16,6 +16,10 @@ pub const XL_PROTO_TCP4: u8 = 1;
 pub const XL_PROTO_TCP6: u8 = 2;
 pub const XL_PROTO_STREAM: u8 = 3;
 pub const XL_PROTO_SEQPACKET: u8 = 4;
+/// An AF_INET6 TCP listener that also takes IPv4 (no IPV6_V6ONLY), which
+/// netstat(1) calls tcp46; its xl_laddr is an in6_addr, as for tcp6.
+/// Appended in 0.x: a reader older than it sees a value it does not know.
+pub const XL_PROTO_TCP46: u8 = 5;
 
 /// xl_flags: the accept filter is not listenq's (a stock accf module's);
 /// listenq does not see what it holds, so xl_held is 0.
@@ -43,7 +47,9 @@ pub struct XListenq {
     /// Local port in host byte order (0 for local sockets).
     pub xl_lport: u16,
     pub xl_backlog: i32,
-    /// 4 bytes for tcp4, 16 for tcp6, a NUL-padded path for local sockets.
+    /// 4 bytes for tcp4, 16 for tcp6 and tcp46; for local sockets the
+    /// path's first 64 bytes, NUL-padded (cut, without a NUL, when the
+    /// path is 64 bytes or longer: xl_path has all of it).
     pub xl_laddr: [u8; 64],
     pub xl_qlimit: u32,
     pub xl_qlen: u32,
@@ -58,7 +64,9 @@ pub struct XListenq {
     /// id (0 for the host), as sockstat(1) shows them.
     pub xl_uid: u32,
     pub xl_jid: i32,
-    /// Accept latency histogram: bucket i counts [2^(i-1), 2^i) us.
+    /// Accept latency histogram in microseconds, measured in whole clock
+    /// ticks (latency.rs): bucket 0 counts accepts within the tick the
+    /// connection completed in, bucket i [2^(i-1), 2^i) us.
     pub xl_lat: [u64; BUCKETS],
     /// Appended in 0.x (xl_len tells): sources holding a connection, and
     /// XL_EV_* flags; evictions of the largest source's oldest (fair
@@ -67,11 +75,16 @@ pub struct XListenq {
     pub xl_evflags: u32,
     pub xl_evicted_fair: u64,
     pub xl_evicted_cap: u64,
+    /// Appended in 0.x (xl_len tells): a local socket's whole path (up to
+    /// sizeof(sun_path), 104 bytes), NUL-padded, without a NUL when it is
+    /// 104 bytes long; all NUL for TCP.
+    pub xl_path: [u8; SUN_PATH_LEN],
 }
 
 impl XListenq {
     pub fn from_row(r: &Row, gen: u64) -> XListenq {
         let mut laddr = [0u8; 64];
+        let mut path_out = [0u8; SUN_PATH_LEN];
         let mut lport = 0;
         match &r.local {
             Local::Inet { addr, port } => {
@@ -84,7 +97,12 @@ impl XListenq {
             }
             Local::Path { path, len } => {
                 let n = usize::from(*len).min(path.len());
-                if let (Some(d), Some(s)) = (laddr.get_mut(..n), path.get(..n)) {
+                if let (Some(d), Some(s)) = (path_out.get_mut(..n), path.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+                // Old readers' copy: what fits of it.
+                let m = n.min(laddr.len());
+                if let (Some(d), Some(s)) = (laddr.get_mut(..m), path.get(..m)) {
                     d.copy_from_slice(s);
                 }
             }
@@ -103,6 +121,7 @@ impl XListenq {
             xl_proto: match r.proto {
                 Proto::Tcp4 => XL_PROTO_TCP4,
                 Proto::Tcp6 => XL_PROTO_TCP6,
+                Proto::Tcp46 => XL_PROTO_TCP46,
                 Proto::LocalStream => XL_PROTO_STREAM,
                 Proto::LocalSeqpacket => XL_PROTO_SEQPACKET,
             },
@@ -129,6 +148,7 @@ impl XListenq {
             },
             xl_evicted_fair: r.filter.map_or(0, |f| f.evicted_fair),
             xl_evicted_cap: r.filter.map_or(0, |f| f.evicted_cap),
+            xl_path: path_out,
         }
     }
 
@@ -141,7 +161,7 @@ impl XListenq {
 
 /// Every field of struct xlistenq: (name, offset, size), in order; what
 /// policy/tests/header.rs holds listenq.h to.
-pub const FIELDS: [(&str, usize, usize); 26] = {
+pub const FIELDS: [(&str, usize, usize); 27] = {
     use core::mem::{offset_of, size_of};
     type X = XListenq;
     [
@@ -169,6 +189,7 @@ pub const FIELDS: [(&str, usize, usize); 26] = {
         ("xl_evflags", offset_of!(X, xl_evflags), 4),
         ("xl_evicted_fair", offset_of!(X, xl_evicted_fair), 8),
         ("xl_evicted_cap", offset_of!(X, xl_evicted_cap), 8),
+        ("xl_path", offset_of!(X, xl_path), SUN_PATH_LEN),
         ("sizeof", size_of::<X>(), 0),
         ("XLISTENQ_NBUCKETS", BUCKETS, 0),
     ]
@@ -263,5 +284,58 @@ mod tests {
         let b = x.bytes();
         assert_eq!(b[at("xl_flags")], XL_F_KFILTER);
         assert_eq!(&b[at("xl_filter")..][..9], b"dataready");
+    }
+
+    #[test]
+    fn local_paths_are_whole_in_xl_path_and_cut_in_xl_laddr() {
+        let at = |f: &str| FIELDS.iter().find(|x| x.0 == f).unwrap().1;
+        let mut path = [0u8; SUN_PATH_LEN];
+        for (i, c) in path.iter_mut().enumerate() {
+            *c = b'a' + (i % 26) as u8;
+        }
+        let mut r = Row {
+            id: 1,
+            so: 1,
+            proto: Proto::LocalStream,
+            local: Local::Path {
+                path,
+                len: SUN_PATH_LEN as u8,
+            },
+            backlog: 1,
+            qlimit: 1,
+            qlen: 0,
+            incqlen: 0,
+            accepted: 0,
+            overflows: 0,
+            filter: None,
+            kfilter: [0; 16],
+            evicted: 0,
+            latency: Histogram::default(),
+            owner: Owner::default(),
+        };
+        let x = XListenq::from_row(&r, 0);
+        let b = x.bytes();
+        assert_eq!(b[at("xl_path")..][..SUN_PATH_LEN], path);
+        assert_eq!(b[at("xl_laddr")..][..64], path[..64]);
+        // A short path: NUL-padded in both.
+        r.local = Local::Path { path, len: 5 };
+        let x = XListenq::from_row(&r, 0);
+        let b = x.bytes();
+        assert_eq!(&b[at("xl_path")..][..6], b"abcde\0");
+        assert!(b[at("xl_path") + 5..][..SUN_PATH_LEN - 5]
+            .iter()
+            .all(|&c| c == 0));
+        assert_eq!(&b[at("xl_laddr")..][..6], b"abcde\0");
+        // TCP: xl_path is all NUL; a dual-stack listener is XL_PROTO_TCP46.
+        r.proto = Proto::Tcp46;
+        r.local = Local::Inet6 {
+            addr: [0; 16],
+            port: 80,
+        };
+        let x = XListenq::from_row(&r, 0);
+        let b = x.bytes();
+        assert_eq!(b[at("xl_proto")], XL_PROTO_TCP46);
+        assert!(b[at("xl_path")..][..SUN_PATH_LEN].iter().all(|&c| c == 0));
+        assert_eq!(b.len(), at("xl_path") + SUN_PATH_LEN);
     }
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use listenq_policy::xlisten::{
     FIELDS, XLISTENQ_VERSION, XL_EV_FAIR, XL_F_KFILTER, XL_PROTO_SEQPACKET, XL_PROTO_STREAM,
-    XL_PROTO_TCP4, XL_PROTO_TCP6,
+    XL_PROTO_TCP4, XL_PROTO_TCP46, XL_PROTO_TCP6,
 };
 
 fn top() -> PathBuf {
@@ -63,6 +63,7 @@ fn header_matches_the_kernel_layout() {
     sa(format!("XLISTENQ_VERSION == {XLISTENQ_VERSION}"));
     sa(format!("XL_PROTO_TCP4 == {XL_PROTO_TCP4}"));
     sa(format!("XL_PROTO_TCP6 == {XL_PROTO_TCP6}"));
+    sa(format!("XL_PROTO_TCP46 == {XL_PROTO_TCP46}"));
     sa(format!("XL_PROTO_STREAM == {XL_PROTO_STREAM}"));
     sa(format!("XL_PROTO_SEQPACKET == {XL_PROTO_SEQPACKET}"));
     sa(format!("XL_F_KFILTER == {XL_F_KFILTER}"));

@@ -16,7 +16,7 @@ use crate::kern::sysctl::SysctlReq;
 use listenq_bindings as sys;
 use listenq_policy::children::{CompQueue, Seen};
 use listenq_policy::overflow::Stamp;
-use listenq_policy::registry::{Local, Owner, QueueSample};
+use listenq_policy::registry::{Local, Owner, QueueSample, SUN_PATH_LEN};
 
 /// A live socket, borrowed for `'a`.
 #[derive(Clone, Copy)]
@@ -199,10 +199,19 @@ impl<'a> SocketRef<'a> {
             }
             AF_LOCAL => Local::Path {
                 path: l.addr,
-                len: u8::try_from(n.min(64)).unwrap_or(64),
+                len: u8::try_from(n.min(SUN_PATH_LEN)).unwrap_or(0),
             },
             _ => Local::Unknown,
         }
+    }
+
+    /// For a TCP socket, whether its pcb takes IPv4 and IPv6 (INP_IPV4 and
+    /// INP_IPV6 of inp_vflag): (false, false) for other sockets. Fixed
+    /// once the socket listens (socket_glue.c says why).
+    pub fn inp_versions(self) -> (bool, bool) {
+        // SAFETY: live; reads the pcb's flags, without writing.
+        let v = unsafe { sys::lq_so_inp_versions(self.as_ptr()) } as u32;
+        (v & sys::LQ_INP_IPV4 != 0, v & sys::LQ_INP_IPV6 != 0)
     }
 
     /// The credential the socket was created with: user and jail.

@@ -159,9 +159,9 @@ fn kind_proto(kind: Kind) -> &'static [u8] {
 }
 
 /// struct xlistenq v2 (listenq.h; policy/src/xlisten.rs): its size with
-/// the fair-eviction fields appended, and the offsets the suite reads
-/// (t_visible.rs uses these too).
-pub const XL_SIZE: usize = 408;
+/// the fair-eviction fields and xl_path appended, and the offsets the
+/// suite reads (t_visible.rs uses these too).
+pub const XL_SIZE: usize = 512;
 const XL_VERSION: u32 = 2;
 const XO_GEN: usize = 8;
 const XO_PROTO: usize = 24;
@@ -175,6 +175,13 @@ const XO_OVERFLOWS: usize = 120;
 pub const XO_UID: usize = 152;
 pub const XO_JID: usize = 156;
 const XO_LAT: usize = 160;
+const XO_PATH: usize = 408;
+const XL_PROTO_TCP6: u8 = 2;
+const XL_PROTO_TCP46: u8 = 5;
+const XL_PROTO_STREAM: u8 = 3;
+
+const IPPROTO_IPV6: i32 = 41;
+const IPV6_V6ONLY: i32 = 27;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
@@ -258,6 +265,148 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
                 format_args!("{}: the tcp4 listener is listed", XTABLE),
             );
         }
+    }
+}
+
+/// The xlisteners entry whose xl_proto and xl_lport are these (or, with
+/// port 0, whose xl_path starts with `path`): a copy of its bytes.
+fn xentry(proto: u8, port: u16, path: &[u8]) -> Option<[u8; XL_SIZE]> {
+    let mut buf_mem = sys::scratch::<u8>(65536, 0);
+    let buf = &mut buf_mem[..];
+    let n = sysctl::read_opaque(XTABLE, buf).ok()?;
+    buf[..n].chunks(XL_SIZE).find_map(|e| {
+        let lport = u16::from_ne_bytes([*e.get(XO_LPORT)?, *e.get(XO_LPORT + 1)?]);
+        let hit = e.len() == XL_SIZE
+            && e[XO_PROTO] == proto
+            && lport == port
+            && (path.is_empty() || e[XO_PATH..].starts_with(path));
+        hit.then(|| {
+            let mut a = [0u8; XL_SIZE];
+            a.copy_from_slice(e);
+            a
+        })
+    })
+}
+
+/// An AF_INET6 TCP listener on the wildcard address without IPV6_V6ONLY
+/// takes IPv4 too, and netstat(1) calls it tcp46; with IPV6_V6ONLY=1 it
+/// is tcp6. The table and struct xlistenq say the same. (FreeBSD's
+/// net.inet6.ip6.v6only defaults to 1, so the option is set either way.)
+fn dual_stack_proto(tap: &mut Tap) {
+    for (v6only, want, xwant) in [
+        (0, &b"tcp46"[..], XL_PROTO_TCP46),
+        (1, &b"tcp6"[..], XL_PROTO_TCP6),
+    ] {
+        let label = core::str::from_utf8(want).unwrap_or("?");
+        let r = (|| -> Result<(Fd, u16), (&'static str, Errno)> {
+            let s = Kind::Tcp6.socket().map_err(|e| ("socket", e))?;
+            sock::set_int(s.raw(), IPPROTO_IPV6, IPV6_V6ONLY, v6only)
+                .map_err(|e| ("IPV6_V6ONLY", e))?;
+            sys::bind(s.raw(), SockAddr::inet6([0; 16], 0).bytes()).map_err(|e| ("bind", e))?;
+            sys::listen(s.raw(), 5).map_err(|e| ("listen", e))?;
+            let port = crate::accf_util::local_port(s.raw()).map_err(|e| ("port", e))?;
+            Ok((s, port))
+        })();
+        let (l, port) = match r {
+            Ok(x) => x,
+            Err((step, e)) => {
+                tap.ok(
+                    false,
+                    format_args!(
+                        "[{}] IPV6_V6ONLY={} listener: {}: {}",
+                        label, v6only, step, e
+                    ),
+                );
+                continue;
+            }
+        };
+        let mut a = [0u8; 96];
+        let mut w = Writer {
+            buf: &mut a,
+            len: 0,
+        };
+        let _ = core::fmt::write(&mut w, format_args!("*.{}", port));
+        let n = w.len;
+        let mut buf_mem = sys::scratch::<u8>(32768, 0);
+        let buf = &mut buf_mem[..];
+        let proto = match sysctl::read_string(TABLE, buf) {
+            Ok(t) => find_row(t, &a[..n]).map(|r| r.text(1)),
+            Err(_) => None,
+        };
+        tap.check(
+            proto,
+            Some(want),
+            format_args!(
+                "[{}] listeners row: AF_INET6 on :: with IPV6_V6ONLY={} has PROTO {} (as netstat -L)",
+                label, v6only, label
+            ),
+        );
+        tap.ok(
+            xentry(xwant, port, b"").is_some(),
+            format_args!(
+                "[{}] {}: AF_INET6 on :: with IPV6_V6ONLY={} has xl_proto {}",
+                label, XTABLE, v6only, xwant
+            ),
+        );
+        drop(l);
+    }
+}
+
+/// A local socket path longer than xl_laddr's 64 bytes: whole in the
+/// LOCAL column and in xl_path, its first 64 bytes in xl_laddr.
+fn long_path(tap: &mut Tap) {
+    // /tmp/ then 95 characters: 100 bytes.
+    let mut path = [b'p'; 100];
+    path[..sock::UNIX_DIR.len()].copy_from_slice(sock::UNIX_DIR);
+    path[sock::UNIX_DIR.len()] = b'/';
+    let mut seq = [0u8; 10];
+    let mut v = sys::getpid() as u32;
+    for c in seq.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    path[90..].copy_from_slice(&seq);
+    let sa = SockAddr::unix(&path);
+    let r = (|| -> Result<Fd, (&'static str, Errno)> {
+        let s = Kind::UnixStream.socket().map_err(|e| ("socket", e))?;
+        sys::bind(s.raw(), sa.bytes()).map_err(|e| ("bind", e))?;
+        sys::listen(s.raw(), 5).map_err(|e| ("listen", e))?;
+        Ok(s)
+    })();
+    let l = match r {
+        Ok(l) => l,
+        Err((step, e)) => {
+            tap.ok(
+                false,
+                format_args!("[stream] listener on a 100-byte path: {}: {}", step, e),
+            );
+            return;
+        }
+    };
+    let mut buf_mem = sys::scratch::<u8>(32768, 0);
+    let buf = &mut buf_mem[..];
+    let row = match sysctl::read_string(TABLE, buf) {
+        Ok(t) => find_row(t, &path).map(|r| r.text(1)),
+        Err(_) => None,
+    };
+    tap.check(
+        row,
+        Some(&b"stream"[..]),
+        "[stream] listeners row: LOCAL is the whole 100-byte path",
+    );
+    let x = xentry(XL_PROTO_STREAM, 0, &path);
+    tap.ok(
+        x.is_some_and(|e| e[XO_PATH + path.len()] == 0 && e[XO_LADDR..XO_LADDR + 64] == path[..64]),
+        format_args!(
+            "[stream] {}: xl_path is the whole 100-byte path, xl_laddr its first 64 bytes",
+            XTABLE
+        ),
+    );
+    drop(l);
+    let mut z = [0u8; 101];
+    z[..100].copy_from_slice(&path);
+    if let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&z) {
+        let _ = sys::unlink(c);
     }
 }
 
@@ -487,6 +636,22 @@ pub fn run(tap: &mut Tap, env: &Env) {
         }
         counters(tap, k);
         reused_sockets(tap, k);
+    }
+    if env.unusable(Kind::Tcp6).is_none() {
+        dual_stack_proto(tap);
+    } else {
+        tap.skip(
+            "[tcp46] listeners table: PROTO of AF_INET6 wildcard listeners",
+            "no IPv6",
+        );
+    }
+    if env.unusable(Kind::UnixStream).is_none() {
+        long_path(tap);
+    } else {
+        tap.skip(
+            "[stream] listeners table: a 100-byte path",
+            "no socket directory",
+        );
     }
     backlog_columns(tap);
     per_listener_state(tap);
