@@ -138,10 +138,8 @@ proto_name(const struct xlistenq *x)
 		return ("tcp4");
 	case XL_PROTO_TCP6:
 		return ("tcp6");
-#ifdef XL_PROTO_TCP46
 	case XL_PROTO_TCP46:
 		return ("tcp46");
-#endif
 	case XL_PROTO_STREAM:
 		return ("stream");
 	case XL_PROTO_SEQPACKET:
@@ -167,14 +165,13 @@ local_text(const struct row *r, char *out, size_t size)
 	size_t n;
 
 	if (is_local(x)) {
-#ifdef XL_HAVE_PATH
+		/* A module from before xl_path has only xl_laddr. */
 		if (r->len >= offsetof(struct xlistenq, xl_path) +
 		    sizeof(x->xl_path)) {
 			n = strnlen(x->xl_path, sizeof(x->xl_path));
 			snprintf(out, size, "%.*s", (int)n, x->xl_path);
 			return;
 		}
-#endif
 		n = strnlen((const char *)x->xl_laddr, sizeof(x->xl_laddr));
 		snprintf(out, size, "%.*s", (int)n, (const char *)x->xl_laddr);
 		return;
