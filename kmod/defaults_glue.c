@@ -8,11 +8,17 @@
 #include <sys/param.h>
 #include <sys/systm.h>
 #include <sys/kernel.h>
+#include <sys/limits.h>
 #include <sys/lock.h>
 #include <sys/mutex.h>
 #include <sys/sysctl.h>
+#include <sys/socket.h>
+#include <sys/socketvar.h>
+
+#include <net/vnet.h>
 
 #include "defaults_glue.h"
+#include "work_glue.h"
 
 /*
  * accf_create runs with the listener's socket lock held and must not sleep,
@@ -23,6 +29,20 @@
 static struct mtx lq_defaults_mtx;
 static char lq_defaults[LQ_NFILTERS][LQ_DEFAULT_ARG_LEN];
 static bool lq_defaults_ready;
+
+/*
+ * Per-VNET overrides, kern.ipc.listenq.vnet.*: the root of a jail with its
+ * own vnet sets its defaults there (sysctl(8) lets it write CTLFLAG_VNET
+ * OIDs of the vnet it owns, and no other jail), and its listeners use them
+ * instead of the host-wide ones above. -1 (a number) or "" (default_arg)
+ * leaves the host-wide value in force; "-" is no default_arg in that vnet.
+ * Every vnet starts with nothing overridden. A listener's own vnet
+ * (so_vnet) decides, whoever runs the code that reads it.
+ */
+VNET_DEFINE_STATIC(int, lq_vnet_hold_timeout_ms) = -1;
+VNET_DEFINE_STATIC(int, lq_vnet_hold_timeout_drop) = -1;
+VNET_DEFINE_STATIC(char, lq_vnet_default_arg[LQ_NFILTERS][LQ_DEFAULT_ARG_LEN]);
+#define	V_lq_vnet_default_arg	VNET(lq_vnet_default_arg)
 
 /*
  * The sysctls are dynamic OIDs: a static OID's handler runs without the
@@ -57,7 +77,92 @@ sysctl_default_arg(SYSCTL_HANDLER_ARGS)
 	return (0);
 }
 
+/* kern.ipc.listenq.vnet.<filter>.default_arg, of the reader's vnet. */
+static int
+sysctl_vnet_default_arg(SYSCTL_HANDLER_ARGS)
+{
+	char buf[LQ_DEFAULT_ARG_LEN];
+	size_t n;
+	int error, filter = arg2;
+
+	if (filter < 0 || filter >= LQ_NFILTERS)
+		return (EINVAL);
+	mtx_lock(&lq_defaults_mtx);
+	strlcpy(buf, V_lq_vnet_default_arg[filter], sizeof(buf));
+	mtx_unlock(&lq_defaults_mtx);
+	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
+	if (error != 0 || req->newptr == NULL)
+		return (error);
+	n = strnlen(buf, sizeof(buf));
+	if (strcmp(buf, "-") != 0 && n != 0) {
+		error = listenq_rs_default_arg_check(filter, buf, n);
+		if (error != 0)
+			return (error);
+	}
+	mtx_lock(&lq_defaults_mtx);
+	strlcpy(V_lq_vnet_default_arg[filter], buf,
+	    sizeof(V_lq_vnet_default_arg[filter]));
+	mtx_unlock(&lq_defaults_mtx);
+	return (0);
+}
+
+/* An int of the reader's vnet (arg1, already relocated), -1 to arg2. */
+static int
+sysctl_vnet_int(SYSCTL_HANDLER_ARGS)
+{
+	int v, error;
+
+	v = atomic_load_int((volatile u_int *)arg1);
+	error = sysctl_handle_int(oidp, &v, 0, req);
+	if (error != 0 || req->newptr == NULL)
+		return (error);
+	if (v < -1 || v > arg2)
+		return (EINVAL);
+	atomic_store_int((volatile u_int *)arg1, v);
+	return (0);
+}
+
 SYSCTL_DECL(_kern_ipc_listenq);
+
+static void
+lq_vnet_sysctls(void)
+{
+	struct sysctl_oid *vnode, *node;
+	const char *name;
+	int i;
+
+	vnode = SYSCTL_ADD_NODE(&lq_defaults_ctx,
+	    SYSCTL_STATIC_CHILDREN(_kern_ipc_listenq), OID_AUTO, "vnet",
+	    CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+	    "This vnet's own defaults (-1 or empty: the host-wide value)");
+	if (vnode == NULL)
+		return;
+	SYSCTL_ADD_PROC(&lq_defaults_ctx, SYSCTL_CHILDREN(vnode), OID_AUTO,
+	    "hold_timeout_ms",
+	    CTLTYPE_INT | CTLFLAG_RW | CTLFLAG_VNET | CTLFLAG_MPSAFE,
+	    &VNET_NAME(lq_vnet_hold_timeout_ms), INT_MAX, sysctl_vnet_int, "I",
+	    "This vnet's kern.ipc.listenq.hold_timeout_ms, -1 for the host-wide value");
+	SYSCTL_ADD_PROC(&lq_defaults_ctx, SYSCTL_CHILDREN(vnode), OID_AUTO,
+	    "hold_timeout_drop",
+	    CTLTYPE_INT | CTLFLAG_RW | CTLFLAG_VNET | CTLFLAG_MPSAFE,
+	    &VNET_NAME(lq_vnet_hold_timeout_drop), 1, sysctl_vnet_int, "I",
+	    "This vnet's kern.ipc.listenq.hold_timeout_drop, -1 for the host-wide value");
+	for (i = 0; i < LQ_NFILTERS; i++) {
+		name = listenq_rs_filter_name(i);
+		if (name == NULL)
+			continue;
+		node = SYSCTL_ADD_NODE(&lq_defaults_ctx, SYSCTL_CHILDREN(vnode),
+		    OID_AUTO, name, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+		    "listenq accept filter, this vnet");
+		if (node == NULL)
+			continue;
+		SYSCTL_ADD_PROC(&lq_defaults_ctx, SYSCTL_CHILDREN(node),
+		    OID_AUTO, "default_arg",
+		    CTLTYPE_STRING | CTLFLAG_RW | CTLFLAG_VNET | CTLFLAG_MPSAFE,
+		    NULL, i, sysctl_vnet_default_arg, "A",
+		    "This vnet's default_arg: empty for the host-wide one, - for none");
+	}
+}
 
 /*
  * Before DECLARE_MODULE (SI_SUB_PROTO_END, SI_ORDER_ANY) calls MOD_LOAD,
@@ -91,6 +196,7 @@ lq_defaults_init(void *arg __unused)
 		    sysctl_default_arg, "A",
 		    "af_arg used by listeners of this filter that pass an empty one");
 	}
+	lq_vnet_sysctls();
 }
 SYSINIT(lq_defaults, SI_SUB_PROTO_END, SI_ORDER_FIRST, lq_defaults_init, NULL);
 
@@ -106,15 +212,35 @@ SYSUNINIT(lq_defaults, SI_SUB_PROTO_END, SI_ORDER_FIRST, lq_defaults_fini,
     NULL);
 
 size_t
-lq_default_arg(int filter, char *buf, size_t len)
+lq_default_arg(struct socket *head, int filter, char *buf, size_t len)
 {
+	const char *v;
 	size_t n;
 
 	if (filter < 0 || filter >= LQ_NFILTERS || len == 0 ||
 	    !lq_defaults_ready)
 		return (0);
 	mtx_lock(&lq_defaults_mtx);
-	n = strlcpy(buf, lq_defaults[filter], len);
+	v = VNET_VNET(head->so_vnet, lq_vnet_default_arg)[filter];
+	if (v[0] == '\0')
+		v = lq_defaults[filter];
+	else if (strcmp(v, "-") == 0)
+		v = "";
+	n = strlcpy(buf, v, len);
 	mtx_unlock(&lq_defaults_mtx);
 	return (MIN(n, len - 1));
+}
+
+void
+lq_hold_timeout(struct socket *head, u_int *ms, int *drop)
+{
+	struct vnet *vnet = head->so_vnet;
+	int v;
+
+	v = atomic_load_int((volatile u_int *)VNET_VNET_PTR(vnet,
+	    lq_vnet_hold_timeout_ms));
+	*ms = v >= 0 ? (u_int)v : atomic_load_int(&lq_hold_timeout_ms);
+	v = atomic_load_int((volatile u_int *)VNET_VNET_PTR(vnet,
+	    lq_vnet_hold_timeout_drop));
+	*drop = v >= 0 ? v : atomic_load_int((volatile u_int *)&lq_hold_timeout_drop);
 }

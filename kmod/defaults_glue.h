@@ -9,12 +9,22 @@
 /* sizeof(struct accept_filter_arg.af_arg): the same limit as af_arg. */
 #define	LQ_DEFAULT_ARG_LEN	240
 
+struct socket;
+
 /*
- * Copies filter's default af_arg into buf (NUL-terminated, at most len - 1
- * bytes) under the defaults mutex; returns its length (0: none). Never
- * sleeps: called from accf_create with the listener locked.
+ * Copies filter's default af_arg for listener head (its vnet's, or the
+ * host-wide one) into buf (NUL-terminated, at most len - 1 bytes) under
+ * the defaults mutex; returns its length (0: none). Never sleeps: called
+ * from accf_create with the listener locked.
  */
-size_t	lq_default_arg(int filter, char *buf, size_t len);
+size_t	lq_default_arg(struct socket *head, int filter, char *buf, size_t len);
+
+/*
+ * The default hold timeout (ms, 0 for none) and whether it drops, for
+ * listener head: its vnet's, or the host-wide kern.ipc.listenq.hold_*.
+ * head must stay live for the call.
+ */
+void	lq_hold_timeout(struct socket *head, u_int *ms, int *drop);
 
 /* Rust: filter's name (kern.ipc.listenq.<name>), NULL past the last. */
 const char	*listenq_rs_filter_name(int filter);

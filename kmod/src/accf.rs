@@ -286,7 +286,7 @@ pub fn create(
         return None;
     }
     let mut dflt = [0u8; crate::kern::defaults::LEN];
-    let bytes = crate::defaults::or_default(kind, af_arg, &mut dflt);
+    let bytes = crate::defaults::or_default(kind, head, af_arg, &mut dflt);
     let cfg: Config = match parse_af_arg(kind, bytes) {
         Ok(c) => c,
         Err(e) => {
@@ -437,18 +437,19 @@ pub fn leave_next(a: Arg<'_>) -> Option<Leaving> {
 /// The hold-timeout clock (a callout, every TICK_MS).
 pub fn tick() {
     let now = kaccf::hold_clock();
-    let (ms, drop) = kaccf::hold_timeout();
-    let def = TimeoutDefaults {
-        ms,
-        action: if drop {
-            TimeoutAction::Drop
-        } else {
-            TimeoutAction::Deliver
-        },
-    };
     let Some(g) = REGISTRY.lock() else { return };
     g.accf.states.for_each_attached(|f, on| {
         let head = on.head();
+        // The listener's vnet's defaults, or the host-wide ones.
+        let (ms, drop) = kaccf::hold_timeout(on);
+        let def = TimeoutDefaults {
+            ms,
+            action: if drop {
+                TimeoutAction::Drop
+            } else {
+                TimeoutAction::Deliver
+            },
+        };
         let Some((ms, action)) = f.cfg.hold_limit(def) else {
             return false;
         };

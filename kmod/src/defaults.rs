@@ -7,7 +7,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::kern::defaults::{self, LEN, NFILTERS};
+use crate::kern::accf::ListenLocked;
+use crate::kern::defaults::{LEN, NFILTERS};
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::time;
 use listenq_accf::{parse_af_arg, FilterKind};
@@ -23,12 +24,18 @@ fn kind(idx: usize) -> Option<FilterKind> {
 
 const _: () = assert!(FilterKind::ALL.len() == NFILTERS);
 
-/// `af_arg` as given, or the filter's default when it is empty.
-pub fn or_default<'a>(kind: FilterKind, af_arg: &'a [u8], buf: &'a mut [u8; LEN]) -> &'a [u8] {
+/// `af_arg` as given, or the filter's default for listener `head` (its
+/// vnet's or the host-wide one) when it is empty.
+pub fn or_default<'a>(
+    kind: FilterKind,
+    head: &ListenLocked<'_>,
+    af_arg: &'a [u8],
+    buf: &'a mut [u8; LEN],
+) -> &'a [u8] {
     if af_arg.first().is_some_and(|&b| b != 0) {
         return af_arg;
     }
-    defaults::get(index(kind), buf)
+    head.default_arg(index(kind), buf)
 }
 
 /// Refusals logged in the current one-second window, and that window.

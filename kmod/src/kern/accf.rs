@@ -5,7 +5,9 @@
 
 use core::ffi::CStr;
 
+use crate::kern::defaults::LEN as DEFAULT_LEN;
 use crate::kern::errno::{Errno, KResult};
+use crate::kern::filter_arg::Attached;
 use crate::kern::socket::SocketRef;
 use crate::kern::time::Tick;
 use listenq_accf::FilterKind;
@@ -137,10 +139,16 @@ pub fn hold_ticks(ms: u32) -> u32 {
 /// The longest hold limit, in milliseconds (2^31, 24.8 days; listenq(4)).
 pub const MAX_HOLD_MS: u32 = 1 << 31;
 
-/// kern.ipc.listenq.hold_timeout_ms and hold_timeout_drop.
-pub fn hold_timeout() -> (u32, bool) {
-    // SAFETY: plain reads of integer sysctl variables.
-    unsafe { (sys::lq_hold_timeout_ms, sys::lq_hold_timeout_drop != 0) }
+/// The default hold limit (ms, 0 for none) and whether it drops, for the
+/// listener `on`: its vnet's kern.ipc.listenq.vnet.hold_timeout_*, or the
+/// host-wide kern.ipc.listenq.hold_timeout_*.
+pub fn hold_timeout(on: Attached<'_>) -> (u32, bool) {
+    let (mut ms, mut drop) = (0u32, 0i32);
+    // SAFETY: `on` says the listener is live while the state's mutex is
+    // held, which the caller's borrow of it proves; the glue reads its
+    // so_vnet and two integers, and writes the two out-parameters.
+    unsafe { sys::lq_hold_timeout(on.head() as *mut sys::socket, &mut ms, &mut drop) };
+    (ms, drop != 0)
 }
 
 /// A listener whose SOLISTEN_LOCK this thread holds for `'a` (accf_create
@@ -160,6 +168,22 @@ impl<'a> ListenLocked<'a> {
 
     pub fn key(&self) -> usize {
         self.so.key()
+    }
+
+    /// Filter `idx`'s default af_arg for this listener (its vnet's, or the
+    /// host-wide one), copied into `buf`; empty when there is none.
+    pub fn default_arg<'b>(&self, idx: usize, buf: &'b mut [u8; DEFAULT_LEN]) -> &'b [u8] {
+        let Ok(i) = i32::try_from(idx) else {
+            return &[];
+        };
+        // SAFETY: the listener is live and locked for 'a (the type's
+        // contract); buf is writable for DEFAULT_LEN bytes and the glue
+        // bounds the copy by that length, NUL-terminating within it; it
+        // takes a mutex and never sleeps, allowed under the listener lock.
+        let n = unsafe {
+            sys::lq_default_arg(self.so.as_ptr(), i, buf.as_mut_ptr().cast(), DEFAULT_LEN)
+        };
+        buf.get(..n).unwrap_or(&[])
     }
 
     /// The listener's local address, for messages.

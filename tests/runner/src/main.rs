@@ -40,6 +40,7 @@ mod t_stress;
 mod t_sysctl;
 mod t_version;
 mod t_visible;
+mod t_vnet_defaults;
 mod t_wakeup_race;
 mod table;
 mod tap;
@@ -415,6 +416,7 @@ fn run(argc: usize) -> bool {
     t_accf::run(tap, &env);
     // Per-filter defaults: loads listenq itself (tunables come first).
     t_defaults::run(tap, &env);
+    t_vnet_defaults::run(tap);
     // Last: forked processes at once, and unload rounds under that load.
     t_stress::run(tap, &env);
 

@@ -64,7 +64,7 @@ fn key(kind: Kind, sa: &SockAddr) -> ([u8; 96], usize) {
 }
 
 /// A child's exit status: Some(code) when it exited normally.
-fn exit_code(status: Result<i32, Errno>) -> Option<i32> {
+pub fn exit_code(status: Result<i32, Errno>) -> Option<i32> {
     match status {
         Ok(s) if s & 0x7f == 0 => Some((s >> 8) & 0xff),
         _ => None,
@@ -72,9 +72,9 @@ fn exit_code(status: Result<i32, Errno>) -> Option<i32> {
 }
 
 /// The bits a child sets in its exit code; 0x40 means its setup failed.
-const SETUP_FAILED: i32 = 0x40;
+pub const SETUP_FAILED: i32 = 0x40;
 
-fn report(tap: &mut Tap, who: &str, code: Option<i32>, names: &[&str]) {
+pub fn report(tap: &mut Tap, who: &str, code: Option<i32>, names: &[&str]) {
     match code {
         Some(c) if c & SETUP_FAILED == 0 => {
             for (i, n) in names.iter().enumerate() {
