@@ -67,7 +67,7 @@ sysctl_default_arg(SYSCTL_HANDLER_ARGS)
 	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
 	if (error != 0 || req->newptr == NULL)
 		return (error);
-	error = listenq_rs_default_arg_check(filter, buf, strnlen(buf,
+	error = listenq_rs_default_arg_check(filter, 0, buf, strnlen(buf,
 	    sizeof(buf)));
 	if (error != 0)
 		return (error);
@@ -95,7 +95,7 @@ sysctl_vnet_default_arg(SYSCTL_HANDLER_ARGS)
 		return (error);
 	n = strnlen(buf, sizeof(buf));
 	if (strcmp(buf, "-") != 0 && n != 0) {
-		error = listenq_rs_default_arg_check(filter, buf, n);
+		error = listenq_rs_default_arg_check(filter, 1, buf, n);
 		if (error != 0)
 			return (error);
 	}

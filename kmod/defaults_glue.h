@@ -29,7 +29,11 @@ void	lq_hold_timeout(struct socket *head, u_int *ms, int *drop);
 /* Rust: filter's name (kern.ipc.listenq.<name>), NULL past the last. */
 const char	*listenq_rs_filter_name(int filter);
 
-/* Rust: 0 if arg (len bytes, no NUL) is a valid af_arg, else EINVAL. */
-int	listenq_rs_default_arg_check(int filter, const char *arg, size_t len);
+/*
+ * Rust: 0 if arg (len bytes, no NUL) is a valid af_arg, else EINVAL (and a
+ * console line naming the per-VNET OID when vnet is 1).
+ */
+int	listenq_rs_default_arg_check(int filter, int vnet, const char *arg,
+	    size_t len);
 
 #endif

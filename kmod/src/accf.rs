@@ -20,7 +20,7 @@
 use core::mem::MaybeUninit;
 
 use crate::accf_names;
-use crate::filters::{self, ConnState, ListenerFilter};
+use crate::filters::{self, ConnState, FilterCounts, ListenerFilter};
 use crate::kern::accf::{self as kaccf, ListenLocked, Upcall};
 use crate::kern::deliver::InPlace;
 use crate::kern::filter_arg::{self, Locked, Token};
@@ -111,6 +111,7 @@ fn release(rcv: &RcvLocked<'_>, mut g: Locked<'_, ListenerFilter>, pos: Pos) -> 
         return Upcall::Ok;
     }
     Stat::Released.bump();
+    FilterCounts::bump(&mut g.get().counts.released);
     g.get().holdq.remove_pos(pos);
     match d {
         Some(d) => {
@@ -248,6 +249,7 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>) -> Result<Pos,
         Admitted::NoMemory => {
             tagged.untag();
             Stat::Nomem.bump();
+            FilterCounts::bump(&mut g.get().counts.nomem);
             Err(Upcall::IsConnected)
         }
         Admitted::AlreadyHeld => {
@@ -261,6 +263,7 @@ fn admit(g: &mut Locked<'_, ListenerFilter>, so: &SockLocked<'_>) -> Result<Pos,
             g.counted();
             filters::tagged_add();
             Stat::Held.bump();
+            FilterCounts::bump(&mut g.get().counts.held);
             Ok(p)
         }
     }
@@ -332,6 +335,7 @@ pub fn create(
         cfg,
         holdq,
         evicted: 0,
+        counts: FilterCounts::default(),
     };
     // Reserved above: the list does not allocate. The token is what the
     // kernel hands back to every callback.
@@ -392,9 +396,13 @@ pub fn work_done(head: Option<Arg<'_>>, upcall: Option<Arg<'_>>, so: usize, deli
         Stat::Released.bump();
     } else {
         Stat::Evicted.bump();
-        if let Some(h) = head {
-            let mut g = h.lock();
-            let f = g.get();
+    }
+    if let Some(h) = head {
+        let mut g = h.lock();
+        let f = g.get();
+        if delivered {
+            FilterCounts::bump(&mut f.counts.released);
+        } else {
             f.evicted = f.evicted.saturating_add(1);
         }
     }
@@ -464,6 +472,7 @@ pub fn tick() {
             sdt::timeout(head, so, deliver);
             any = true;
             Stat::Timeouts.bump();
+            FilterCounts::bump(&mut f.counts.timeouts);
         }
         // The task lets them go (and counts them released or evicted).
         any

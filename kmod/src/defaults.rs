@@ -5,12 +5,9 @@
 //! it is set, so a bad one is refused there and then rather than making
 //! every later setsockopt(2) fail.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
 use crate::kern::accf::ListenLocked;
 use crate::kern::defaults::{LEN, NFILTERS};
 use crate::kern::errno::{Errno, KResult};
-use crate::kern::time;
 use listenq_accf::{parse_af_arg, FilterKind};
 
 /// Index of `kind` in defaults_glue.c's table (the sysctl's arg2).
@@ -38,34 +35,20 @@ pub fn or_default<'a>(
     head.default_arg(index(kind), buf)
 }
 
-/// Refusals logged in the current one-second window, and that window.
-static LOG_WINDOW_S: AtomicU64 = AtomicU64::new(0);
-static LOG_COUNT: AtomicU32 = AtomicU32::new(0);
-const LOG_PER_SECOND: u32 = 5;
-
-/// ppsratecheck(9) in spirit: at most LOG_PER_SECOND lines a second. A
-/// race can let one or two extra lines through, never flood.
-fn log_allowed() -> bool {
-    let now_s = time::uptime_us() / 1_000_000;
-    if LOG_WINDOW_S.swap(now_s, Ordering::Relaxed) != now_s {
-        LOG_COUNT.store(0, Ordering::Relaxed);
-    }
-    LOG_COUNT.fetch_add(1, Ordering::Relaxed) < LOG_PER_SECOND
-}
-
 /// Whether `arg` may become filter `idx`'s default. A refusal says why on
 /// the console, rate-limited (writing needs privilege, but a script in a
 /// loop should not flood the console).
-pub fn check(idx: usize, arg: &[u8]) -> KResult<()> {
+pub fn check(idx: usize, vnet: bool, arg: &[u8]) -> KResult<()> {
     let Some(k) = kind(idx) else {
         return Err(Errno::EINVAL);
     };
     let Err(e) = parse_af_arg(k, arg) else {
         return Ok(());
     };
-    if log_allowed() {
+    if crate::kern::print::ratecheck() {
         crate::kern::print::event(format_args!(
-            "kern.ipc.listenq.{}.default_arg: \"{}\" refused ({}): {}",
+            "kern.ipc.listenq.{}{}.default_arg: \"{}\" refused ({}): {}",
+            if vnet { "vnet." } else { "" },
             k.name(),
             Printable(arg),
             crate::kern::print::Caller::current(),

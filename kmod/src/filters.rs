@@ -36,6 +36,25 @@ pub struct ListenerFilter {
     pub cfg: Config,
     pub holdq: HeldConns<ConnState>,
     pub evicted: u64,
+    pub counts: FilterCounts,
+}
+
+/// This filter's share of kern.ipc.listenq.stats.* (evictions are
+/// `evicted`), which readers who may not see every socket get summed over
+/// the listeners they see (listeners.rs `sysctl_stat`). Under the state's
+/// mutex, like the rest of it.
+#[derive(Default, Clone, Copy)]
+pub struct FilterCounts {
+    pub held: u64,
+    pub released: u64,
+    pub timeouts: u64,
+    pub nomem: u64,
+}
+
+impl FilterCounts {
+    pub fn bump(c: &mut u64) {
+        *c = c.saturating_add(1);
+    }
 }
 
 pub struct Filters {
@@ -102,11 +121,15 @@ impl Filters {
                 evicted_fair: ev.fair,
                 evicted_cap: ev.cap,
             };
-            (info, f.evicted)
+            (info, f.evicted, f.counts)
         });
-        if let Some((info, evicted)) = got {
+        if let Some((info, evicted, c)) = got {
             row.filter = Some(info);
             row.evicted = evicted;
+            row.counts.held = c.held;
+            row.counts.released = c.released;
+            row.counts.timeouts = c.timeouts;
+            row.counts.nomem = row.counts.nomem.saturating_add(c.nomem);
         }
     }
 }

@@ -308,6 +308,7 @@ pub fn completed(
     // Their accepts will not be matched: accepted and the latency leave
     // them out, and this says so.
     Stat::Nomem.add(r.nomem);
+    p.accepts().upcall_counted(r.done, r.nomem);
     Stat::Overflows.add(grew);
 }
 
@@ -402,8 +403,11 @@ fn snapshot(req: &SysctlReq<'_>) -> KResult<(Vec<Row>, u64)> {
                     continue;
                 };
                 let mut row = l.row;
-                row.accepted = t.pending.accepts().accepted();
-                row.latency = t.pending.accepts().latency();
+                let a = t.pending.accepts();
+                row.accepted = a.accepted();
+                row.latency = a.latency();
+                row.counts.completed = a.completed();
+                row.counts.nomem = a.nomem();
                 row.overflows = t.pending.overflows();
                 r.accf.annotate(&mut row);
                 rows.push(row);
@@ -450,10 +454,17 @@ pub fn sysctl_xlisteners(req: &mut SysctlReq<'_>) -> KResult<()> {
 }
 
 pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
-    // The counters sum every listener of the host: a reader that cannot
-    // see all of them (jailed, or see_other_uids/gids=0) reads none.
+    // The counters sum every listener of the host since load. A reader
+    // that may not see all of them (jailed, or see_other_uids/gids=0)
+    // reads the same counts summed over the listeners it may see now, as
+    // the tables show them: its own share, without what closed listeners
+    // counted (listenq(4)).
     if !req.sees_all() {
-        return Err(Errno::EPERM);
+        let (rows, _) = snapshot(req)?;
+        let v = rows
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(row_stat(r, which)));
+        return req.out(&v.to_ne_bytes());
     }
     if which == Stat::Overflows {
         // The overflow total is folded in lazily from the kernel counters.
@@ -466,4 +477,20 @@ pub fn sysctl_stat(req: &mut SysctlReq<'_>, which: Stat) -> KResult<()> {
     }
     let v = which.fetch();
     req.out(&v.to_ne_bytes())
+}
+
+/// A listener's share of counter `which` (closes: none, it is open).
+fn row_stat(r: &Row, which: Stat) -> u64 {
+    match which {
+        Stat::Listens => r.counts.listens,
+        Stat::Closes => 0,
+        Stat::Completed => r.counts.completed,
+        Stat::Accepted => r.accepted,
+        Stat::Overflows => r.overflows,
+        Stat::Held => r.counts.held,
+        Stat::Released => r.counts.released,
+        Stat::Evicted => r.evicted,
+        Stat::Timeouts => r.counts.timeouts,
+        Stat::Nomem => r.counts.nomem,
+    }
 }

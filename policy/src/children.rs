@@ -274,9 +274,39 @@ impl Recorded {
 #[derive(Debug, Default)]
 pub struct Accepts {
     latency: AtomicHistogram,
+    /// Connections filed by the listen upcall, and those it could not
+    /// file for lack of memory: written by the upcall alone, which the
+    /// listener's lock serializes, so a load and a store (no locked
+    /// instruction); read by anyone.
+    completed: AtomicU64,
+    nomem: AtomicU64,
 }
 
 impl Accepts {
+    /// The listen upcall recorded `done` more completions and failed to
+    /// file `nomem`. Only the upcall calls this (see the fields).
+    pub fn upcall_counted(&self, done: u64, nomem: u64) {
+        if done != 0 {
+            let c = self.completed.load(Ordering::Relaxed);
+            self.completed
+                .store(c.saturating_add(done), Ordering::Relaxed);
+        }
+        if nomem != 0 {
+            let c = self.nomem.load(Ordering::Relaxed);
+            self.nomem.store(c.saturating_add(nomem), Ordering::Relaxed);
+        }
+    }
+
+    /// Connections that reached the completed queue and were recorded.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Completions the upcall could not record for lack of memory.
+    pub fn nomem(&self) -> u64 {
+        self.nomem.load(Ordering::Relaxed)
+    }
+
     /// accept(2) took a connection that waited `latency_us` on the
     /// completed queue.
     pub fn record(&self, latency_us: u64) {
@@ -467,6 +497,9 @@ mod tests {
         assert_eq!(a.accepted(), 2);
         assert_eq!(a.latency().count(), 2);
         assert_eq!(a.latency().buckets()[0], 1);
+        a.upcall_counted(3, 0);
+        a.upcall_counted(2, 1);
+        assert_eq!((a.completed(), a.nomem()), (5, 1));
     }
 
     /// The kernel's side of the model: listeners with completed queues,

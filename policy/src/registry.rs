@@ -136,6 +136,27 @@ pub struct Row {
     pub evicted: u64,
     pub latency: Histogram,
     pub owner: Owner,
+    pub counts: Counts,
+}
+
+/// A listener's share of what `kern.ipc.listenq.stats.*` counts for the
+/// whole host (accepted, overflows and evicted are the row's own fields):
+/// a reader that may not see every socket, such as a jail, reads those
+/// counters summed over the listeners it may see (listenq(4)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// listen(2) calls on it (not its adoption at load).
+    pub listens: u64,
+    /// Connections that reached its completed queue.
+    pub completed: u64,
+    /// Connections its listenq accept filter held (since the filter was set).
+    pub held: u64,
+    /// Of those, released to the completed queue.
+    pub released: u64,
+    /// Of those, that reached the hold timeout.
+    pub timeouts: u64,
+    /// Times memory ran out for one of its connections.
+    pub nomem: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +233,11 @@ impl Registry {
         q: QueueSample,
         owner: Owner,
     ) -> Result<Listened, NoMemory> {
-        self.add(so, proto, local, backlog, q, owner)
+        let l = self.add(so, proto, local, backlog, q, owner)?;
+        if let Some(row) = self.get_mut(so) {
+            row.row.counts.listens = row.row.counts.listens.saturating_add(1);
+        }
+        Ok(l)
     }
 
     /// A listener that was already listening when listenq started: the
@@ -282,6 +307,7 @@ impl Registry {
                 evicted: 0,
                 latency: Histogram::default(),
                 owner,
+                counts: Counts::default(),
             },
         });
         self.gen = self.gen.wrapping_add(1);
@@ -423,6 +449,7 @@ mod tests {
             r.get(0x1000).map(|l| (l.row.backlog, l.row.qlimit)),
             Some((9, 9))
         );
+        assert_eq!(r.get(0x1000).map(|l| l.row.counts.listens), Some(2));
     }
 
     #[test]
@@ -439,6 +466,7 @@ mod tests {
             (row.backlog, row.qlimit, row.qlen, row.owner),
             (10, 10, 2, who)
         );
+        assert_eq!(row.counts.listens, 0, "an adoption is no listen(2) call");
         assert!(
             !r.adopt(7, Proto::Tcp6, Local::Unknown, q(0, 10), who)
                 .unwrap()

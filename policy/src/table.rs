@@ -309,6 +309,7 @@ mod tests {
             evicted: 3,
             latency: lat,
             owner: Owner { uid: 80, jid: 2 },
+            counts: Default::default(),
         };
         let mut f = Fixed::<512>::new();
         write_row(&mut f, &r).unwrap();
@@ -444,6 +445,7 @@ mod tests {
             evicted: 0,
             latency: Histogram::default(),
             owner: Owner::default(),
+            counts: Default::default(),
         };
         let cols = |r: &Row| -> std::vec::Vec<std::string::String> {
             let mut f = Fixed::<512>::new();
@@ -475,6 +477,7 @@ mod tests {
             evicted: 0,
             latency: Histogram::default(),
             owner: Owner::default(),
+            counts: Default::default(),
         }
     }
 
@@ -560,6 +563,7 @@ mod tests {
                 uid: u32::MAX,
                 jid: i32::MIN,
             },
+            counts: Default::default(),
         };
         let mut f = Fixed::<{ ROW_MAX + 64 }>::new();
         write_row(&mut f, &r).unwrap();

@@ -248,6 +248,7 @@ mod tests {
             evicted: 10,
             latency: lat,
             owner: Owner { uid: 1001, jid: 4 },
+            counts: Default::default(),
         };
         let x = XListenq::from_row(&r, 77);
         let b = x.bytes();
@@ -312,6 +313,7 @@ mod tests {
             evicted: 0,
             latency: Histogram::default(),
             owner: Owner::default(),
+            counts: Default::default(),
         };
         let x = XListenq::from_row(&r, 0);
         let b = x.bytes();

@@ -414,9 +414,9 @@ fn run(argc: usize) -> bool {
     // Accept filters; last, since the stock accf modules it loads stay
     // registered (as placeholders) once loaded.
     t_accf::run(tap, &env);
-    // Per-filter defaults: loads listenq itself (tunables come first).
+    // Per-filter and per-VNET defaults: loads listenq itself (tunables
+    // come first).
     t_defaults::run(tap, &env);
-    t_vnet_defaults::run(tap);
     // Last: forked processes at once, and unload rounds under that load.
     t_stress::run(tap, &env);
 

@@ -107,6 +107,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let Some(id) = id else { return };
     sysctls(tap);
     let _ = sysctl::write_string(HTTP, b"");
+    crate::t_vnet_defaults::run(tap);
     tap.check(
         kld::unload(id),
         Ok(()),

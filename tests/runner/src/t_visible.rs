@@ -1,8 +1,8 @@
 //! Who sees which listener (issue "never show listeners across users or
 //! jails"): kern.ipc.listenq.listeners and xlisteners follow the rules of
 //! netstat(1) and sockstat(1) (cr_canseesocket, prison visibility, the
-//! reader's vnet), and the global counters are only for readers that may
-//! see every socket. Each reader is a forked child: one that setuid()s to
+//! reader's vnet), and the counters are the host's only for readers that
+//! may see every socket; others read them summed over what they may see. Each reader is a forked child: one that setuid()s to
 //! an unprivileged user with security.bsd.see_other_uids=0, one that
 //! jail()s itself. Run while listenq is loaded.
 
@@ -17,6 +17,8 @@ use crate::tap::Tap;
 const TABLE: &str = "kern.ipc.listenq.listeners";
 const XTABLE: &str = "kern.ipc.listenq.xlisteners";
 const STAT: &str = "kern.ipc.listenq.stats.listens";
+const STAT_ACCEPTED: &str = "kern.ipc.listenq.stats.accepted";
+const STAT_CLOSES: &str = "kern.ipc.listenq.stats.closes";
 const ALLOCS: &str = "kern.ipc.listenq.allocs";
 const USER: u32 = 1001;
 const USER_PORT: u16 = 47001;
@@ -132,7 +134,8 @@ fn other_uids(tap: &mut Tap, root_sa: &SockAddr) {
         "with see_other_uids=0 an unprivileged user does not see root's listener in the table",
         "it sees its own listener, with UID 1001",
         "every xlisteners row it gets is its own (xl_uid 1001), root's is not among them",
-        "kern.ipc.listenq.stats.listens and allocs fail with EPERM for it",
+        "kern.ipc.listenq.stats.listens reads 1, its own listen(2), and allocs fails with EPERM",
+        "stats.accepted reads 1 once it accepted its connection, stats.closes 0",
     ];
     let old = sysctl::read_int(KNOB).unwrap_or(1);
     if let Err(e) = sysctl::write_int(KNOB, 0) {
@@ -224,11 +227,13 @@ fn user_child(root_sa: &SockAddr) -> i32 {
         }
         _ => bad |= 4,
     }
-    if sysctl::read_u64(STAT) != Err(Errno::EPERM) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM)
-    {
+    if sysctl::read_u64(STAT) != Ok(1) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM) {
         bad |= 8;
     }
-    let _ = sock::accept(l.raw());
+    let _a = sock::accept(l.raw());
+    if sysctl::read_u64(STAT_ACCEPTED) != Ok(1) || sysctl::read_u64(STAT_CLOSES) != Ok(0) {
+        bad |= 16;
+    }
     bad
 }
 
@@ -237,7 +242,7 @@ fn jailed(tap: &mut Tap, root_sa: &SockAddr, root_unix: Option<&SockAddr>) {
         "inside a jail no host listener (TCP or local) is in the table",
         "the jail's own local listener is listed, with its JID",
         "every xlisteners row it gets has its xl_jid",
-        "kern.ipc.listenq.stats.listens and allocs fail with EPERM in a jail",
+        "in a jail kern.ipc.listenq.stats.listens reads 1, the jail's own listen(2), and allocs fails with EPERM",
     ];
     let Some(host_unix) = root_unix else {
         for n in names {
@@ -299,8 +304,7 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
         }
         _ => bad |= 4,
     }
-    if sysctl::read_u64(STAT) != Err(Errno::EPERM) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM)
-    {
+    if sysctl::read_u64(STAT) != Ok(1) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM) {
         bad |= 8;
     }
     drop(l);

@@ -5,10 +5,12 @@ use crate::kern::errno::{to_c, Errno};
 use crate::kern::inflight::InFlight;
 
 /// Called by the sysctl handler (also for the loader tunable) before a new
-/// value is stored: 0 to store it, EINVAL to refuse it.
+/// value is stored: 0 to store it, EINVAL to refuse it. `vnet`: the
+/// per-VNET default (kern.ipc.listenq.vnet.*), for the message.
 #[no_mangle]
 pub extern "C" fn listenq_rs_default_arg_check(
     filter: i32,
+    vnet: i32,
     arg: *const cty::c_char,
     len: usize,
 ) -> i32 {
@@ -21,6 +23,7 @@ pub extern "C" fn listenq_rs_default_arg_check(
     let bytes = unsafe { core::slice::from_raw_parts(arg.cast::<u8>(), len) };
     to_c(crate::defaults::check(
         usize::try_from(filter).unwrap_or(usize::MAX),
+        vnet != 0,
         bytes,
     ))
 }
