@@ -209,6 +209,34 @@ fi
 stop_all
 jail -r lqplain lqvnet >/dev/null 2>&1
 
+# ------------------------------------------------------------ log(9) lines
+# What a user did wrong, as the admin reads it: dmesg(8) with its priority
+# and syslogd(8)'s file, naming the listener, the uid, the pid and the jail.
+mkdir -p /var/log /var/run
+: >/var/log/messages
+echo '*.info	/var/log/messages' >/tmp/syslog.conf
+syslogd -ss -f /tmp/syslog.conf 2>/dev/null
+sleep 0.5
+if lqinit listen tcp4 127.0.0.1 5501 5 httpready:nosuchoption >/tmp/badarg.out 2>&1; then
+	notok "setsockopt(SO_ACCEPTFILTER) with a bad af_arg fails"
+else
+	ok "setsockopt(SO_ACCEPTFILTER) with a bad af_arg fails"
+fi
+sleep 1
+line=$(dmesg -a | grep 'listenq: httpready: bad af_arg on 127.0.0.1.5501 ' | tail -1)
+diag "dmesg -a: $line"
+check "dmesg -a: at LOG_INFO, with the listener, uid, pid and jail" \
+    sh -c "echo '$line' | grep -Eq '^<6>listenq: httpready: bad af_arg on 127\\.0\\.0\\.1\\.5501 \\(uid 0, pid [0-9]+, jail 0\\)'"
+check "syslogd(8) wrote it to /var/log/messages" \
+    grep -q 'kernel: listenq: httpready: bad af_arg on 127.0.0.1.5501 (uid 0, pid' /var/log/messages
+sysctl kern.ipc.listenq.logprio=-1 >/dev/null
+n0=$(dmesg -a | grep -c 'bad af_arg on 127.0.0.1.5502 ')
+lqinit listen tcp4 127.0.0.1 5502 5 httpready:nosuchoption >/dev/null 2>&1
+sleep 0.5
+same "kern.ipc.listenq.logprio=-1: no line" "$(dmesg -a | grep -c 'bad af_arg on 127.0.0.1.5502 ')" "$n0"
+sysctl kern.ipc.listenq.logprio=6 >/dev/null
+pkill syslogd 2>/dev/null
+
 # ------------------------------------------------------------ dtrace(1)
 # The listenq provider, with the kernel's own DTrace modules (they come
 # with the kernel: run-vm.sh copies them from its modules directory).

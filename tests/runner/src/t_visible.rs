@@ -243,6 +243,7 @@ fn jailed(tap: &mut Tap, root_sa: &SockAddr, root_unix: Option<&SockAddr>) {
         "the jail's own local listener is listed, with its JID",
         "every xlisteners row it gets has its xl_jid",
         "in a jail kern.ipc.listenq.stats.listens reads 1, the jail's own listen(2), and allocs fails with EPERM",
+        "in a jail stats.held, released, completed and accepted count its one filtered connection (1 each)",
     ];
     let Some(host_unix) = root_unix else {
         for n in names {
@@ -307,6 +308,27 @@ fn jail_child(root_sa: &SockAddr, host_unix: &SockAddr) -> i32 {
     if sysctl::read_u64(STAT) != Ok(1) || sysctl::read_u64(ALLOCS) != Err(Errno::EPERM) {
         bad |= 8;
     }
+    // One connection through a dataready filter on the jail's listener:
+    // the jail's sums move by exactly that one, whatever the host counts.
+    let one = crate::accf_util::set_filter(l.raw(), "dataready", "")
+        .and_then(|()| sock::connect(Kind::UnixStream, &own))
+        .and_then(|c| {
+            crate::accf_util::send_all(c.raw(), b"x")?;
+            let a = crate::accf_util::accept_within(l.raw(), 3000)?;
+            Ok((c, a))
+        });
+    let counts = ["held", "released", "completed", "accepted"].map(|n| {
+        let mut name = [0u8; 64];
+        let p = b"kern.ipc.listenq.stats.";
+        name[..p.len()].copy_from_slice(p);
+        name[p.len()..p.len() + n.len()].copy_from_slice(n.as_bytes());
+        core::str::from_utf8(&name[..p.len() + n.len()])
+            .map_or(Err(Errno::EINVAL), sysctl::read_u64)
+    });
+    if one.is_err() || counts.iter().any(|c| *c != Ok(1)) {
+        bad |= 16;
+    }
+    drop(one);
     drop(l);
     bad
 }

@@ -1,7 +1,7 @@
 //! The runner as a command for the operator layer's shell scripts
 //! (tests/vm/operator.sh), which need sockets a shell cannot make:
 //!
-//!     lqinit listen tcp4|tcp6|stream ADDR|PATH PORT BACKLOG [FILTER]
+//!     lqinit listen tcp4|tcp6|stream ADDR|PATH PORT BACKLOG [FILTER[:AF_ARG]]
 //!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N [DELAY_MS]
 //!     lqinit json FILE LIST        (json.rs)
 //!
@@ -113,8 +113,10 @@ fn listen(
     sys::bind(s.raw(), sa.bytes()).map_err(|e| ("bind", e))?;
     sys::listen(s.raw(), backlog).map_err(|e| ("listen", e))?;
     if let Some(f) = filter {
-        let name = core::str::from_utf8(f).map_err(|_| ("filter name", Errno::EINVAL))?;
-        crate::accf_util::set_filter(s.raw(), name, "").map_err(|e| ("SO_ACCEPTFILTER", e))?;
+        // FILTER or FILTER:AF_ARG.
+        let f = core::str::from_utf8(f).map_err(|_| ("filter name", Errno::EINVAL))?;
+        let (name, arg) = f.split_once(':').unwrap_or((f, ""));
+        crate::accf_util::set_filter(s.raw(), name, arg).map_err(|e| ("SO_ACCEPTFILTER", e))?;
     }
     Ok(s)
 }
@@ -127,7 +129,7 @@ pub fn main(args: Args) -> i32 {
     }
     let usage = || {
         say(format_args!(
-            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER] | connect tcp4|tcp6|stream ADDR PORT N [DELAY_MS] | json FILE LIST"
+            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER[:AF_ARG]] | connect tcp4|tcp6|stream ADDR PORT N [DELAY_MS] | json FILE LIST"
         ));
         64
     };
