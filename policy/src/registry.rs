@@ -139,6 +139,39 @@ pub struct Row {
     pub counts: Counts,
 }
 
+impl Row {
+    /// A listener's row as it is first recorded: its queue as sampled,
+    /// nothing counted yet.
+    pub fn new(
+        id: u64,
+        so: usize,
+        proto: Proto,
+        local: Local,
+        backlog: i32,
+        q: QueueSample,
+        owner: Owner,
+    ) -> Row {
+        Row {
+            id,
+            so,
+            proto,
+            local,
+            backlog,
+            qlimit: q.qlimit,
+            qlen: q.qlen,
+            incqlen: q.incqlen,
+            accepted: 0,
+            overflows: 0,
+            filter: None,
+            kfilter: [0; 16],
+            evicted: 0,
+            latency: Histogram::default(),
+            owner,
+            counts: Counts::default(),
+        }
+    }
+}
+
 /// A listener's share of what `kern.ipc.listenq.stats.*` counts for the
 /// whole host (accepted, overflows and evicted are the row's own fields):
 /// a reader that may not see every socket, such as a jail, reads those
@@ -291,24 +324,7 @@ impl Registry {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.listeners.push(Listener {
-            row: Row {
-                id,
-                so,
-                proto,
-                local,
-                backlog,
-                qlimit: q.qlimit,
-                qlen: q.qlen,
-                incqlen: q.incqlen,
-                accepted: 0,
-                overflows: 0,
-                filter: None,
-                kfilter: [0; 16],
-                evicted: 0,
-                latency: Histogram::default(),
-                owner,
-                counts: Counts::default(),
-            },
+            row: Row::new(id, so, proto, local, backlog, q, owner),
         });
         self.gen = self.gen.wrapping_add(1);
         Ok(Listened { id, new: true })

@@ -426,27 +426,13 @@ mod tests {
 
     #[test]
     fn stock_filter_and_blank_names() {
-        let mut r = Row {
-            id: 1,
-            so: 1,
-            proto: Proto::Tcp4,
-            local: Local::Inet {
+        let mut r = row_with(
+            Proto::Tcp4,
+            Local::Inet {
                 addr: [0; 4],
                 port: 80,
             },
-            backlog: 1,
-            qlimit: 1,
-            qlen: 0,
-            incqlen: 0,
-            accepted: 0,
-            overflows: 0,
-            filter: None,
-            kfilter: [0; 16],
-            evicted: 0,
-            latency: Histogram::default(),
-            owner: Owner::default(),
-            counts: Default::default(),
-        };
+        );
         let cols = |r: &Row| -> std::vec::Vec<std::string::String> {
             let mut f = Fixed::<512>::new();
             write_row(&mut f, r).unwrap();
@@ -461,24 +447,11 @@ mod tests {
     }
 
     fn row_with(proto: Proto, local: Local) -> Row {
-        Row {
-            id: 1,
-            so: 1,
-            proto,
-            local,
-            backlog: 1,
+        let q = crate::registry::QueueSample {
             qlimit: 1,
-            qlen: 0,
-            incqlen: 0,
-            accepted: 0,
-            overflows: 0,
-            filter: None,
-            kfilter: [0; 16],
-            evicted: 0,
-            latency: Histogram::default(),
-            owner: Owner::default(),
-            counts: Default::default(),
-        }
+            ..Default::default()
+        };
+        Row::new(1, 1, proto, local, 1, q, Owner::default())
     }
 
     #[test]

@@ -294,27 +294,18 @@ mod tests {
         for (i, c) in path.iter_mut().enumerate() {
             *c = b'a' + (i % 26) as u8;
         }
-        let mut r = Row {
-            id: 1,
-            so: 1,
-            proto: Proto::LocalStream,
-            local: Local::Path {
+        let mut r = Row::new(
+            1,
+            1,
+            Proto::LocalStream,
+            Local::Path {
                 path,
                 len: SUN_PATH_LEN as u8,
             },
-            backlog: 1,
-            qlimit: 1,
-            qlen: 0,
-            incqlen: 0,
-            accepted: 0,
-            overflows: 0,
-            filter: None,
-            kfilter: [0; 16],
-            evicted: 0,
-            latency: Histogram::default(),
-            owner: Owner::default(),
-            counts: Default::default(),
-        };
+            1,
+            Default::default(),
+            Owner::default(),
+        );
         let x = XListenq::from_row(&r, 0);
         let b = x.bytes();
         assert_eq!(b[at("xl_path")..][..SUN_PATH_LEN], path);
