@@ -19,9 +19,7 @@ pub const SO_LINGER: i32 = 0x0080;
 pub const IPPROTO_TCP: i32 = 6;
 pub const TCP_NODELAY: i32 = 1;
 
-/// sizeof(struct accept_filter_arg): af_name[16] + af_arg[256 - 16].
-pub const AF_SIZE: usize = 256;
-pub const AF_NAME_LEN: usize = 16;
+pub use crate::layout::{AF_NAME_LEN, AF_SIZE};
 
 pub const ALLOCS: &str = "kern.ipc.listenq.allocs";
 pub const TABLE: &str = "kern.ipc.listenq.listeners";

@@ -292,9 +292,8 @@ pub fn cuts(r: &mut Rng, len: usize, out: &mut [usize; 3]) -> usize {
 
 // ---------------------------------------------------------------- accept filters
 
-/// sizeof(struct accept_filter_arg).
-pub const AF_SIZE: usize = 256;
-const AF_NAME: usize = 16;
+use crate::layout::AF_NAME_LEN as AF_NAME;
+pub use crate::layout::AF_SIZE;
 /// Room for a too-long option value.
 pub const AF_BUF: usize = 300;
 

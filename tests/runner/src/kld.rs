@@ -1,7 +1,12 @@
 //! Kernel linker and module queries: kldload, kldunload, kldfind, kldstat,
 //! modfind (sys/sys/linker.h, sys/sys/module.h).
 
-use crate::sys::{self, SysResult, KLD_FILE_STAT_SIZE};
+use crate::layout::{
+    KLD_ADDRESS_OFF as ADDRESS_OFF, KLD_FILE_STAT_SIZE, KLD_ID_OFF as ID_OFF,
+    KLD_NAME_LEN as NAME_LEN, KLD_NAME_OFF as NAME_OFF, KLD_PATHNAME_LEN as PATHNAME_LEN,
+    KLD_PATHNAME_OFF as PATHNAME_OFF, KLD_REFS_OFF as REFS_OFF, KLD_SIZE_OFF as SIZE_OFF,
+};
+use crate::sys::{self, SysResult};
 
 pub use sys::{kldfind as find, kldload as load, kldunload as unload, modfind};
 
@@ -9,15 +14,6 @@ pub use sys::{kldfind as find, kldload as load, kldunload as unload, modfind};
 pub struct KldStat {
     raw: [u8; KLD_FILE_STAT_SIZE],
 }
-
-const NAME_OFF: usize = 4;
-const PATH_LEN: usize = 1024;
-const REFS_OFF: usize = NAME_OFF + PATH_LEN;
-const ID_OFF: usize = REFS_OFF + 4;
-const ADDRESS_OFF: usize = ID_OFF + 4 + 4; // caddr_t, 8-byte aligned
-const SIZE_OFF: usize = ADDRESS_OFF + 8;
-const PATHNAME_OFF: usize = SIZE_OFF + 8;
-const _: () = assert!(ADDRESS_OFF == 1040 && PATHNAME_OFF + PATH_LEN == KLD_FILE_STAT_SIZE);
 
 fn cstr_field(b: &[u8]) -> &[u8] {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -30,10 +26,10 @@ fn i32_at(b: &[u8], off: usize) -> i32 {
 
 impl KldStat {
     pub fn name(&self) -> &[u8] {
-        cstr_field(&self.raw[NAME_OFF..NAME_OFF + PATH_LEN])
+        cstr_field(&self.raw[NAME_OFF..NAME_OFF + NAME_LEN])
     }
     pub fn pathname(&self) -> &[u8] {
-        cstr_field(&self.raw[PATHNAME_OFF..PATHNAME_OFF + PATH_LEN])
+        cstr_field(&self.raw[PATHNAME_OFF..PATHNAME_OFF + PATHNAME_LEN])
     }
     pub fn id(&self) -> i32 {
         i32_at(&self.raw, ID_OFF)

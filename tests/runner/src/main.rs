@@ -13,6 +13,7 @@ mod fuzz_worker;
 mod json;
 mod kld;
 mod kstack;
+mod layout;
 mod net;
 mod record;
 mod sock;

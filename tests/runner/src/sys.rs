@@ -627,9 +627,7 @@ pub fn modfind(name: &CStr) -> SysResult<i32> {
     unsafe { syscall6(nr::MODFIND, name.as_ptr() as usize, 0, 0, 0, 0, 0) }.map(|v| v as i32)
 }
 
-/// sizeof(struct kld_file_stat) on amd64 (sys/linker.h): version, name
-/// [MAXPATHLEN], refs, id, address, size, pathname[MAXPATHLEN].
-pub const KLD_FILE_STAT_SIZE: usize = 2080;
+pub use crate::layout::KLD_FILE_STAT_SIZE;
 
 /// kldstat(2) into a raw struct kld_file_stat (its version field is set
 /// here); kld.rs decodes it.

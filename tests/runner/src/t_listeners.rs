@@ -158,27 +158,19 @@ fn kind_proto(kind: Kind) -> &'static [u8] {
     }
 }
 
-/// struct xlistenq v2 (listenq.h; policy/src/xlisten.rs): its size with
-/// the fair-eviction fields and xl_path appended, and the offsets the
-/// suite reads (t_visible.rs uses these too).
-pub const XL_SIZE: usize = 512;
-const XL_VERSION: u32 = 2;
-const XO_GEN: usize = 8;
-const XO_PROTO: usize = 24;
-pub const XO_LPORT: usize = 26;
-const XO_BACKLOG: usize = 28;
-const XO_LADDR: usize = 32;
-const XO_QLIMIT: usize = 96;
-const XO_QLEN: usize = 100;
-const XO_ACCEPTED: usize = 112;
-const XO_OVERFLOWS: usize = 120;
-pub const XO_UID: usize = 152;
-pub const XO_JID: usize = 156;
-const XO_LAT: usize = 160;
-const XO_PATH: usize = 408;
-const XL_PROTO_TCP6: u8 = 2;
-const XL_PROTO_TCP46: u8 = 5;
-const XL_PROTO_STREAM: u8 = 3;
+use crate::layout::{
+    XL_NBUCKETS, XO_ACCEPTED, XO_BACKLOG, XO_GEN, XO_LADDR, XO_LAT, XO_OVERFLOWS, XO_PATH,
+    XO_PROTO, XO_QLEN, XO_QLIMIT,
+};
+/// struct xlistenq (listenq.h; policy/src/xlisten.rs): its size, version
+/// and the offsets the suite reads (t_visible.rs uses these too), from
+/// the header (build.rs).
+pub use crate::layout::{XL_SIZE, XO_JID, XO_LPORT, XO_UID};
+const XL_VERSION: u32 = crate::layout::XL_VERSION as u32;
+const XL_PROTO_TCP4: u8 = crate::layout::XL_PROTO_TCP4 as u8;
+const XL_PROTO_TCP6: u8 = crate::layout::XL_PROTO_TCP6 as u8;
+const XL_PROTO_TCP46: u8 = crate::layout::XL_PROTO_TCP46 as u8;
+const XL_PROTO_STREAM: u8 = crate::layout::XL_PROTO_STREAM as u8;
 
 const IPPROTO_IPV6: i32 = 41;
 const IPV6_V6ONLY: i32 = 27;
@@ -213,7 +205,10 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
         sizes_ok &= u32_at(e, 0) as usize == XL_SIZE && u32_at(e, 4) == XL_VERSION;
         gens_same &= u64_at(e, XO_GEN) == u64_at(&buf[..XL_SIZE], XO_GEN);
         let lport = u16::from_ne_bytes([e[XO_LPORT], e[XO_LPORT + 1]]);
-        if e[XO_PROTO] == 1 && lport == port && e[XO_LADDR..XO_LADDR + 4] == [127, 0, 0, 1] {
+        if e[XO_PROTO] == XL_PROTO_TCP4
+            && lport == port
+            && e[XO_LADDR..XO_LADDR + 4] == [127, 0, 0, 1]
+        {
             found = Some(off);
         }
         off += XL_SIZE;
@@ -244,7 +239,7 @@ fn xlisteners(tap: &mut Tap, sa: &SockAddr) {
                     XTABLE
                 ),
             );
-            let lat: u64 = (0..28).map(|i| u64_at(e, XO_LAT + 8 * i)).sum();
+            let lat: u64 = (0..XL_NBUCKETS).map(|i| u64_at(e, XO_LAT + 8 * i)).sum();
             tap.check(
                 lat,
                 7,
