@@ -6,7 +6,8 @@
 use crate::sys::{self, Errno, SysResult};
 use crate::tap::Tap;
 
-/// sys/user.h: struct kinfo_kstack.
+/// sys/user.h: struct kinfo_kstack. Typed here: sys/user.h needs libc's
+/// <time.h>, which SYSDIR does not have, so build.rs cannot lay it out.
 const KKST_MAXLEN: usize = 1024;
 const KKST_SIZE: usize = 4 + 4 + KKST_MAXLEN + 16 * 4;
 
