@@ -451,6 +451,8 @@ pub fn knob_int(r: &mut Rng, name: &str) -> i32 {
             r.pick(&[0, 0, 1, 3, 10, 50, 200, 1000, -1, i32::MAX])
         }
         "kern.ipc.listenq.logprio" => r.pick(&[-2, -1, 0, 3, 6, 6, 7, 8]),
+        "kern.ipc.listenq.vnet.hold_timeout_ms" => r.pick(&[-2, -1, -1, 0, 1, 10, 200, i32::MAX]),
+        "kern.ipc.listenq.vnet.hold_timeout_drop" => r.pick(&[-2, -1, -1, 0, 1, 2]),
         _ => r.pick(&[0, 0, 1, 1, 2, -1, 7]),
     }
 }

@@ -1199,7 +1199,10 @@ impl Worker {
     }
 
     fn sysctl_read(&mut self, r: &mut Rng) {
-        const NAMES: [&str; 27] = [
+        const NAMES: [&str; 30] = [
+            "kern.ipc.listenq.vnet.hold_timeout_ms",
+            "kern.ipc.listenq.vnet.hold_timeout_drop",
+            "kern.ipc.listenq.vnet.httpready.default_arg",
             "kern.ipc.listenq.version",
             "kern.ipc.listenq.accf_inherit",
             "kern.ipc.listenq.allocs",
@@ -1235,17 +1238,21 @@ impl Worker {
     }
 
     fn sysctl_write(&mut self, r: &mut Rng) {
-        const INTS: [&str; 4] = [
+        const INTS: [&str; 6] = [
             "kern.ipc.soacceptqueue",
             "kern.ipc.listenq.hold_timeout_ms",
             "kern.ipc.listenq.hold_timeout_drop",
             "kern.ipc.listenq.logprio",
+            "kern.ipc.listenq.vnet.hold_timeout_ms",
+            "kern.ipc.listenq.vnet.hold_timeout_drop",
         ];
-        const STRS: [&str; 4] = [
+        const STRS: [&str; 6] = [
             "kern.ipc.listenq.dataready.default_arg",
             "kern.ipc.listenq.httpready.default_arg",
             "kern.ipc.listenq.dnsready.default_arg",
             "kern.ipc.listenq.tlsready.default_arg",
+            "kern.ipc.listenq.vnet.dataready.default_arg",
+            "kern.ipc.listenq.vnet.httpready.default_arg",
         ];
         let ok = if r.pct(50) {
             let name = r.pick(&INTS);

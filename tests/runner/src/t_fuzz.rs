@@ -140,33 +140,39 @@ fn parse(v: &[u8]) -> Option<Mode> {
 
 // ---------------------------------------------------------------- knobs
 
-/// The knobs workers write, saved once and restored after every sequence.
+/// The knobs workers write (fuzz_worker.rs `sysctl_write`), saved once and
+/// restored after every sequence: the host-wide ones and the host vnet's
+/// overrides (kern.ipc.listenq.vnet.*).
 struct Knobs {
-    soacceptqueue: Option<i32>,
-    hold_ms: Option<i32>,
-    hold_drop: Option<i32>,
-    defaults: [([u8; 256], usize, bool); 4],
+    ints: [Option<i32>; INTS.len()],
+    strs: [([u8; 256], usize, bool); STRS.len()],
 }
 
-const DEFAULTS: [&str; 4] = [
+const INTS: [&str; 5] = [
+    "kern.ipc.soacceptqueue",
+    "kern.ipc.listenq.hold_timeout_ms",
+    "kern.ipc.listenq.hold_timeout_drop",
+    "kern.ipc.listenq.vnet.hold_timeout_ms",
+    "kern.ipc.listenq.vnet.hold_timeout_drop",
+];
+const STRS: [&str; 8] = [
     "kern.ipc.listenq.dataready.default_arg",
     "kern.ipc.listenq.httpready.default_arg",
     "kern.ipc.listenq.dnsready.default_arg",
     "kern.ipc.listenq.tlsready.default_arg",
+    "kern.ipc.listenq.vnet.dataready.default_arg",
+    "kern.ipc.listenq.vnet.httpready.default_arg",
+    "kern.ipc.listenq.vnet.dnsready.default_arg",
+    "kern.ipc.listenq.vnet.tlsready.default_arg",
 ];
-const SOACCEPTQUEUE: &str = "kern.ipc.soacceptqueue";
-const HOLD_MS: &str = "kern.ipc.listenq.hold_timeout_ms";
-const HOLD_DROP: &str = "kern.ipc.listenq.hold_timeout_drop";
 
 impl Knobs {
     fn save() -> Knobs {
         let mut k = Knobs {
-            soacceptqueue: sysctl::read_int(SOACCEPTQUEUE).ok(),
-            hold_ms: sysctl::read_int(HOLD_MS).ok(),
-            hold_drop: sysctl::read_int(HOLD_DROP).ok(),
-            defaults: [([0u8; 256], 0, false); 4],
+            ints: INTS.map(|n| sysctl::read_int(n).ok()),
+            strs: [([0u8; 256], 0, false); STRS.len()],
         };
-        for (d, name) in k.defaults.iter_mut().zip(DEFAULTS) {
+        for (d, name) in k.strs.iter_mut().zip(STRS) {
             if let Ok(v) = sysctl::read_string(name, &mut d.0) {
                 d.1 = v.len();
                 d.2 = true;
@@ -178,35 +184,27 @@ impl Knobs {
     /// Writes every saved value back; returns how many writes failed.
     fn restore(&self) -> u32 {
         let mut bad = 0;
-        let mut w = |r: sys::SysResult<()>| {
-            if r.is_err() {
-                bad += 1;
+        for (v, name) in self.ints.iter().zip(INTS) {
+            if let Some(v) = v {
+                bad += u32::from(sysctl::write_int(name, *v).is_err());
             }
-        };
-        if let Some(v) = self.soacceptqueue {
-            w(sysctl::write_int(SOACCEPTQUEUE, v));
         }
-        if let Some(v) = self.hold_ms {
-            w(sysctl::write_int(HOLD_MS, v));
-        }
-        if let Some(v) = self.hold_drop {
-            w(sysctl::write_int(HOLD_DROP, v));
-        }
-        for (d, name) in self.defaults.iter().zip(DEFAULTS) {
+        for (d, name) in self.strs.iter().zip(STRS) {
             if d.2 {
-                w(sysctl::write_string(name, &d.0[..d.1]));
+                bad += u32::from(sysctl::write_string(name, &d.0[..d.1]).is_err());
             }
         }
         bad
     }
 
     fn changed(&self) -> bool {
-        let same_int = |name, v: Option<i32>| v.is_none() || sysctl::read_int(name).ok() == v;
         let mut b = [0u8; 256];
-        !(same_int(SOACCEPTQUEUE, self.soacceptqueue)
-            && same_int(HOLD_MS, self.hold_ms)
-            && same_int(HOLD_DROP, self.hold_drop)
-            && self.defaults.iter().zip(DEFAULTS).all(|(d, name)| {
+        !(self
+            .ints
+            .iter()
+            .zip(INTS)
+            .all(|(v, name)| v.is_none() || sysctl::read_int(name).ok() == *v)
+            && self.strs.iter().zip(STRS).all(|(d, name)| {
                 !d.2 || sysctl::read_string(name, &mut b).is_ok_and(|v| v == &d.0[..d.1])
             }))
     }
