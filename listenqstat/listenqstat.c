@@ -258,7 +258,7 @@ show_once(void)
 		snprintf(listen, sizeof(listen), "%u/%u/%u", x->xl_qlen,
 		    x->xl_incqlen, x->xl_qlimit);
 		xo_open_instance("listener");
-		xo_emit("{k:id/%ju}{e:protocol/%s}{d:/%-6s} ",
+		xo_emit("{ke:id/%ju}{e:protocol/%s}{d:/%-6s} ",
 		    (uintmax_t)x->xl_id, proto_name(x), proto_name(x));
 		xo_emit("{e:queue-length/%u}{e:incomplete-queue-length/%u}"
 		    "{e:queue-limit/%u}{e:backlog/%d}{d:/%-14s} ",
@@ -341,7 +341,7 @@ watch(unsigned wait, long count)
 			}
 			local_text(&cur.rows[i], local, sizeof(local));
 			xo_open_instance("listener");
-			xo_emit("{k:id/%ju}{e:protocol/%s}{d:/%-6s} ",
+			xo_emit("{ke:id/%ju}{e:protocol/%s}{d:/%-6s} ",
 			    (uintmax_t)x->xl_id, proto_name(x), proto_name(x));
 			if (is_local(x))
 				xo_emit("{:local-path/%-22s} ", local);

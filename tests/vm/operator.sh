@@ -257,31 +257,23 @@ else
 	check "listenq(4)'s example compiles: @[args[0]->sol_qlimit] = count()" \
 	    dtrace -e -n 'listenq:::evict { @[args[0]->sol_qlimit] = count(); }'
 	# A dataready listener of backlog 2 (room to hold 3) gets 6
-	# connections: 3 held, then the oldest evicted for each newer one;
-	# the peers then close, and the connections still held are released
-	# at their EOF. The listener's queue refuses nothing here.
+	# connections 6 s after dtrace starts (it needs a moment to compile
+	# and enable): 3 held, then the oldest evicted for each newer one;
+	# 2 s later the peers close, and the connections still held are
+	# released at their EOF. No `&`: lqinit connects and closes on its
+	# own clock while dtrace runs in the foreground, for 14 s.
+	ev0=$(lq stats.evicted)
+	l=$(lqinit listen tcp4 127.0.0.1 5401 2 dataready)
+	c=$(lqinit connect tcp4 127.0.0.1 5401 6 6000 2000)
 	dtrace -q -o /tmp/dt.out -n '
 	    listenq:::hold /args[0]->so_type == 1/ { printf("hold %s\n", stringof(args[2])); }
 	    listenq:::release { printf("release %s\n", stringof(args[2])); }
 	    listenq:::evict { printf("evict %s\n", stringof(args[2])); @ev[args[0]] = count(); }
 	    listenq:::timeout { printf("timeout %s\n", stringof(args[2])); }
-	    tick-200ms /++t == 60/ { exit(0); }
-	    END { printa("evictions %p %@d\n", @ev); }' >/tmp/dt.err 2>&1 &
-	sleep 4
-	ev0=$(lq stats.evicted)
-	l=$(lqinit listen tcp4 127.0.0.1 5401 2 dataready)
-	sleep 0.3
-	c=$(lqinit connect tcp4 127.0.0.1 5401 6)
-	sleep 1
-	kill $c
-	sleep 1
+	    tick-200ms /++t == 70/ { exit(0); }
+	    END { printa("evictions %p %@d\n", @ev); }' >/tmp/dt.err 2>&1
 	ev1=$(lq stats.evicted)
-	kill $l
-	# dtrace exits by itself (tick-200ms, 12 s after it started).
-	i=0
-	while ! grep -q '^evictions' /tmp/dt.out 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.2; i=$((i + 1))
-	done
+	kill $l $c 2>/dev/null
 	sed 's/^/#   /' /tmp/dt.err /tmp/dt.out
 	holds=$(grep -c '^hold dataready$' /tmp/dt.out)
 	evicts=$(grep -c '^evict oldest$' /tmp/dt.out)

@@ -2,7 +2,7 @@
 //! (tests/vm/operator.sh), which need sockets a shell cannot make:
 //!
 //!     lqinit listen tcp4|tcp6|stream ADDR|PATH PORT BACKLOG [FILTER[:AF_ARG]]
-//!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N [DELAY_MS]
+//!     lqinit connect tcp4|tcp6|stream ADDR|PATH PORT N [DELAY_MS [LIFETIME_MS]]
 //!     lqinit json FILE LIST        (json.rs)
 //!
 //! `listen` makes a listener (with an accept filter if FILTER is given),
@@ -69,7 +69,7 @@ fn address(k: Kind, addr: &[u8], port: &[u8]) -> Option<SockAddr> {
 /// The scripts start these without `&`.
 fn stay() {
     detach();
-    hold_on();
+    hold_on(LIFETIME_MS);
 }
 
 /// The first half of `stay`: the command returns (printing the child's
@@ -90,11 +90,12 @@ fn detach() {
     }
 }
 
-/// The second half: holds what was made until killed (or LIFETIME_MS).
-fn hold_on() {
+/// The second half: holds what was made for `ms` (LIFETIME_MS unless the
+/// script says), or until killed.
+fn hold_on(ms: u64) {
     let t0 = sys::now_ms();
-    while sys::now_ms().saturating_sub(t0) < LIFETIME_MS {
-        sys::sleep_ms(1000);
+    while sys::now_ms().saturating_sub(t0) < ms {
+        sys::sleep_ms(ms.min(1000));
     }
 }
 
@@ -129,7 +130,7 @@ pub fn main(args: Args) -> i32 {
     }
     let usage = || {
         say(format_args!(
-            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER[:AF_ARG]] | connect tcp4|tcp6|stream ADDR PORT N [DELAY_MS] | json FILE LIST"
+            "usage: lqinit listen tcp4|tcp6|stream ADDR PORT BACKLOG [FILTER[:AF_ARG]] | connect tcp4|tcp6|stream ADDR PORT N [DELAY_MS [LIFETIME_MS]] | json FILE LIST"
         ));
         64
     };
@@ -163,8 +164,13 @@ pub fn main(args: Args) -> i32 {
         }
         b"connect" => {
             // DELAY_MS: return at once and connect that much later, so a
-            // script can start something to watch the connections first.
+            // script can start something to watch the connections first
+            // (without `&`); LIFETIME_MS: close them that much later.
             let delay = arg(6).and_then(number);
+            let lifetime = arg(7)
+                .and_then(number)
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(LIFETIME_MS);
             if let Some(ms) = delay {
                 detach();
                 sys::sleep_ms(u64::try_from(ms).unwrap_or(0));
@@ -185,7 +191,7 @@ pub fn main(args: Args) -> i32 {
                 ));
             }
             if delay.is_some() {
-                hold_on();
+                hold_on(lifetime);
             } else {
                 stay();
             }
