@@ -34,6 +34,7 @@
 #include <netinet/tcp_var.h>
 
 #include "socket_glue.h"
+#include "work_glue.h"
 #include "inherit_glue.h"
 
 void
@@ -515,61 +516,32 @@ lq_sol_upcall(struct socket *head, void *arg, int waitflag __unused)
 
 /*
  * A listener's close (listenq's pr_close, after the protocol's own); only
- * TCP's matters here. TCP's pr_close took the listener off the pcb hash: no
- * connection is added to its queues any more. The kernel's soclose() would
- * now take every connection off the queues under the listener's lock and
- * then, with its last reference, free the listener. But a connection of a
- * listener with an accept filter completes in the connection's own TCP
- * input, not under the listener's pcb lock: soisconnected() from the final
- * ACK (TF_SONOTCONN, where a filtered listener's connection always goes) or
- * from a filter's SU_ISCONNECTED, and solisten_wakeup() reads the listener
- * after unlocking it ((W) in deliver_glue.c). A close in that window frees
- * it under that reader. So the queues are emptied here, as soclose() does,
- * and then one network-epoch grace period passes before anything can free
- * the listener: every TCP input runs in the network epoch, so a reader that
- * found a connection on the queues before they were emptied has left
- * solisten_wakeup() by then, and none can find one after. The connections
- * are aborted last, as soclose() aborts them. soclose() then finds the
- * queues empty.
+ * TCP's matters here. A connection of a listener with an accept filter
+ * completes in the connection's own TCP input, not under the listener's
+ * pcb lock: soisconnected() from the final ACK (TF_SONOTCONN, where a
+ * filtered listener's connection always goes) or from a filter's
+ * SU_ISCONNECTED, and solisten_wakeup() reads the listener after unlocking
+ * it ((W) in deliver_glue.c). If soclose() frees the listener in that
+ * window, that reader reads freed memory. So the close takes one more
+ * reference on the listener here and gives it back only after a
+ * network-epoch grace period (work_glue.c lq_close_defer()): every TCP
+ * input runs in the network epoch, so such a reader has left
+ * solisten_wakeup() by then. soclose() goes on as without listenq: it
+ * empties the queues, aborts the connections and drops the descriptor's
+ * reference, which is no longer the last.
  *
- * Called with no lock held, in soclose(), which may sleep (the epoch wait
- * does). Not from inside the network epoch, where it cannot wait: there
- * (no caller in FreeBSD 14 closes a listener in it) the kernel's own
- * sweep stays as it was.
+ * Nothing here sleeps: soclose() is also reached with a mutex held (a
+ * unix socket's SCM_RIGHTS carrying the last descriptor of a TCP listener,
+ * disposed of by unp_connect() under its pcb lock; the syscall fuzzer's
+ * finding 9). ENOMEM when the deferral could not be allocated: the close
+ * is then the kernel's own, as without listenq.
  */
-void
+int
 lq_tcp_listen_close(struct socket *head)
 {
-	struct accept_queue lqueue;
-	struct socket *sp, *tsp;
-	bool last __diagused;
-
-	if (head->so_proto->pr_protocol != IPPROTO_TCP ||
-	    in_epoch(net_epoch_preempt))
-		return;
-	SOLISTEN_LOCK(head);
-	if (!SOLISTENING(head)) {
-		SOLISTEN_UNLOCK(head);
-		return;
-	}
-	TAILQ_INIT(&lqueue);
-	TAILQ_SWAP(&lqueue, &head->sol_incomp, socket, so_list);
-	TAILQ_CONCAT(&lqueue, &head->sol_comp, so_list);
-	head->sol_qlen = head->sol_incqlen = 0;
-	TAILQ_FOREACH(sp, &lqueue, so_list) {
-		SOCK_LOCK(sp);
-		sp->so_qstate = SQ_NONE;
-		sp->so_listen = NULL;
-		SOCK_UNLOCK(sp);
-		/* The descriptor being closed still holds one. */
-		last = refcount_release(&head->so_count);
-		KASSERT(!last, ("%s: released last reference for %p",
-		    __func__, head));
-	}
-	SOLISTEN_UNLOCK(head);
-	NET_EPOCH_WAIT();
-	TAILQ_FOREACH_SAFE(sp, &lqueue, so_list, tsp)
-		soabort(sp);
+	if (head->so_proto->pr_protocol != IPPROTO_TCP || !SOLISTENING(head))
+		return (0);
+	return (lq_close_defer(head));
 }
 
 /*

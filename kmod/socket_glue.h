@@ -64,7 +64,7 @@ void	lq_soqueue_complete(struct socket *head, struct socket *so);
 /* Both locked: `so' off head's incomplete queue, head's no longer. */
 void	lq_soqueue_detach(struct socket *head, struct socket *so);
 /* pr_close of a TCP listener, after TCP's: empties its queues, then waits. */
-void	lq_tcp_listen_close(struct socket *head);
+int	lq_tcp_listen_close(struct socket *head);
 /* Listener locked: it has no listen upcall, or listenq's. */
 int	lq_sol_upcall_is_ours(struct socket *head);
 /* Listener locked, with such an upcall: solisten_wakeup() before its unlock. */

@@ -20,11 +20,14 @@
 #include <sys/sockbuf.h>
 #include <sys/taskqueue.h>
 #include <sys/callout.h>
+#include <sys/epoch.h>
 #include <net/vnet.h>
 
 #include "glue.h"
 #include "accf_glue.h"
 #include "tag_glue.h"
+
+MALLOC_DECLARE(M_LISTENQ);
 #include "work_glue.h"
 #include "socket_glue.h"
 
@@ -298,6 +301,56 @@ lq_evict_now(struct socket *head, struct socket *so)
 	return (LQ_LEAVE_DETACHED);
 }
 
+/*
+ * A TCP listener's last reference, given back one network-epoch grace
+ * period after its close (socket_glue.c lq_tcp_listen_close() says why).
+ * The epoch callback runs in a thread of the kernel's, outside the epoch
+ * and with no lock held, and may free the listener there (sofree(9) of a
+ * listener takes mutexes only, as it does when a TCP input drops the last
+ * reference). Not counted in lq_work_pending, which refuses unload: a
+ * close that just happened must not make kldunload fail; unload drains the
+ * callbacks instead (lq_close_fini()), once no pr_close of listenq's can
+ * run any more.
+ */
+struct lq_close {
+	struct epoch_context	lc_ctx;
+	struct socket		*lc_head;
+};
+
+static void
+lq_close_grace(epoch_context_t ctx)
+{
+	struct lq_close *lc = __containerof(ctx, struct lq_close, lc_ctx);
+	struct socket *head = lc->lc_head;
+
+	free(lc, M_LISTENQ);
+	/* sofree() runs in the socket's vnet (a callback has none). */
+	CURVNET_SET(head->so_vnet);
+	sorele(head);
+	CURVNET_RESTORE();
+}
+
+int
+lq_close_defer(struct socket *head)
+{
+	struct lq_close *lc;
+
+	lc = malloc(sizeof(*lc), M_LISTENQ, M_NOWAIT | M_ZERO);
+	if (lc == NULL)
+		return (ENOMEM);
+	/* The closing descriptor's reference is still held. */
+	soref(head);
+	lc->lc_head = head;
+	NET_EPOCH_CALL(lq_close_grace, &lc->lc_ctx);
+	return (0);
+}
+
+void
+lq_close_fini(void)
+{
+	NET_EPOCH_DRAIN_CALLBACKS();
+}
+
 /* The hold-timeout clock: one callout for the module. */
 static struct callout lq_tick_callout;
 static int lq_tick_ms;
@@ -324,7 +377,6 @@ void
 lq_tick_stop(void)
 {
 	callout_drain(&lq_tick_callout);
-	/* lq_work_pending is 0 and no task can be queued any more. */
 	taskqueue_free(lq_tq);
 	lq_tq = NULL;
 }

@@ -45,6 +45,15 @@ void	listenq_rs_work_done(void *head_arg, void *upcall_arg,
 	    struct socket *so, int delivered);
 void	listenq_rs_tick(void);
 
+/*
+ * Keeps a closing TCP listener for one network-epoch grace period (a
+ * reference an epoch callback gives back); ENOMEM if it cannot. Never
+ * sleeps.
+ */
+int	lq_close_defer(struct socket *head);
+/* Unload, once no pr_close of listenq's can run: waits for those pending. */
+void	lq_close_fini(void);
+
 /* Knobs (kern.ipc.listenq.hold_timeout_*; sysctl_glue.c adds their OIDs). */
 extern u_int lq_hold_timeout_ms;
 extern int lq_hold_timeout_drop;

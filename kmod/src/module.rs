@@ -137,6 +137,9 @@ impl Unreachable {
 impl Drained {
     /// Frees what is left; also a failed load's way out (`load`).
     fn free(self) {
+        // Listeners closed before the hooks went are let go (their
+        // callbacks are this module's code).
+        crate::kern::socket::listen_close_graces_drain();
         pending::destroy();
         REGISTRY.destroy();
         stat::fini();

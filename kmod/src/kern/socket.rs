@@ -84,14 +84,15 @@ impl<'a> SocketRef<'a> {
         }
     }
 
-    /// pr_close of a listener, after the protocol's own: a TCP listener's
-    /// queues are emptied and a network-epoch grace period passes before
-    /// soclose() can free it (socket_glue.c lq_tcp_listen_close() says
-    /// why). May sleep.
-    pub fn listen_close_drain(self) {
-        // SAFETY: pr_close's argument, live until soclose() returns; no
-        // lock is held, and soclose() may sleep, as the helper does.
-        unsafe { sys::lq_tcp_listen_close(self.so.as_ptr()) }
+    /// pr_close of a listener, after the protocol's own: a TCP listener is
+    /// kept one network-epoch grace period past its close (socket_glue.c
+    /// lq_tcp_listen_close() says why). Never sleeps. Err(ENOMEM) when it
+    /// could not be: the close is then the kernel's own.
+    pub fn listen_close_grace(self) -> KResult<()> {
+        // SAFETY: pr_close's argument, live until soclose() returns, with
+        // the closing descriptor's reference; the helper takes one more
+        // and neither sleeps nor needs a lock.
+        Errno::check(unsafe { sys::lq_tcp_listen_close(self.so.as_ptr()) })
     }
 
     pub fn is_listening(self) -> bool {
@@ -372,4 +373,13 @@ fn from_c(q: &sys::lq_qsample) -> QueueSample {
 /// enough).
 pub(in crate::kern) unsafe fn socket_of_key(key: usize) -> *mut sys::socket {
     key as *mut sys::socket
+}
+
+/// Waits until every listener kept past its close by
+/// `SocketRef::listen_close_grace` has been let go (their epoch callbacks
+/// are this module's code). Unload, once no pr_close of listenq's can run
+/// any more; sleeps.
+pub fn listen_close_graces_drain() {
+    // SAFETY: no arguments; the caller may sleep and holds no lock.
+    unsafe { sys::lq_close_fini() }
 }

@@ -28,6 +28,7 @@ mod t_bench;
 mod t_bench_paired;
 mod t_bench_pieces;
 mod t_bench_smp;
+mod t_close_in_flight;
 mod t_defaults;
 mod t_fair;
 mod t_fuzz;
@@ -314,9 +315,15 @@ fn run(argc: usize) -> bool {
         tap.finish();
         return tap.failed() > 0;
     }
-    if matches!(sys::kenv_get(c"listenq.only", &mut only), Ok(b"wakeup")) {
+    // listenq.only=closeinflight: only t_close_in_flight.
+    if let Ok(which @ (b"wakeup" | b"closeinflight")) = sys::kenv_get(c"listenq.only", &mut only) {
+        let wakeup = which == b"wakeup";
         let id = t_module::load(tap, &env);
-        t_wakeup_race::run(tap, &env);
+        if wakeup {
+            t_wakeup_race::run(tap, &env);
+        } else {
+            t_close_in_flight::run(tap);
+        }
         t_module::unload(tap, id);
         tap.finish();
         return tap.failed() > 0;
@@ -386,6 +393,8 @@ fn run(argc: usize) -> bool {
         t_fair::run(tap, &env);
         // Finding 7: a release racing the listener's close.
         t_wakeup_race::run(tap, &env);
+        // A TCP listener closed when the message carrying it goes.
+        t_close_in_flight::run(tap);
     }
 
     let unloaded = t_module::unload(tap, id);

@@ -9,8 +9,9 @@
 //!
 //! - `SEED` or `SEED,OPS`: one sequence, seed SEED, OPS operations per
 //!   worker (default DEFAULT_OPS). A human bisects OPS by hand with it.
-//! - `ci`: seeds 1..=CI_SEEDS with CI_OPS each (about a minute of VM time
-//!   on 2 vCPUs).
+//! - `ci`: seeds 1..=CI_SEEDS with CI_OPS each, then the campaigns'
+//!   regression seeds (CI_REGRESSIONS) with DEFAULT_OPS (about a minute
+//!   and a half of VM time on 2 vCPUs).
 //! - `campaign,SECONDS` or `campaign,SECONDS,FIRST`: seeds FIRST (default
 //!   1), FIRST + 1, ... with DEFAULT_OPS each, until SECONDS of wall time
 //!   have passed (checked before each seed). A later campaign starts where
@@ -72,6 +73,11 @@ use core::fmt::Write;
 pub const DEFAULT_OPS: u64 = 3000;
 pub const CI_SEEDS: u64 = 24;
 pub const CI_OPS: u64 = 2000;
+/// Campaign seeds that found a bug, replayed by `ci` with DEFAULT_OPS
+/// each after the numbered ones (RELIABILITY.md): 12087, finding 9 (a TCP
+/// listener closed under a local socket's vnode lock; the module of
+/// 186ef59 slept there, which WITNESS reports on every run of it).
+pub const CI_REGRESSIONS: [u64; 1] = [12087];
 /// How long allocs/memuse (and the close count) may take to settle.
 const SETTLE_MS: u64 = 3000;
 /// The parent's period between module and sysctl rounds.
@@ -947,6 +953,10 @@ pub fn run(tap: &mut Tap, env: &Env, v: &[u8]) {
         Mode::Ci => {
             for seed in 1..=CI_SEEDS {
                 total += sequence(tap, env, &knobs, seed, CI_OPS, true).ops;
+                seqs += 1;
+            }
+            for seed in CI_REGRESSIONS {
+                total += sequence(tap, env, &knobs, seed, DEFAULT_OPS, true).ops;
                 seqs += 1;
             }
         }

@@ -7,6 +7,7 @@ use crate::kern::errno::Errno;
 use crate::kern::inflight::InFlight;
 use crate::kern::protosw::{self, Hooks};
 use crate::kern::socket::SocketRef;
+use crate::kern::stat::Stat;
 use crate::listeners;
 use listenq_bindings as sys;
 
@@ -107,7 +108,7 @@ unsafe extern "C" fn lq_pr_close<const I: usize>(so: *mut sys::socket) {
         // SAFETY: the kernel's own entry with the kernel's argument.
         unsafe { close(so) };
     }
-    if listening {
-        s.listen_close_drain();
+    if listening && s.listen_close_grace().is_err() {
+        Stat::Nomem.bump();
     }
 }
