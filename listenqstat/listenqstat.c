@@ -269,8 +269,10 @@ show_once(void)
 		else
 			xo_emit("{e:local-port/%u}{:local-address/%-22s} ",
 			    x->xl_lport, local);
-		xo_emit("{:accept-filter/%-9s} ",
-		    x->xl_filter[0] != '\0' ? x->xl_filter : "-");
+		if (x->xl_filter[0] != '\0')
+			xo_emit("{:accept-filter/%-9.16s} ", x->xl_filter);
+		else
+			xo_emit("{d:/%-9s} ", "-");
 		if (x->xl_filter[0] != '\0' &&
 		    (x->xl_flags & XL_F_KFILTER) == 0)
 			xo_emit("{:held/%6u} ", x->xl_held);

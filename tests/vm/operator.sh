@@ -148,7 +148,7 @@ else
 	same "  5111: queue-length/incomplete/limit 3/0/7, numbers" \
 	    "$(field "$r1" queue-length)/$(field "$r1" incomplete-queue-length)/$(field "$r1" queue-limit)" 3/0/7
 	same "  5111: backlog 7" "$(field "$r1" backlog)" 7
-	same "  5111: no accept filter" "$(field "$r1" accept-filter)" -
+	same "  5111: no accept filter (no accept-filter member)" "$(field "$r1" accept-filter)" ""
 	same "  5111: uid 0, jail 0" "$(field "$r1" uid) $(field "$r1" jail-id)" "0 0"
 	same "  5111: nothing accepted yet, so no latency figure" "$(field "$r1" accept-latency-p50)" ""
 	same "  5112: httpready holds both connections" \

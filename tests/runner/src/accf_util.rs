@@ -504,3 +504,36 @@ impl core::fmt::Display for Show<'_> {
         Ok(())
     }
 }
+
+/// Sockets the kernel has not freed (kern.ipc.numopensockets). A TCP
+/// listener closed while listenq is loaded is freed one network-epoch
+/// grace period after its close (listenq(4)), and with it its filter's
+/// memory: a test that measures memory waits for its own sockets to be
+/// freed before it looks again.
+pub fn open_sockets() -> SysResult<i32> {
+    sysctl::read_int("kern.ipc.numopensockets")
+}
+
+/// Waits up to `ms` until at most `n` sockets are open (`open_sockets`).
+pub fn wait_open_sockets_at_most(n: i32, ms: u64) -> bool {
+    let t0 = sys::now_ms();
+    loop {
+        match open_sockets() {
+            Ok(v) if v <= n => return true,
+            Ok(_) if sys::now_ms().saturating_sub(t0) < ms => sys::sleep_ms(5),
+            _ => return false,
+        }
+    }
+}
+
+/// Waits until sockets closed before this call are freed: until no
+/// socket is freed for 100 ms (at most `ms` in all). For tests that
+/// measure memory right after others closed listeners.
+pub fn settle_open_sockets(ms: u64) {
+    let t0 = sys::now_ms();
+    while let Ok(n) = open_sockets() {
+        if !wait_open_sockets_at_most(n - 1, 100) || sys::now_ms().saturating_sub(t0) > ms {
+            return;
+        }
+    }
+}

@@ -366,6 +366,8 @@ pub(super) fn mass_timeout(tap: &mut Tap) {
 /// on listen(4). (Each held connection took a 64-byte work item before.)
 pub(super) fn held_allocate_nothing(tap: &mut Tap) {
     let memuse = || sysctl::read_u64("kern.ipc.listenq.memuse").map_err(at("memuse"));
+    au::settle_open_sockets(3000);
+    let sockets = au::open_sockets().unwrap_or(i32::MAX);
     let r = (|| -> Result<([u64; 4], [Seen; 4]), Failed> {
         let mut m = [0u64; 4];
         let (l, sa) = au::filtered(128, "dataready", "").map_err(at("listener"))?;
@@ -386,6 +388,11 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
         }
         drop(cl);
         drop(l);
+        // The first listener's memory goes when it is freed, a grace
+        // period after its close.
+        if !au::wait_open_sockets_at_most(sockets, 3000) {
+            return Err(Failed("listener 1 freed within 3 s", Errno::TIMEOUT));
+        }
         let (l2, sa) = au::filtered(4, "dataready", "").map_err(at("listener 2"))?;
         let mut cl: [Option<Fd>; 34] = [const { None }; 34];
         for c in cl[..4].iter_mut() {
@@ -410,6 +417,8 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
         m[3] = memuse()?;
         Ok((m, seen))
     })();
+    // Freed before the next test measures memory.
+    au::wait_open_sockets_at_most(sockets, 3000);
     verdict(
         tap,
         "[listenq] holding 90 more silent clients on listen(128), and evicting 30 on listen(4), allocate nothing (kern.ipc.listenq.memuse unchanged)",
@@ -437,6 +446,8 @@ pub(super) fn memory_follows_holding(tap: &mut Tap) {
     const SOMAX: &str = "kern.ipc.soacceptqueue";
     let memuse = || sysctl::read_u64("kern.ipc.listenq.memuse").map_err(at("memuse"));
     let was = sysctl::read_int(SOMAX);
+    au::settle_open_sockets(3000);
+    let sockets = au::open_sockets().unwrap_or(i32::MAX);
     let r = (|| -> Result<(u64, u64), Failed> {
         sysctl::write_int(SOMAX, 65535).map_err(at("soacceptqueue=65535"))?;
         let m0 = memuse()?;
@@ -459,6 +470,7 @@ pub(super) fn memory_follows_holding(tap: &mut Tap) {
     if let Ok(v) = was {
         let _ = sysctl::write_int(SOMAX, v);
     }
+    au::wait_open_sockets_at_most(sockets, 3000);
     verdict(
         tap,
         "[listenq] memory follows what is held: dataready on listen(-1) with soacceptqueue 65535 adds under 16 KiB, holding 300 adds 8 to 16 KiB more",
