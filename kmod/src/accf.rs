@@ -84,9 +84,12 @@ pub fn callback(rcv: RcvLocked<'_>, arg: Arg<'_>) -> Upcall {
     };
     // Stock rules the parsers do not see: a full buffer or a peer that
     // finished sending can never satisfy the filter by waiting.
-    let why = if ready {
+    let eof = rcv.eof();
+    // Stock dataready counts an EOF as readable: the probe says eof when
+    // nothing else was there to read.
+    let why = if ready && !(eof && cfg.kind == FilterKind::Data && rcv.avail_bound() == 0) {
         sdt::Released::Ready
-    } else if rcv.eof() {
+    } else if eof {
         sdt::Released::Eof
     } else if rcv.full() {
         sdt::Released::Full

@@ -176,8 +176,15 @@ if [ -n "$modules" ]; then
     done
     [ -z "$missing" ] || echo "run-vm: note: not in $modules:$missing" >&2
     # With a world, the kernel's other modules too (DTrace's, for the
-    # listenq provider's checks), where a kernel's own modules live.
+    # listenq provider's checks), where a kernel's own modules live, and
+    # the kernel itself: DTrace's types come from its CTF, which the
+    # kernel reads from its own file (DDB_CTF, kern_ctf.c) by the name the
+    # loader gave it, /boot/kernel/kernel; booted without a loader (QEMU's
+    # PVH entry passes no metadata) it is named "kernel", a path relative
+    # to the reader's directory, so it goes in / as well.
     if [ -n "$world" ]; then
+        install -m 0555 "$kernel" "$stage/boot/kernel/kernel"
+        [ "$host" = FreeBSD ] || ln "$stage/boot/kernel/kernel" "$stage/kernel"
         for f in "$modules"/*.ko; do
             case ${f##*/} in accf_*|listenq.ko) continue ;; esac
             [ -f "$f" ] && install -m 0555 "$f" "$stage/boot/kernel/"
