@@ -265,12 +265,12 @@ show_once(void)
 		    x->xl_qlen, x->xl_incqlen, x->xl_qlimit, x->xl_backlog,
 		    listen);
 		if (is_local(x))
-			xo_emit("{:local-path/%-22s} ", local);
+			xo_emit("{:local-path/%-22s/%s} ", local);
 		else
-			xo_emit("{e:local-port/%u}{:local-address/%-22s} ",
+			xo_emit("{e:local-port/%u}{:local-address/%-22s/%s} ",
 			    x->xl_lport, local);
 		if (x->xl_filter[0] != '\0')
-			xo_emit("{:accept-filter/%-9.16s} ", x->xl_filter);
+			xo_emit("{:accept-filter/%-9.16s/%.16s} ", x->xl_filter);
 		else
 			xo_emit("{d:/%-9s} ", "-");
 		if (x->xl_filter[0] != '\0' &&
@@ -346,10 +346,10 @@ watch(unsigned wait, long count)
 			xo_emit("{ke:id/%ju}{e:protocol/%s}{d:/%-6s} ",
 			    (uintmax_t)x->xl_id, proto_name(x), proto_name(x));
 			if (is_local(x))
-				xo_emit("{:local-path/%-22s} ", local);
+				xo_emit("{:local-path/%-22s/%s} ", local);
 			else
 				xo_emit("{e:local-port/%u}"
-				    "{:local-address/%-22s} ", x->xl_lport,
+				    "{:local-address/%-22s/%s} ", x->xl_lport,
 				    local);
 			xo_emit("{:accepts-per-second/%10.1f} "
 			    "{:overflows-per-second/%12.1f} "

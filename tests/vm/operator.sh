@@ -143,6 +143,10 @@ else
 	r1=$(grep -E '(^| )local-port=5111( |$)' /tmp/lqs.rows)
 	r2=$(grep -E '(^| )local-port=5112( |$)' /tmp/lqs.rows)
 	field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+	# Values end where the next key=value starts: a run of blanks would
+	# be a text column's padding inside a JSON string.
+	check "  JSON strings carry no text-column padding" \
+	    sh -c "! grep -q '  ' /tmp/lqs.rows"
 	same "  5111: protocol tcp4" "$(field "$r1" protocol)" tcp4
 	same "  5111: local-address as netstat writes it" "$(field "$r1" local-address)" 127.0.0.1.5111
 	same "  5111: queue-length/incomplete/limit 3/0/7, numbers" \
