@@ -19,8 +19,11 @@ LISTENQ_BENCH_KERNEL=${LISTENQ_BENCH_KERNEL:-$(dirname "$LISTENQ_KERNEL")/prod/k
 # LISTENQ_BENCH=quick: only the filter and hooks rows (about a minute).
 LISTENQ_BENCH=${LISTENQ_BENCH:-1}
 # The operator layer's FreeBSD userland: an installed world (an extracted
-# base.txz, or one cross-built on Linux). Opt-in (README, "The operator
-# layer").
+# base.txz, or one cross-built on Linux), by default DIR/world next to
+# LISTENQ_KERNEL when there is one (README, "The operator layer").
+if [ -z "${LISTENQ_WORLD+x}" ] && [ -x "$(dirname "$LISTENQ_KERNEL")/world/bin/sh" ]; then
+	LISTENQ_WORLD=$(dirname "$LISTENQ_KERNEL")/world
+fi
 LISTENQ_WORLD=${LISTENQ_WORLD:-}
 # A kernel whose __FreeBSD_version is not SYSDIR's (README, "Upgrading
 # FreeBSD"): the module must refuse it. Not part of the matrix.
@@ -247,7 +250,7 @@ fuzz_slice() {
 # as an admin would run it, booting LISTENQ_KERNEL.
 operator_layer() {
 	if [ -z "$LISTENQ_WORLD" ]; then
-		echo "skip operator layer: LISTENQ_WORLD is not set (a FreeBSD userland; README: \"The operator layer\")"
+		echo "skip operator layer: no FreeBSD userland (LISTENQ_WORLD, or DIR/world next to LISTENQ_KERNEL; README: \"The operator layer\")"
 		skipped=$((skipped + 1)); return
 	fi
 	echo "== operator: FreeBSD userland $LISTENQ_WORLD, kernel $LISTENQ_KERNEL"
