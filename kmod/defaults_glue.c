@@ -19,6 +19,7 @@
 
 #include "defaults_glue.h"
 #include "work_glue.h"
+#include "sysctl_glue.h"
 
 /*
  * accf_create runs with the listener's socket lock held and must not sleep,
@@ -110,16 +111,7 @@ sysctl_vnet_default_arg(SYSCTL_HANDLER_ARGS)
 static int
 sysctl_vnet_int(SYSCTL_HANDLER_ARGS)
 {
-	int v, error;
-
-	v = atomic_load_int((volatile u_int *)arg1);
-	error = sysctl_handle_int(oidp, &v, 0, req);
-	if (error != 0 || req->newptr == NULL)
-		return (error);
-	if (v < -1 || v > arg2)
-		return (EINVAL);
-	atomic_store_int((volatile u_int *)arg1, v);
-	return (0);
+	return (lq_sysctl_int_between(oidp, arg1, -1, arg2, req));
 }
 
 SYSCTL_DECL(_kern_ipc_listenq);

@@ -44,8 +44,8 @@ SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
 int lq_unloadable = 0;
 
 /*
- * An int knob that takes 0 to arg2 (arg1 points at it; an unsigned one
- * is read as int, which its bound keeps positive). sysctl(8) and the
+ * An int knob that takes min to max (arg1 points at it; an unsigned one
+ * is read as int, which its bounds keep positive). sysctl(8) and the
  * loader hand over any int; a value out of range is refused with EINVAL
  * and the old one stays, the same for a loader tunable (the kernel then
  * prints "Setting sysctl ... failed: 22" and the knob keeps its
@@ -53,7 +53,8 @@ int lq_unloadable = 0;
  * without that line). Module code: its OIDs are dynamic (below).
  */
 int
-lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
+lq_sysctl_int_between(struct sysctl_oid *oidp, void *arg1, int min, int max,
+    struct sysctl_req *req)
 {
 	int v, error;
 
@@ -61,26 +62,24 @@ lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
 	error = sysctl_handle_int(oidp, &v, 0, req);
 	if (error != 0 || req->newptr == NULL)
 		return (error);
-	if (v < 0 || v > arg2)
+	if (v < min || v > max)
 		return (EINVAL);
 	atomic_store_int((volatile u_int *)arg1, v);
 	return (0);
+}
+
+/* 0 to arg2. */
+int
+lq_sysctl_int_range(SYSCTL_HANDLER_ARGS)
+{
+	return (lq_sysctl_int_between(oidp, arg1, 0, arg2, req));
 }
 
 /* A syslog(3) priority, 0 (LOG_EMERG) to 7 (LOG_DEBUG), or -1 for none. */
 static int
 lq_sysctl_logprio(SYSCTL_HANDLER_ARGS)
 {
-	int v, error;
-
-	v = atomic_load_int(&lq_logprio);
-	error = sysctl_handle_int(oidp, &v, 0, req);
-	if (error != 0 || req->newptr == NULL)
-		return (error);
-	if (v < -1 || v > LOG_DEBUG)
-		return (EINVAL);
-	atomic_store_int(&lq_logprio, v);
-	return (0);
+	return (lq_sysctl_int_between(oidp, &lq_logprio, -1, LOG_DEBUG, req));
 }
 
 /*

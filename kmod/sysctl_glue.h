@@ -47,8 +47,13 @@ uint64_t lq_stat_fetch(enum lq_stat which);
 /* kern.ipc.listenq.unloadable */
 extern int lq_unloadable;
 
-/* Handler of an int knob bounded to 0..arg2 (sysctl_glue.c). */
+/*
+ * Handlers of an int knob bounded to min..max, and to 0..arg2
+ * (sysctl_glue.c).
+ */
 struct sysctl_oid;
+int	lq_sysctl_int_between(struct sysctl_oid *oidp, void *arg1, int min,
+	    int max, struct sysctl_req *req);
 int	lq_sysctl_int_range(struct sysctl_oid *oidp, void *arg1, intmax_t arg2,
 	    struct sysctl_req *req);
 void	lq_sysctl_attach(void);
