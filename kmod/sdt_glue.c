@@ -50,28 +50,21 @@ lq_sdt_fire(struct sdt_probe *p, uintptr_t a0, uintptr_t a1, uintptr_t a2)
 		(*func)(p->id, a0, a1, a2, 0, 0);
 }
 
-void
-lq_sdt_hold(uintptr_t head, uintptr_t so, const char *filter)
-{
-	lq_sdt_fire(sdt_listenq___hold, head, so, (uintptr_t)filter);
-}
+/* listenq:::hold, release, evict and timeout, by enum lq_sdt_conn. */
+static struct sdt_probe *const lq_sdt_conn_probes[] = {
+	[LQ_SDT_HOLD] = sdt_listenq___hold,
+	[LQ_SDT_RELEASE] = sdt_listenq___release,
+	[LQ_SDT_EVICT] = sdt_listenq___evict,
+	[LQ_SDT_TIMEOUT] = sdt_listenq___timeout,
+};
 
 void
-lq_sdt_release(uintptr_t head, uintptr_t so, const char *reason)
+lq_sdt_conn(enum lq_sdt_conn which, uintptr_t head, uintptr_t so,
+    const char *what)
 {
-	lq_sdt_fire(sdt_listenq___release, head, so, (uintptr_t)reason);
-}
-
-void
-lq_sdt_evict(uintptr_t head, uintptr_t so, const char *reason)
-{
-	lq_sdt_fire(sdt_listenq___evict, head, so, (uintptr_t)reason);
-}
-
-void
-lq_sdt_timeout(uintptr_t head, uintptr_t so, const char *action)
-{
-	lq_sdt_fire(sdt_listenq___timeout, head, so, (uintptr_t)action);
+	if ((u_int)which < nitems(lq_sdt_conn_probes))
+		lq_sdt_fire(lq_sdt_conn_probes[which], head, so,
+		    (uintptr_t)what);
 }
 
 void

@@ -8,10 +8,15 @@
 
 #include <sys/types.h>
 
-void	lq_sdt_hold(uintptr_t head, uintptr_t so, const char *filter);
-void	lq_sdt_release(uintptr_t head, uintptr_t so, const char *reason);
-void	lq_sdt_evict(uintptr_t head, uintptr_t so, const char *reason);
-void	lq_sdt_timeout(uintptr_t head, uintptr_t so, const char *action);
+/* The probes about one held connection: listener, connection, a word. */
+enum lq_sdt_conn {
+	LQ_SDT_HOLD,		/* the filter's name */
+	LQ_SDT_RELEASE,		/* why: ready, eof, full */
+	LQ_SDT_EVICT,		/* which rule: oldest, fair */
+	LQ_SDT_TIMEOUT,		/* what then: deliver, drop */
+};
+void	lq_sdt_conn(enum lq_sdt_conn which, uintptr_t head, uintptr_t so,
+	    const char *what);
 void	lq_sdt_overflow(uintptr_t head, uint64_t count);
 
 #endif
