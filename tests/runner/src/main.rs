@@ -8,6 +8,7 @@
 
 mod accf_util;
 mod env;
+mod fixture;
 mod fuzz_gen;
 mod fuzz_worker;
 mod json;
@@ -371,14 +372,18 @@ fn run(argc: usize) -> bool {
         t_version::accepted(tap);
         let t1 = sys::now_ms();
         let mut with = Recording::new("with listenq", false);
-        t_listen::run(tap, &env, &mut with);
+        fixture::group(tap, "listen(2) semantics", |tap| {
+            t_listen::run(tap, &env, &mut with)
+        });
         tap.diag(format_args!(
             "semantic suite with listenq: {} ms",
             sys::now_ms() - t1
         ));
         record::compare(tap, &stock, &with);
         // Only with listenq: without it a stock 14 kernel panics here.
-        t_halfclosed::run(tap, &env);
+        fixture::group(tap, "half-closed listen", |tap| {
+            t_halfclosed::run(tap, &env)
+        });
     } else {
         tap.skip(
             "listen(2) semantics identical with listenq loaded",
@@ -388,13 +393,13 @@ fn run(argc: usize) -> bool {
 
     // The module's own sysctls and listener statistics (filled in later).
     if id.is_some() {
-        t_listeners::run(tap, &env);
+        fixture::group(tap, "listeners", |tap| t_listeners::run(tap, &env));
         // listenq's filters, before any stock accf module is loaded.
-        t_fair::run(tap, &env);
+        fixture::group(tap, "fair eviction", |tap| t_fair::run(tap, &env));
         // Finding 7: a release racing the listener's close.
-        t_wakeup_race::run(tap, &env);
+        fixture::group(tap, "wakeup race", |tap| t_wakeup_race::run(tap, &env));
         // A TCP listener closed when the message carrying it goes.
-        t_close_in_flight::run(tap);
+        fixture::group(tap, "close in flight", t_close_in_flight::run);
     }
 
     let unloaded = t_module::unload(tap, id);
