@@ -53,58 +53,58 @@ VNET_DEFINE_STATIC(char, lq_vnet_default_arg[LQ_NFILTERS][LQ_DEFAULT_ARG_LEN]);
  */
 static struct sysctl_ctx_list lq_defaults_ctx;
 
+/* The host-wide slot of a filter's default, or the reader's vnet's. */
+static char *
+lq_default_slot(int filter, bool vnet)
+{
+	return (vnet ? V_lq_vnet_default_arg[filter] : lq_defaults[filter]);
+}
+
+/*
+ * kern.ipc.listenq.<filter>.default_arg (vnet false) and
+ * kern.ipc.listenq.vnet.<filter>.default_arg (vnet true, which also takes
+ * "" and "-" unchecked). The value is copied out and in unlocked (that may
+ * sleep) and checked before it is stored.
+ */
 static int
-sysctl_default_arg(SYSCTL_HANDLER_ARGS)
+lq_default_arg_handle(struct sysctl_oid *oidp, int filter, bool vnet,
+    struct sysctl_req *req)
 {
 	char buf[LQ_DEFAULT_ARG_LEN];
-	int error, filter = arg2;
+	size_t n;
+	int error;
 
 	if (filter < 0 || filter >= LQ_NFILTERS)
 		return (EINVAL);
 	mtx_lock(&lq_defaults_mtx);
-	strlcpy(buf, lq_defaults[filter], sizeof(buf));
+	strlcpy(buf, lq_default_slot(filter, vnet), sizeof(buf));
 	mtx_unlock(&lq_defaults_mtx);
-	/* Copies out the old value and in the new one, unlocked: may sleep. */
 	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
 	if (error != 0 || req->newptr == NULL)
 		return (error);
-	error = listenq_rs_default_arg_check(filter, 0, buf, strnlen(buf,
-	    sizeof(buf)));
-	if (error != 0)
-		return (error);
+	n = strnlen(buf, sizeof(buf));
+	if (!vnet || (n != 0 && strcmp(buf, "-") != 0)) {
+		error = listenq_rs_default_arg_check(filter, vnet, buf, n);
+		if (error != 0)
+			return (error);
+	}
 	mtx_lock(&lq_defaults_mtx);
-	strlcpy(lq_defaults[filter], buf, sizeof(lq_defaults[filter]));
+	strlcpy(lq_default_slot(filter, vnet), buf, LQ_DEFAULT_ARG_LEN);
 	mtx_unlock(&lq_defaults_mtx);
 	return (0);
+}
+
+static int
+sysctl_default_arg(SYSCTL_HANDLER_ARGS)
+{
+	return (lq_default_arg_handle(oidp, arg2, false, req));
 }
 
 /* kern.ipc.listenq.vnet.<filter>.default_arg, of the reader's vnet. */
 static int
 sysctl_vnet_default_arg(SYSCTL_HANDLER_ARGS)
 {
-	char buf[LQ_DEFAULT_ARG_LEN];
-	size_t n;
-	int error, filter = arg2;
-
-	if (filter < 0 || filter >= LQ_NFILTERS)
-		return (EINVAL);
-	mtx_lock(&lq_defaults_mtx);
-	strlcpy(buf, V_lq_vnet_default_arg[filter], sizeof(buf));
-	mtx_unlock(&lq_defaults_mtx);
-	error = sysctl_handle_string(oidp, buf, sizeof(buf), req);
-	if (error != 0 || req->newptr == NULL)
-		return (error);
-	n = strnlen(buf, sizeof(buf));
-	if (strcmp(buf, "-") != 0 && n != 0) {
-		error = listenq_rs_default_arg_check(filter, 1, buf, n);
-		if (error != 0)
-			return (error);
-	}
-	mtx_lock(&lq_defaults_mtx);
-	strlcpy(V_lq_vnet_default_arg[filter], buf,
-	    sizeof(V_lq_vnet_default_arg[filter]));
-	mtx_unlock(&lq_defaults_mtx);
-	return (0);
+	return (lq_default_arg_handle(oidp, arg2, true, req));
 }
 
 /* An int of the reader's vnet (arg1, already relocated), -1 to arg2. */

@@ -251,8 +251,17 @@ impl Registry {
     }
 
     pub fn get_mut(&mut self, so: usize) -> Option<&mut Listener> {
+        let i = self.index_of(so)?;
+        self.listeners.get_mut(i)
+    }
+
+    /// Where `so`'s row is, if it has one.
+    fn index_of(&self, so: usize) -> Option<usize> {
         let i = self.by_so.get(so)?;
-        self.listeners.get_mut(i).filter(|l| l.row.so == so)
+        self.listeners
+            .get(i)
+            .is_some_and(|l| l.row.so == so)
+            .then_some(i)
     }
 
     /// A successful listen(2): registers the socket, or updates the backlog
@@ -266,9 +275,9 @@ impl Registry {
         q: QueueSample,
         owner: Owner,
     ) -> Result<Listened, NoMemory> {
-        let l = self.add(so, proto, local, backlog, q, owner)?;
-        if let Some(row) = self.get_mut(so) {
-            row.row.counts.listens = row.row.counts.listens.saturating_add(1);
+        let (l, i) = self.add(so, proto, local, backlog, q, owner)?;
+        if let Some(x) = self.listeners.get_mut(i) {
+            x.row.counts.listens = x.row.counts.listens.saturating_add(1);
         }
         Ok(l)
     }
@@ -293,6 +302,7 @@ impl Registry {
         // the closest thing to it.
         let backlog = i32::try_from(q.qlimit).unwrap_or(i32::MAX);
         self.add(so, proto, local, backlog, q, owner)
+            .map(|(l, _)| l)
     }
 
     fn add(
@@ -303,31 +313,32 @@ impl Registry {
         backlog: i32,
         q: QueueSample,
         owner: Owner,
-    ) -> Result<Listened, NoMemory> {
-        if let Some(l) = self.get_mut(so) {
-            l.row.backlog = backlog;
-            // Neither changes while the socket listens (listeners.rs says
-            // why for the protocol); taken again as read.
-            l.row.proto = proto;
-            l.row.local = local;
-            l.apply(q);
-            return Ok(Listened {
-                id: l.row.id,
-                new: false,
-            });
+    ) -> Result<(Listened, usize), NoMemory> {
+        if let Some(i) = self.index_of(so) {
+            if let Some(l) = self.listeners.get_mut(i) {
+                l.row.backlog = backlog;
+                // Neither changes while the socket listens (listeners.rs
+                // says why for the protocol); taken again as read.
+                l.row.proto = proto;
+                l.row.local = local;
+                l.apply(q);
+                let id = l.row.id;
+                return Ok((Listened { id, new: false }, i));
+            }
         }
         if so == 0 || self.listeners.try_reserve(1).is_err() || !self.by_so.reserve(1) {
             return Err(NoMemory);
         }
         // Both reserved: neither push nor insert can fail now.
-        self.by_so.insert(so, self.listeners.len());
+        let i = self.listeners.len();
+        self.by_so.insert(so, i);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.listeners.push(Listener {
             row: Row::new(id, so, proto, local, backlog, q, owner),
         });
         self.gen = self.gen.wrapping_add(1);
-        Ok(Listened { id, new: true })
+        Ok((Listened { id, new: true }, i))
     }
 
     /// The listener is closing: forget it.

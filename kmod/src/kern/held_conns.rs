@@ -165,11 +165,12 @@ impl<S: Copy> HeldConns<S> {
         let mut gone_now = 0u64;
         // The source only matters to the fair policy: the others skip the
         // pcb read.
-        let source = match self.0.policy() {
-            Evict::Fair { .. } => Source::new(so.source(self.1 .0, self.1 .1)),
-            Evict::Oldest => Source::new(0),
-        };
         let fair = matches!(self.0.policy(), Evict::Fair { .. });
+        let source = if fair {
+            Source::new(so.source(self.1 .0, self.1 .1))
+        } else {
+            Source::new(0)
+        };
         let admitted = self.0.admit_from(so.key(), source, now, state, |v| {
             sdt::evict(head, v, fair);
             // SAFETY: `head` and `v` are live (top of this file).
