@@ -81,8 +81,9 @@ lq_sb_copy(struct socket *so, u_int off, void *buf, u_int len)
 
 /*
  * The same bytes in place, run by run, for a parser that reads each byte
- * once: lq_sb_seek() puts the cursor at the `off'th data byte (one walk,
- * O(mbufs), as stock accf_http's own), then each lq_sb_next() hands out
+ * once: lq_sb_seek() puts the cursor at the `off'th data byte (O(1) when
+ * that byte is in the last mbuf, else one walk, O(mbufs), as stock
+ * accf_http's own), then each lq_sb_next() hands out
  * the next contiguous run of it in an mbuf and moves on. The runs stay
  * valid while the receive-buffer lock is held: appends only add bytes
  * after them (sbcompress() writes past m_len). A run that cannot be read
@@ -106,6 +107,26 @@ lq_sb_seek(struct socket *so, u_int off, struct lq_sb_cursor *c)
 	c->rec = NULL;
 	c->m = NULL;
 	c->off = 0;
+	/*
+	 * A stream's new bytes are most often all in its last mbuf (a
+	 * segment of its own, or sbcompress()ed onto the tail): start there,
+	 * O(1) per upcall, when the buffer is one record with neither
+	 * control nor not-yet-ready data, so that sb_ccc counts exactly the
+	 * data bytes the walk would.
+	 */
+	m = sb->sb_mbtail;
+	if (m != NULL && sb->sb_mb != NULL && sb->sb_mb->m_nextpkt == NULL &&
+	    sb->sb_ctl == 0 && sb->sb_acc == sb->sb_ccc &&
+	    (m->m_flags & (M_NOTAVAIL | M_EXTPG)) == 0 &&
+	    lq_sb_data_mbuf(m) && sb->sb_ccc >= (u_int)m->m_len &&
+	    off >= sb->sb_ccc - (u_int)m->m_len) {
+		if (off < sb->sb_ccc) {
+			c->rec = sb->sb_mb;
+			c->m = m;
+			c->off = off - (sb->sb_ccc - (u_int)m->m_len);
+		}
+		return;
+	}
 	for (rec = sb->sb_mb; rec != NULL; rec = rec->m_nextpkt) {
 		for (m = rec; m != NULL; m = m->m_next) {
 			if ((m->m_flags & M_NOTAVAIL) != 0)

@@ -596,27 +596,38 @@ impl Conn {
     /// bytes are never looked at again. Bytes after the one that made the
     /// connection Ready are ignored.
     pub fn feed(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
+        // The filter's own bytes, on every upcall of every connection:
+        // the PROXY header's stage, once per connection, stays out of
+        // line and keeps its registers to itself.
         let progress = match &mut self.stage {
             Stage::Ready => return Progress::Ready,
             Stage::Filter(inner) => inner.feed(cfg, bytes),
-            Stage::Proxy(p) => match p.feed(cfg.proxy, bytes) {
-                proxy::Step::NeedMore => Progress::NeedMore,
-                proxy::Step::Invalid => Progress::Ready,
-                proxy::Step::Pass { replay, rest } => {
-                    let mut inner = Inner::new(cfg);
-                    let progress = match inner.feed(cfg, replay) {
-                        Progress::Ready => Progress::Ready,
-                        Progress::NeedMore => inner.feed(cfg, rest),
-                    };
-                    self.stage = Stage::Filter(inner);
-                    progress
-                }
-            },
+            Stage::Proxy(_) => self.feed_proxy(cfg, bytes),
         };
         if progress == Progress::Ready {
             self.stage = Stage::Ready;
         }
         progress
+    }
+
+    #[inline(never)]
+    fn feed_proxy(&mut self, cfg: &Config, bytes: &[u8]) -> Progress {
+        let Stage::Proxy(p) = &mut self.stage else {
+            return Progress::NeedMore;
+        };
+        match p.feed(cfg.proxy, bytes) {
+            proxy::Step::NeedMore => Progress::NeedMore,
+            proxy::Step::Invalid => Progress::Ready,
+            proxy::Step::Pass { replay, rest } => {
+                let mut inner = Inner::new(cfg);
+                let progress = match inner.feed(cfg, replay) {
+                    Progress::Ready => Progress::Ready,
+                    Progress::NeedMore => inner.feed(cfg, rest),
+                };
+                self.stage = Stage::Filter(inner);
+                progress
+            }
+        }
     }
 
     /// Once Ready, stays Ready.

@@ -7,6 +7,7 @@
 use crate::kern::filter_arg::{Arg, FilterArgs};
 use crate::kern::held_conns::{self, HeldConns};
 use crate::kern::percpu::PerCpu;
+use core::sync::atomic::AtomicUsize;
 use listenq_accf::{Config, Conn};
 use listenq_policy::backlog;
 use listenq_policy::registry::{FilterInfo, Row};
@@ -69,6 +70,9 @@ pub struct Filters {
 /// can only be too high, never 0 while one is left (PerCpu::sum).
 static TAGGED: PerCpu = PerCpu::new();
 
+/// `Filters::states`' count of detached states (kern/filter_arg.rs).
+static DETACHED: AtomicUsize = AtomicUsize::new(0);
+
 pub fn tagged_add() {
     TAGGED.add(1);
 }
@@ -80,7 +84,7 @@ pub fn tagged_sub() {
 impl Filters {
     pub const fn new() -> Filters {
         Filters {
-            states: FilterArgs::new(),
+            states: FilterArgs::new(&DETACHED),
         }
     }
 

@@ -3,8 +3,9 @@
 #
 #   sh tests/vm/profile.sh ROW [KERNEL]      (make profile ROW=none)
 #
-# ROW is a row of the bench's filter comparisons: none, dataready,
-# httpready or dnsready. KERNEL defaults to LISTENQ_KERNEL; a production
+# ROW is a row of the bench's filter comparisons (none, dataready,
+# httpready, dnsready) or of its requests in pieces (http-slow,
+# http-large, dns-2seg, tls-2seg). KERNEL defaults to LISTENQ_KERNEL; a production
 # kernel (LISTENQ_BENCH_KERNEL) shows what a server pays. Two boots of the
 # bench's setup (QEMU -icount, LISTENQ_BENCH=quick): one measuring only
 # the other side (the plain kernel or the stock module,
@@ -19,7 +20,7 @@
 set -eu
 die() { echo "profile: $*" >&2; exit 1; }
 row=${1:-}
-[ -n "$row" ] || die "usage: sh tests/vm/profile.sh ROW [KERNEL] (ROW: none, dataready, httpready, dnsready)"
+[ -n "$row" ] || die "usage: sh tests/vm/profile.sh ROW [KERNEL] (ROW: none, dataready, httpready, dnsready, http-slow, http-large, dns-2seg, tls-2seg)"
 kernel=${2:-${LISTENQ_KERNEL:-/var/lib/listenq/kernel}}
 [ -f "$kernel" ] || die "no kernel at $kernel"
 top=$(cd "$(dirname "$0")/../.." && pwd)

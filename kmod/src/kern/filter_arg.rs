@@ -78,6 +78,9 @@ struct Node<T> {
     /// The task that lets go of the hold queue's leaving connections
     /// (work_glue.c); initialized in `attach`, queued under `inner`.
     leave: UnsafeCell<MaybeUninit<sys::lq_leave>>,
+    /// Its `FilterArgs`' count of detached states, given back when the
+    /// node goes (on whichever thread drops the last reference).
+    detached: &'static AtomicUsize,
 }
 
 struct Inner<T> {
@@ -91,17 +94,12 @@ struct Inner<T> {
     attached: bool,
 }
 
-/// Detached states not yet freed, which upcalls or their task still name
-/// (module-wide: there is one `FilterArgs`). Counted up by `detach` and
-/// `clear`, down when the last reference goes.
-static DETACHED: AtomicUsize = AtomicUsize::new(0);
-
 impl<T> Drop for Node<T> {
     fn drop(&mut self) {
         // Only `detach` and `clear` give back the list's reference, after
         // counting the state detached: the last reference always finds it
         // counted.
-        DETACHED.fetch_sub(1, Ordering::Relaxed);
+        self.detached.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -112,6 +110,11 @@ pub struct FilterArgs<T> {
     /// so that finding a listener for a table row reads one array instead
     /// of every state.
     list: Vec<(usize, ARef<Node<T>>)>,
+    /// Detached states not yet freed, which upcalls or their task still
+    /// name: counted up by `detach` and `clear`, down when the last
+    /// reference goes. Each `FilterArgs` has its own, a static its owner
+    /// declares, so it outlives every node that counts in it.
+    detached: &'static AtomicUsize,
 }
 
 // SAFETY: the nodes are shared with the upcalls and tasks that name them;
@@ -271,15 +274,14 @@ impl<T> Locked<'_, T> {
     }
 }
 
-impl<T> Default for FilterArgs<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<T> FilterArgs<T> {
-    pub const fn new() -> Self {
-        FilterArgs { list: Vec::new() }
+    /// No state yet; `detached` is this `FilterArgs`' own count of its
+    /// detached states (a static of its owner's, shared with no other).
+    pub const fn new(detached: &'static AtomicUsize) -> Self {
+        FilterArgs {
+            list: Vec::new(),
+            detached,
+        }
     }
 
     /// Room for one more attached state; false when memory is short.
@@ -300,6 +302,7 @@ impl<T> FilterArgs<T> {
             head: key,
             slot: UnsafeCell::new(Some(self.list.len())),
             leave: UnsafeCell::new(MaybeUninit::zeroed()),
+            detached: self.detached,
         };
         let a = ARef::try_new_with(node, |n| {
             // SAFETY: zeroed, in the node's final place, not shared yet.
@@ -371,7 +374,7 @@ impl<T> FilterArgs<T> {
         last(&mut g.guard.value);
         // Counted before the mutex is dropped: the last reference, given
         // back by whichever thread, then always finds it counted.
-        DETACHED.fetch_add(1, Ordering::Relaxed);
+        self.detached.fetch_add(1, Ordering::Relaxed);
         drop(g);
         // SAFETY: the cleared upcalls' references, each taken back once
         // here; never the last, `mine` is held.
@@ -382,7 +385,7 @@ impl<T> FilterArgs<T> {
 
     /// No state, attached or detached.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty() && DETACHED.load(Ordering::Relaxed) == 0
+        self.list.is_empty() && self.detached.load(Ordering::Relaxed) == 0
     }
 
     /// Gives back every attached state, after `last` has seen it (module
@@ -393,7 +396,7 @@ impl<T> FilterArgs<T> {
             let mut g: Locked<'_, T> = unsafe { lock(a.as_raw()) };
             g.guard.attached = false;
             last(g.get());
-            DETACHED.fetch_add(1, Ordering::Relaxed);
+            self.detached.fetch_add(1, Ordering::Relaxed);
             drop(g);
             drop(a);
         }

@@ -206,6 +206,11 @@ impl<'r> Iterator for Runs<'r> {
     type Item = &'r [u8];
 
     fn next(&mut self) -> Option<&'r [u8]> {
+        // Past the last mbuf: what lq_sb_next() would say, without the
+        // call (the usual end of an upcall's walk).
+        if self.cur.m.is_null() {
+            return None;
+        }
         let mut p: *const cty::c_char = core::ptr::null();
         // SAFETY: live, receive buffer locked for 'r; the cursor came from
         // lq_sb_seek() on this socket under this lock and was moved only

@@ -163,6 +163,12 @@ fn turn(
         who,
         u64::from(times) * rounds
     ));
+    if lq {
+        // A closed TCP listener is freed one network-epoch grace period
+        // after its close, and listenq refuses to unload while it holds
+        // one (EBUSY): wait for its allocations, outside the timed rounds.
+        let _ = au::allocs_settle(2000);
+    }
     for id in [id, under_id].into_iter().flatten() {
         if let Err(e) = kld::unload(id) {
             tap.ok(
