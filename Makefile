@@ -31,7 +31,7 @@ SYSDIR?=	/usr/src/sys
 KMOD=		listenq
 SRCS=		module_glue.c sysctl_glue.c socket_glue.c accf_glue.c \
 		tag_glue.c sockbuf_glue.c work_glue.c deliver_glue.c defaults_glue.c \
-		inherit_glue.c sdt_glue.c
+		inherit_glue.c sdt_glue.c soqueue_glue.c
 OBJS+=		listenq_rs.o
 .PATH:		${.CURDIR}/kmod
 

@@ -23,7 +23,7 @@ fn main() {
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
     println!("cargo:rerun-if-changed=kmod/glue.h");
     for f in [
-        "module", "sysctl", "socket", "sockbuf", "work", "deliver", "inherit", "tag", "sdt",
+        "module", "sysctl", "socket", "soqueue", "sockbuf", "work", "deliver", "inherit", "tag", "sdt",
     ] {
         println!("cargo:rerun-if-changed=kmod/{f}_glue.c");
         println!("cargo:rerun-if-changed=kmod/{f}_glue.h");
@@ -106,6 +106,7 @@ fn main() {
         .file(top.join("kmod/defaults_glue.c"))
         .file(top.join("kmod/inherit_glue.c"))
         .file(top.join("kmod/sdt_glue.c"))
+        .file(top.join("kmod/soqueue_glue.c"))
         .define(
             "LISTENQ_VERSION",
             Some(

@@ -52,6 +52,7 @@
 #include "glue.h"
 #include "tag_glue.h"
 #include "socket_glue.h"
+#include "soqueue_glue.h"
 #include "inherit_glue.h"
 #include "deliver_glue.h"
 

@@ -7,6 +7,7 @@
  *			mtx(9), time
  *	sysctl_glue.c	the kern.ipc.listenq tree and SYSCTL_OUT
  *	socket_glue.c	socket accessors, references, the listen upcall
+ *	soqueue_glue.c	moves between a listener's queues
  *	accf_glue.c	accept filter names: registration, burial for unload
  *	tag_glue.c	a held connection's tag and upcall, filter removal
  *	sockbuf_glue.c	a held connection's receive buffer

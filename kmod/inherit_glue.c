@@ -41,7 +41,7 @@
 #include "accf_glue.h"
 #include "tag_glue.h"
 #include "inherit_glue.h"
-#include "socket_glue.h"
+#include "soqueue_glue.h"
 
 static int lq_accf_inherit = LQ_INHERIT_UNKNOWN;
 /* Read inline by listenq's listen upcall (socket_glue.c) on every completion. */

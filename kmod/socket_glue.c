@@ -545,39 +545,6 @@ lq_tcp_listen_close(struct socket *head)
 }
 
 /*
- * What soisconnected() does once a connection's filter is satisfied: off
- * the incomplete queue and onto the completed one, the listener's and the
- * connection's locks held. The caller wakes the listener.
- */
-void
-lq_soqueue_complete(struct socket *head, struct socket *so)
-{
-	SOLISTEN_LOCK_ASSERT(head);
-	SOCK_LOCK_ASSERT(so);
-	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-	head->sol_incqlen--;
-	TAILQ_INSERT_TAIL(&head->sol_comp, so, so_list);
-	head->sol_qlen++;
-	so->so_qstate = SQ_COMP;
-}
-
-/*
- * What solisten_enqueue() does to the oldest incomplete connection: off
- * the incomplete queue and no longer its listener's, both locks held. The
- * queue's references (on `so' and on the listener) are now the caller's.
- */
-void
-lq_soqueue_detach(struct socket *head, struct socket *so)
-{
-	SOLISTEN_LOCK_ASSERT(head);
-	SOCK_LOCK_ASSERT(so);
-	TAILQ_REMOVE(&head->sol_incomp, so, so_list);
-	head->sol_incqlen--;
-	so->so_qstate = SQ_NONE;
-	so->so_listen = NULL;
-}
-
-/*
  * Whether a listener has no listen upcall or listenq's (listener locked):
  * only then does an in-place delivery (deliver_glue.c) wake it, under the
  * connection's locks, with lq_listen_wakeup_locked().

@@ -59,10 +59,6 @@ int	lq_tcp_listen_check(struct socket *so);
 void	lq_tcp_listen_done(struct socket *so);
 /* The name of the accept filter on a listener (any module's), or "". */
 void	lq_so_filter_name(struct socket *so, char out[16]);
-/* Both locked: `so' from head's incomplete queue to its completed one. */
-void	lq_soqueue_complete(struct socket *head, struct socket *so);
-/* Both locked: `so' off head's incomplete queue, head's no longer. */
-void	lq_soqueue_detach(struct socket *head, struct socket *so);
 /* pr_close of a TCP listener, after TCP's: empties its queues, then waits. */
 int	lq_tcp_listen_close(struct socket *head);
 /* Listener locked: it has no listen upcall, or listenq's. */

@@ -29,7 +29,7 @@
 
 MALLOC_DECLARE(M_LISTENQ);
 #include "work_glue.h"
-#include "socket_glue.h"
+#include "soqueue_glue.h"
 
 /*
  * Deferred work: terminate or deliver the held connections a listener's
