@@ -23,7 +23,8 @@ fn main() {
     println!("cargo:rerun-if-changed=bindings/wrapper.h");
     println!("cargo:rerun-if-changed=kmod/glue.h");
     for f in [
-        "module", "sysctl", "socket", "soqueue", "sockbuf", "work", "deliver", "inherit", "tag", "sdt",
+        "module", "sysctl", "socket", "soqueue", "sockbuf", "work", "deliver", "inherit", "tag",
+        "sdt",
     ] {
         println!("cargo:rerun-if-changed=kmod/{f}_glue.c");
         println!("cargo:rerun-if-changed=kmod/{f}_glue.h");
