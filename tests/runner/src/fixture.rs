@@ -1,34 +1,96 @@
-//! What a group of tests leaves behind. With listenq loaded, once the
-//! group's sockets are freed (a TCP listener goes a network-epoch grace
-//! period after its close), listenq holds no allocation: every listener
-//! row, filter state, hold queue and index entry a group made is gone.
-//! One TAP line per group, so that a leak shows in the group that made it
-//! and the groups' order stops mattering to what each finds.
+//! listenq loaded for one test, and the kernel given back as the test
+//! found it. `Listenq::load` loads the module; dropping the fixture waits
+//! for the test's sockets to be freed (a TCP listener goes a
+//! network-epoch grace period after its close), checks that listenq holds
+//! no allocation any more (every listener row, filter state, hold queue
+//! and index entry the test made is gone), and unloads it. Each is one
+//! named TAP line, so a leak shows in the test that made it, and no test
+//! finds state an earlier one left: their order stops mattering.
+
+use core::fmt;
 
 use crate::accf_util::settle_open_sockets;
-use crate::sys;
+use crate::env::{Env, KO_PATH};
+use crate::kld;
+use crate::sys::{self, Errno};
 use crate::sysctl;
 use crate::tap::Tap;
 
 const ALLOCS: &str = "kern.ipc.listenq.allocs";
+/// How long the test's freed sockets and listenq's allocations may take.
+const SETTLE_MS: u64 = 3000;
 
-/// Runs the group `f` (listenq loaded), then checks that listenq's
-/// allocations are back to 0 within 3 s of its sockets being freed.
-pub fn group(tap: &mut Tap, name: &str, f: impl FnOnce(&mut Tap)) {
-    f(tap);
-    settle_open_sockets(3000);
-    let t0 = sys::now_ms();
-    let mut allocs = sysctl::read_u64(ALLOCS);
-    while allocs != Ok(0) && sys::now_ms().saturating_sub(t0) < 3000 {
-        sys::sleep_ms(10);
-        allocs = sysctl::read_u64(ALLOCS);
+/// listenq loaded for the test `name`, which reports through `tap()`.
+pub struct Listenq<'t> {
+    tap: &'t mut Tap,
+    name: &'static str,
+    id: i32,
+}
+
+impl<'t> Listenq<'t> {
+    /// Loads listenq for `name`; None (and a skip or a failure line) when
+    /// it cannot be, in which case the test does not run.
+    pub fn load(tap: &'t mut Tap, env: &Env, name: &'static str) -> Option<Self> {
+        let line = Line(name, "kldload listenq for the test");
+        if let Err(e) = env.ko {
+            tap.skip(line, format_args!("listenq.ko not in image ({})", e));
+            return None;
+        }
+        match kld::load(KO_PATH) {
+            Ok(id) => {
+                tap.ok(true, line);
+                Some(Listenq { tap, name, id })
+            }
+            Err(e) => {
+                tap.ok(false, line);
+                tap.diag(format_args!("  kldload: {}", e));
+                None
+            }
+        }
     }
-    tap.check(
-        allocs,
-        Ok(0),
-        format_args!(
-            "[{}] listenq's allocations are back to 0 after the group",
-            name
-        ),
-    );
+
+    pub fn tap(&mut self) -> &mut Tap {
+        self.tap
+    }
+}
+
+impl Drop for Listenq<'_> {
+    fn drop(&mut self) {
+        settle_open_sockets(SETTLE_MS);
+        let t0 = sys::now_ms();
+        let mut allocs = sysctl::read_u64(ALLOCS);
+        while allocs != Ok(0) && sys::now_ms().saturating_sub(t0) < SETTLE_MS {
+            sys::sleep_ms(10);
+            allocs = sysctl::read_u64(ALLOCS);
+        }
+        self.tap.check(
+            allocs,
+            Ok(0),
+            Line(
+                self.name,
+                "listenq's allocations are back to 0 after the test",
+            ),
+        );
+        // listenq refuses to unload (EBUSY) while it still holds a
+        // listener the kernel has not freed: once more after the same wait.
+        let mut r = kld::unload(self.id);
+        while r == Err(Errno::EBUSY) && sys::now_ms().saturating_sub(t0) < 2 * SETTLE_MS {
+            sys::sleep_ms(10);
+            r = kld::unload(self.id);
+        }
+        self.tap.check(
+            r,
+            Ok(()),
+            Line(self.name, "kldunload listenq after the test"),
+        );
+    }
+}
+
+/// A TAP line's name: `[test] what`.
+struct Line(&'static str, &'static str);
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.0, self.1)
+    }
 }

@@ -18,6 +18,7 @@ mod layout;
 mod net;
 mod record;
 mod sock;
+mod suite;
 mod sys;
 mod sysctl;
 mod t_accf;
@@ -364,44 +365,11 @@ fn run(argc: usize) -> bool {
         sys::now_ms() - t0
     ));
 
-    // Issue "module lifecycle".
+    // Issue "module lifecycle": load, what a loaded listenq shows, unload.
     let id = t_module::load(tap, &env);
-
-    // Second run with the module loaded, compared with the first.
     if id.is_some() {
         t_version::accepted(tap);
-        let t1 = sys::now_ms();
-        let mut with = Recording::new("with listenq", false);
-        fixture::group(tap, "listen(2) semantics", |tap| {
-            t_listen::run(tap, &env, &mut with)
-        });
-        tap.diag(format_args!(
-            "semantic suite with listenq: {} ms",
-            sys::now_ms() - t1
-        ));
-        record::compare(tap, &stock, &with);
-        // Only with listenq: without it a stock 14 kernel panics here.
-        fixture::group(tap, "half-closed listen", |tap| {
-            t_halfclosed::run(tap, &env)
-        });
-    } else {
-        tap.skip(
-            "listen(2) semantics identical with listenq loaded",
-            "module not loaded",
-        );
     }
-
-    // The module's own sysctls and listener statistics (filled in later).
-    if id.is_some() {
-        fixture::group(tap, "listeners", |tap| t_listeners::run(tap, &env));
-        // listenq's filters, before any stock accf module is loaded.
-        fixture::group(tap, "fair eviction", |tap| t_fair::run(tap, &env));
-        // Finding 7: a release racing the listener's close.
-        fixture::group(tap, "wakeup race", |tap| t_wakeup_race::run(tap, &env));
-        // A TCP listener closed when the message carrying it goes.
-        fixture::group(tap, "close in flight", t_close_in_flight::run);
-    }
-
     let unloaded = t_module::unload(tap, id);
 
     // soacceptqueue behaves as stock once the module is gone.
@@ -420,20 +388,14 @@ fn run(argc: usize) -> bool {
         );
     }
 
-    t_module::cycles(tap, &env);
-    t_module::adopted_at_load(tap, &env);
-    t_module::local_adopted_at_load(tap, &env);
-    t_module::vnet_tcp_adopted_at_load(tap, &env);
-    t_listeners::survives_unload(tap, &env);
-    t_listeners::unload_under_load(tap, &env);
-    // Accept filters; last, since the stock accf modules it loads stay
-    // registered (as placeholders) once loaded.
-    t_accf::run(tap, &env);
-    // Per-filter and per-VNET defaults: loads listenq itself (tunables
-    // come first).
-    t_defaults::run(tap, &env);
-    // Last: forked processes at once, and unload rounds under that load.
-    t_stress::run(tap, &env);
+    // Every other test, each with what it needs (suite.rs).
+    suite::run_all(
+        tap,
+        &suite::Ctx {
+            env: &env,
+            stock: &stock,
+        },
+    );
 
     tap.diag(format_args!("tests took {} ms", sys::now_ms() - t0));
     tap.finish();
