@@ -171,8 +171,23 @@ pub fn with_stock_module(tap: &mut Tap, path: &CStr, f: impl FnOnce(&mut Tap)) {
     let _ = kld::unload(id);
 }
 
-/// Wait after a send that must not release a held connection.
-pub const SETTLE_MS: u64 = 15;
+/// Waits (up to PASS_MS) until listener `l`'s new connection has reached
+/// one of its queues: held by its filter (incomplete) or passed
+/// (completed). The event a case's "before any data" step looks for,
+/// instead of a guess at how long the handshake's last ACK takes; Err:
+/// it never did.
+pub fn wait_queued(l: i32) -> SysResult<()> {
+    let start = sys::now_ms();
+    loop {
+        if sock::incqlen(l)? + sock::qlen(l)? >= 1 {
+            return Ok(());
+        }
+        if sys::now_ms().saturating_sub(start) >= PASS_MS as u64 {
+            return Err(Errno::TIMEOUT);
+        }
+        sys::sleep_ms(2);
+    }
+}
 /// Wait for the send that must release it.
 pub const PASS_MS: i32 = 2000;
 
@@ -195,7 +210,7 @@ pub fn tcp_state(fd: i32) -> SysResult<u8> {
 /// sent, and its FIN too if `fin`: the peer's input has run, and with it
 /// the accept filter's upcall, which runs inside that input before the
 /// acknowledgement goes out. An event to wait for instead of a guess
-/// (SETTLE_MS): a release that comes late under a loaded emulator is not
+/// (a fixed sleep): a release that comes late under a loaded emulator is not
 /// taken for the next step's. Delayed ACKs make this wait up to
 /// net.inet.tcp.delacktime per step; the callers turn them off
 /// (`DelayedAcksOff`).

@@ -21,8 +21,6 @@ use crate::sock::{self, Kind};
 use crate::sys::{self, Errno};
 use crate::tap::Tap;
 
-use crate::accf_util::SETTLE_MS;
-
 /// One send: its bytes, and whether it carries an SCM_RIGHTS message.
 type Part = (&'static [u8], bool);
 
@@ -83,7 +81,7 @@ fn run_one(c: &RecordCase) -> Result<Outcome, (&'static str, Errno)> {
     let cl = sock::connect(c.kind, &sa).map_err(|e| ("connect", e))?;
     let mut sent = [0u8; 128];
     let mut n = 0;
-    sys::sleep_ms(SETTLE_MS);
+    au::wait_queued(l.raw()).map_err(|e| ("queued", e))?;
     if au::try_accept(l.raw()).is_ok() {
         return Ok(Outcome {
             at: Some(0),

@@ -275,7 +275,7 @@ pub(super) fn run_case(c: &Case) -> Result<Outcome, Failed> {
     let cl = au::client(&sa).map_err(at("connect"))?;
     let mut sent = [0u8; 512];
     let mut n = 0;
-    sys::sleep_ms(SETTLE_MS);
+    au::wait_queued(l.raw()).map_err(at("handshake"))?;
     match au::try_accept(l.raw()) {
         Ok(_) => {
             return Ok(Outcome {

@@ -36,7 +36,7 @@ use crate::sys::{self, Errno, Fd, SysResult};
 use crate::sysctl;
 use crate::tap::Tap;
 
-use crate::accf_util::{PASS_MS, SETTLE_MS};
+use crate::accf_util::PASS_MS;
 
 const NAMES: [&str; 4] = ["dataready", "httpready", "dnsready", "tlsready"];
 
