@@ -324,7 +324,7 @@ fn hold_all() -> Option<Vec<(SocketHold, PendingRef)>> {
 }
 
 /// What a reader may know of one listener, looked at without REGISTRY.
-struct Visible {
+struct ReaderView {
     so: usize,
     visible: bool,
     kfilter: [u8; 16],
@@ -333,10 +333,10 @@ struct Visible {
 /// Refreshes every listener's queue lengths and overflow count, forgets
 /// listeners closed behind listenq's back, and says which the reader of
 /// `req` may see.
-fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Visible>> {
+fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<ReaderView>> {
     let held = hold_all().ok_or(Errno::ENOMEM)?;
     let mut samples: Vec<(usize, QueueSample)> = Vec::new();
-    let mut seen: Vec<Visible> = Vec::new();
+    let mut seen: Vec<ReaderView> = Vec::new();
     let mut closed: Vec<usize> = Vec::new();
     if samples.try_reserve(held.len()).is_err()
         || seen.try_reserve(held.len()).is_err()
@@ -357,7 +357,7 @@ fn refresh(req: Option<&SysctlReq<'_>>) -> KResult<Vec<Visible>> {
             let g = p.sample_overflows(s.key(), q.overcount, q.lastover);
             grew = grew.saturating_add(g);
         }
-        seen.push(Visible {
+        seen.push(ReaderView {
             so: s.key(),
             visible: req.is_none_or(|r| s.visible_to(r)),
             kfilter: s.filter_name(),

@@ -171,23 +171,6 @@ pub fn with_stock_module(tap: &mut Tap, path: &CStr, f: impl FnOnce(&mut Tap)) {
     let _ = kld::unload(id);
 }
 
-/// Waits (up to PASS_MS) until listener `l`'s new connection has reached
-/// one of its queues: held by its filter (incomplete) or passed
-/// (completed). The event a case's "before any data" step looks for,
-/// instead of a guess at how long the handshake's last ACK takes; Err:
-/// it never did.
-pub fn wait_queued(l: i32) -> SysResult<()> {
-    let start = sys::now_ms();
-    loop {
-        if sock::incqlen(l)? + sock::qlen(l)? >= 1 {
-            return Ok(());
-        }
-        if sys::now_ms().saturating_sub(start) >= PASS_MS as u64 {
-            return Err(Errno::TIMEOUT);
-        }
-        sys::sleep_ms(2);
-    }
-}
 /// Wait for the send that must release it.
 pub const PASS_MS: i32 = 2000;
 

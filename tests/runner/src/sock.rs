@@ -219,3 +219,9 @@ pub fn wait_incqlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
 pub fn wait_qlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
     wait_len(fd, want, timeout_ms, qlen)
 }
+
+/// Connections on either queue (held by a filter or passed): at least
+/// `want`, waiting up to `timeout_ms`.
+pub fn wait_queued(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
+    wait_len(fd, want, timeout_ms, |fd| Ok(incqlen(fd)? + qlen(fd)?))
+}

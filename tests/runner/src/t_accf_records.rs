@@ -81,7 +81,11 @@ fn run_one(c: &RecordCase) -> Result<Outcome, (&'static str, Errno)> {
     let cl = sock::connect(c.kind, &sa).map_err(|e| ("connect", e))?;
     let mut sent = [0u8; 128];
     let mut n = 0;
-    au::wait_queued(l.raw()).map_err(|e| ("queued", e))?;
+    // The event "before any data" is about: the handshake done, the
+    // connection on one of the listener's queues.
+    if sock::wait_queued(l.raw(), 1, au::PASS_MS as u64).map_err(|e| ("queued", e))? < 1 {
+        return Err(("queued", Errno::TIMEOUT));
+    }
     if au::try_accept(l.raw()).is_ok() {
         return Ok(Outcome {
             at: Some(0),

@@ -275,7 +275,11 @@ pub(super) fn run_case(c: &Case) -> Result<Outcome, Failed> {
     let cl = au::client(&sa).map_err(at("connect"))?;
     let mut sent = [0u8; 512];
     let mut n = 0;
-    au::wait_queued(l.raw()).map_err(at("handshake"))?;
+    // The event "before any data" is about: the handshake done, the
+    // connection on one of the listener's queues.
+    if sock::wait_queued(l.raw(), 1, PASS_MS as u64).map_err(at("handshake"))? < 1 {
+        return Err(Failed("handshake", Errno::TIMEOUT));
+    }
     match au::try_accept(l.raw()) {
         Ok(_) => {
             return Ok(Outcome {
