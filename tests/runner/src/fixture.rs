@@ -12,7 +12,7 @@ use core::fmt;
 use crate::accf_util::settle_open_sockets;
 use crate::env::{Env, KO_PATH};
 use crate::kld;
-use crate::sys::{self, Errno};
+use crate::sys;
 use crate::sysctl;
 use crate::tap::Tap;
 
@@ -71,13 +71,7 @@ impl Drop for Listenq<'_> {
                 "listenq's allocations are back to 0 after the test",
             ),
         );
-        // listenq refuses to unload (EBUSY) while it still holds a
-        // listener the kernel has not freed: once more after the same wait.
-        let mut r = kld::unload(self.id);
-        while r == Err(Errno::EBUSY) && sys::now_ms().saturating_sub(t0) < 2 * SETTLE_MS {
-            sys::sleep_ms(10);
-            r = kld::unload(self.id);
-        }
+        let r = kld::unload_settled(self.id, SETTLE_MS);
         self.tap.check(
             r,
             Ok(()),

@@ -10,6 +10,21 @@ use crate::sys::{self, SysResult};
 
 pub use sys::{kldfind as find, kldload as load, kldunload as unload, modfind};
 
+/// kldunload(2) of file `id`, tried again for up to `ms` while it is
+/// refused with EBUSY: listenq keeps a closed TCP listener until one
+/// network-epoch grace period after its close, and refuses to unload
+/// while it does, so an unload right after a test closed its listeners
+/// waits for that instead of guessing how long it takes.
+pub fn unload_settled(id: i32, ms: u64) -> SysResult<()> {
+    let start = sys::now_ms();
+    loop {
+        match unload(id) {
+            Err(sys::Errno::EBUSY) if sys::now_ms().saturating_sub(start) < ms => sys::sleep_ms(10),
+            r => return r,
+        }
+    }
+}
+
 /// The parts of struct kld_file_stat the tests look at.
 pub struct KldStat {
     raw: [u8; KLD_FILE_STAT_SIZE],

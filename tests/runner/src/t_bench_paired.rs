@@ -163,14 +163,10 @@ fn turn(
         who,
         u64::from(times) * rounds
     ));
-    if lq {
-        // A closed TCP listener is freed one network-epoch grace period
-        // after its close, and listenq refuses to unload while it holds
-        // one (EBUSY): wait for its allocations, outside the timed rounds.
-        let _ = au::allocs_settle(2000);
-    }
     for id in [id, under_id].into_iter().flatten() {
-        if let Err(e) = kld::unload(id) {
+        // After the timed rounds: listenq may still hold a listener they
+        // closed (kld::unload_settled).
+        if let Err(e) = kld::unload_settled(id, 2000) {
             tap.ok(
                 false,
                 format_args!("bench {} {}: kldunload: {}", label, who, e),

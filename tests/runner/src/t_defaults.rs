@@ -109,7 +109,7 @@ pub fn run(tap: &mut Tap, env: &Env) {
     let _ = sysctl::write_string(HTTP, b"");
     crate::t_vnet_defaults::run(tap);
     tap.check(
-        kld::unload(id),
+        kld::unload_settled(id, 3000),
         Ok(()),
         "[default_arg] kldunload listenq afterwards",
     );
