@@ -59,7 +59,7 @@ MALLOC_DECLARE(M_LISTENQ);
  *   written first, the padding after it is then past the end.
  * - A buried name is never seen by accept_filt_getopt(), which strcpy()s
  *   the name of a listener's filter: names are buried only while no
- *   listener uses them (accf.rs unregister(), under REGISTRY), and the
+ *   listener uses them (accf_names.rs unregister(), under the registry), and the
  *   accf_create that attaches a listener in the unload's window revives
  *   them first (lq_accf_revive_all(), before the kernel sets
  *   sol_accept_filter).
@@ -162,8 +162,8 @@ lq_accf_register(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 
 /*
  * Takes `name' off the list as described above; its entries stay
- * listenq's until lq_accf_retire_all(). The caller holds REGISTRY and has
- * made sure no listener uses it (accf.rs unregister()). No sleeping:
+ * listenq's until lq_accf_retire_all(). The caller holds the registry and has
+ * made sure no listener uses it (accf_names.rs unregister()). No sleeping:
  * accept_filt_get() takes only the accept filter mutex. ENOSPC: no slot
  * to remember it by, nothing done (the caller revives the others and
  * refuses the unload: a name it could not retire would reach freed code).
@@ -205,7 +205,7 @@ lq_entry_point(struct accept_filter *p, lq_accf_cb_t *cb,
 }
 
 /*
- * Every name lq_accf_bury() took, back in place (REGISTRY held: an
+ * Every name lq_accf_bury() took, back in place (the registry held: an
  * accf_create in the unload's window, or the unload backing out).
  */
 void
@@ -224,7 +224,7 @@ lq_accf_revive_all(void)
 }
 
 /*
- * The buried entries no longer reach the module (REGISTRY held; unload
+ * The buried entries no longer reach the module (the registry held; unload
  * has decided). They stay in lq_buried[] so that an unload that backs out
  * later (lq_accf_unretire()) revives them.
  */
@@ -241,9 +241,9 @@ lq_accf_retire_all(void)
 }
 
 /*
- * An unload that backs out after lq_accf_retire_all() (module.rs: its
+ * An unload that backs out after lq_accf_retire_all() (lifecycle.rs: its
  * sysctls would not go): `name''s entry gets listenq's functions back,
- * then its name. REGISTRY is held and create() refuses (CLOSED) until the
+ * then its name. The registry is held and create() refuses (Closed) until the
  * caller reopens, after this: a setsockopt(2) that found the entry
  * earlier can attach only once its name is whole again. ENOENT: not
  * buried by this load.
@@ -268,7 +268,7 @@ lq_accf_unretire(const char *name, lq_accf_cb_t *cb, lq_accf_create_t *create,
 }
 
 /*
- * For the tests of the unload's burial window (accf.rs unregister()):
+ * For the tests of the unload's burial window (accf_names.rs unregister()):
  * debug.fail_point.listenq_accf_create stalls accf_create before it looks
  * at anything ("1*delay(us)"), as a setsockopt(2) preempted between its
  * lookup and its create would be; debug.fail_point.listenq_bury_margin

@@ -38,7 +38,7 @@ SYSCTL_STRING(_kern_ipc_listenq, OID_AUTO, version, CTLFLAG_RD,
 
 /*
  * Unloading is opt-in, as for the stock accept filters
- * (net.accf.unloadable): see listenq(4) UNLOADING and module.rs for
+ * (net.accf.unloadable): see listenq(4) UNLOADING and lifecycle.rs for
  * why the kernel cannot prove that no thread is about to enter the module.
  */
 int lq_unloadable = 0;

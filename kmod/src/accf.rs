@@ -10,7 +10,7 @@
 //! (and, on the first call from soisconnected(), its socket lock and the
 //! listener's lock); it takes only its listener's filter state mutex
 //! after those (kern/filter_arg.rs), and counts in counter(9) (kern/stat.rs):
-//! no global lock on a connection's path. REGISTRY (the list of filtered
+//! no global lock on a connection's path. The registry (the list of filtered
 //! listeners) is for create, destroy, the tick and unload. An evicted connection
 //! leaves the incomplete queue in the upcall that admits its successor;
 //! soabort(), timeouts and deliveries need the listener lock first, so they
@@ -25,11 +25,11 @@ use crate::kern::accf::{self as kaccf, ListenLocked, Upcall};
 use crate::kern::deliver::InPlace;
 use crate::kern::filter_arg::{self, Locked, Token};
 use crate::kern::held_conns::{Admitted, HeldConns, Pos};
+use crate::kern::module::Module;
 use crate::kern::sdt;
 use crate::kern::sockbuf::{RcvLocked, SockLocked};
 use crate::kern::stat::Stat;
 use crate::kern::work::Leaving;
-use crate::listeners::REGISTRY;
 use listenq_accf::{
     parse_af_arg, Config, Conn, EvictPolicy, FilterKind, Progress, TimeoutAction, TimeoutDefaults,
 };
@@ -284,13 +284,11 @@ impl core::fmt::Display for LocalText {
 /// accf_create: `af_arg` as setsockopt(2) gave it (or the filter's
 /// default), on the listener `head`. None refuses the filter.
 pub fn create(
+    m: &Module,
     kind: FilterKind,
     head: &ListenLocked<'_>,
     af_arg: &[u8],
 ) -> Option<Token<ListenerFilter>> {
-    if accf_names::closed() {
-        return None;
-    }
     let mut dflt = [0u8; crate::kern::defaults::LEN];
     let bytes = crate::defaults::or_default(kind, head, af_arg, &mut dflt);
     let cfg: Config = match parse_af_arg(kind, bytes) {
@@ -298,7 +296,7 @@ pub fn create(
         Err(e) => {
             // Any user can set a bad af_arg: which listener, who, and
             // why, rate-limited per listener (listenq(4) "LOG MESSAGES").
-            if crate::listeners::may_log(head.key()) {
+            if crate::listeners::may_log(m, head.key()) {
                 crate::kern::print::event(format_args!(
                     "{}: bad af_arg on {} ({}): {}",
                     kind.name(),
@@ -311,12 +309,12 @@ pub fn create(
         }
     };
     let qlimit = head.qlimit();
-    let mut g = REGISTRY.lock()?;
-    // Checked again under the lock: see accf_names::unregister().
-    if !accf_names::may_create(&g) {
+    let mut g = m.registry();
+    let st = &mut *g;
+    // Under the lock: see accf_names::unregister().
+    if !accf_names::may_create(st) {
         return None;
     }
-    let st = &mut *g;
     if !st.accf.states.try_reserve() {
         Stat::Nomem.bump();
         return None;
@@ -352,11 +350,11 @@ pub fn create(
 /// accf_destroy: filter removal (SO_ACCEPTFILTER with no value) or the
 /// listener being freed, with the listener locked. `n` of its incomplete
 /// connections had their upcall (naming `a`) just cleared.
-pub fn destroy(a: Option<Arg<'_>>, n: u32) {
+pub fn destroy(m: &Module, a: Option<Arg<'_>>, n: u32) {
     let Some(a) = a else {
         return;
     };
-    let Some(mut g) = REGISTRY.lock() else { return };
+    let mut g = m.registry();
     // Those upcalls are cleared; the others still name it. The hold
     // queue's memory goes now, unless evicted connections still wait for
     // the task there (it frees it once they are gone); a detached state
@@ -446,9 +444,9 @@ pub fn leave_next(a: Arg<'_>) -> Option<Leaving> {
 }
 
 /// The hold-timeout clock (a callout, every TICK_MS).
-pub fn tick() {
+pub fn tick(m: &Module) {
     let now = kaccf::hold_clock();
-    let Some(g) = REGISTRY.lock() else { return };
+    let g = m.registry();
     g.accf.states.for_each_attached(|f, on| {
         let head = on.head();
         // The listener's vnet's defaults, or the host-wide ones.

@@ -3,41 +3,37 @@
 //! or gives them back when unload backs out. accf.rs is the connections'
 //! side; its create() asks here whether a filter may still be created.
 
-use core::sync::atomic::{AtomicU8, Ordering};
-
 use crate::kern::accf::{self as kaccf, Callbacks};
 use crate::kern::errno::Errno;
+use crate::kern::module::Module;
 use crate::kprintln;
-use crate::listeners::{State, REGISTRY};
+use crate::listeners::State;
 use listenq_accf::FilterKind;
 
-/// Where unload is (unregister()); changed and read under REGISTRY
-/// (create() also looks first without it).
-static PHASE: AtomicU8 = AtomicU8::new(OPEN);
-/// Filters can be created.
-const OPEN: u8 = 0;
-/// Names buried, unload not yet decided: a create() revives them.
-const BURIED: u8 = 1;
-/// Unload decided: create() refuses.
-const CLOSED: u8 = 2;
-
-/// create()'s first look, without REGISTRY: unload has decided.
-pub fn closed() -> bool {
-    PHASE.load(Ordering::Acquire) == CLOSED
+/// Where unload is (unregister()), in the registry (`State::names`):
+/// changed and read under its lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Filters can be created.
+    Open,
+    /// Names buried, unload not yet decided: a create() revives them.
+    Buried,
+    /// Unload decided: create() refuses.
+    Closed,
 }
 
-/// create()'s look under REGISTRY (`_registry` proves the caller holds
-/// it): false once unload has decided. A create() that found a name just
-/// before unload buried it gets the names back (the listener can show its
-/// name only after this; getsockopt(2) copies it), and unload backs out.
-pub fn may_create(_registry: &State) -> bool {
-    match PHASE.load(Ordering::Acquire) {
-        CLOSED => false,
-        BURIED => {
-            revive();
+/// create()'s look, under the registry's lock: false once unload has
+/// decided. A create() that found a name just before unload buried it
+/// gets the names back (the listener can show its name only after this;
+/// getsockopt(2) copies it), and unload backs out.
+pub fn may_create(st: &mut State) -> bool {
+    match st.names {
+        Names::Closed => false,
+        Names::Buried => {
+            revive(st);
             true
         }
-        _ => true,
+        Names::Open => true,
     }
 }
 
@@ -73,48 +69,46 @@ const BURY_MARGIN_MS: i32 = 20;
 ///
 /// A setsockopt(2) looks a name up (accept_filt_get()) and calls its
 /// accf_create later, after a sleeping malloc(9). So:
-/// 1. Under REGISTRY: refuse if any listener uses a filter; otherwise
+/// 1. Under the registry's lock: refuse if any listener uses a filter; otherwise
 ///    bury the names. From here on a lookup fails with ENOENT, as after
 ///    unload.
 /// 2. Wait BURY_MARGIN_MS. A setsockopt that found a name before the
-///    burial reaches create() meanwhile; create() (under REGISTRY) sees
-///    BURIED, revives the names and attaches.
-/// 3. Under REGISTRY again: if a create() came (phase back to OPEN) or a
-///    filter is in use, revive the names and refuse. Otherwise CLOSED:
+///    burial reaches create() meanwhile; create() (under the registry's lock)
+///    sees Buried, revives the names and attaches.
+/// 3. Under that lock again: if a create() came (back to Open) or a
+///    filter is in use, revive the names and refuse. Otherwise Closed:
 ///    create() refuses from now on, and the entries become nullop().
 ///
 /// Either a listener is in the list when step 3 looks (busy), or its
-/// create() sees CLOSED and refuses. So once this returns true no listener
+/// create() sees Closed and refuses. So once this returns true no listener
 /// uses or can start using a listenq filter. The refusal is EINVAL from
 /// accept_filt_setopt(), and only for a setsockopt that took longer than
 /// the margin between its lookup and its create: a timing, not a safety,
 /// matter.
-pub fn unregister(cb: &Callbacks) -> bool {
+pub fn unregister(m: &Module, cb: &Callbacks) -> bool {
     {
-        let Some(g) = REGISTRY.lock() else {
-            return false;
-        };
+        let mut g = m.registry();
         if in_use(&g) {
             return false;
         }
-        PHASE.store(BURIED, Ordering::Release);
+        g.names = Names::Buried;
         for kind in FilterKind::ALL {
             if kaccf::bury(cb, kind.c_name()).is_err() {
                 // A name that could not be retired would reach freed
                 // code after unload.
-                revive();
+                revive(&mut g);
                 return false;
             }
         }
     }
     crate::kern::time::pause_ms(kaccf::bury_margin_ms(BURY_MARGIN_MS));
     {
-        let g = REGISTRY.lock();
-        if PHASE.load(Ordering::Acquire) != BURIED || g.as_deref().is_none_or(in_use) {
-            revive();
+        let mut g = m.registry();
+        if g.names != Names::Buried || in_use(&g) {
+            revive(&mut g);
             return false;
         }
-        PHASE.store(CLOSED, Ordering::Release);
+        g.names = Names::Closed;
         kaccf::retire_all();
     }
     kaccf::tick_stop();
@@ -122,25 +116,26 @@ pub fn unregister(cb: &Callbacks) -> bool {
 }
 
 /// Undoes a successful unregister() (unload backing out later): under
-/// REGISTRY, while create() still refuses, every buried entry gets its
+/// the registry's lock, while create() still refuses, every buried entry gets its
 /// functions back and then its name; only then can filters be created,
 /// so no listener attaches to an entry whose name is not whole.
-pub fn reopen(cb: &Callbacks) {
-    // The taskqueue first (it may sleep: outside REGISTRY), as at load.
+pub fn reopen(m: &Module, cb: &Callbacks) {
+    // The taskqueue first (it may sleep: outside the registry's lock), as
+    // at load.
     kaccf::tick_start(TICK_MS);
-    let _g = REGISTRY.lock();
+    let mut g = m.registry();
     for kind in FilterKind::ALL {
         // ENOENT: a stock module had this name at load.
         let _ = kaccf::unretire(cb, kind, kind.c_name());
     }
-    PHASE.store(OPEN, Ordering::Release);
+    g.names = Names::Open;
 }
 
-/// Names buried by unregister() back, filters creatable again (REGISTRY
-/// held): OPEN goes with whole names.
-fn revive() {
+/// Names buried by unregister() back, filters creatable again (under the
+/// registry's lock): Open goes with whole names.
+fn revive(st: &mut State) {
     kaccf::revive_all();
-    PHASE.store(OPEN, Ordering::Release);
+    st.names = Names::Open;
 }
 
 /// Whether a listener uses a listenq filter or held connections still
@@ -150,6 +145,6 @@ fn in_use(g: &State) -> bool {
 }
 
 /// Whether unload must be refused.
-pub fn busy() -> bool {
-    REGISTRY.lock().is_some_and(|g| in_use(&g)) || kaccf::work_pending() != 0
+pub fn busy(m: &Module) -> bool {
+    in_use(&m.registry())
 }

@@ -1,7 +1,7 @@
 //! The listeners with a listenq accept filter attached, and the
 //! connections each one holds (its secondary queue): the state accf.rs
 //! works on and listeners.rs shows in its tables. The list lives in
-//! REGISTRY (listeners.rs State::accf); each listener's state has its own
+//! the registry (listeners.rs State::accf); each listener's state has its own
 //! mutex (kern/filter_arg.rs), which is all a connection's calls take.
 
 use crate::kern::filter_arg::{Arg, FilterArgs};
@@ -65,7 +65,7 @@ pub struct Filters {
 /// Sockets carrying listenq's destructor (held, or released and not yet
 /// accepted): unload must wait for them. Counted per CPU (every filtered
 /// connection passes here twice). Counted up under the state's mutex
-/// while it is attached, so once unload saw no state under REGISTRY
+/// while it is attached, so once unload saw no state under the registry
 /// (the last detach complete), nothing adds any more and the sum it reads
 /// can only be too high, never 0 while one is left (PerCpu::sum).
 static TAGGED: PerCpu = PerCpu::new();

@@ -20,8 +20,8 @@ mod accf;
 mod accf_names;
 mod defaults;
 mod filters;
+mod lifecycle;
 mod listeners;
-mod module;
 
 #[global_allocator]
 static ALLOC: kern::alloc::KernelMalloc = kern::alloc::KernelMalloc;

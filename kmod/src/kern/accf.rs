@@ -53,7 +53,7 @@ pub fn register(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
 
 /// Takes listenq's `name` off the accept filter list (burying it, see
 /// accf_glue.c); its entries stay listenq's until retire_all(). The caller
-/// holds REGISTRY and has made sure no listener uses it.
+/// holds the registry and has made sure no listener uses it.
 /// ENOSPC: it could not be remembered, nothing done.
 pub fn bury(cb: &Callbacks, name: &CStr) -> KResult<()> {
     // SAFETY: the name and callback identify our own registration; the
@@ -63,7 +63,7 @@ pub fn bury(cb: &Callbacks, name: &CStr) -> KResult<()> {
 }
 
 /// An unload that backs out after retire_all(): `name` (of `kind`) gets
-/// listenq's entries back, then its name (REGISTRY held, create()
+/// listenq's entries back, then its name (the registry held, create()
 /// refusing until the caller reopens). ENOENT: this load did not bury it.
 pub fn unretire(cb: &Callbacks, kind: FilterKind, name: &CStr) -> KResult<()> {
     // SAFETY: pointer and byte stores into our own buried entry, no
@@ -80,14 +80,14 @@ pub fn bury_margin_ms(dflt: i32) -> i32 {
     unsafe { sys::lq_bury_margin_ms(dflt) }
 }
 
-/// Every name bury() took, back on the list (REGISTRY held).
+/// Every name bury() took, back on the list (the registry held).
 pub fn revive_all() {
     // SAFETY: byte stores into our own buried entries, no sleeping.
     unsafe { sys::lq_accf_revive_all() };
 }
 
 /// The buried entries stop reaching the module: their create and
-/// callback become the kernel's nullop() (REGISTRY held, unload decided).
+/// callback become the kernel's nullop() (the registry held, unload decided).
 pub fn retire_all() {
     // SAFETY: pointer stores into our own buried entries, no sleeping.
     unsafe { sys::lq_accf_retire_all() };

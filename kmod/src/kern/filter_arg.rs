@@ -45,9 +45,9 @@
 //! only the state its token names (`Arg::lock`), and the value and whether
 //! it is attached are read and changed only under it.
 //! The list of attached states is the module's one `FilterArgs`
-//! (filters.rs `Filters`, inside listeners.rs REGISTRY): attach, detach,
-//! the tick and the tables reach states through it, REGISTRY first, then
-//! one state's mutex at a time. Nothing takes REGISTRY with a state's
+//! (filters.rs `Filters`, inside the Module's registry): attach, detach,
+//! the tick and the tables reach states through it, the registry first, then
+//! one state's mutex at a time. Nothing takes the registry with a state's
 //! mutex held, and no thread holds two states' mutexes at once.
 //!
 //! Freeing: a state is freed with its last reference, once it is detached
@@ -73,7 +73,7 @@ struct Node<T> {
     /// The listener it was created for (its key); never changes.
     head: usize,
     /// Index in `FilterArgs::list` while attached; only touched through
-    /// `&mut FilterArgs` (REGISTRY).
+    /// `&mut FilterArgs` (the registry).
     slot: UnsafeCell<Option<usize>>,
     /// The task that lets go of the hold queue's leaving connections
     /// (work_glue.c); initialized in `attach`, queued under `inner`.

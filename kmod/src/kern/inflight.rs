@@ -19,7 +19,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// SeqCst: see GlobalMutex::retire() for the pairing with unload.
+    /// SeqCst: see kern/sync/revocable.rs for the pairing with unload.
     pub fn enter() -> InFlight {
         InFlight {
             slot: IN_FLIGHT.add(1),
@@ -41,7 +41,7 @@ fn in_flight() -> isize {
 
 /// Waits for every counted thread to leave listenq code. Called once
 /// nothing new can enter (hooks restored, upcalls and filters taken back,
-/// sysctls removed, REGISTRY retired), so only threads that were already
+/// sysctls removed, the Module value revoked), so only threads that were already
 /// inside remain, and each leaves in bounded time: none waits for an
 /// event listenq would have to cause. So it waits as long as it takes,
 /// saying so on the console, rather than fail with the module half gone.

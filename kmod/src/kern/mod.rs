@@ -2,7 +2,7 @@
 //! that touches the bindings or holds `unsafe` is here. Kernel objects
 //! cross into the rest of the module as types whose lifetimes say what
 //! keeps them live or locked: a borrowed `SocketRef<'a>`, an owned
-//! `SocketHold`, a `SysctlReq<'a>`, a mutex `MutexGuard` (kern::sync, with `GlobalMutex` and the counted `ARef`), a receive buffer
+//! `SocketHold`, a `SysctlReq<'a>`, a mutex `MutexGuard` (kern::sync, with the `Revocable` gate and the counted `ARef`), the one `Module` value a counted thread reaches through its `InFlight` token, a receive buffer
 //! `RcvLocked<'a>` and a listener `ListenLocked<'a>` whose locks the
 //! caller holds, a listener's `Pending` through a counted `PendingRef`
 //! and its mutex guard `PendingLocked<'a>`, an accept filter's state
@@ -21,6 +21,7 @@ pub mod held_conns;
 pub mod inflight;
 pub mod inherit;
 pub mod listen;
+pub mod module;
 pub mod pending;
 pub mod percpu;
 pub mod print;

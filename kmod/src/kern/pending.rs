@@ -1,7 +1,7 @@
 //! Each registered listener's node: what the listen upcall and pr_accept
 //! change for it (policy/src/children.rs says who touches what), on the
 //! heap and counted, and the index from a connection to its listener's
-//! node: a lock-free ring of slots (`RING`), and for a connection whose
+//! node (`Children`): a lock-free ring of slots, and for a connection whose
 //! slot is taken, shards with a mutex each. A connection whose slot was
 //! free takes no lock of listenq's at completion (the upcall, which runs
 //! under its listener's lock) or at accept(2).
@@ -42,7 +42,7 @@
 //! guards the overflow counter, which listen(2), close and table reads
 //! sample; the upcall takes it only when the kernel's counters moved since
 //! its own last look. The child index's ring takes no lock.
-//! Lock order: the listener's socket lock (the upcall), then REGISTRY
+//! Lock order: the listener's socket lock (the upcall), then the registry
 //! (tables), then a node's mutex, then a shard's mutex ("listenq
 //! children"). A thread holds at most one node mutex and one shard mutex.
 
@@ -52,7 +52,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::kern::socket::SocketRef;
-use crate::kern::sync::{ARef, GlobalMutex, Mutex};
+use crate::kern::sync::{ARef, Mutex, MutexGuard};
 use crate::kern::time::Tick;
 use listenq_bindings as sys;
 use listenq_policy::children::{
@@ -84,96 +84,128 @@ unsafe impl Send for PendingRef {}
 
 /// The child index: a connection (its so_gencnt) to the node of the
 /// listener it completed on (the node's address) and its completion time,
-/// one counted reference per entry. First the ring, whose slots need no
-/// lock (policy::ChildRing says why); 2048 slots of 24 bytes, static, so
-/// that an idle module allocates nothing: a generation's slot is taken
-/// only while another connection, 2048 sockets older or younger, waits
-/// there for its accept.
-static RING: ChildRing<2048> = ChildRing::new();
+/// one counted reference per entry. Part of the Module value
+/// (kern/module.rs), which lives in static storage, so that an idle
+/// module allocates nothing.
+pub struct Children {
+    /// First the ring, whose slots need no lock (policy::ChildRing says
+    /// why); 2048 slots of 24 bytes: a generation's slot is taken only
+    /// while another connection, 2048 sockets older or younger, waits
+    /// there for its accept.
+    ring: ChildRing<2048>,
+    /// The second level, for connections whose ring slot was taken:
+    /// sharded so that accepts on different CPUs rarely meet.
+    shards: [Mutex<KeyMap<Child>>; SHARDS],
+    /// Entries in the shards. accept(2) of a connection the ring does not
+    /// have looks in the shards only when this is not 0: its upcall
+    /// counted its entry before the listener's lock was dropped, which
+    /// solisten_dequeue() took afterwards, so an accept cannot read 0
+    /// while its own entry waits.
+    spilled: AtomicUsize,
+    /// While set (debug.fail_point.listenq_ring_full, read by the tick),
+    /// new connections go to the shards as if their ring slot were taken:
+    /// what lets a test reach the shards' failure to allocate.
+    ring_off: AtomicBool,
+}
 
-/// The second level, for connections whose ring slot was taken: sharded
-/// so that accepts on different CPUs rarely meet.
 const SHARDS: usize = 64;
-static CHILDREN: [GlobalMutex<KeyMap<Child>>; SHARDS] =
-    [const { GlobalMutex::new(c"listenq children", KeyMap::new()) }; SHARDS];
 
-/// Entries in the shards. accept(2) of a connection the ring does not
-/// have looks in the shards only when this is not 0: its upcall counted
-/// its entry before the listener's lock was dropped, which solisten_dequeue()
-/// took afterwards, so an accept cannot read 0 while its own entry waits.
-static SPILLED: AtomicUsize = AtomicUsize::new(0);
+impl Children {
+    /// Only inside the Module value, whose `publish` initializes it in
+    /// place before anyone can reach it.
+    pub(in crate::kern) const fn new() -> Children {
+        Children {
+            ring: ChildRing::new(),
+            shards: [const { Mutex::new(KeyMap::new()) }; SHARDS],
+            spilled: AtomicUsize::new(0),
+            ring_off: AtomicBool::new(false),
+        }
+    }
 
-fn shard(gen: u64) -> &'static GlobalMutex<KeyMap<Child>> {
-    // Fibonacci hashing: the top bits pick the shard, so that the KeyMap
-    // inside, which hashes the same way but keeps mostly low bits, still
-    // spreads a shard's keys.
-    let h = gen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
-    let i = usize::try_from(h).unwrap_or(0) % SHARDS;
-    // `i` < SHARDS; the fallback is never taken.
-    CHILDREN.get(i).unwrap_or(&CHILDREN[0])
-}
+    /// mtx_init(9) of every shard.
+    ///
+    /// # Safety
+    /// Once, where the value stays until dropped, before it is shared.
+    pub(in crate::kern) unsafe fn init(&self) {
+        for s in self.shards.iter() {
+            // SAFETY: the caller's contract, for each shard.
+            unsafe { s.init(c"listenq children") };
+        }
+    }
 
-/// Module load, before any listener registers.
-pub fn init() {
-    for s in CHILDREN.iter() {
-        s.init();
+    #[track_caller]
+    fn shard(&self, gen: u64) -> MutexGuard<'_, KeyMap<Child>> {
+        // Fibonacci hashing: the top bits pick the shard, so that the
+        // KeyMap inside, which hashes the same way but keeps mostly low
+        // bits, still spreads a shard's keys.
+        let h = gen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        let i = usize::try_from(h).unwrap_or(0) % SHARDS;
+        // `i` < SHARDS; the fallback is never taken.
+        let m = self.shards.get(i).unwrap_or(&self.shards[0]);
+        // SAFETY: initialized by `init` before the value was shared, and
+        // destroyed only when it is dropped, which the guard's borrow of
+        // `self` outlasts.
+        unsafe { m.lock() }
+    }
+
+    /// The tick (every accf_names::TICK_MS): the ring's fail point is
+    /// read, and the empty shards give their tables back within a tick of
+    /// going idle (they keep them while connections come and go).
+    pub fn tick(&self) {
+        // SAFETY: evaluates a fail point; no other effect.
+        let off = unsafe { sys::lq_fail_ring_full() } != 0;
+        self.ring_off.store(off, Ordering::Relaxed);
+        self.trim();
+    }
+
+    /// Frees the tables of empty shards. Shards keep their tables while
+    /// connections come and go (no malloc(9) per connection); once no
+    /// listener is left, an idle module allocates nothing.
+    pub fn trim(&self) {
+        for s in self.shards.iter() {
+            // SAFETY: as in `shard`.
+            unsafe { s.lock() }.trim();
+        }
+    }
+
+    /// accept(2) took the connection of generation `gen` off its
+    /// listener's completed queue: its listener's node (with the
+    /// reference the entry owned) and when it completed, if listenq
+    /// recorded its completion.
+    pub fn take_child(&self, gen: u64) -> Option<(PendingRef, Tick)> {
+        let c = match self.ring.take(gen) {
+            Some(c) => c,
+            None if self.spilled.load(Ordering::Acquire) == 0 => return None,
+            None => {
+                let c = self.shard(gen).remove(policy::key_of(gen))?;
+                self.spilled.fetch_sub(1, Ordering::Release);
+                c
+            }
+        };
+        // The entry's reference becomes the caller's.
+        let n = NonNull::new(c.node as *mut ())?;
+        // SAFETY: the entry owned a reference (a node's `into_raw`), taken
+        // off the index once, here.
+        Some((PendingRef(unsafe { ARef::from_raw(n) }), Tick(c.since)))
     }
 }
 
-/// Unload, with REGISTRY: every node was closed and purged before, so the
-/// shards are empty; lockers get None from now on.
-pub fn retire() {
-    trim();
-    for s in CHILDREN.iter() {
-        s.retire();
-    }
-}
-
-/// Unload after the drain (or a failed load): a listener that closed
-/// while unload retired the shards purged them with
-/// `lock_until_destroyed`; what is left is given back here.
-pub fn destroy() {
-    for s in CHILDREN.iter() {
-        if let Some(mut m) = s.lock_until_destroyed() {
-            m.trim();
+impl Drop for Children {
+    /// Unload, once no thread is inside listenq (or a failed load): every
+    /// listener was purged, so the index is empty; should an entry be
+    /// left, its reference still goes.
+    fn drop(&mut self) {
+        for s in self.shards.iter_mut() {
+            s.get_mut().trim();
         }
-        s.destroy();
-    }
-    // Every listener was purged, so the ring is empty; should an entry
-    // be left, its reference still goes (nothing else runs any more).
-    RING.drain(|c| {
-        if let Some(n) = NonNull::new(c.node as *mut ()) {
-            // SAFETY: the entry owned a reference (`ARef::into_raw` of a
-            // node), which emptying its slot handed over to this thread,
-            // taken back once here.
-            drop(unsafe { ARef::<Node>::from_raw(n) });
-        }
-    });
-}
-
-/// While set (debug.fail_point.listenq_ring_full, read by the tick), new
-/// connections go to the shards as if their ring slot were taken: what
-/// lets a test reach the shards' failure to allocate.
-static RING_OFF: AtomicBool = AtomicBool::new(false);
-
-/// The tick (every accf_names::TICK_MS): the ring's fail point is read, and
-/// the empty shards give their tables back within a tick of going idle
-/// (they keep them while connections come and go).
-pub fn tick() {
-    // SAFETY: evaluates a fail point; no other effect.
-    let off = unsafe { sys::lq_fail_ring_full() } != 0;
-    RING_OFF.store(off, Ordering::Relaxed);
-    trim();
-}
-
-/// Frees the tables of empty shards. Shards keep their tables while
-/// connections come and go (no malloc(9) per connection); once no
-/// listener is left, an idle module allocates nothing.
-pub fn trim() {
-    for s in CHILDREN.iter() {
-        if let Some(mut m) = s.lock_until_destroyed() {
-            m.trim();
-        }
+        self.ring.drain(|c| {
+            if let Some(n) = NonNull::new(c.node as *mut ()) {
+                // SAFETY: the entry owned a reference (`ARef::into_raw` of
+                // a node), which emptying its slot handed over to this
+                // thread, taken back once here.
+                drop(unsafe { ARef::<Node>::from_raw(n) });
+            }
+        });
     }
 }
 
@@ -212,7 +244,7 @@ impl PendingRef {
     pub fn sample_overflows(&self, head: usize, overcount: i32, lastover: Stamp) -> u64 {
         // SAFETY: initialized in new(), destroyed only with the node,
         // which this reference keeps. Callers hold at most socket locks
-        // and REGISTRY, all MTX_DEF and before this one in the lock order.
+        // and the registry, all MTX_DEF and before this one in the lock order.
         let mut o = unsafe { self.node().overflow.lock() };
         let before = o.total();
         o.sample(overcount, lastover);
@@ -272,22 +304,19 @@ impl PendingRef {
     /// accepted, and gives back their references. Only when some other
     /// reference than the caller's is left, which every entry is; a sweep
     /// of every shard (a listener's close, not a connection's path).
-    pub fn purge(&self) {
+    pub fn purge(&self, ix: &Children) {
         if self.0.count() <= 1 {
             return;
         }
         let me = self.addr();
-        let mut gone = RING.remove_where(|c| c.node == me);
-        if SPILLED.load(Ordering::Acquire) != 0 {
+        let mut gone = ix.ring.remove_where(|c| c.node == me);
+        if ix.spilled.load(Ordering::Acquire) != 0 {
             let mut spilled = 0;
-            for s in CHILDREN.iter() {
-                // Also while unload retires the shards: a listener closing
-                // then must still give back its entries' references.
-                if let Some(mut m) = s.lock_until_destroyed() {
-                    spilled += m.remove_where(|c| c.node == me);
-                }
+            for s in ix.shards.iter() {
+                // SAFETY: as in `Children::shard`.
+                spilled += unsafe { s.lock() }.remove_where(|c| c.node == me);
             }
-            SPILLED.fetch_sub(spilled, Ordering::Release);
+            ix.spilled.fetch_sub(spilled, Ordering::Release);
             gone += spilled;
         }
         // SAFETY: each entry removed owned one reference, now given back;
@@ -296,14 +325,15 @@ impl PendingRef {
     }
 
     /// The index as this listener's upcall files into it.
-    pub fn index(&self) -> ChildIndex<'_> {
-        ChildIndex { me: self }
+    pub fn index<'a>(&'a self, ix: &'a Children) -> ChildIndex<'a> {
+        ChildIndex { me: self, ix }
     }
 }
 
 /// The child index as one listener's upcall sees it.
 pub struct ChildIndex<'a> {
     me: &'a PendingRef,
+    ix: &'a Children,
 }
 
 impl Index for ChildIndex<'_> {
@@ -314,20 +344,18 @@ impl Index for ChildIndex<'_> {
         // connections off sol_comp only at its head or with the whole
         // listener, so this is a guard): one filed in the shards then
         // must not get a second entry in a ring slot freed since.
-        if SPILLED.load(Ordering::Acquire) != 0
-            && shard(gen)
-                .lock()
-                .is_some_and(|m| m.contains(policy::key_of(gen)))
+        if self.ix.spilled.load(Ordering::Acquire) != 0
+            && self.ix.shard(gen).contains(policy::key_of(gen))
         {
             return true;
         }
         // The entry's reference, counted before it is published (an
         // accept may take the entry and give it back right after).
         let entry = self.me.0.clone().into_raw();
-        let filed = if RING_OFF.load(Ordering::Relaxed) {
+        let filed = if self.ix.ring_off.load(Ordering::Relaxed) {
             RingFiled::Occupied
         } else {
-            RING.file(gen, me, now)
+            self.ix.ring.file(gen, me, now)
         };
         match filed {
             RingFiled::New => return true,
@@ -343,9 +371,7 @@ impl Index for ChildIndex<'_> {
                 drop(unsafe { ARef::<Node>::from_raw(entry) });
             }
         }
-        let Some(mut m) = shard(gen).lock() else {
-            return false;
-        };
+        let mut m = self.ix.shard(gen);
         let replaced = match policy::file(&mut m, gen, me, now) {
             Filed::NoMemory => return false,
             // The entry keeps its one reference.
@@ -354,7 +380,7 @@ impl Index for ChildIndex<'_> {
             Filed::Replaced(other) => NonNull::new(other as *mut ()),
         };
         if replaced.is_none() {
-            SPILLED.fetch_add(1, Ordering::Release);
+            self.ix.spilled.fetch_add(1, Ordering::Release);
         }
         // The new entry's reference, counted before the shard is unlocked
         // (an accept may take the entry and give it back right after); the
@@ -369,26 +395,6 @@ impl Index for ChildIndex<'_> {
         }
         true
     }
-}
-
-/// accept(2) took the connection of generation `gen` off its listener's
-/// completed queue: its listener's node (with the reference the entry
-/// owned) and when it completed, if listenq recorded its completion.
-pub fn take_child(gen: u64) -> Option<(PendingRef, Tick)> {
-    let c = match RING.take(gen) {
-        Some(c) => c,
-        None if SPILLED.load(Ordering::Acquire) == 0 => return None,
-        None => {
-            let c = shard(gen).lock()?.remove(policy::key_of(gen))?;
-            SPILLED.fetch_sub(1, Ordering::Release);
-            c
-        }
-    };
-    // The entry's reference becomes the caller's.
-    let n = NonNull::new(c.node as *mut ())?;
-    // SAFETY: the entry owned a reference (a node's `into_raw`), taken
-    // off the index once, here.
-    Some((PendingRef(unsafe { ARef::from_raw(n) }), Tick(c.since)))
 }
 
 impl SocketRef<'_> {

@@ -71,7 +71,7 @@ impl PerCpu {
         &self.slots.get(cpu % SLOTS).unwrap_or(&self.slots[0]).0
     }
 
-    /// SeqCst, as the readers need (GlobalMutex::retire() for InFlight).
+    /// SeqCst, as the readers need (kern/sync/revocable.rs for InFlight).
     pub fn add(&'static self, n: isize) -> SlotRef {
         let s = self.mine();
         s.fetch_add(n, Ordering::SeqCst);

@@ -13,6 +13,7 @@ use crate::filters::ListenerFilter;
 use crate::kern::accf::{Callbacks, ListenLocked, Upcall};
 use crate::kern::filter_arg::Arg;
 use crate::kern::inflight::InFlight;
+use crate::kern::module::Module;
 use crate::kern::sockbuf::RcvLocked;
 use crate::kern::socket::SocketRef;
 use listenq_accf::FilterKind;
@@ -72,9 +73,13 @@ unsafe fn create(
     so: *mut sys::socket,
     arg: *mut cty::c_char,
 ) -> *mut cty::c_void {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
     // SAFETY: evaluates a fail point, which may only busy-wait here.
     unsafe { sys::lq_fail_accf_create() };
+    // Unloading: the filter is refused (accept_filt_setopt() fails).
+    let Some(m) = Module::get(&f) else {
+        return core::ptr::null_mut();
+    };
     if arg.is_null() {
         return core::ptr::null_mut();
     }
@@ -87,7 +92,7 @@ unsafe fn create(
     let Some(head) = (unsafe { ListenLocked::from_raw(so) }) else {
         return core::ptr::null_mut();
     };
-    match accf::create(kind, &head, af_arg) {
+    match accf::create(m, kind, &head, af_arg) {
         Some(t) => t.into_raw(),
         None => core::ptr::null_mut(),
     }
@@ -119,7 +124,7 @@ creator!(listenq_accf_create_tls, FilterKind::Tls);
 /// `so` is a live listener this thread has locked for the call.
 #[no_mangle]
 pub unsafe extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
     // SAFETY: accept_filt_setopt() calls accf_destroy with the listener
     // live and locked until it returns.
     let Some(head) = (unsafe { ListenLocked::from_raw(so) }) else {
@@ -129,7 +134,9 @@ pub unsafe extern "C" fn listenq_accf_destroy(so: *mut sys::socket) {
     // SAFETY: the listener's own filter state, from create(); it is
     // attached until accf::destroy() detaches it.
     let a = unsafe { FilterState::from_token(token) };
-    accf::destroy(a, n);
+    if let Some(m) = Module::get(&f) {
+        accf::destroy(m, a, n);
+    }
 }
 
 /// so_dtor of a tagged socket: it is being freed. `upcall_arg`: the
@@ -239,7 +246,8 @@ pub(in crate::kern) fn accepted(s: SocketRef<'_>) {
 /// The hold-timeout clock (a callout, every accf_names::TICK_MS).
 #[no_mangle]
 pub extern "C" fn listenq_rs_tick() {
-    let _f = InFlight::enter();
-    accf::tick();
-    crate::kern::pending::tick();
+    let f = InFlight::enter();
+    let Some(m) = Module::get(&f) else { return };
+    accf::tick(m);
+    m.children().tick();
 }

@@ -5,6 +5,7 @@
 
 use crate::kern::errno::Errno;
 use crate::kern::inflight::InFlight;
+use crate::kern::module::Module;
 use crate::kern::protosw::{self, Hooks};
 use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
@@ -42,7 +43,7 @@ unsafe extern "C" fn lq_pr_listen<const I: usize>(
     backlog_arg: i32,
     td: *mut sys::thread,
 ) -> i32 {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_listen, live until it
     // returns.
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
@@ -66,7 +67,9 @@ unsafe extern "C" fn lq_pr_listen<const I: usize>(
         s.tcp_listen_done();
     }
     if rc == 0 {
-        listeners::on_listen(s, orig.proto, backlog_arg);
+        if let Some(m) = Module::get(&f) {
+            listeners::on_listen(m, s, orig.proto, backlog_arg);
+        }
     }
     rc
 }
@@ -77,7 +80,7 @@ unsafe extern "C" fn lq_pr_accept<const I: usize>(
     so: *mut sys::socket,
     nam: *mut *mut sys::sockaddr,
 ) -> i32 {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_accept.
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return Errno::EINVAL.0;
@@ -88,21 +91,25 @@ unsafe extern "C" fn lq_pr_accept<const I: usize>(
     // SAFETY: the kernel's own entry with the kernel's arguments.
     let rc = unsafe { (orig.accept)(so, nam) };
     super::accf::accepted(s);
-    listeners::on_accept(s);
+    if let Some(m) = Module::get(&f) {
+        listeners::on_accept(m, s);
+    }
     rc
 }
 
 /// pr_close runs first thing in soclose(): a listener leaves the registry
 /// before its queues are torn down and long before it is freed.
 unsafe extern "C" fn lq_pr_close<const I: usize>(so: *mut sys::socket) {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_close.
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return;
     };
     let listening = s.is_listening();
     if listening {
-        listeners::on_close(s);
+        if let Some(m) = Module::get(&f) {
+            listeners::on_close(m, s);
+        }
     }
     if let Some(close) = protosw::original_close(I) {
         // SAFETY: the kernel's own entry with the kernel's argument.

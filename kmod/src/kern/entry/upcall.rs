@@ -2,6 +2,7 @@
 //! listeners call.
 
 use crate::kern::inflight::InFlight;
+use crate::kern::module::Module;
 use crate::kern::pending::PendingRef;
 use crate::kern::protosw;
 use crate::kern::socket::SocketRef;
@@ -11,7 +12,7 @@ use listenq_policy::children::{each_new, Seen};
 
 /// From the walks at load: a listener that existed before listenq.
 /// lq_tcp_listeners_foreach() holds the inpcb read-locked (lock order:
-/// inpcb, socket, REGISTRY), lq_local_listeners_foreach() a reference on a
+/// inpcb, socket, the registry), lq_local_listeners_foreach() a reference on a
 /// file of the socket and no lock, so either way the socket is attached
 /// and live.
 ///
@@ -19,14 +20,15 @@ use listenq_policy::children::{each_new, Seen};
 /// `so` is a live socket the caller keeps so (inpcb lock or file reference).
 #[no_mangle]
 pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
+    let Some(m) = Module::get(&f) else { return };
     // SAFETY: the caller keeps this listening socket live until the call
     // returns (see above).
     let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
         return;
     };
     if let Some(o) = protosw::originals(s.proto()) {
-        listeners::adopt(s, o.proto);
+        listeners::adopt(m, s, o.proto);
     }
 }
 
@@ -41,7 +43,10 @@ pub unsafe extern "C" fn listenq_rs_adopt(so: *mut sys::socket) {
 /// `arg` the argument of listenq's listen upcall on it.
 #[no_mangle]
 pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut cty::c_void) {
-    let _f = InFlight::enter();
+    let f = InFlight::enter();
+    // Not loaded (or unloading): the upcall records nothing, as a closed
+    // node's does.
+    let Some(m) = Module::get(&f) else { return };
     // SAFETY: the upcall runs with the listener locked and live.
     let Some(h) = (unsafe { SocketRef::from_raw(head) }) else {
         return;
@@ -61,7 +66,7 @@ pub unsafe extern "C" fn listenq_rs_sol_upcall(head: *mut sys::socket, arg: *mut
     // upcall of this listener runs meanwhile.
     unsafe {
         PendingRef::with_upcall(arg, |p, st| {
-            listeners::completed(p, st, h.key(), overflow, walk)
+            listeners::completed(m, p, st, h.key(), overflow, walk)
         })
     };
 }

@@ -23,140 +23,150 @@
 //! (listenq(4), UNLOADING). Everything else unload does is safe by
 //! construction, as the comments below argue.
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
 use crate::accf_names;
 use crate::kern::entry;
 use crate::kern::errno::{Errno, KResult};
 use crate::kern::inherit::{self, Inherit};
-use crate::kern::{inflight, listen, pending, protosw, stat, sysctl};
+use crate::kern::module::Module;
+use crate::kern::sync::{ModEvent, Revoked};
+use crate::kern::{listen, protosw, stat, sysctl};
 use crate::kprintln;
-use crate::listeners::{self, REGISTRY};
+use crate::listeners;
 
 // # The lifecycle as types
 //
-// Load builds `Loaded`; unload is a chain of steps, each consuming one
-// phase and returning the next, or, where a step may refuse, the phase it
-// was given, so that backing out is the only thing left to do with it:
+// The module event handler holds a `ModEvent` (one event at a time:
+// kld_sx); the Module value (kern/module.rs) is published at load and
+// lent to it by `Module::peek`. Unload is a chain of steps, each consuming
+// one phase and returning the next, or, where a step may refuse, the
+// phase it was given, so that backing out is the only thing left to do
+// with it:
 //
 //   Loaded --take_names--> NamesTaken --detach_sysctls--> Unreachable
 //     ^                        |                              |
-//     +------give_back---------+                     close --> Drained --free
+//     +------give_back---------+                      unhook -+
+//                                                             v
+//                                  Drained <--drain(ModEvent)-- Unhooked
+//                                     |
+//                                     +--free
 //
-// Only this file can make a phase (each has a private field), and the
-// kernel serializes module events (kld_sx), so the one `Loaded` between
-// MOD_LOAD and MOD_UNLOAD lives in `LOADED` as a flag.
+// Only this file can make a phase (each has a private field). The first
+// three borrow the module from the `ModEvent`; `Unhooked` borrows nothing,
+// so that `drain` can take the `ModEvent` mutably to take the module back
+// (`Module::revoke`), which no borrow of the module may outlive; `Drained`
+// owns it then, and dropping it frees it.
 
 /// Everything is in: hooks, registry, sysctls, filter names.
-struct Loaded(());
+struct Loaded<'a>(&'a Module);
 /// listenq's accept filter names are off the list: no listener uses or
 /// can start using one of its filters (accf_names::unregister).
-struct NamesTaken(());
+struct NamesTaken<'a>(&'a Module);
 /// Neither names nor sysctls: nothing new reaches listenq but through the
 /// protocol switches and the upcalls still installed.
-struct Unreachable(());
-/// No pointer of listenq's is left in the kernel and every counted thread
-/// has left: only its own memory remains.
-struct Drained(());
+struct Unreachable<'a>(&'a Module);
+/// No pointer of listenq's is left in the kernel's structures, and no
+/// listener is registered; threads may still be inside.
+struct Unhooked(());
+/// Every counted thread has left and the module value is unload's own:
+/// only listenq's memory remains.
+struct Drained<'e>(Option<Revoked<'e, Module>>);
 
-/// A `Loaded` is held between MOD_LOAD and MOD_UNLOAD.
-static LOADED: AtomicBool = AtomicBool::new(false);
-
-impl Loaded {
-    /// The one `Loaded`, if load finished and unload has not.
-    fn take() -> Option<Loaded> {
-        LOADED.swap(false, Ordering::AcqRel).then_some(Loaded(()))
-    }
-
-    /// Unload refused: listenq stays loaded.
-    fn keep(self) {
-        LOADED.store(true, Ordering::Release);
+impl<'a> Loaded<'a> {
+    /// The module, if load finished (a failed load took it back).
+    fn take(ev: &'a ModEvent) -> Option<Loaded<'a>> {
+        Module::peek(ev).map(Loaded)
     }
 
     /// Held connections carry listenq's upcall and destructor: while any
     /// listener uses a listenq filter, refuse rather than free that code.
-    fn take_names(self) -> Result<NamesTaken, Loaded> {
-        if accf_names::unregister(&entry::accf::CALLBACKS) {
-            Ok(NamesTaken(()))
+    fn take_names(self) -> Result<NamesTaken<'a>, Loaded<'a>> {
+        if accf_names::unregister(self.0, &entry::accf::CALLBACKS) {
+            Ok(NamesTaken(self.0))
         } else {
             Err(self)
         }
     }
 }
 
-impl NamesTaken {
-    fn give_back(self) -> Loaded {
-        accf_names::reopen(&entry::accf::CALLBACKS);
-        Loaded(())
+impl<'a> NamesTaken<'a> {
+    fn give_back(self) -> Loaded<'a> {
+        accf_names::reopen(self.0, &entry::accf::CALLBACKS);
+        Loaded(self.0)
     }
 
     /// sysctl_ctx_free() waits for handlers already running; after it no
     /// handler of listenq's can start.
-    fn detach_sysctls(self) -> Result<Unreachable, NamesTaken> {
+    fn detach_sysctls(self) -> Result<Unreachable<'a>, NamesTaken<'a>> {
         match sysctl::detach() {
-            Ok(()) => Ok(Unreachable(())),
+            Ok(()) => Ok(Unreachable(self.0)),
             Err(_) => Err(self),
         }
     }
 }
 
-impl Unreachable {
-    /// Takes every pointer back and waits for the threads inside. Cannot
-    /// fail: nothing here allocates or waits for an event listenq would
-    /// have to cause.
-    fn close(self) -> Drained {
+impl Unreachable<'_> {
+    /// Takes every pointer back. Cannot fail: nothing here allocates or
+    /// waits for an event listenq would have to cause.
+    fn unhook(self) -> Unhooked {
+        let m = self.0;
         // Rows hold a socket reference each, and close_all() takes them
         // all without allocating, so no row can be left naming a freed
         // listener (one that closed through the kernel's pr_close after
         // restore() below is simply released here or kept alive until its
         // reference is dropped). Upcalls: see lq_upcalls_closed in
         // socket_glue.c.
-        listeners::close_all();
+        listeners::close_all(m);
         // Nothing registers any more (the registry is closed, no filter
         // can be created): free what is left while the lock still works.
-        if let Some(mut r) = REGISTRY.lock() {
-            r.reg.clear();
-            r.accf.clear();
-        }
+        let mut r = m.registry();
+        r.reg.clear();
+        r.accf.clear();
+        drop(r);
         protosw::restore();
-        // No new thread can enter through a pointer listenq still owns;
-        // the registry refuses lockers from now on, and every thread
-        // already counted leaves in bounded time.
-        REGISTRY.retire();
-        pending::retire();
-        inflight::drain_all();
+        Unhooked(())
+    }
+}
+
+impl Unhooked {
+    /// No new thread can enter through a pointer listenq still owns, and
+    /// no thread gets the module from now on; every thread already
+    /// counted leaves in bounded time, and this returns once they have.
+    fn drain(self, ev: &mut ModEvent) -> Drained<'_> {
+        let owned = Module::revoke(ev);
         // The residual window (see the top of this file): not a proof,
         // only a margin for a thread preempted between a pointer load and
         // the call.
         crate::kern::time::pause_ms(20);
         protosw::clear();
-        Drained(())
+        Drained(owned)
     }
 }
 
-impl Drained {
+impl Drained<'_> {
     /// Frees what is left; also a failed load's way out (`load`).
     fn free(self) {
         // Listeners closed before the hooks went are let go (their
         // callbacks are this module's code).
         crate::kern::socket::listen_close_graces_drain();
-        pending::destroy();
-        REGISTRY.destroy();
+        drop(self.0);
         stat::fini();
     }
 }
 
-pub fn load() -> KResult<()> {
+pub fn load(ev: &mut ModEvent) -> KResult<()> {
     // Before the hooks: the probe's own sockets must not reach them.
     let inherit = inherit::probe();
     stat::init();
-    REGISTRY.init();
-    pending::init();
+    if !Module::publish(ev) {
+        // The kernel does not load a module twice.
+        stat::fini();
+        return Err(Errno::EEXIST);
+    }
     listen::upcalls_close(false);
     let n = entry::protosw::install();
     if n == 0 {
         // Nothing was installed: nothing can be inside listenq.
-        Drained(()).free();
+        Unhooked(()).drain(ev).free();
         kprintln!("no stream protocol to hook (no TCP, no local sockets?)");
         return Err(Errno::ENOENT);
     }
@@ -176,7 +186,6 @@ pub fn load() -> KResult<()> {
         f
     );
     kprintln!("{}", inherit_line(inherit));
-    Loaded(()).keep();
     Ok(())
 }
 
@@ -203,20 +212,18 @@ fn refuse_unloadable() -> Errno {
     Errno::EOPNOTSUPP
 }
 
-pub fn unload() -> KResult<()> {
+pub fn unload(ev: &mut ModEvent) -> KResult<()> {
     // After a failed MOD_LOAD the kernel sends MOD_UNLOAD too: load
     // cleaned up already.
-    let Some(loaded) = Loaded::take() else {
+    let Some(loaded) = Loaded::take(ev) else {
         return Ok(());
     };
     if !sysctl::unloadable() {
-        loaded.keep();
         return Err(refuse_unloadable());
     }
     let names = match loaded.take_names() {
         Ok(n) => n,
-        Err(loaded) => {
-            loaded.keep();
+        Err(_) => {
             kprintln!("unload refused: accept filters in use (remove them or close the listeners)");
             return Err(Errno::EBUSY);
         }
@@ -224,12 +231,12 @@ pub fn unload() -> KResult<()> {
     let gone = match names.detach_sysctls() {
         Ok(u) => u,
         Err(names) => {
-            names.give_back().keep();
+            names.give_back();
             kprintln!("unload refused: its sysctls could not be removed");
             return Err(Errno::EBUSY);
         }
     };
-    gone.close().free();
+    gone.unhook().drain(ev).free();
     kprintln!("unloaded");
     Ok(())
 }
@@ -238,8 +245,8 @@ pub fn unload() -> KResult<()> {
 /// as "no opinion"), so the unloadable check is MOD_UNLOAD's alone, as in
 /// stock's accept_filt_generic_mod_event(); that also covers
 /// `kldunload -f`, which skips MOD_QUIESCE.
-pub fn quiesce() -> KResult<()> {
-    if sysctl::unloadable() && accf_names::busy() {
+pub fn quiesce(ev: &ModEvent) -> KResult<()> {
+    if sysctl::unloadable() && Module::peek(ev).is_some_and(accf_names::busy) {
         Err(Errno::EBUSY)
     } else {
         Ok(())

@@ -1,0 +1,84 @@
+//! The one Module value: what listenq owns between MOD_LOAD and
+//! MOD_UNLOAD that more than one thread reaches, in static storage behind
+//! a `Revocable` gate (kern/sync). A thread the kernel sends into listenq
+//! counts itself in (`InFlight`) and asks its token for the module
+//! (`Module::get`); None means "listenq is not (or no longer) active",
+//! decided there, once, for everything the thread does.
+//!
+//! The rest of what listenq keeps is in the kernel's hands and is taken
+//! back by the lifecycle (lifecycle.rs): the protocol switch slots
+//! (kern/protosw.rs, read by hooks that must call the kernel's entry
+//! whether or not the module is active), the accept filter names, the
+//! taskqueue and callout (accf_glue.c), counter(9) (kern/stat.rs).
+
+use crate::kern::inflight::InFlight;
+use crate::kern::pending::Children;
+use crate::kern::sync::{ModEvent, Mutex, MutexGuard, Revocable, Revoked};
+use crate::listeners::State;
+
+pub struct Module {
+    /// The listeners, their rows and filter states (listeners.rs).
+    registry: Mutex<State>,
+    /// From a connection to its listener, for accept(2).
+    children: Children,
+}
+
+/// Built at compile time: about 50 KB (mostly the child index's ring),
+/// which no kernel stack could hold on its way here.
+static MODULE: Revocable<Module> = Revocable::new(Module {
+    registry: Mutex::new(State::new()),
+    children: Children::new(),
+});
+
+impl Module {
+    /// MOD_LOAD: the module, empty, with its mutexes initialized; false
+    /// if it was published before.
+    pub fn publish(ev: &mut ModEvent) -> bool {
+        MODULE.publish(ev, |m| {
+            // SAFETY: `publish` calls this once, with the value where it
+            // stays until it is dropped, before anyone else can reach it.
+            unsafe {
+                m.registry.init(c"listenq registry");
+                m.children.init();
+            }
+        })
+    }
+
+    /// The module for a counted thread, for as long as it is counted;
+    /// None before load and from the moment unload takes it back.
+    pub fn get(f: &InFlight) -> Option<&Module> {
+        MODULE.get(f)
+    }
+
+    /// The module for the module event handler.
+    pub fn peek(ev: &ModEvent) -> Option<&Module> {
+        MODULE.peek(ev)
+    }
+
+    /// MOD_UNLOAD (or a failed load): no thread gets the module from now
+    /// on; returns once every counted thread has left, with the module
+    /// the caller's to drop.
+    pub fn revoke(ev: &mut ModEvent) -> Option<Revoked<'_, Module>> {
+        MODULE.revoke(ev)
+    }
+
+    /// Lock order: socket locks, then the registry, then one listener's
+    /// own mutex (kern/pending.rs), then a shard of the child index.
+    #[track_caller]
+    pub fn registry(&self) -> MutexGuard<'_, State> {
+        // SAFETY: initialized by `publish` before any `&Module` existed;
+        // destroyed only when the module is dropped, which the guard's
+        // borrow of `self` outlasts (kern/sync/revocable.rs).
+        unsafe { self.registry.lock() }
+    }
+
+    /// The registry's data for its owner once no other thread can reach
+    /// the module (unload).
+    pub fn registry_mut(&mut self) -> &mut State {
+        self.registry.get_mut()
+    }
+
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+}
