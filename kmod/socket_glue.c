@@ -583,9 +583,9 @@ lq_listen_wakeup_locked(struct socket *head)
 static volatile u_int lq_upcalls_closed;
 
 void
-lq_listen_upcalls_close(int closed)
+lq_listen_upcalls_close(void)
 {
-	atomic_store_rel_int(&lq_upcalls_closed, closed != 0);
+	atomic_store_rel_int(&lq_upcalls_closed, 1);
 }
 
 int

@@ -93,7 +93,7 @@ void	lq_local_listeners_foreach(void);
 int	lq_listen_upcall_install(struct socket *so, void *arg);
 int	lq_listen_upcall_remove(struct socket *so, void *arg);
 /* While closed (unload), lq_listen_upcall_install() installs nothing. */
-void	lq_listen_upcalls_close(int closed);
+void	lq_listen_upcalls_close(void);
 
 /* Rust (kmod/src/kern/entry/upcall.rs). */
 void	listenq_rs_sol_upcall(struct socket *head, void *arg);

@@ -244,7 +244,7 @@ lq_leave_run(void *arg, int pending __unused)
 			 * channel it does not read through. The pending count
 			 * goes last: unload waits for it to reach zero, and
 			 * then for this thread to have returned
-			 * (taskqueue_free() in lq_tick_stop()).
+			 * (taskqueue_free() in lq_work_stop()).
 			 */
 			atomic_subtract_int(&lq_work_pending, 1);
 			return;
@@ -362,8 +362,9 @@ lq_tick(void *arg __unused)
 	callout_schedule(&lq_tick_callout, MAX(1, lq_tick_ms * hz / 1000));
 }
 
+/* The filter states' taskqueue, then the hold-timeout callout. */
 void
-lq_tick_start(int ms)
+lq_work_start(int ms)
 {
 	lq_tq = taskqueue_create("listenq", M_WAITOK, taskqueue_thread_enqueue,
 	    &lq_tq);
@@ -374,7 +375,7 @@ lq_tick_start(int ms)
 }
 
 void
-lq_tick_stop(void)
+lq_work_stop(void)
 {
 	callout_drain(&lq_tick_callout);
 	taskqueue_free(lq_tq);

@@ -34,8 +34,8 @@ int	lq_evict_now(struct socket *head, struct socket *so);
 u_int	lq_work_pending_count(void);
 
 /* The hold-timeout clock: calls listenq_rs_tick() every `ms'. */
-void	lq_tick_start(int ms);
-void	lq_tick_stop(void);
+void	lq_work_start(int ms);
+void	lq_work_stop(void);
 
 /* Rust. */
 /* The next connection to let go, LQ_LEAVE_NONE when there is none. */

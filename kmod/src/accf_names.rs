@@ -7,20 +7,8 @@ use crate::kern::accf::{self as kaccf, Callbacks};
 use crate::kern::errno::Errno;
 use crate::kern::module::Module;
 use crate::kprintln;
-use crate::listeners::State;
+use crate::state::{Names, State};
 use listenq_accf::FilterKind;
-
-/// Where unload is (unregister()), in the registry (`State::names`):
-/// changed and read under its lock.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Names {
-    /// Filters can be created.
-    Open,
-    /// Names buried, unload not yet decided: a create() revives them.
-    Buried,
-    /// Unload decided: create() refuses.
-    Closed,
-}
 
 /// create()'s look, under the registry's lock: false once unload has
 /// decided. A create() that found a name just before unload buried it
@@ -44,7 +32,7 @@ pub const TICK_MS: i32 = 100;
 pub fn register(cb: &Callbacks) -> usize {
     // The taskqueue first: a listener may attach, and evict, as soon as a
     // name is on the list.
-    kaccf::tick_start(TICK_MS);
+    kaccf::work_start(TICK_MS);
     let mut n = 0;
     for kind in FilterKind::ALL {
         match kaccf::register(cb, kind, kind.c_name()) {
@@ -111,7 +99,7 @@ pub fn unregister(m: &Module, cb: &Callbacks) -> bool {
         g.names = Names::Closed;
         kaccf::retire_all();
     }
-    kaccf::tick_stop();
+    kaccf::work_stop();
     true
 }
 
@@ -122,7 +110,7 @@ pub fn unregister(m: &Module, cb: &Callbacks) -> bool {
 pub fn reopen(m: &Module, cb: &Callbacks) {
     // The taskqueue first (it may sleep: outside the registry's lock), as
     // at load.
-    kaccf::tick_start(TICK_MS);
+    kaccf::work_start(TICK_MS);
     let mut g = m.registry();
     for kind in FilterKind::ALL {
         // ENOENT: a stock module had this name at load.

@@ -22,6 +22,7 @@ mod defaults;
 mod filters;
 mod lifecycle;
 mod listeners;
+mod state;
 
 #[global_allocator]
 static ALLOC: kern::alloc::KernelMalloc = kern::alloc::KernelMalloc;

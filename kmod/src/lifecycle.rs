@@ -29,7 +29,7 @@ use crate::kern::errno::{Errno, KResult};
 use crate::kern::inherit::{self, Inherit};
 use crate::kern::module::Module;
 use crate::kern::sync::{ModEvent, Revoked};
-use crate::kern::{listen, protosw, stat, sysctl};
+use crate::kern::{protosw, stat, sysctl};
 use crate::kprintln;
 use crate::listeners;
 
@@ -162,7 +162,6 @@ pub fn load(ev: &mut ModEvent) -> KResult<()> {
         stat::fini();
         return Err(Errno::EEXIST);
     }
-    listen::upcalls_close(false);
     let n = entry::protosw::install();
     if n == 0 {
         // Nothing was installed: nothing can be inside listenq.

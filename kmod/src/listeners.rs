@@ -33,61 +33,14 @@ use crate::kern::sockref::SocketHold;
 use crate::kern::stat::Stat;
 use crate::kern::sysctl::SysctlReq;
 use crate::kern::time::Tick;
+use crate::state::Tracked;
 use listenq_policy::children::{self as completion, Recorded, UpcallState};
 use listenq_policy::overflow::Stamp;
 use listenq_policy::ratelimit::PerSecond;
-use listenq_policy::registry::{Listened, NoMemory, Registry};
+use listenq_policy::registry::{Listened, NoMemory};
 use listenq_policy::registry::{Proto, QueueSample, Row};
 use listenq_policy::table::{self, Fixed};
 use listenq_policy::xlisten::XListenq;
-
-/// What a row owns: a reference on its socket, and one on its listener's
-/// `Pending` (the listen upcall and the child index hold their own).
-struct Tracked {
-    hold: SocketHold,
-    pending: PendingRef,
-    /// Log lines about what users did on this listener, this second.
-    log: PerSecond,
-}
-
-/// Everything listenq tracks, under one mutex.
-pub struct State {
-    pub reg: Registry,
-    /// What each row of `reg` owns: one entry per row, added and removed
-    /// with it, in the same order.
-    held: Vec<Tracked>,
-    pub accf: crate::filters::Filters,
-    /// False once unload has taken the listeners: nothing registers again.
-    pub open: bool,
-    /// Whether filters can be created (accf_names.rs, unload).
-    pub names: crate::accf_names::Names,
-}
-
-impl State {
-    pub const fn new() -> State {
-        State {
-            reg: Registry::new(),
-            held: Vec::new(),
-            accf: crate::filters::Filters::new(),
-            open: true,
-            names: crate::accf_names::Names::Open,
-        }
-    }
-
-    /// Forgets the row of `so` and hands over its references, to be
-    /// released once the registry is.
-    fn close(&mut self, so: usize) -> Option<Tracked> {
-        self.reg.close(so)?;
-        Stat::Closes.bump();
-        let i = self.held.iter().position(|t| t.hold.key() == so)?;
-        let h = self.held.swap_remove(i);
-        if self.held.is_empty() {
-            // As the registry: idle means no allocation at all.
-            self.held = Vec::new();
-        }
-        Some(h)
-    }
-}
 
 /// Registers `s` (listen(2) when `backlog` is given, adoption at load
 /// otherwise) and claims its listen upcall. `proto` is the protocol
@@ -254,7 +207,7 @@ pub fn on_close(m: &Module, s: SocketRef<'_>) {
 /// over (without allocating, so this cannot fail). Each listener then gets
 /// its upcall taken back and its references released.
 pub fn close_all(m: &Module) {
-    listen::upcalls_close(true);
+    listen::upcalls_close();
     let mut r = m.registry();
     r.open = false;
     drop(r.reg.take_all());

@@ -99,20 +99,21 @@ pub fn work_pending() -> u32 {
     unsafe { sys::lq_work_pending_count() }
 }
 
-/// Starts the module's hold-timeout callout (entry: listenq_rs_tick) and
-/// creates its taskqueue (the filter states' tasks, work_glue.c). May
-/// sleep: load, or an unload that backs out.
-pub fn tick_start(ms: i32) {
-    // SAFETY: module load; stopped by tick_stop() before unload.
-    unsafe { sys::lq_tick_start(ms) };
+/// Creates the module's taskqueue (the filter states' tasks,
+/// work_glue.c) and starts its hold-timeout callout every `tick_ms`
+/// (entry: listenq_rs_tick). May sleep: load, or an unload that backs
+/// out.
+pub fn work_start(tick_ms: i32) {
+    // SAFETY: module load; stopped by work_stop() before unload.
+    unsafe { sys::lq_work_start(tick_ms) };
 }
 
 /// Stops the callout and waits for it, then frees the taskqueue, which
 /// waits until its thread has left every task function; no locks may be
 /// held, and no task may be pending or queued any more.
-pub fn tick_stop() {
+pub fn work_stop() {
     // SAFETY: the callout was started; callers hold no locks.
-    unsafe { sys::lq_tick_stop() };
+    unsafe { sys::lq_work_stop() };
 }
 
 /// The hold clock: ticks(9), one load for each connection held. The hold

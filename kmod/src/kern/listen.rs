@@ -4,10 +4,11 @@
 
 use listenq_bindings as sys;
 
-/// While closed (unload), install_listen_upcall() installs nothing.
-pub fn upcalls_close(closed: bool) {
+/// From now on (unload), install_listen_upcall() installs nothing. A
+/// module's statics are new at every load, so nothing opens them again.
+pub fn upcalls_close() {
     // SAFETY: stores an atomic flag.
-    unsafe { sys::lq_listen_upcalls_close(i32::from(closed)) };
+    unsafe { sys::lq_listen_upcalls_close() };
 }
 
 /// Calls entry::upcall::listenq_rs_adopt for every TCP listener of every

@@ -14,7 +14,7 @@
 use crate::kern::inflight::InFlight;
 use crate::kern::pending::Children;
 use crate::kern::sync::{ModEvent, Mutex, MutexGuard, Revocable, Revoked};
-use crate::listeners::State;
+use crate::state::State;
 
 pub struct Module {
     /// The listeners, their rows and filter states (listeners.rs).
