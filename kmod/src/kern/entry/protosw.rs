@@ -6,7 +6,7 @@
 use crate::kern::errno::Errno;
 use crate::kern::inflight::InFlight;
 use crate::kern::module::Module;
-use crate::kern::protosw::{self, Hooks};
+use crate::kern::protosw::{self, Hooks, Originals};
 use crate::kern::socket::SocketRef;
 use crate::kern::stat::Stat;
 use crate::listeners;
@@ -30,6 +30,18 @@ pub fn install() -> usize {
     protosw::install(&HOOKS)
 }
 
+/// The socket a hooked entry of the `i`th served protocol switch was
+/// given, and that switch's saved originals (None once cleared).
+///
+/// # Safety
+/// `so` is the live socket the kernel passed to the entry, which has not
+/// returned yet.
+unsafe fn hooked<'a>(so: *mut sys::socket, i: usize) -> Option<(SocketRef<'a>, Originals)> {
+    // SAFETY: live for the entry's call (caller).
+    let s = unsafe { SocketRef::from_raw(so) }?;
+    Some((s, protosw::originals_at(i)?))
+}
+
 /// pr_listen: the kernel's entry gets the backlog as given, and its
 /// solisten_proto() clamps it to kern.ipc.soacceptqueue as stock does; the
 /// row records the backlog asked for and the limit read back from the
@@ -44,12 +56,8 @@ unsafe extern "C" fn lq_pr_listen<const I: usize>(
     td: *mut sys::thread,
 ) -> i32 {
     let f = InFlight::enter();
-    // SAFETY: the kernel passes a live socket to pr_listen, live until it
-    // returns.
-    let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
-        return Errno::EINVAL.0;
-    };
-    let Some(orig) = protosw::originals_at(I) else {
+    // SAFETY: the kernel passes a live socket to pr_listen.
+    let Some((s, orig)) = (unsafe { hooked(so, I) }) else {
         return Errno::EINVAL.0;
     };
     // Stock 14 turns a half-closed TCP connection into a listener with
@@ -82,10 +90,7 @@ unsafe extern "C" fn lq_pr_accept<const I: usize>(
 ) -> i32 {
     let f = InFlight::enter();
     // SAFETY: the kernel passes a live socket to pr_accept.
-    let Some(s) = (unsafe { SocketRef::from_raw(so) }) else {
-        return Errno::EINVAL.0;
-    };
-    let Some(orig) = protosw::originals_at(I) else {
+    let Some((s, orig)) = (unsafe { hooked(so, I) }) else {
         return Errno::EINVAL.0;
     };
     // SAFETY: the kernel's own entry with the kernel's arguments.

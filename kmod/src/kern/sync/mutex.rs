@@ -56,16 +56,11 @@ impl<T> Mutex<T> {
         self.inited.store(true, Ordering::Release);
     }
 
-    /// Whether `init` ran and `destroy` not yet.
-    pub fn is_inited(&self) -> bool {
-        self.inited.load(Ordering::Acquire)
-    }
-
-    /// mtx_destroy(9), if initialized.
+    /// mtx_destroy(9), if initialized: when the mutex is dropped.
     ///
     /// # Safety
     /// Nobody holds it or will lock it again before another `init`.
-    pub unsafe fn destroy(&self) {
+    unsafe fn destroy(&self) {
         if self.inited.swap(false, Ordering::AcqRel) {
             // SAFETY: initialized, unheld, and no later locker (caller).
             unsafe { sys::lq_mtx_destroy(self.raw()) };
