@@ -64,7 +64,7 @@ fn register(m: &Module, s: SocketRef<'_>, proto: Proto, backlog: Option<i32>) {
     let mut upcall: Option<PendingRef> = None;
     let mut grew = 0;
     let mut r = m.registry();
-    if r.open {
+    if !r.closed {
         let st = &mut *r;
         let known = st.reg.get(s.key()).is_some();
         // Room for the references of a new row first: once the row is in,
@@ -209,7 +209,7 @@ pub fn on_close(m: &Module, s: SocketRef<'_>) {
 pub fn close_all(m: &Module) {
     listen::upcalls_close();
     let mut r = m.registry();
-    r.open = false;
+    r.closed = true;
     drop(r.reg.take_all());
     let taken = core::mem::take(&mut r.held);
     drop(r);

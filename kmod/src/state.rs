@@ -40,8 +40,8 @@ pub struct State {
     /// with it, in the same order.
     pub held: Vec<Tracked>,
     pub accf: Filters,
-    /// False once unload has taken the listeners: nothing registers again.
-    pub open: bool,
+    /// Set once unload has taken the listeners: nothing registers again.
+    pub closed: bool,
     /// Whether filters can be created (accf_names.rs, unload).
     pub names: Names,
 }
@@ -52,7 +52,7 @@ impl State {
             reg: Registry::new(),
             held: Vec::new(),
             accf: Filters::new(),
-            open: true,
+            closed: false,
             names: Names::Open,
         }
     }

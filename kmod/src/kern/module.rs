@@ -5,11 +5,18 @@
 //! (`Module::get`); None means "listenq is not (or no longer) active",
 //! decided there, once, for everything the thread does.
 //!
-//! The rest of what listenq keeps is in the kernel's hands and is taken
-//! back by the lifecycle (lifecycle.rs): the protocol switch slots
-//! (kern/protosw.rs, read by hooks that must call the kernel's entry
-//! whether or not the module is active), the accept filter names, the
-//! taskqueue and callout (accf_glue.c), counter(9) (kern/stat.rs).
+//! What stays outside, and why:
+//! - the protocol switch slots (kern/protosw.rs): a hook must call the
+//!   kernel's own entry whether or not the module is still active, so
+//!   they are read before `Module::get` and cleared only after the drain;
+//! - the accept filter names, the filters' taskqueue and the hold-timeout
+//!   callout (accf_glue.c, work_glue.c): they follow the names' phase
+//!   (`state::Names`), stopped when unload retires the names and started
+//!   again when it backs out, not the module value's lifetime;
+//! - counter(9) (kern/stat.rs): counted from paths that hold no `&Module`
+//!   (an accept filter's callback reaches its listener's state through the
+//!   kernel's token, not through the module), so allocated before
+//!   `publish` and freed after the module is dropped.
 
 use crate::kern::inflight::InFlight;
 use crate::kern::pending::Children;

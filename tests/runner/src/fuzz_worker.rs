@@ -29,6 +29,33 @@ pub const PORTS: usize = 8;
 pub const PORT_BASE: u16 = 23000;
 pub const WORKERS: usize = 3;
 
+/// The integer knobs a worker writes (sysctl_write), in the order its
+/// draws pick from (part of every seed's sequence); the parent saves and
+/// restores them all (t_fuzz.rs).
+pub const KNOB_INTS: [&str; 6] = [
+    "kern.ipc.soacceptqueue",
+    "kern.ipc.listenq.hold_timeout_ms",
+    "kern.ipc.listenq.hold_timeout_drop",
+    "kern.ipc.listenq.logprio",
+    "kern.ipc.listenq.vnet.hold_timeout_ms",
+    "kern.ipc.listenq.vnet.hold_timeout_drop",
+];
+/// The string knobs: a worker writes the first WRITTEN_STRS
+/// (sysctl_write), the parent saves and restores them all (t_fuzz.rs).
+pub const KNOB_STRS: [&str; 8] = [
+    "kern.ipc.listenq.dataready.default_arg",
+    "kern.ipc.listenq.httpready.default_arg",
+    "kern.ipc.listenq.dnsready.default_arg",
+    "kern.ipc.listenq.tlsready.default_arg",
+    "kern.ipc.listenq.vnet.dataready.default_arg",
+    "kern.ipc.listenq.vnet.httpready.default_arg",
+    "kern.ipc.listenq.vnet.dnsready.default_arg",
+    "kern.ipc.listenq.vnet.tlsready.default_arg",
+];
+/// A worker draws from this many: the draw is part of every seed's
+/// sequence, and drawing from more would change every seed found so far.
+const WRITTEN_STRS: usize = 6;
+
 /// Exit codes of a worker that saw a queue beyond its limits.
 pub const EXIT_QLEN: i32 = 70;
 pub const EXIT_INCQLEN: i32 = 71;
@@ -231,19 +258,12 @@ impl Report {
 
     pub fn bytes(&self) -> [u8; REPORT_LEN] {
         let mut b = [0u8; REPORT_LEN];
-        for (i, w) in self.words().iter().enumerate() {
-            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
-        }
+        sock::put_words(&self.words(), &mut b);
         b
     }
 
     pub fn from_bytes(b: &[u8; REPORT_LEN]) -> Report {
-        let mut w = [0u64; REPORT_WORDS];
-        for (i, x) in w.iter_mut().enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            *x = u64::from_ne_bytes(a);
-        }
+        let w: [u64; REPORT_WORDS] = sock::words(b);
         Report {
             worker: w[0],
             ops: w[1],
@@ -522,9 +542,7 @@ pub const PROGRESS_LEN: usize = 24;
 
 fn progress_bytes(w: usize, ops: u64) -> [u8; PROGRESS_LEN] {
     let mut b = [0u8; PROGRESS_LEN];
-    b[..8].copy_from_slice(&PROGRESS_MAGIC.to_ne_bytes());
-    b[8..16].copy_from_slice(&(w as u64).to_ne_bytes());
-    b[16..].copy_from_slice(&ops.to_ne_bytes());
+    sock::put_words(&[PROGRESS_MAGIC, w as u64, ops], &mut b);
     b
 }
 
@@ -533,12 +551,8 @@ pub fn progress_of(b: &[u8]) -> Option<(usize, u64)> {
     if b.len() != PROGRESS_LEN {
         return None;
     }
-    let word = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_ne_bytes(a)
-    };
-    (word(0) == PROGRESS_MAGIC).then(|| (word(1) as usize, word(2)))
+    let [magic, w, ops] = sock::words(b);
+    (magic == PROGRESS_MAGIC).then_some((w as usize, ops))
 }
 
 impl Worker {
@@ -1238,24 +1252,8 @@ impl Worker {
     }
 
     fn sysctl_write(&mut self, r: &mut Rng) {
-        const INTS: [&str; 6] = [
-            "kern.ipc.soacceptqueue",
-            "kern.ipc.listenq.hold_timeout_ms",
-            "kern.ipc.listenq.hold_timeout_drop",
-            "kern.ipc.listenq.logprio",
-            "kern.ipc.listenq.vnet.hold_timeout_ms",
-            "kern.ipc.listenq.vnet.hold_timeout_drop",
-        ];
-        const STRS: [&str; 6] = [
-            "kern.ipc.listenq.dataready.default_arg",
-            "kern.ipc.listenq.httpready.default_arg",
-            "kern.ipc.listenq.dnsready.default_arg",
-            "kern.ipc.listenq.tlsready.default_arg",
-            "kern.ipc.listenq.vnet.dataready.default_arg",
-            "kern.ipc.listenq.vnet.httpready.default_arg",
-        ];
         let ok = if r.pct(50) {
-            let name = r.pick(&INTS);
+            let name = r.pick(&KNOB_INTS);
             let v = g::knob_int(r, name);
             match r.below(10) {
                 // The wrong size.
@@ -1264,7 +1262,7 @@ impl Worker {
                 _ => sysctl::write_int(name, v),
             }
         } else {
-            let name = r.pick(&STRS);
+            let name = r.pick(&KNOB_STRS[..WRITTEN_STRS]);
             let mut a = Buf::<240>::new();
             g::default_arg(r, &mut a);
             sysctl::write_string(name, a.bytes())

@@ -2,7 +2,7 @@
 //! netinet6/in6.h, sys/un.h) and the loopback setup that rc(8) would
 //! normally do.
 
-use crate::sys::{self, Errno, SysResult};
+use crate::sys::{self, Errno, Fd, SysResult};
 use crate::tap::Tap;
 
 pub const AF_UNIX: i32 = 1;
@@ -35,14 +35,20 @@ impl SockAddr {
         i32::from(self.buf[1])
     }
 
-    /// struct sockaddr_in: len, family, port (network order), addr, zero[8].
-    pub fn inet(addr: [u8; 4], port: u16) -> Self {
+    /// An all-zero address of `len` bytes, sa_len and sa_family set.
+    fn header(len: u8, family: i32) -> Self {
         let mut sa = SockAddr {
             buf: [0; SA_MAX],
-            len: 16,
+            len: usize::from(len),
         };
-        sa.buf[0] = 16;
-        sa.buf[1] = AF_INET as u8;
+        sa.buf[0] = len;
+        sa.buf[1] = family as u8;
+        sa
+    }
+
+    /// struct sockaddr_in: len, family, port (network order), addr, zero[8].
+    pub fn inet(addr: [u8; 4], port: u16) -> Self {
+        let mut sa = Self::header(16, AF_INET);
         sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
         sa.buf[4..8].copy_from_slice(&addr);
         sa
@@ -50,12 +56,7 @@ impl SockAddr {
 
     /// struct sockaddr_in6: len, family, port, flowinfo, addr[16], scope_id.
     pub fn inet6(addr: [u8; 16], port: u16) -> Self {
-        let mut sa = SockAddr {
-            buf: [0; SA_MAX],
-            len: 28,
-        };
-        sa.buf[0] = 28;
-        sa.buf[1] = AF_INET6 as u8;
+        let mut sa = Self::header(28, AF_INET6);
         sa.buf[2..4].copy_from_slice(&port.to_be_bytes());
         sa.buf[8..24].copy_from_slice(&addr);
         sa
@@ -63,14 +64,9 @@ impl SockAddr {
 
     /// struct sockaddr_un: len, family, path[104] (NUL-terminated here).
     pub fn unix(path: &[u8]) -> Self {
-        let mut sa = SockAddr {
-            buf: [0; SA_MAX],
-            len: 106,
-        };
+        let mut sa = Self::header(106, AF_UNIX);
         let n = path.len().min(103);
         sa.buf[2..2 + n].copy_from_slice(&path[..n]);
-        sa.buf[0] = 106;
-        sa.buf[1] = AF_UNIX as u8;
         sa
     }
 }
@@ -119,15 +115,21 @@ pub fn setup_loopback(tap: &mut Tap) -> Loopback {
     Loopback { v4, v6 }
 }
 
-fn setup_v4(tap: &mut Tap) -> SysResult<()> {
-    let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
+/// SIOCAIFADDR `addr`/`mask` on lo0. The socket is the caller's: setup_v4
+/// tells a failure to make one apart from the ioctl's.
+fn add_addr4(s: &Fd, addr: [u8; 4], mask: [u8; 4]) -> SysResult<()> {
     // struct in_aliasreq: name, addr, broadaddr (unused: len 0), mask, vhid.
     let mut req = [0u8; 68];
     ifname(&mut req[..IFNAMSIZ], b"lo0");
-    req[16..32].copy_from_slice(SockAddr::inet(LOOPBACK4, 0).bytes());
-    req[48..64].copy_from_slice(SockAddr::inet([255, 0, 0, 0], 0).bytes());
-    match sys::ioctl(s.raw(), SIOCAIFADDR, &mut req) {
-        Ok(_) => Ok(()),
+    req[16..32].copy_from_slice(SockAddr::inet(addr, 0).bytes());
+    req[48..64].copy_from_slice(SockAddr::inet(mask, 0).bytes());
+    sys::ioctl(s.raw(), SIOCAIFADDR, &mut req).map(|_| ())
+}
+
+fn setup_v4(tap: &mut Tap) -> SysResult<()> {
+    let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
+    match add_addr4(&s, LOOPBACK4, [255, 0, 0, 0]) {
+        Ok(()) => Ok(()),
         Err(Errno::EEXIST) => {
             tap.diag(format_args!("lo0: 127.0.0.1 already configured"));
             Ok(())
@@ -143,12 +145,8 @@ fn setup_v4(tap: &mut Tap) -> SysResult<()> {
 /// loopback for tests); EEXIST counts as done.
 pub fn add_alias4(addr: [u8; 4]) -> SysResult<()> {
     let s = sys::socket(AF_INET, SOCK_DGRAM, 0)?;
-    let mut req = [0u8; 68];
-    ifname(&mut req[..IFNAMSIZ], b"lo0");
-    req[16..32].copy_from_slice(SockAddr::inet(addr, 0).bytes());
-    req[48..64].copy_from_slice(SockAddr::inet([255, 255, 255, 255], 0).bytes());
-    match sys::ioctl(s.raw(), SIOCAIFADDR, &mut req) {
-        Ok(_) | Err(Errno::EEXIST) => Ok(()),
+    match add_addr4(&s, addr, [255, 255, 255, 255]) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e),
     }
 }

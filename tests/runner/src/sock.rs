@@ -1,6 +1,6 @@
 //! Socket helpers for the tests: listeners, bounded connects and accepts,
-//! and the SOL_SOCKET integer options that expose the listen queues.
-//! Every wait here is bounded.
+//! the SOL_SOCKET integer options that expose the listen queues, and the
+//! datagrams forked children report in. Every wait here is bounded.
 
 use crate::net::{self, SockAddr, AF_INET, AF_INET6, AF_UNIX, LOOPBACK4, LOOPBACK6};
 use crate::sys::{self, Errno, Fd, PollFd, SysResult};
@@ -224,4 +224,26 @@ pub fn wait_qlen(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
 /// `want`, waiting up to `timeout_ms`.
 pub fn wait_queued(fd: i32, want: i32, timeout_ms: u64) -> SysResult<i32> {
     wait_len(fd, want, timeout_ms, |fd| Ok(incqlen(fd)? + qlen(fd)?))
+}
+
+// ---------------------------------------------------------------- reports
+
+/// A forked child reports to its parent in one datagram of native-endian
+/// u64 words (t_stress.rs, fuzz_worker.rs): both run on the one machine,
+/// so no byte order is needed. `b` is exactly 8 bytes a word.
+pub fn put_words(w: &[u64], b: &mut [u8]) {
+    for (c, x) in b.chunks_exact_mut(8).zip(w) {
+        c.copy_from_slice(&x.to_ne_bytes());
+    }
+}
+
+/// The words of a datagram that put_words() wrote.
+pub fn words<const N: usize>(b: &[u8]) -> [u64; N] {
+    let mut w = [0u64; N];
+    for (x, c) in w.iter_mut().zip(b.chunks_exact(8)) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        *x = u64::from_ne_bytes(a);
+    }
+    w
 }

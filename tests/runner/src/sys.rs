@@ -57,11 +57,45 @@ impl fmt::Debug for Errno {
 
 pub type SysResult<T> = Result<T, Errno>;
 
-/// The one raw system call primitive.
+/// The `syscall` instruction itself: rax, rdx and the carry flag as the
+/// kernel left them (fork(2) needs rdx; every other call only rax).
 ///
 /// # Safety
-/// Every pointer argument must be valid for what syscall `n` does with it
+/// Every pointer in `a` must be valid for what syscall `n` does with it
 /// (read or written for the given length) for the duration of the call.
+unsafe fn raw_syscall(n: usize, a: [usize; 6]) -> (usize, usize, bool) {
+    let rax: usize;
+    let rdx: usize;
+    let carry: u8;
+    // SAFETY: the caller guarantees the pointers in `a`; the asm declares
+    // every register the kernel may change (rax, rdx, rcx, r11, r8-r10, and
+    // conservatively rdi/rsi) and touches no Rust-visible stack memory.
+    unsafe {
+        asm!(
+            "syscall",
+            "setc {c}",
+            c = out(reg_byte) carry,
+            inlateout("rax") n => rax,
+            inlateout("rdi") a[0] => _,
+            inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => rdx,
+            inlateout("r10") a[3] => _,
+            inlateout("r8") a[4] => _,
+            inlateout("r9") a[5] => _,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    (rax, rdx, carry != 0)
+}
+
+/// A system call whose one result is rax: the errno when the kernel set
+/// the carry flag. Every wrapper but fork() goes through it.
+///
+/// # Safety
+/// As for raw_syscall: every pointer argument must be valid for what
+/// syscall `n` does with it for the duration of the call.
 unsafe fn syscall6(
     n: usize,
     a1: usize,
@@ -71,29 +105,10 @@ unsafe fn syscall6(
     a5: usize,
     a6: usize,
 ) -> SysResult<usize> {
-    let ret: usize;
-    let carry: u8;
-    // SAFETY: the caller guarantees the pointer arguments; the asm declares
-    // every register the kernel may change (rax, rdx, rcx, r11, r8-r10, and
-    // conservatively rdi/rsi) and touches no Rust-visible stack memory.
-    unsafe {
-        asm!(
-            "syscall",
-            "setc {c}",
-            c = out(reg_byte) carry,
-            inlateout("rax") n => ret,
-            inlateout("rdi") a1 => _,
-            inlateout("rsi") a2 => _,
-            inlateout("rdx") a3 => _,
-            inlateout("r10") a4 => _,
-            inlateout("r8") a5 => _,
-            inlateout("r9") a6 => _,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    if carry != 0 {
+    // SAFETY: the caller guarantees the pointer arguments (this function's
+    // contract is raw_syscall's).
+    let (ret, _, carry) = unsafe { raw_syscall(n, [a1, a2, a3, a4, a5, a6]) };
+    if carry {
         Err(Errno(ret as i32))
     } else {
         Ok(ret)
@@ -128,29 +143,9 @@ pub enum Forked {
 /// fork(2). The kernel returns in both processes: rax is the other
 /// process's pid, rdx is 1 in the child and 0 in the parent.
 pub fn fork() -> SysResult<Forked> {
-    let ret: usize;
-    let child: usize;
-    let carry: u8;
-    // SAFETY: fork takes no arguments; the asm declares every register the
-    // kernel may change.
-    unsafe {
-        asm!(
-            "syscall",
-            "setc {c}",
-            c = out(reg_byte) carry,
-            inlateout("rax") nr::FORK => ret,
-            lateout("rdx") child,
-            lateout("rdi") _,
-            lateout("rsi") _,
-            lateout("r10") _,
-            lateout("r8") _,
-            lateout("r9") _,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    if carry != 0 {
+    // SAFETY: fork takes no arguments, so the zeros are no pointers.
+    let (ret, child, carry) = unsafe { raw_syscall(nr::FORK, [0; 6]) };
+    if carry {
         Err(Errno(ret as i32))
     } else if child != 0 {
         Ok(Forked::Child)
@@ -423,9 +418,16 @@ const CLOCK_MONOTONIC: usize = 4;
 
 /// Monotonic time in milliseconds.
 pub fn now_ms() -> u64 {
+    monotonic().map_or(0, |ts| {
+        (ts.sec as u64) * 1000 + (ts.nsec as u64) / 1_000_000
+    })
+}
+
+/// clock_gettime(2) CLOCK_MONOTONIC.
+fn monotonic() -> SysResult<Timespec> {
     let mut ts = Timespec { sec: 0, nsec: 0 };
     // SAFETY: ts is a writable struct timespec.
-    match unsafe {
+    unsafe {
         syscall6(
             nr::CLOCK_GETTIME,
             CLOCK_MONOTONIC,
@@ -435,10 +437,8 @@ pub fn now_ms() -> u64 {
             0,
             0,
         )
-    } {
-        Ok(_) => (ts.sec as u64) * 1000 + (ts.nsec as u64) / 1_000_000,
-        Err(_) => 0,
-    }
+    }?;
+    Ok(ts)
 }
 
 /// Sleeps for `us` microseconds (one nanosleep; see sleep_ms()).
@@ -555,19 +555,16 @@ pub fn accept(fd: i32) -> SysResult<Fd> {
 
 /// getsockname(2) into `buf`; returns the address length.
 pub fn getsockname(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    sockaddr_of(nr::GETSOCKNAME, fd, buf)
+}
+
+/// getsockname(2) or getpeername(2), `n`: the two take the same arguments.
+fn sockaddr_of(n: usize, fd: i32, buf: &mut [u8]) -> SysResult<usize> {
     let mut len: u32 = buf.len() as u32;
-    // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
-    unsafe {
-        syscall6(
-            nr::GETSOCKNAME,
-            fd as usize,
-            mptr(buf),
-            mptr(&mut len),
-            0,
-            0,
-            0,
-        )
-    }?;
+    // SAFETY: `n` is GETSOCKNAME or GETPEERNAME (the only callers), which
+    // write at most len bytes into buf, writable for len bytes, and the
+    // result into len, a writable socklen_t.
+    unsafe { syscall6(n, fd as usize, mptr(buf), mptr(&mut len), 0, 0, 0) }?;
     Ok(len as usize)
 }
 
@@ -694,22 +691,9 @@ unsafe fn sysctl_call(
 
 /// Monotonic time in microseconds (the benchmark's clock).
 pub fn now_us() -> u64 {
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: ts is a writable struct timespec.
-    match unsafe {
-        syscall6(
-            nr::CLOCK_GETTIME,
-            CLOCK_MONOTONIC,
-            mptr(&mut ts),
-            0,
-            0,
-            0,
-            0,
-        )
-    } {
-        Ok(_) => (ts.sec as u64) * 1_000_000 + (ts.nsec as u64) / 1000,
-        Err(_) => 0,
-    }
+    monotonic().map_or(0, |ts| {
+        (ts.sec as u64) * 1_000_000 + (ts.nsec as u64) / 1000
+    })
 }
 
 pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
@@ -819,20 +803,7 @@ pub fn shutdown(fd: i32, how: i32) -> SysResult<()> {
 
 /// getpeername(2) into `buf`; returns the address length.
 pub fn getpeername(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
-    let mut len: u32 = buf.len() as u32;
-    // SAFETY: buf is writable for len bytes and len is a writable socklen_t.
-    unsafe {
-        syscall6(
-            nr::GETPEERNAME,
-            fd as usize,
-            mptr(buf),
-            mptr(&mut len),
-            0,
-            0,
-            0,
-        )
-    }?;
-    Ok(len as usize)
+    sockaddr_of(nr::GETPEERNAME, fd, buf)
 }
 
 /// setsockopt(2) with a NULL value and length 0 (SO_ACCEPTFILTER removal).

@@ -60,7 +60,9 @@
 use crate::accf_util as au;
 use crate::env::{Env, KO_NAME, KO_PATH};
 use crate::fuzz_gen::Buf;
-use crate::fuzz_worker::{self as fw, Params, Profile, Report, REPORT_LEN, WORKERS};
+use crate::fuzz_worker::{
+    self as fw, Params, Profile, Report, KNOB_INTS as INTS, REPORT_LEN, WORKERS,
+};
 use crate::kld;
 use crate::net;
 use crate::sock::{self, Kind};
@@ -151,34 +153,16 @@ fn parse(v: &[u8]) -> Option<Mode> {
 /// overrides (kern.ipc.listenq.vnet.*).
 struct Knobs {
     ints: [Option<i32>; INTS.len()],
-    strs: [([u8; 256], usize, bool); STRS.len()],
+    strs: [([u8; 256], usize, bool); fw::KNOB_STRS.len()],
 }
-
-const INTS: [&str; 5] = [
-    "kern.ipc.soacceptqueue",
-    "kern.ipc.listenq.hold_timeout_ms",
-    "kern.ipc.listenq.hold_timeout_drop",
-    "kern.ipc.listenq.vnet.hold_timeout_ms",
-    "kern.ipc.listenq.vnet.hold_timeout_drop",
-];
-const STRS: [&str; 8] = [
-    "kern.ipc.listenq.dataready.default_arg",
-    "kern.ipc.listenq.httpready.default_arg",
-    "kern.ipc.listenq.dnsready.default_arg",
-    "kern.ipc.listenq.tlsready.default_arg",
-    "kern.ipc.listenq.vnet.dataready.default_arg",
-    "kern.ipc.listenq.vnet.httpready.default_arg",
-    "kern.ipc.listenq.vnet.dnsready.default_arg",
-    "kern.ipc.listenq.vnet.tlsready.default_arg",
-];
 
 impl Knobs {
     fn save() -> Knobs {
         let mut k = Knobs {
             ints: INTS.map(|n| sysctl::read_int(n).ok()),
-            strs: [([0u8; 256], 0, false); STRS.len()],
+            strs: [([0u8; 256], 0, false); fw::KNOB_STRS.len()],
         };
-        for (d, name) in k.strs.iter_mut().zip(STRS) {
+        for (d, name) in k.strs.iter_mut().zip(fw::KNOB_STRS) {
             if let Ok(v) = sysctl::read_string(name, &mut d.0) {
                 d.1 = v.len();
                 d.2 = true;
@@ -195,7 +179,7 @@ impl Knobs {
                 bad += u32::from(sysctl::write_int(name, *v).is_err());
             }
         }
-        for (d, name) in self.strs.iter().zip(STRS) {
+        for (d, name) in self.strs.iter().zip(fw::KNOB_STRS) {
             if d.2 {
                 bad += u32::from(sysctl::write_string(name, &d.0[..d.1]).is_err());
             }
@@ -210,7 +194,7 @@ impl Knobs {
             .iter()
             .zip(INTS)
             .all(|(v, name)| v.is_none() || sysctl::read_int(name).ok() == *v)
-            && self.strs.iter().zip(STRS).all(|(d, name)| {
+            && self.strs.iter().zip(fw::KNOB_STRS).all(|(d, name)| {
                 !d.2 || sysctl::read_string(name, &mut b).is_ok_and(|v| v == &d.0[..d.1])
             }))
     }

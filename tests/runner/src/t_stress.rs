@@ -122,19 +122,12 @@ impl Report {
             self.aux,
         ];
         let mut b = [0u8; REPORT_LEN];
-        for (i, x) in v.iter().enumerate() {
-            b[i * 8..i * 8 + 8].copy_from_slice(&x.to_ne_bytes());
-        }
+        sock::put_words(&v, &mut b);
         b
     }
 
     fn from_bytes(b: &[u8; REPORT_LEN]) -> Report {
-        let mut v = [0u64; 9];
-        for (i, x) in v.iter_mut().enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            *x = u64::from_ne_bytes(a);
-        }
+        let v: [u64; 9] = sock::words(b);
         Report {
             role: v[0],
             listens: v[1],

@@ -63,15 +63,19 @@ pub(super) const POSTALL: &[u8] = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Lengt
 pub(super) const PROXYGET: &[u8] =
     b"PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
+/// dataready lets go at the first byte: a PARITY case, and run again with
+/// listenq beside stock's accf_data (stock.rs).
+pub(super) const FIRST_BYTE: Case = Case {
+    label: "first byte",
+    filter: "dataready",
+    arg: "",
+    sends: Sends::Bytes(b"x"),
+    want: 1,
+};
+
 /// The cases both listenq and stock must answer alike (data, http, dns).
 pub(super) const PARITY: [Case; 13] = [
-    Case {
-        label: "first byte",
-        filter: "dataready",
-        arg: "",
-        sends: Sends::Bytes(b"x"),
-        want: 1,
-    },
+    FIRST_BYTE,
     Case {
         label: "socket_accf.c data: \"foo\\0\"",
         filter: "dataready",

@@ -296,7 +296,7 @@ pub(super) fn relisten(tap: &mut Tap) {
             }
             Ok((inc, seen))
         })();
-        verdict(
+        verdict_quiet(
             tap,
             name,
             r,
@@ -306,13 +306,11 @@ pub(super) fn relisten(tap: &mut Tap) {
                     && seen[..cut].iter().all(|s| s.is_reset_or_eof())
                     && seen[cut..].iter().all(|s| *s == Seen::Nothing)
             },
-            |tap, (inc, seen), pass| {
-                if !pass {
-                    tap.diag(format_args!(
-                        "  incqlen {} (want {}); clients oldest first saw {:?}",
-                        inc, want_held, seen
-                    ));
-                }
+            |tap, (inc, seen)| {
+                tap.diag(format_args!(
+                    "  incqlen {} (want {}); clients oldest first saw {:?}",
+                    inc, want_held, seen
+                ));
             },
         );
     }
@@ -342,18 +340,16 @@ pub(super) fn mass_timeout(tap: &mut Tap) {
         drop(l);
         Ok((reset, stat_or_max("timeouts").wrapping_sub(t0)))
     })();
-    verdict(
+    verdict_quiet(
         tap,
         name,
         r,
         |(reset, t)| *reset == HELD && *t == HELD as u64,
-        |tap, (reset, t), pass| {
-            if !pass {
-                tap.diag(format_args!(
-                    "  reset {} of {}, stats.timeouts +{}",
-                    reset, HELD, t
-                ));
-            }
+        |tap, (reset, t)| {
+            tap.diag(format_args!(
+                "  reset {} of {}, stats.timeouts +{}",
+                reset, HELD, t
+            ));
         },
     );
 }
@@ -419,18 +415,16 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
     })();
     // Freed before the next test measures memory.
     au::wait_open_sockets_at_most(sockets, 3000);
-    verdict(
+    verdict_quiet(
         tap,
         "[listenq] holding 90 more silent clients on listen(128), and evicting 30 on listen(4), allocate nothing (kern.ipc.listenq.memuse unchanged)",
         r,
         |(m, seen)| m[0] == m[1] && m[2] == m[3] && seen.iter().all(|s| s.is_reset_or_eof()),
-        |tap, (m, seen), pass| {
-            if !pass {
-                tap.diag(format_args!(
-                    "  memuse with 10 held {}, 100 held {}; with 4 held {}, after 30 evictions {}; evicted clients saw {:?}",
-                    m[0], m[1], m[2], m[3], seen
-                ));
-            }
+        |tap, (m, seen)| {
+            tap.diag(format_args!(
+                "  memuse with 10 held {}, 100 held {}; with 4 held {}, after 30 evictions {}; evicted clients saw {:?}",
+                m[0], m[1], m[2], m[3], seen
+            ));
         },
     );
 }

@@ -69,6 +69,21 @@ fn verdict<T>(
     }
 }
 
+/// verdict() for a test that explains only a failure.
+fn verdict_quiet<T>(
+    tap: &mut Tap,
+    name: impl core::fmt::Display,
+    r: Result<T, Failed>,
+    pass: impl FnOnce(&T) -> bool,
+    explain: impl FnOnce(&mut Tap, &T),
+) {
+    verdict(tap, name, r, pass, |tap, v, ok| {
+        if !ok {
+            explain(tap, v);
+        }
+    });
+}
+
 pub fn run(tap: &mut Tap, env: &Env) {
     if let Err(e) = env.ko {
         tap.skip(
