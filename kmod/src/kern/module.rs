@@ -79,12 +79,6 @@ impl Module {
         unsafe { self.registry.lock() }
     }
 
-    /// The registry's data for its owner once no other thread can reach
-    /// the module (unload).
-    pub fn registry_mut(&mut self) -> &mut State {
-        self.registry.get_mut()
-    }
-
     pub fn children(&self) -> &Children {
         &self.children
     }

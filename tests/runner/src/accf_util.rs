@@ -371,6 +371,18 @@ pub fn stat(name: &str) -> SysResult<u64> {
     sysctl::read_u64(s)
 }
 
+/// Waits (bounded) until kern.ipc.listenq.stats.<name> is at least `want`.
+pub fn wait_stat_at_least(name: &str, want: u64, ms: u64) -> bool {
+    let start = sys::now_ms();
+    loop {
+        match stat(name) {
+            Ok(v) if v >= want => return true,
+            _ if sys::now_ms().saturating_sub(start) >= ms => return false,
+            _ => sys::sleep_us(200),
+        }
+    }
+}
+
 pub fn allocs() -> SysResult<u64> {
     sysctl::read_u64(ALLOCS)
 }

@@ -56,16 +56,10 @@ fn ring_full_seen() -> Result<(), Step> {
 /// still filing (the shard's table then allocated: nomem +0, accepted +2,
 /// seen on both kernels). Reading `completed` allocates nothing.
 fn recorded(before: u64, n: u64) -> Result<(), Step> {
-    let t0 = sys::now_ms();
-    loop {
-        let c = au::stat("completed").map_err(at("completed"))?;
-        if c.wrapping_sub(before) >= n {
-            return Ok(());
-        }
-        if sys::now_ms() - t0 > 2000 {
-            return Err(("completed", Errno::TIMEOUT));
-        }
-        sys::sleep_ms(2);
+    if au::wait_stat_at_least("completed", before.wrapping_add(n), 2000) {
+        Ok(())
+    } else {
+        Err(("completed", Errno::TIMEOUT))
     }
 }
 

@@ -24,7 +24,6 @@
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::kern::inflight::{self, InFlight};
@@ -127,25 +126,10 @@ impl<T> Revocable<T> {
     }
 }
 
-/// The value taken back: no other thread names it. Dropping this drops
-/// the value.
+/// The value taken back: no other thread names it, and nothing is left
+/// to do with it but drop it (which this does).
 pub struct Revoked<'a, T> {
     r: &'a Revocable<T>,
-}
-
-impl<T> Deref for Revoked<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: published, and dropped only when this is.
-        unsafe { (*self.r.data.get()).assume_init_ref() }
-    }
-}
-
-impl<T> DerefMut for Revoked<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: published, and nobody else names it (`revoke`).
-        unsafe { (*self.r.data.get()).assume_init_mut() }
-    }
 }
 
 impl<T> Drop for Revoked<'_, T> {

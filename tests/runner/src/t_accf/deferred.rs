@@ -75,18 +75,6 @@ pub(super) fn stat_or_max(name: &str) -> u64 {
     au::stat(name).unwrap_or(u64::MAX)
 }
 
-/// Waits (bounded) until kern.ipc.listenq.stats.<name> is at least `want`.
-pub(super) fn wait_stat_at_least(name: &str, want: u64, ms: u64) -> bool {
-    let start = sys::now_ms();
-    loop {
-        match au::stat(name) {
-            Ok(v) if v >= want => return true,
-            _ if sys::now_ms().saturating_sub(start) >= ms => return false,
-            _ => sys::sleep_us(200),
-        }
-    }
-}
-
 /// Hold timeouts: af_arg timeout=300 with deliver and drop, and the
 /// kern.ipc.listenq.hold_timeout_ms default.
 pub(super) fn timeouts(tap: &mut Tap) {
@@ -400,7 +388,7 @@ pub(super) fn held_allocate_nothing(tap: &mut Tap) {
         for c in cl[4..].iter_mut() {
             *c = Some(au::client(&sa).map_err(at("connect"))?);
         }
-        if !wait_stat_at_least("evicted", ev0.saturating_add(30), 3000) {
+        if !au::wait_stat_at_least("evicted", ev0.saturating_add(30), 3000) {
             return Err(Failed("30 evicted within 3 s", Errno::TIMEOUT));
         }
         // The last four evicted: their resets come from the task.
@@ -550,7 +538,7 @@ pub(super) fn flood(tap: &mut Tap) {
             // Once stats.held counts this client, its soisconnected() has
             // run (the counter moves in the upcall, under the listener
             // lock that SO_LISTENINCQLEN takes too).
-            if wait_stat_at_least("held", held0.wrapping_add(connected), 1000) {
+            if au::wait_stat_at_least("held", held0.wrapping_add(connected), 1000) {
                 if let Ok(q) = sock::incqlen(l.raw()) {
                     maxinc = maxinc.max(q);
                 }
